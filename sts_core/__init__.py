@@ -1,0 +1,3 @@
+"""STS kernel."""
+
+__version__ = "0.1.0"

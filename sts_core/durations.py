@@ -1,0 +1,62 @@
+"""Parse human durations such as ``30s``, ``5m``, ``1h30m``, ``250ms`` or plain seconds."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+_UNITS = {
+    "ms": 0.001,
+    "s": 1.0,
+    "sec": 1.0,
+    "m": 60.0,
+    "min": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+    "w": 604800.0,
+}
+_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|sec|min|s|m|h|d|w)")
+_WHOLE = re.compile(r"^(?:\s*\d+(?:\.\d+)?\s*(?:ms|sec|min|s|m|h|d|w))+\s*$")
+
+
+def parse_duration(value: object) -> float:
+    """Return ``value`` as seconds (float).
+
+    Accepts a number of seconds, a ``timedelta``, or a string made of ``<number><unit>``
+    parts (units: ms, s, m, h, d, w), e.g. ``"1h30m"``. Raises ``ValueError`` with the
+    accepted forms when the value is none of these, or negative.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration such as 30s, 5m or 1h30m, got {value!r}")
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        try:
+            seconds = float(text)
+        except ValueError:
+            if not _WHOLE.match(text):
+                raise ValueError(
+                    f"expected a duration such as 30s, 5m, 1h30m or a number of seconds, got {value!r}"
+                ) from None
+            seconds = sum(float(n) * _UNITS[u] for n, u in _PART.findall(text))
+    else:
+        raise ValueError(f"expected a duration such as 30s, 5m or 1h30m, got {value!r}")
+    if seconds < 0 or seconds != seconds:
+        raise ValueError(f"expected a duration of zero or more, got {value!r}")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """Render seconds compactly for tables and logs: ``850ms``, ``12.3s``, ``4m05s``."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.1f}s" if seconds < 10 else f"{seconds:.0f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"

@@ -1,0 +1,96 @@
+"""Error classes. Every user-facing error carries a message a user can act on."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+
+class STSError(Exception):
+    """Base class of every error STS raises on purpose."""
+
+
+class ValidationError(STSError, ValueError):
+    """Input (a task, a config, a task file) is invalid.
+
+    ``problems`` holds one ``Problem`` per finding so a caller can report all of them at once.
+    """
+
+    def __init__(self, problems: Sequence[Problem] | str, *, source: str | None = None):
+        if isinstance(problems, str):
+            problems = [Problem(key_path="", message=problems)]
+        self.problems = list(problems)
+        self.source = source
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        """Return all problems, one per line, each naming file, line and key path."""
+        return "\n".join(problem.render(self.source) for problem in self.problems)
+
+
+class Problem:
+    """One finding: where it is (file, line, key path) and what was expected."""
+
+    __slots__ = ("key_path", "line", "message")
+
+    def __init__(self, key_path: str, message: str, line: int | None = None):
+        self.key_path = key_path
+        self.message = message
+        self.line = line
+
+    def render(self, source: str | None = None) -> str:
+        where = []
+        if source:
+            where.append(source if self.line is None else f"{source}:{self.line}")
+        elif self.line is not None:
+            where.append(f"line {self.line}")
+        if self.key_path:
+            where.append(self.key_path)
+        prefix = ": ".join(where)
+        return f"{prefix}: {self.message}" if prefix else self.message
+
+    def __repr__(self) -> str:
+        return f"Problem({self.key_path!r}, {self.message!r}, line={self.line!r})"
+
+
+class TaskValidationError(ValidationError):
+    """A task definition is invalid."""
+
+
+class ConfigError(ValidationError):
+    """A configuration value is invalid."""
+
+
+class TaskExistsError(STSError, KeyError):
+    """A task with this name is already stored (pass ``replace=True`` to store a new version)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "task exists"
+
+
+class TaskNotFoundError(STSError, KeyError):
+    """No task with this name is stored."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "task not found"
+
+
+class PluginError(STSError):
+    """A plugin could not be loaded, or two plugins registered the same name."""
+
+
+class SchedulerStateError(STSError, RuntimeError):
+    """An operation does not fit the scheduler's state (e.g. ``start()`` twice)."""
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """Return `` (did you mean 'x'?)`` for the closest candidate, or an empty string."""
+    import difflib
+
+    matches = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean {matches[0]!r}?)" if matches else ""
+
+
+def one_of(names: Iterable[str]) -> str:
+    """Render a sorted list of allowed names for an error message."""
+    names = sorted(names)
+    return ", ".join(repr(n) for n in names) if names else "(none installed)"

@@ -1,0 +1,115 @@
+"""Typed events passed to the ``handle_event`` hook.
+
+One hook receives every event; a plugin picks the classes it cares about with
+``isinstance``. Adding an event class changes no hook specification.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar
+
+import attrs
+
+from sts_core.model import Run, Task
+
+
+@attrs.frozen
+class Event:
+    """Base of all events. ``kind`` is a stable dotted name for logs and metrics."""
+
+    kind: ClassVar[str] = "event"
+    time: datetime
+
+
+@attrs.frozen
+class SchedulerStarted(Event):
+    """The scheduler's loops are running."""
+
+    kind: ClassVar[str] = "scheduler.started"
+    scheduler_id: str
+
+
+@attrs.frozen
+class SchedulerStopping(Event):
+    """The scheduler has begun a graceful stop."""
+
+    kind: ClassVar[str] = "scheduler.stopping"
+    scheduler_id: str
+
+
+@attrs.frozen
+class TaskAdded(Event):
+    """A task was stored (``task.version`` says which version)."""
+
+    kind: ClassVar[str] = "task.added"
+    task: Task
+
+
+@attrs.frozen
+class TaskRemoved(Event):
+    """A task was removed (or cancelled)."""
+
+    kind: ClassVar[str] = "task.removed"
+    task_name: str
+
+
+@attrs.frozen
+class RunEvent(Event):
+    """Base of events about one run; ``run`` is a snapshot taken when the event happened."""
+
+    run: Run
+    task: Task | None = None
+
+
+@attrs.frozen
+class RunStarted(RunEvent):
+    """An attempt started executing."""
+
+    kind: ClassVar[str] = "run.started"
+
+
+@attrs.frozen
+class RunSucceeded(RunEvent):
+    """An attempt succeeded."""
+
+    kind: ClassVar[str] = "run.succeeded"
+
+
+@attrs.frozen
+class RunRetrying(RunEvent):
+    """An attempt failed or timed out and another attempt is scheduled at ``run.retry_at``."""
+
+    kind: ClassVar[str] = "run.retrying"
+
+
+@attrs.frozen
+class RunFailed(RunEvent):
+    """A run failed for good (``run.state`` is ``failed`` or ``timed_out``)."""
+
+    kind: ClassVar[str] = "run.failed"
+
+
+@attrs.frozen
+class RunSkipped(RunEvent):
+    """A run did not execute; ``run.reason`` says why (upstream failed, max instances, ...)."""
+
+    kind: ClassVar[str] = "run.skipped"
+
+
+@attrs.frozen
+class RunCancelled(RunEvent):
+    """A run was cancelled, or interrupted by a shutdown (``run.state`` says which)."""
+
+    kind: ClassVar[str] = "run.cancelled"
+
+
+@attrs.frozen
+class FireMissed(Event):
+    """Fires of a task were missed (scheduler down or busy) beyond the grace time."""
+
+    kind: ClassVar[str] = "fire.missed"
+    task_name: str
+    first_missed: datetime
+    missed_count: int
+    policy: str

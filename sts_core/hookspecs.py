@@ -1,0 +1,95 @@
+"""The hook specifications: the only way the kernel talks to capabilities.
+
+Every registration hook receives a ``register`` callback (nothing to merge, no
+``firstresult``): a plugin calls it once per thing it provides. Registration hooks are
+synchronous and free of side effects, so ``sts plugins`` and ``sts validate`` can call them.
+Hooks are only ever extended: an argument once added is never removed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from sts_core.config import Config
+    from sts_core.events import Event
+    from sts_core.registry import (
+        RegisterBackend,
+        RegisterCommand,
+        RegisterConfigSection,
+        RegisterTaskType,
+        RegisterTrigger,
+    )
+
+PROJECT = "sts"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def register_triggers(register: RegisterTrigger) -> None:
+    """Register trigger kinds: ``register(name, factory)``.
+
+    Called once per plugin manager, lazily. ``factory(spec, timezone)`` builds a
+    ``sts_core.interfaces.Trigger`` from plain data such as ``{"kind": "interval",
+    "every": 30.0}``, raising ``ValueError`` with what was expected when the spec is invalid.
+    """
+
+
+@hookspec
+def register_task_types(register: RegisterTaskType) -> None:
+    """Register task types: ``register(name, task_type)``; see ``sts_core.interfaces.TaskType``."""
+
+
+@hookspec
+def register_backends(register: RegisterBackend) -> None:
+    """Register backends: ``register(name, factory)``; ``factory(config, clock)`` returns a
+    ``sts_core.interfaces.Backend`` (a Store and a Broker)."""
+
+
+@hookspec
+def register_config_sections(register: RegisterConfigSection) -> None:
+    """Register a config section: ``register(section, defaults, validate=None)``.
+
+    ``defaults`` is a mapping merged under the user's values; ``validate(section_values)``
+    returns a list of ``(key_path, message)`` problems (empty when valid).
+    """
+
+
+@hookspec
+def register_commands(register: RegisterCommand) -> None:
+    """Register ``sts`` subcommands: ``register(name, help, add_arguments, handler)``.
+
+    ``add_arguments(parser)`` adds argparse options; ``handler(args, config)`` returns the
+    exit status.
+    """
+
+
+@hookspec(historic=True)
+def configure(config: Config) -> None:
+    """Read and check this plugin's config section. Historic: late registrations get it too."""
+
+
+@hookspec
+def scheduler_started(scheduler: Any) -> Any:
+    """The scheduler's loops have started: start the plugin's servers and threads.
+
+    May be a coroutine function; it is awaited on the scheduler's event loop.
+    """
+
+
+@hookspec
+def scheduler_stopping(scheduler: Any) -> Any:
+    """The scheduler is stopping: stop what ``scheduler_started`` started. May be async."""
+
+
+@hookspec
+def handle_event(event: Event) -> None:
+    """React to an event (``sts_core.events``).
+
+    Called off the engine's path, in the scheduler's event thread, in order of emission. An
+    exception is logged with the plugin's name and changes nothing else; a slow
+    implementation delays other listeners, never runs. Must be synchronous.
+    """

@@ -1,0 +1,204 @@
+"""The roles plugins fill: triggers, task types, stores, brokers and backends.
+
+These are ``typing.Protocol`` classes: a plugin implements the methods, it does not inherit.
+All times are timezone-aware UTC ``datetime`` objects unless stated otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+import attrs
+
+from sts_core.errors import Problem
+from sts_core.model import Run, RunState, Task
+
+# --- triggers --------------------------------------------------------------------------------
+
+
+class Trigger(Protocol):
+    """Answers "when next?" for one task. Pure: no state changes between calls."""
+
+    def first_fire(self, now: datetime) -> datetime | None:
+        """The first fire time of a task added at ``now`` (UTC); may lie in the past (a
+        one-shot ``at`` that has passed), in which case the misfire policy decides."""
+
+    def next_fire(self, previous: datetime) -> datetime | None:
+        """The fire time after the fire scheduled for ``previous`` (UTC), strictly later,
+        or None when the trigger is exhausted (one-shots, ``end`` reached)."""
+
+    def describe(self) -> str:
+        """A short human description for tables, e.g. ``every 30s`` or ``cron */5 * * * * (UTC)``."""
+
+
+TriggerFactory = Callable[[Mapping[str, Any], ZoneInfo], Trigger]
+"""Builds a trigger from its spec and the task's time zone; raises ValueError when invalid."""
+
+
+# --- task types ------------------------------------------------------------------------------
+
+
+class OutputBuffer(Protocol):
+    """Collects a run's output, keeping at most a configured number of characters."""
+
+    def write(self, text: str) -> None: ...
+
+
+@attrs.define(slots=True)
+class ExecutionContext:
+    """Everything a task type needs to execute one run.
+
+    ``prepared`` is what the task type's ``prepare`` returned for this task version;
+    ``output`` collects the run's output; ``run_sync(fn, *args)`` runs a blocking callable
+    in the scheduler's bounded thread pool and returns an awaitable of its result.
+    """
+
+    run: Run
+    task: Task
+    prepared: Any
+    output: OutputBuffer
+    run_sync: Callable[..., Any]
+    settings: Mapping[str, Any]
+
+
+class TaskType(Protocol):
+    """What runs. One object per type, shared by all tasks of that type."""
+
+    def validate(self, task: Task, resolve_function: Callable[[Any], Callable[..., Any]]) -> Sequence[Problem]:
+        """Problems with the task's type-specific options (empty when valid).
+
+        ``resolve_function(ref)`` imports an import path or looks up a registered name,
+        raising ``LookupError`` with the reason.
+        """
+
+    def prepare(self, task: Task, resolve_function: Callable[[Any], Callable[..., Any]]) -> Any:
+        """Work done once per task version (resolve the function, split the command)."""
+
+    async def execute(self, context: ExecutionContext) -> Any:
+        """Run the task once and return its result; raise to fail the attempt.
+
+        The engine enforces the timeout by cancelling this coroutine: a type that owns an
+        external resource (a child process) must release it on ``CancelledError``.
+        """
+
+
+# --- persistence -----------------------------------------------------------------------------
+
+
+@attrs.frozen(slots=True)
+class DueFire:
+    """One due fire of a task: the task's name and its scheduled (nominal) time."""
+
+    task_name: str
+    scheduled_for: datetime
+
+
+class Store(Protocol):
+    """Durable state: tasks with version history, next fire times, runs, dependency progress."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    # tasks
+    async def put_task(self, task: Task, *, replace: bool = False) -> Task:
+        """Store ``task`` as the next version of its name and return it with ``version`` set.
+
+        Raises ``TaskExistsError`` if the name exists and ``replace`` is false.
+        """
+
+    async def put_tasks(self, tasks: Sequence[Task], *, replace: bool = False) -> list[Task]:
+        """Store several tasks all or nothing (nothing is stored if any one is refused)."""
+
+    async def get_task(self, name: str, version: int | None = None) -> Task | None: ...
+
+    async def list_tasks(self) -> list[Task]: ...
+
+    async def delete_task(self, name: str) -> bool:
+        """Remove the task, its next fire time and dependency progress; True if it existed."""
+
+    # schedule
+    async def set_next_fire(self, name: str, when: datetime | None) -> None:
+        """Set (or with None clear) the task's next fire time."""
+
+    async def get_next_fire(self, name: str) -> datetime | None: ...
+
+    async def next_due_time(self) -> datetime | None:
+        """The earliest next fire time over all tasks (no scan: an index lookup)."""
+
+    async def due_fires(self, now: datetime, limit: int) -> list[DueFire]:
+        """Up to ``limit`` fires due at or before ``now``, earliest first."""
+
+    async def claim_fire(self, fire: DueFire, next_fire: datetime | None) -> bool:
+        """Atomically move the task's next fire time from ``fire.scheduled_for`` to
+        ``next_fire``. True for the one caller that wins; False when the fire was already
+        claimed or the task changed meanwhile."""
+
+    # runs
+    async def record_run(self, run: Run) -> None:
+        """Insert or update a run record (by ``run.id``), applying history retention."""
+
+    async def get_run(self, run_id: str) -> Run | None: ...
+
+    async def list_runs(
+        self,
+        task_name: str | None = None,
+        states: Iterable[RunState] | None = None,
+        limit: int = 100,
+    ) -> list[Run]:
+        """Runs, newest first."""
+
+    # dependencies
+    async def parent_succeeded(self, child: str, parent: str) -> frozenset[str]:
+        """Note that ``parent`` succeeded; return the parents that succeeded since the
+        child's last run."""
+
+    async def reset_parents(self, child: str) -> None:
+        """Forget the child's parent progress (it ran, or was skipped)."""
+
+
+@attrs.define(slots=True, eq=False)
+class Delivery:
+    """A run handed to a worker under a lease. ``token`` fences stale workers."""
+
+    run: Run
+    token: int
+    lease_until: float
+    delivery_count: int = 1
+
+
+class Broker(Protocol):
+    """Delivery of due runs to workers, with leases."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def enqueue(self, run: Run, at: datetime | None = None) -> None:
+        """Deliver ``run`` now, or not before ``at``."""
+
+    async def consume(self, timeout: float | None) -> Delivery | None:
+        """The next ready run under a new lease, or None after ``timeout`` seconds."""
+
+    async def extend(self, delivery: Delivery) -> bool:
+        """Renew the lease; False if it was lost (the run went to another worker)."""
+
+    async def ack(self, delivery: Delivery) -> bool:
+        """The run's outcome is recorded: forget it. False if the lease was lost."""
+
+    async def depth(self) -> int:
+        """How many runs wait (ready and delayed)."""
+
+
+class Backend(Protocol):
+    """A store and a broker built from the config."""
+
+    store: Store
+    broker: Broker
+
+
+BackendFactory = Callable[[Any, Any], Backend]
+"""``factory(config, clock) -> Backend``."""

@@ -1,0 +1,492 @@
+"""The domain model: ``Task`` (what and when) and ``Run`` (one attempt of a task).
+
+Both are plain data (attrs). A task is validated when it is created; the checks that need
+plugins (is the cron expression valid, is the task type installed, can the function be
+imported) happen when it is added to a scheduler or a task file is validated.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import re
+import secrets
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import attrs
+
+from sts_core.durations import parse_duration
+from sts_core.errors import Problem, TaskValidationError, did_you_mean
+
+#: Names of the options a trigger is given by (at most one per task).
+TRIGGER_KEYS: tuple[str, ...] = ("every", "cron", "at", "delay", "trigger")
+#: The trigger kind each trigger option selects.
+TRIGGER_KIND_BY_KEY: dict[str, str] = {"every": "interval", "cron": "cron", "at": "date", "delay": "delay"}
+MISFIRE_POLICIES: tuple[str, ...] = ("coalesce", "skip", "run_all")
+EXECUTORS: tuple[str, ...] = ("thread", "process")
+
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,199}$")
+_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+class RunState(enum.StrEnum):
+    """The life of a run record."""
+
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    RETRYING = "retrying"
+    TIMED_OUT = "timed_out"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def is_final(self) -> bool:
+        """True once the record will not change again."""
+        return self not in (RunState.SCHEDULED, RunState.RUNNING)
+
+
+FAILED_STATES = frozenset({RunState.FAILED, RunState.TIMED_OUT})
+
+
+# --- converters: each raises ValueError with what was expected ---------------------------
+
+
+def _optional_duration(value: Any) -> float | None:
+    return None if value is None else parse_duration(value)
+
+
+def _optional_int(minimum: int) -> Callable[[Any], int | None]:
+    def convert(value: Any) -> int | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"expected a whole number >= {minimum}, got {value!r}")
+        if value < minimum:
+            raise ValueError(f"expected a whole number >= {minimum}, got {value!r}")
+        return value
+
+    return convert
+
+
+def _optional_number(minimum: float) -> Callable[[Any], float | None]:
+    def convert(value: Any) -> float | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+            raise ValueError(f"expected a number >= {minimum}, got {value!r}")
+        return float(value)
+
+    return convert
+
+
+def _optional_datetime(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    raise ValueError(f"expected an ISO 8601 date-time such as 2026-12-01T09:30:00+01:00, got {value!r}")
+
+
+def _optional_timezone(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"expected an IANA time zone name such as Europe/Berlin, got {value!r}")
+    check_timezone(value)
+    return value
+
+
+def check_timezone(name: str) -> ZoneInfo:
+    """Return the zone for ``name`` or raise ``ValueError`` naming what was expected."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        from zoneinfo import available_timezones
+
+        hint = did_you_mean(name, available_timezones())
+        raise ValueError(f"unknown time zone {name!r}{hint}; expected an IANA name such as Europe/Berlin") from None
+
+
+def _optional_str(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise ValueError(f"expected text, got {value!r}")
+
+
+def _str_tuple(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, (list, tuple, set, frozenset)) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ValueError(f"expected a list of names, got {value!r}")
+
+
+def _args(value: Any) -> tuple[Any, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, (list, tuple)):
+        return tuple(value)
+    raise ValueError(f"expected a list of positional arguments, got {value!r}")
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
+        return dict(value)
+    raise ValueError(f"expected a mapping of names to values, got {value!r}")
+
+
+def _optional_mapping(value: Any) -> Mapping[str, Any] | None:
+    return None if value is None else _mapping(value)
+
+
+def _name(value: Any) -> str:
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise ValueError(
+            "expected a task name of letters, digits and _ . : - (1-200 characters, "
+            f"not starting with punctuation), got {value!r}"
+        )
+    return value
+
+
+def _function(value: Any) -> Callable[..., Any] | str | None:
+    if value is None or callable(value):
+        return value
+    if isinstance(value, str):
+        if ":" in value and not _IMPORT_PATH.match(value):
+            raise ValueError(f"expected an import path 'package.module:function', got {value!r}")
+        if not value:
+            raise ValueError("expected a callable, an import path 'package.module:function' or a registered name")
+        return value
+    raise ValueError(
+        f"expected a callable, an import path 'package.module:function' or a registered name, got {value!r}"
+    )
+
+
+def _command(value: Any) -> str | tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip():
+        return value
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ValueError(f"expected a command line (text) or a list of arguments, got {value!r}")
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[Any], str | None]:
+    def convert(value: Any) -> str | None:
+        if value is None:
+            return None
+        if value not in choices:
+            hint = did_you_mean(str(value), choices)
+            raise ValueError(f"expected one of {', '.join(choices)}, got {value!r}{hint}")
+        return value
+
+    return convert
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, str) and value:
+        return value
+    raise ValueError(f"expected a task type name such as 'python' or 'shell', got {value!r}")
+
+
+def _positive_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"expected a whole number >= 1, got {value!r}")
+    return value
+
+
+#: Every task option with its converter; the task-file loader uses this table to report
+#: every bad key at once, and ``Task`` uses it through ``__attrs_post_init__``.
+CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "name": _name,
+    "function": _function,
+    "type": _type_name,
+    "command": _command,
+    "args": _args,
+    "kwargs": _mapping,
+    "params": _mapping,
+    "every": _optional_duration,
+    "cron": _optional_str,
+    "at": _optional_datetime,
+    "delay": _optional_duration,
+    "trigger": _optional_mapping,
+    "timezone": _optional_timezone,
+    "start": _optional_datetime,
+    "end": _optional_datetime,
+    "jitter": _optional_duration,
+    "retries": _optional_int(0),
+    "retry_delay": _optional_duration,
+    "backoff": _optional_number(1.0),
+    "max_retry_delay": _optional_duration,
+    "retry_jitter": _optional_duration,
+    "timeout": _optional_duration,
+    "executor": _choice(EXECUTORS),
+    "parent_tasks": _str_tuple,
+    "max_instances": _positive_int,
+    "misfire": _choice(MISFIRE_POLICIES),
+    "misfire_grace_time": _optional_duration,
+    "enabled": _bool,
+    "tags": _str_tuple,
+    "description": _optional_str,
+}
+
+
+@attrs.frozen(kw_only=True)
+class Task:
+    """A task definition: what runs, when, and how failures are handled.
+
+    ``Task("report", function="reports:build", every="30s", retries=2)`` and a task-file
+    entry with the same keys describe the same task. Options left as ``None`` take their
+    value from the configuration (``retries``, ``retry_delay``, ``timezone``, ...).
+    Raises ``TaskValidationError`` naming the option and what was expected.
+    """
+
+    name: str = attrs.field(kw_only=False)
+    function: Callable[..., Any] | str | None = attrs.field(default=None, kw_only=False)
+    type: str = "python"
+    command: str | tuple[str, ...] | None = None
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = attrs.field(factory=dict)
+    params: Mapping[str, Any] = attrs.field(factory=dict)
+    every: float | None = None
+    cron: str | None = None
+    at: datetime | None = None
+    delay: float | None = None
+    trigger: Mapping[str, Any] | None = None
+    timezone: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    jitter: float | None = None
+    retries: int | None = None
+    retry_delay: float | None = None
+    backoff: float | None = None
+    max_retry_delay: float | None = None
+    retry_jitter: float | None = None
+    timeout: float | None = None
+    executor: str | None = None
+    parent_tasks: tuple[str, ...] = ()
+    max_instances: int = 1
+    misfire: str | None = None
+    misfire_grace_time: float | None = None
+    enabled: bool = True
+    tags: tuple[str, ...] = ()
+    description: str | None = None
+    version: int = 0
+
+    def __attrs_post_init__(self) -> None:
+        problems: list[Problem] = []
+        for key, convert in CONVERTERS.items():
+            raw = getattr(self, key)
+            try:
+                value = convert(raw)
+            except ValueError as exc:
+                problems.append(Problem(key, str(exc)))
+                continue
+            if value is not raw:
+                object.__setattr__(self, key, value)
+        if not problems:
+            problems.extend(self._cross_field_problems())
+        if problems:
+            raise TaskValidationError(problems, source=f"task {self.name!r}" if isinstance(self.name, str) else None)
+
+    def _cross_field_problems(self) -> list[Problem]:
+        problems = []
+        given = [key for key in TRIGGER_KEYS if getattr(self, key) is not None]
+        if len(given) > 1:
+            problems.append(Problem(given[1], f"a task has at most one trigger; got {' and '.join(given)}"))
+        if self.every is not None and self.every <= 0:
+            problems.append(Problem("every", "expected an interval greater than zero"))
+        if self.trigger is not None and not isinstance(self.trigger.get("kind"), str):
+            problems.append(Problem("trigger.kind", "expected the name of a trigger kind"))
+        if self.start and self.end and _comparable(self.start) > _comparable(self.end):
+            problems.append(Problem("end", "expected end after start"))
+        if self.name in self.parent_tasks:
+            problems.append(Problem("parent_tasks", f"a task cannot be its own parent ({self.name!r})"))
+        return problems
+
+    # -- derived views --------------------------------------------------------------------
+
+    @property
+    def trigger_kind(self) -> str | None:
+        """The trigger kind this task uses (``interval``, ``cron``, ...) or None."""
+        for key, kind in TRIGGER_KIND_BY_KEY.items():
+            if getattr(self, key) is not None:
+                return kind
+        if self.trigger is not None:
+            return str(self.trigger["kind"])
+        return None
+
+    def trigger_spec(self) -> dict[str, Any] | None:
+        """The plain-data description of the trigger handed to the trigger plugin."""
+        kind = self.trigger_kind
+        if kind is None:
+            return None
+        if self.trigger is not None:
+            spec = dict(self.trigger)
+        else:
+            key = next(k for k, v in TRIGGER_KIND_BY_KEY.items() if v == kind)
+            spec = {"kind": kind, key: getattr(self, key)}
+        if self.start is not None:
+            spec.setdefault("start", self.start)
+        if self.end is not None:
+            spec.setdefault("end", self.end)
+        return spec
+
+    @property
+    def function_ref(self) -> str | None:
+        """The function as an import path or registered name; None for an anonymous callable."""
+        if isinstance(self.function, str):
+            return self.function
+        if self.function is None:
+            return None
+        module = getattr(self.function, "__module__", None)
+        qualname = getattr(self.function, "__qualname__", "")
+        if module and qualname and "<" not in qualname and module != "__main__":
+            return f"{module}:{qualname}"
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-safe data with only the options that differ from their defaults.
+
+        Raises ``TaskValidationError`` when the function is an anonymous callable, which
+        cannot cross a process boundary (use an import path or a registered name).
+        """
+        data: dict[str, Any] = {}
+        for field in attrs.fields(Task):
+            value = getattr(self, field.name)
+            default = field.default.factory() if isinstance(field.default, attrs.Factory) else field.default
+            if field.name != "name" and value == default:
+                continue
+            if field.name == "function":
+                value = self.function_ref
+                if value is None:
+                    raise TaskValidationError(
+                        [Problem("function", "an anonymous callable cannot be stored outside this process; "
+                                 "use an import path 'package.module:function' or a registered name")],
+                        source=f"task {self.name!r}",
+                    )
+            data[field.name] = _jsonable(value)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str | None = None) -> Task:
+        """Build a task from plain data (a task-file entry, a JSON body), reporting every
+        unknown key (with a "did you mean") and every bad value at once."""
+        problems = check_task_keys(data)
+        known = {k: v for k, v in data.items() if k in TASK_KEYS}
+        try:
+            task = cls(**known) if "name" in known else None
+        except TaskValidationError as exc:
+            problems.extend(exc.problems)
+        if problems:
+            raise TaskValidationError(problems, source=source)
+        assert task is not None
+        return task
+
+
+TASK_KEYS: frozenset[str] = frozenset(f.name for f in attrs.fields(Task))
+
+
+def check_task_keys(data: Mapping[str, Any]) -> list[Problem]:
+    """Problems for keys that are not task options, each with a "did you mean"."""
+    problems = []
+    for key in data:
+        if key not in TASK_KEYS:
+            problems.append(Problem(str(key), f"unknown task option{did_you_mean(str(key), TASK_KEYS)}"))
+    if "name" not in data:
+        problems.append(Problem("name", "required: every task needs a name"))
+    return problems
+
+
+def _comparable(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=ZoneInfo("UTC"))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+# --- runs ----------------------------------------------------------------------------------
+
+_RUN_PREFIX = secrets.token_hex(4)
+_run_counter = itertools.count(1)
+
+
+def new_run_id() -> str:
+    """A run id unique across processes: a random per-process prefix and a counter."""
+    return f"{_RUN_PREFIX}-{next(_run_counter):x}"
+
+
+def fire_id(task_name: str, scheduled_for: datetime) -> str:
+    """The idempotent id of one fire of a task: the same fire always gets the same id."""
+    return f"{task_name}@{scheduled_for.isoformat()}"
+
+
+@attrs.define(slots=True, eq=False)
+class Run:
+    """One attempt of a task, from being scheduled to its outcome."""
+
+    id: str
+    task_name: str
+    task_version: int
+    scheduled_for: datetime
+    attempt: int = 1
+    state: RunState = RunState.SCHEDULED
+    reason: str = "schedule"
+    fire_id: str | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    duration: float | None = None
+    result: str | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    traceback: str | None = None
+    output: str | None = None
+    worker: str | None = None
+    retry_at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-safe data."""
+        data = attrs.asdict(self, recurse=False)
+        data["state"] = self.state.value
+        for key in ("scheduled_for", "created_at", "started_at", "ended_at", "retry_at"):
+            if data[key] is not None:
+                data[key] = data[key].isoformat()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Run:
+        """The inverse of ``to_dict``."""
+        values = dict(data)
+        values["state"] = RunState(values["state"])
+        for key in ("scheduled_for", "created_at", "started_at", "ended_at", "retry_at"):
+            if values.get(key) is not None:
+                values[key] = datetime.fromisoformat(values[key])
+        return cls(**values)

@@ -1,0 +1,260 @@
+"""The plugin manager: finds plugins through entry points and calls hooks through typed methods.
+
+Nothing else in the code base touches ``pm.hook``. Each plugin is loaded in its own error
+handling, so a broken plugin is reported by name and takes nothing down unless the config
+needs what it provides. One manager per scheduler: no global state.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping
+from importlib import metadata
+from types import ModuleType
+from typing import Any
+
+import attrs
+import pluggy
+
+from sts_core import hookspecs
+from sts_core.errors import PluginError, did_you_mean, one_of
+
+log = logging.getLogger("sts.plugins")
+
+ENTRY_POINT_GROUP = "sts"
+DISABLE_ENV = "STS_DISABLE_PLUGINS"
+REGISTRATION_HOOKS = (
+    "register_triggers",
+    "register_task_types",
+    "register_backends",
+    "register_config_sections",
+    "register_commands",
+)
+
+
+@attrs.define
+class PluginInfo:
+    """What ``sts plugins`` shows about one plugin."""
+
+    name: str
+    distribution: str | None = None
+    version: str | None = None
+    status: str = "enabled"  # enabled | disabled | failed
+    error: str | None = None
+    hooks: list[str] = attrs.field(factory=list)
+    provides: list[str] = attrs.field(factory=list)
+
+
+@attrs.frozen
+class Registration:
+    """One thing a plugin registered, with the plugin's name for error messages."""
+
+    name: str
+    value: Any
+    plugin: str
+    extra: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+def disabled_from_env() -> list[str]:
+    """Plugin names listed in ``STS_DISABLE_PLUGINS`` (comma or space separated)."""
+    raw = os.environ.get(DISABLE_ENV, "")
+    return [part for part in raw.replace(",", " ").split() if part]
+
+
+class PluginManager:
+    """Discovers, loads and calls plugins for one scheduler (or one CLI command)."""
+
+    def __init__(
+        self,
+        disable: Iterable[str] = (),
+        *,
+        entry_points: bool = True,
+        plugins: Iterable[tuple[str, object]] = (),
+    ) -> None:
+        self._disable = set(disable) | set(disabled_from_env())
+        self._use_entry_points = entry_points
+        self._extra = list(plugins)
+        self._pm: pluggy.PluginManager | None = None
+        self._infos: dict[str, PluginInfo] = {}
+        self._registries: dict[str, dict[str, Registration]] = {}
+
+    # -- loading ----------------------------------------------------------------------------
+
+    @property
+    def pm(self) -> pluggy.PluginManager:
+        """The underlying pluggy manager, loading plugins on first use."""
+        if self._pm is None:
+            self._pm = self._load()
+        return self._pm
+
+    def _load(self) -> pluggy.PluginManager:
+        pm = pluggy.PluginManager(hookspecs.PROJECT)
+        pm.add_hookspecs(hookspecs)
+        if self._use_entry_points:
+            for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+                self._load_entry_point(pm, entry_point)
+        for name, plugin in self._extra:
+            self._register(pm, name, plugin, PluginInfo(name=name, distribution=None))
+        return pm
+
+    def _load_entry_point(self, pm: pluggy.PluginManager, entry_point: metadata.EntryPoint) -> None:
+        dist = entry_point.dist
+        info = PluginInfo(
+            name=entry_point.name,
+            distribution=dist.metadata["Name"] if dist else None,
+            version=dist.version if dist else None,
+        )
+        if entry_point.name in self._infos:
+            other = self._infos[entry_point.name]
+            info.status, info.error = "failed", (
+                f"entry point name {entry_point.name!r} is also used by {other.distribution}"
+            )
+            self._infos[f"{entry_point.name} ({info.distribution})"] = info
+            return
+        self._infos[entry_point.name] = info
+        if entry_point.name in self._disable or (info.distribution in self._disable):
+            info.status = "disabled"
+            return
+        try:
+            plugin = entry_point.load()
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not take the rest down
+            info.status, info.error = "failed", f"{type(exc).__name__}: {exc}"
+            log.warning("plugin %r could not be loaded: %s", entry_point.name, info.error)
+            return
+        self._register(pm, entry_point.name, plugin, info)
+
+    def _register(self, pm: pluggy.PluginManager, name: str, plugin: object, info: PluginInfo) -> None:
+        self._infos[name] = info
+        try:
+            pm.register(plugin, name=name)
+        except Exception as exc:  # noqa: BLE001 - pluggy validation errors name the hook
+            info.status, info.error = "failed", f"{type(exc).__name__}: {exc}"
+            log.warning("plugin %r could not be registered: %s", name, info.error)
+            return
+        info.hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or ())
+
+    def register(self, name: str, plugin: object) -> None:
+        """Add a plugin object or module at run time (tests, embedded applications)."""
+        self._extra.append((name, plugin))
+        if self._pm is not None:
+            self._register(self._pm, name, plugin, PluginInfo(name=name))
+            self._registries.clear()
+
+    def plugin_infos(self) -> list[PluginInfo]:
+        """Every discovered plugin, enabled or not, sorted by name."""
+        self.pm  # noqa: B018 - loads plugins
+        for kind in REGISTRATION_HOOKS:
+            self._registry(kind)
+        return sorted(self._infos.values(), key=lambda info: info.name)
+
+    # -- registrations ------------------------------------------------------------------------
+
+    def _registry(self, hook_name: str) -> dict[str, Registration]:
+        registry = self._registries.get(hook_name)
+        if registry is not None:
+            return registry
+        registry = {}
+        hook = getattr(self.pm.hook, hook_name)
+        for impl in hook.get_hookimpls():
+            plugin_name = impl.plugin_name
+
+            def register(name: str, value: Any, *extra: Any, _plugin: str = plugin_name, **kw: Any) -> None:
+                if name in registry:
+                    raise PluginError(
+                        f"{hook_name.removeprefix('register_')[:-1].replace('_', ' ')} {name!r} is registered "
+                        f"by both plugin {registry[name].plugin!r} and plugin {_plugin!r}; "
+                        f"disable one of them (plugins.disable or {DISABLE_ENV})"
+                    )
+                registry[name] = Registration(name, value, _plugin, {"args": extra, **kw})
+
+            try:
+                impl.function(register=register)
+            except PluginError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - attribute the failure to its plugin
+                info = self._infos.setdefault(plugin_name, PluginInfo(name=plugin_name))
+                info.status, info.error = "failed", f"{hook_name} raised {type(exc).__name__}: {exc}"
+                log.warning("plugin %r failed in %s: %s", plugin_name, hook_name, exc)
+        for reg in registry.values():
+            info = self._infos.get(reg.plugin)
+            if info is not None:
+                label = f"{hook_name.removeprefix('register_')}:{reg.name}"
+                if label not in info.provides:
+                    info.provides.append(label)
+        self._registries[hook_name] = registry
+        return registry
+
+    def triggers(self) -> dict[str, Registration]:
+        """Trigger kinds by name (value: a ``TriggerFactory``)."""
+        return self._registry("register_triggers")
+
+    def task_types(self) -> dict[str, Registration]:
+        """Task types by name (value: a ``TaskType``)."""
+        return self._registry("register_task_types")
+
+    def backends(self) -> dict[str, Registration]:
+        """Backends by name (value: a ``BackendFactory``)."""
+        return self._registry("register_backends")
+
+    def config_sections(self) -> dict[str, Registration]:
+        """Config sections by name (value: defaults; ``extra['validate']`` optional)."""
+        return self._registry("register_config_sections")
+
+    def commands(self) -> dict[str, Registration]:
+        """Extra CLI commands by name (value: help text; extra: add_arguments, handler)."""
+        return self._registry("register_commands")
+
+    def lookup(self, kind: str, name: str) -> Registration:
+        """The registration of ``name`` in ``kind`` ("trigger", "task type", "backend").
+
+        Raises ``PluginError`` naming the installed ones, with a "did you mean", and the
+        plugin that failed to load if one might have provided it.
+        """
+        registry = {
+            "trigger": self.triggers,
+            "task type": self.task_types,
+            "backend": self.backends,
+        }[kind]()
+        if name in registry:
+            return registry[name]
+        message = f"unknown {kind} {name!r}{did_you_mean(name, registry)}; installed: {one_of(registry)}"
+        failed = [info for info in self._infos.values() if info.status != "enabled"]
+        if failed:
+            message += "; not loaded: " + ", ".join(
+                f"{info.name} ({info.status}{': ' + info.error if info.error else ''})" for info in failed
+            )
+        raise PluginError(message)
+
+    # -- lifecycle and events -------------------------------------------------------------------
+
+    def configure(self, config: Any) -> None:
+        """Give every plugin the config (historic hook: late registrations get it too)."""
+        self.pm.hook.configure.call_historic(kwargs={"config": config})
+
+    async def scheduler_started(self, scheduler: Any) -> None:
+        """Call ``scheduler_started`` on every plugin, awaiting async implementations."""
+        await self._call_lifecycle("scheduler_started", scheduler)
+
+    async def scheduler_stopping(self, scheduler: Any) -> None:
+        """Call ``scheduler_stopping`` on every plugin, awaiting async implementations."""
+        await self._call_lifecycle("scheduler_stopping", scheduler)
+
+    async def _call_lifecycle(self, hook_name: str, scheduler: Any) -> None:
+        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+            try:
+                result = impl.function(scheduler=scheduler)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("plugin %r failed in %s", impl.plugin_name, hook_name)
+
+    def event_listeners(self) -> list[tuple[str, Callable[[Any], Any]]]:
+        """``(plugin name, handle_event function)`` pairs, prepared once for the event path."""
+        return [(impl.plugin_name, impl.function) for impl in self.pm.hook.handle_event.get_hookimpls()]
+
+
+def plugin_module_name(plugin: object) -> str:
+    """A readable name for a plugin object (for messages)."""
+    return plugin.__name__ if isinstance(plugin, ModuleType) else type(plugin).__name__

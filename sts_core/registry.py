@@ -1,0 +1,38 @@
+"""Signatures of the ``register`` callbacks the registration hooks receive."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+from sts_core.interfaces import BackendFactory, TaskType, TriggerFactory
+
+
+class RegisterTrigger(Protocol):
+    def __call__(self, name: str, factory: TriggerFactory) -> None: ...
+
+
+class RegisterTaskType(Protocol):
+    def __call__(self, name: str, task_type: TaskType) -> None: ...
+
+
+class RegisterBackend(Protocol):
+    def __call__(self, name: str, factory: BackendFactory) -> None: ...
+
+
+SectionValidator = Callable[[Mapping[str, Any]], Sequence[tuple[str, str]]]
+
+
+class RegisterConfigSection(Protocol):
+    def __call__(self, name: str, defaults: Mapping[str, Any], *, validate: SectionValidator | None = None) -> None: ...
+
+
+class RegisterCommand(Protocol):
+    def __call__(
+        self,
+        name: str,
+        help: str,
+        *,
+        add_arguments: Callable[[Any], None],
+        handler: Callable[[Any, Any], int],
+    ) -> None: ...
