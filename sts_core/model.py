@@ -320,6 +320,14 @@ class Task:
             problems.append(Problem("trigger.kind", "expected the name of a trigger kind"))
         if self.start and self.end and _comparable(self.start) > _comparable(self.end):
             problems.append(Problem("end", "expected end after start"))
+        if self.parent_tasks and given:
+            problems.append(
+                Problem(
+                    "parent_tasks",
+                    f"a task with parent_tasks runs when its parents succeed; remove {given[0]!r} "
+                    "(a task cannot have both a trigger and parents)",
+                )
+            )
         if self.name in self.parent_tasks:
             problems.append(Problem("parent_tasks", f"a task cannot be its own parent ({self.name!r})"))
         return problems
@@ -402,6 +410,11 @@ class Task:
             raise TaskValidationError(problems, source=source)
         assert task is not None
         return task
+
+
+def create_task(name: str, function: Callable[..., Any] | str | None = None, **options: Any) -> Task:
+    """Create a task: ``create_task("report", "reports:build", every="1h")``."""
+    return Task(name, function, **options)
 
 
 TASK_KEYS: frozenset[str] = frozenset(f.name for f in attrs.fields(Task))

@@ -1,0 +1,85 @@
+"""Build the memory backend from the configuration, and check the ``memory`` config section."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from sts_core.durations import parse_duration
+from sts_core.errors import ConfigError, Problem, did_you_mean
+from sts_memory.broker import MemoryBroker
+from sts_memory.store import MemoryStore
+
+#: The ``memory`` config section with its defaults.
+DEFAULTS: dict[str, Any] = {"lease_time": "60s"}
+DEFAULT_MAX_RUNS_PER_TASK = 1000
+
+
+@attrs.define
+class MemoryBackend:
+    """The ``memory`` backend: a ``MemoryStore`` and a ``MemoryBroker`` sharing one clock."""
+
+    store: MemoryStore
+    broker: MemoryBroker
+
+
+def build_backend(config: Any, clock: Any) -> MemoryBackend:
+    """``factory(config, clock)`` for ``register_backends``; reads only ``config.get(path, default)``.
+
+    Raises ``ConfigError`` naming the key when a setting is invalid.
+    """
+    lease_time = _setting(config, "memory.lease_time", DEFAULTS["lease_time"], _positive_duration)
+    max_runs = _setting(config, "history.max_runs_per_task", DEFAULT_MAX_RUNS_PER_TASK, _optional_count)
+    max_age = _setting(config, "history.max_age", None, _optional_duration)
+    return MemoryBackend(
+        store=MemoryStore(clock, max_runs_per_task=max_runs, max_age=max_age),
+        broker=MemoryBroker(clock, lease_time=lease_time),
+    )
+
+
+def validate_section(section: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Problems in the ``memory`` section as ``(key_path, message)``, key paths relative to it."""
+    problems = []
+    for key, value in section.items():
+        if key not in DEFAULTS:
+            problems.append((str(key), f"unknown memory option{did_you_mean(str(key), DEFAULTS)}"))
+            continue
+        try:
+            _positive_duration(value)
+        except ValueError as exc:
+            problems.append((key, str(exc)))
+    return problems
+
+
+def _setting(config: Any, path: str, default: Any, convert: Any) -> Any:
+    value = config.get(path, default)
+    try:
+        return convert(value)
+    except ValueError as exc:
+        raise ConfigError([Problem(path, str(exc))]) from None
+
+
+def _positive_duration(value: Any) -> float:
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError(f"expected a duration greater than zero such as 60s, got {value!r}")
+    return seconds
+
+
+def _optional_duration(value: Any) -> float | None:
+    """None (or 0) keeps runs of any age."""
+    if value is None:
+        return None
+    seconds = parse_duration(value)
+    return seconds or None
+
+
+def _optional_count(value: Any) -> int | None:
+    """None (or 0) keeps any number of runs per task."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"expected a whole number of runs >= 0 (0: unlimited), got {value!r}")
+    return value or None

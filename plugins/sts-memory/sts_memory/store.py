@@ -1,0 +1,260 @@
+"""``MemoryStore``: tasks, next fire times, run history and dependency progress in dictionaries.
+
+Costs (n tasks, k due fires): ``next_due_time`` O(1) amortised, ``due_fires`` O(k log n),
+``claim_fire`` O(log n), ``record_run`` O(1) amortised including retention. Nothing here
+scans all tasks or all runs on the scheduler's or the worker's path.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import deque
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import attrs
+
+from sts_core.errors import TaskExistsError
+from sts_core.interfaces import DueFire
+from sts_core.model import Run, RunState, Task
+from sts_memory.copying import copy_run
+
+# The due heap is rebuilt from the live entries when stale entries outnumber them this much.
+_HEAP_SLACK = 2
+_HEAP_MIN_REBUILD = 1024
+
+
+class MemoryStore:
+    """A ``sts_core.interfaces.Store`` kept in this process's memory.
+
+    ``max_runs_per_task`` (None: unlimited) and ``max_age`` (seconds, None: unlimited) bound
+    the run history. A run's age counts from when this store first recorded it, by ``clock``.
+    """
+
+    def __init__(self, clock: Any, *, max_runs_per_task: int | None = 1000, max_age: float | None = None) -> None:
+        self._clock = clock
+        self._max_runs = max_runs_per_task
+        self._max_age = None if max_age is None else timedelta(seconds=max_age)
+        # tasks: every version of every stored name, oldest first; versions keep rising
+        # across delete and re-add so (name, version) never means two definitions.
+        self._versions: dict[str, list[Task]] = {}
+        self._last_version: dict[str, int] = {}
+        # schedule: the authoritative next fire per task, with a stamp naming its heap entry;
+        # heap entries whose stamp no longer matches are stale and dropped when met.
+        self._next: dict[str, tuple[datetime, int]] = {}
+        self._heap: list[tuple[datetime, int, str]] = []
+        self._stamps = itertools.count()
+        # runs: insertion order is first-recorded order, so reversed() is newest first.
+        self._runs: dict[str, Run] = {}
+        self._task_runs: dict[str, deque[str]] = {}
+        self._recorded: deque[tuple[datetime, str]] = deque()  # (first recorded, id), for max_age
+        # dependencies: child -> parents that succeeded since the child's last reset.
+        self._parents: dict[str, set[str]] = {}
+
+    async def open(self) -> None:
+        """Nothing to connect to."""
+
+    async def close(self) -> None:
+        """Nothing to release; the data stays until the object is dropped."""
+
+    # -- tasks --------------------------------------------------------------------------------
+
+    async def put_task(self, task: Task, *, replace: bool = False) -> Task:
+        """Store ``task`` as the next version of its name; ``TaskExistsError`` unless ``replace``."""
+        self._refuse_existing([task], replace)
+        return self._store_version(task)
+
+    async def put_tasks(self, tasks: Sequence[Task], *, replace: bool = False) -> list[Task]:
+        """Store several tasks, all or nothing: every check runs before anything is stored."""
+        self._refuse_existing(tasks, replace)
+        names = [task.name for task in tasks]
+        if len(set(names)) != len(names):
+            duplicate = next(name for name in names if names.count(name) > 1)
+            raise ValueError(f"task {duplicate!r} appears more than once in one put_tasks call")
+        return [self._store_version(task) for task in tasks]
+
+    def _refuse_existing(self, tasks: Sequence[Task], replace: bool) -> None:
+        if replace:
+            return
+        for task in tasks:
+            if task.name in self._versions:
+                raise TaskExistsError(
+                    f"a task named {task.name!r} already exists; pass replace=True to store a new version"
+                )
+
+    def _store_version(self, task: Task) -> Task:
+        version = self._last_version.get(task.name, 0) + 1
+        stored = attrs.evolve(task, version=version)
+        self._last_version[task.name] = version
+        self._versions.setdefault(task.name, []).append(stored)
+        return stored
+
+    async def get_task(self, name: str, version: int | None = None) -> Task | None:
+        """The current task (or the given version of it); None when unknown or deleted."""
+        versions = self._versions.get(name)
+        if not versions:
+            return None
+        if version is None:
+            return versions[-1]
+        for task in reversed(versions):
+            if task.version == version:
+                return task
+        return None
+
+    async def list_tasks(self) -> list[Task]:
+        """The current version of every task, sorted by name."""
+        return [self._versions[name][-1] for name in sorted(self._versions)]
+
+    async def delete_task(self, name: str) -> bool:
+        """Remove the task's versions, next fire and dependency progress; its runs stay."""
+        existed = self._versions.pop(name, None) is not None
+        self._next.pop(name, None)
+        self._parents.pop(name, None)
+        return existed
+
+    # -- schedule -----------------------------------------------------------------------------
+
+    async def set_next_fire(self, name: str, when: datetime | None) -> None:
+        """Set (or with None clear) the task's next fire time."""
+        self._set_next(name, when)
+
+    def _set_next(self, name: str, when: datetime | None) -> None:
+        if when is None:
+            self._next.pop(name, None)
+            return
+        if when.tzinfo is None:
+            # A naive time would break heap comparisons long after this call; refuse it here.
+            raise ValueError(f"next fire of task {name!r}: expected a timezone-aware datetime, got {when!r}")
+        stamp = next(self._stamps)
+        self._next[name] = (when, stamp)
+        heapq.heappush(self._heap, (when, stamp, name))
+        if len(self._heap) > _HEAP_MIN_REBUILD and len(self._heap) > _HEAP_SLACK * len(self._next):
+            self._heap = [(when, stamp, name) for name, (when, stamp) in self._next.items()]
+            heapq.heapify(self._heap)
+
+    async def get_next_fire(self, name: str) -> datetime | None:
+        """The task's next fire time, or None."""
+        entry = self._next.get(name)
+        return None if entry is None else entry[0]
+
+    def _drop_stale_top(self) -> None:
+        heap, live = self._heap, self._next
+        while heap:
+            _, stamp, name = heap[0]
+            entry = live.get(name)
+            if entry is not None and entry[1] == stamp:
+                return
+            heapq.heappop(heap)
+
+    async def next_due_time(self) -> datetime | None:
+        """The earliest next fire over all tasks: the top of the heap."""
+        self._drop_stale_top()
+        return self._heap[0][0] if self._heap else None
+
+    async def due_fires(self, now: datetime, limit: int) -> list[DueFire]:
+        """Up to ``limit`` fires due at or before ``now``, earliest first; they stay due until claimed."""
+        heap, live = self._heap, self._next
+        taken: list[tuple[datetime, int, str]] = []
+        while heap and len(taken) < limit:
+            top = heap[0]
+            entry = live.get(top[2])
+            if entry is None or entry[1] != top[1]:
+                heapq.heappop(heap)
+                continue
+            if top[0] > now:
+                break
+            taken.append(heapq.heappop(heap))
+        for item in taken:
+            heapq.heappush(heap, item)
+        return [DueFire(name, when) for when, _, name in taken]
+
+    async def claim_fire(self, fire: DueFire, next_fire: datetime | None) -> bool:
+        """Compare and set: move the task's next fire from ``fire.scheduled_for`` to ``next_fire``."""
+        entry = self._next.get(fire.task_name)
+        if entry is None or entry[0] != fire.scheduled_for:
+            return False
+        self._set_next(fire.task_name, next_fire)
+        return True
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    async def record_run(self, run: Run) -> None:
+        """Insert or update a copy of ``run``; a new run may push the task's oldest out of history."""
+        runs = self._runs
+        run_id = run.id
+        if run_id in runs:
+            runs[run_id] = copy_run(run)
+            return
+        runs[run_id] = copy_run(run)
+        ids = self._task_runs.get(run.task_name)
+        if ids is None:
+            ids = self._task_runs[run.task_name] = deque()
+        ids.append(run_id)
+        if self._max_runs is not None and len(ids) > self._max_runs:
+            runs.pop(ids.popleft(), None)
+        if self._max_age is not None:
+            self._apply_max_age(run_id)
+
+    def _apply_max_age(self, new_id: str) -> None:
+        now = self._clock.now()
+        recorded = self._recorded
+        recorded.append((now, new_id))
+        cutoff = now - self._max_age
+        runs = self._runs
+        while recorded and recorded[0][0] < cutoff:
+            _, run_id = recorded.popleft()
+            run = runs.pop(run_id, None)
+            if run is not None:
+                # First-recorded order is the same in both queues, so the expired run is
+                # the oldest its task still holds.
+                ids = self._task_runs[run.task_name]
+                if ids and ids[0] == run_id:
+                    ids.popleft()
+                else:
+                    ids.remove(run_id)
+        if len(recorded) > _HEAP_MIN_REBUILD and len(recorded) > _HEAP_SLACK * len(runs):
+            self._recorded = deque(item for item in recorded if item[1] in runs)
+
+    async def get_run(self, run_id: str) -> Run | None:
+        """A copy of the run record, or None (unknown or dropped by retention)."""
+        run = self._runs.get(run_id)
+        return None if run is None else copy_run(run)
+
+    async def list_runs(
+        self,
+        task_name: str | None = None,
+        states: Iterable[RunState] | None = None,
+        limit: int = 100,
+    ) -> list[Run]:
+        """Copies of up to ``limit`` runs, newest (most recently first recorded) first."""
+        wanted = None if states is None else frozenset(RunState(state) for state in states)
+        if task_name is None:
+            candidates: Iterable[Run] = reversed(self._runs.values())
+        else:
+            runs = self._runs
+            candidates = (runs[run_id] for run_id in reversed(self._task_runs.get(task_name, ())))
+        found: list[Run] = []
+        if limit <= 0:
+            return found
+        for run in candidates:
+            if wanted is None or run.state in wanted:
+                found.append(copy_run(run))
+                if len(found) >= limit:
+                    break
+        return found
+
+    # -- dependencies -------------------------------------------------------------------------
+
+    async def parent_succeeded(self, child: str, parent: str) -> frozenset[str]:
+        """Note ``parent``'s success for ``child``; return every parent that succeeded since the reset."""
+        done = self._parents.get(child)
+        if done is None:
+            done = self._parents[child] = set()
+        done.add(parent)
+        return frozenset(done)
+
+    async def reset_parents(self, child: str) -> None:
+        """Forget the child's parent progress."""
+        self._parents.pop(child, None)

@@ -1,0 +1,15 @@
+"""Hook implementations of the ``tasks`` plugin: registers the ``python`` and ``shell`` task types."""
+
+from __future__ import annotations
+
+from sts_core.hookspecs import hookimpl
+from sts_core.registry import RegisterTaskType
+from sts_tasks.python_type import PythonTaskType
+from sts_tasks.shell_type import ShellTaskType
+
+
+@hookimpl
+def register_task_types(register: RegisterTaskType) -> None:
+    """Register ``python`` and ``shell``."""
+    register("python", PythonTaskType())
+    register("shell", ShellTaskType())

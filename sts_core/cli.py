@@ -1,0 +1,262 @@
+"""The ``sts`` command line: run, validate, plugins, tasks, runs, plus plugin commands.
+
+User mistakes (a bad task file, a bad config, an unknown plugin) print a message naming the
+file, line and key path and exit with status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from sts_core import __version__
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def _load_config(path: str | None) -> Any:
+    from sts_core.config import Config
+
+    path = path or os.environ.get("STS_CONFIG")
+    return Config.from_file(path) if path else Config()
+
+
+def _plugins(config: Any) -> Any:
+    from sts_core.plugins import PluginManager
+
+    return PluginManager(disable=config.get("plugins.disable") or ())
+
+
+def _print_error(message: str) -> None:
+    print(f"sts: error: {message}", file=sys.stderr)
+
+
+# -- commands -----------------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace, config: Any) -> int:
+    """Run the tasks of a task file until Ctrl-C (or ``--for``)."""
+    from sts_core.durations import parse_duration
+    from sts_core.logsetup import configure_logging
+    from sts_core.scheduler import TaskScheduler
+
+    configure_logging(config)
+    duration = parse_duration(args.run_for) if args.run_for else None
+    scheduler = TaskScheduler(config=config)
+    if args.task_file:
+        tasks = scheduler.load_task_file(args.task_file)
+        print(f"Loaded {len(tasks)} task(s) from {args.task_file}", flush=True)
+    scheduler.start()
+    try:
+        stopped = scheduler.wait(duration)
+    except KeyboardInterrupt:  # the handler is installed by start(); this covers a race at start-up
+        stopped = False
+    if not stopped:
+        scheduler.stop()
+    _print_summary(scheduler)
+    return EXIT_OK
+
+
+def _print_summary(scheduler: Any) -> None:
+    """A table of run outcomes per task (read after the scheduler stopped)."""
+    from sts_core.tables import render_table
+
+    try:
+        runs = scheduler.runs(limit=100_000)
+    except Exception:  # noqa: BLE001 - a summary is a courtesy; the backend may be gone
+        return
+    finally:
+        scheduler.stop()
+    if not runs:
+        print("No runs recorded.")
+        return
+    per_task: dict[str, Counter[str]] = {}
+    for run in runs:
+        per_task.setdefault(run.task_name, Counter())[run.state.value] += 1
+    states = ["succeeded", "failed", "timed_out", "retrying", "skipped", "cancelled", "interrupted"]
+    rows = [[name, *(counts.get(s, 0) for s in states)] for name, counts in sorted(per_task.items())]
+    print("\nRun summary")
+    print(render_table(["task", *states], rows))
+
+
+def cmd_validate(args: argparse.Namespace, config: Any) -> int:
+    """Check a task file (and the config) without running anything."""
+    from sts_core.functions import FunctionRegistry
+    from sts_core.taskfile import validate_task_file
+
+    plugins = _plugins(config)
+    config.validate_sections(plugins)
+    tasks = validate_task_file(
+        args.task_file,
+        plugins=plugins,
+        resolve_function=FunctionRegistry().resolve,
+        default_timezone=config.get("timezone", "UTC"),
+    )
+    print(f"{args.task_file}: OK, {len(tasks)} task(s)")
+    return EXIT_OK
+
+
+def cmd_plugins(args: argparse.Namespace, config: Any) -> int:
+    """List every discovered plugin."""
+    from sts_core.tables import render_table
+
+    infos = _plugins(config).plugin_infos()
+    rows = [
+        [i.name, i.distribution, i.version, i.status if not i.error else f"{i.status}: {i.error}",
+         ", ".join(i.provides) or ", ".join(i.hooks)]
+        for i in infos
+    ]
+    print(render_table(["name", "distribution", "version", "status", "provides"], rows, max_width=80))
+    return EXIT_FAILED if any(i.status == "failed" for i in infos) else EXIT_OK
+
+
+def cmd_tasks(args: argparse.Namespace, config: Any) -> int:
+    """List tasks (of a task file, or stored in the backend) with their next fire times."""
+    from sts_core.scheduler import TaskScheduler
+    from sts_core.tables import render_table
+
+    scheduler = TaskScheduler(config=config)
+    try:
+        if args.task_file:
+            scheduler.load_task_file(args.task_file)
+        rows = []
+        for task in scheduler.list_tasks():
+            plan = scheduler.asyncio_scheduler.engine.current_plan(task.name)
+            trigger = plan.trigger.describe() if plan and plan.trigger else (
+                "after " + ", ".join(task.parent_tasks) if task.parent_tasks else "once, at start"
+            )
+            nxt = scheduler._call(scheduler.asyncio_scheduler.next_fire_time(task.name))
+            rows.append([
+                task.name, task.type, trigger, nxt.strftime("%Y-%m-%d %H:%M:%S %Z") if nxt else None,
+                task.retries, task.version, "yes" if task.enabled else "no",
+            ])
+    finally:
+        scheduler.stop()
+    if not rows:
+        print("No tasks." + ("" if args.task_file else " (The memory backend keeps tasks only inside a running "
+                               "`sts run`; give a task file or use a shared backend.)"))
+        return EXIT_OK
+    print(render_table(["name", "type", "trigger", "next fire", "retries", "version", "enabled"], rows))
+    return EXIT_OK
+
+
+def cmd_runs(args: argparse.Namespace, config: Any) -> int:
+    """Show recorded runs, newest first."""
+    from sts_core.scheduler import TaskScheduler
+    from sts_core.tables import render_table
+
+    scheduler = TaskScheduler(config=config)
+    try:
+        states = ["failed", "timed_out"] if args.failed else (args.state or None)
+        runs = scheduler.runs(args.task, states, args.limit)
+    finally:
+        scheduler.stop()
+    if not runs:
+        print("No runs recorded." + (" (The memory backend keeps runs only inside the running process; "
+                                       "use a shared backend to read them from another process.)"
+                                       if config.get("scheduler_backend") == "memory" else ""))
+        return EXIT_OK
+    rows = [
+        [r.started_at.strftime("%Y-%m-%d %H:%M:%S") if r.started_at else None, r.task_name, r.attempt, r.state.value,
+         f"{r.duration:.3f}s" if r.duration is not None else None,
+         f"{r.error_type}: {r.error_message}" if r.error_type else r.result, r.id]
+        for r in runs
+    ]
+    print(render_table(["started", "task", "attempt", "state", "duration", "result / error", "run id"], rows))
+    return EXIT_OK
+
+
+# -- parser ---------------------------------------------------------------------------------------------
+
+
+def build_parser(plugin_commands: dict[str, Any] | None = None) -> argparse.ArgumentParser:
+    """The argument parser, with the commands plugins registered."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="PATH", help="config file (YAML or JSON; default: $STS_CONFIG, "
+                        "else the packaged defaults)")
+    parser = argparse.ArgumentParser(
+        prog="sts", description="STS, the Simple Task Scheduler.", parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"sts {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", parents=[common], help="run the tasks of a task file until Ctrl-C")
+    run.add_argument("task_file", nargs="?", help="task file (YAML or JSON) with a `tasks:` list")
+    run.add_argument("--for", dest="run_for", metavar="DURATION", help="stop after this long (e.g. 90s)")
+    run.set_defaults(handler=cmd_run)
+
+    validate = sub.add_parser("validate", parents=[common], help="check a task file without running it")
+    validate.add_argument("task_file")
+    validate.set_defaults(handler=cmd_validate)
+
+    plugins = sub.add_parser("plugins", parents=[common], help="list discovered plugins")
+    plugins.set_defaults(handler=cmd_plugins)
+
+    tasks = sub.add_parser("tasks", parents=[common], help="list tasks and their next fire times")
+    tasks.add_argument("task_file", nargs="?", help="list the tasks of this file")
+    tasks.set_defaults(handler=cmd_tasks)
+
+    runs = sub.add_parser("runs", parents=[common], help="show recorded runs")
+    runs.add_argument("--task", help="only runs of this task")
+    runs.add_argument("--failed", action="store_true", help="only failed and timed-out runs")
+    runs.add_argument("--state", action="append", help="only runs in this state (repeatable)")
+    runs.add_argument("--limit", type=int, default=50, help="at most this many runs (default 50)")
+    runs.set_defaults(handler=cmd_runs)
+
+    for name, reg in (plugin_commands or {}).items():
+        if name in sub.choices:
+            continue
+        command = sub.add_parser(name, parents=[common], help=f"{reg.value} [plugin {reg.plugin}]")
+        reg.extra["add_arguments"](command)
+        command.set_defaults(handler=reg.extra["handler"])
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``sts`` command."""
+    from sts_core.errors import STSError, ValidationError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if os.getcwd() not in sys.path:  # like `python -m`: task functions import from the current directory
+        sys.path.insert(0, os.getcwd())
+    try:
+        pre, _ = _pre_parse(argv)
+        config = _load_config(pre.config)
+        plugin_commands = _plugins(config).commands() if _wants_plugin_commands(argv) else {}
+        parser = build_parser(plugin_commands)
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return EXIT_USAGE
+        return int(args.handler(args, config) or EXIT_OK)
+    except ValidationError as exc:
+        _print_error("invalid input:")
+        for problem in exc.problems:
+            print(f"  {problem.render(exc.source)}", file=sys.stderr)
+        return EXIT_USAGE
+    except STSError as exc:
+        _print_error(str(exc))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+def _pre_parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    return pre.parse_known_args(argv)
+
+
+def _wants_plugin_commands(argv: list[str]) -> bool:
+    builtin = {"run", "validate", "plugins", "tasks", "runs", "--version"}
+    return not any(arg in builtin for arg in argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

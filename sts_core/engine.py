@@ -1,0 +1,576 @@
+"""The engine: the scheduler loop (fires due tasks) and the worker loop (executes runs).
+
+Both are asyncio tasks on one loop; with a shared backend they may also run in separate
+processes. The scheduler loop sleeps until the earliest due time in the store (or until a
+task change wakes it), claims each due fire atomically and hands a ``Run`` to the broker.
+The worker loop consumes runs, executes them through their task type, records the outcome,
+retries with backoff, and starts dependents whose parents have all succeeded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import random
+import socket
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from typing import Any
+
+import attrs
+
+from sts_core import events as ev
+from sts_core.clock import Clock
+from sts_core.errors import TaskNotFoundError
+from sts_core.eventbus import EventBus
+from sts_core.interfaces import Backend, Delivery, DueFire, ExecutionContext
+from sts_core.model import FAILED_STATES, Run, RunState, Task, fire_id, new_run_id
+from sts_core.output import BoundedOutput
+from sts_core.plans import TaskPlan, compile_plan
+from sts_core.plugins import PluginManager
+from sts_core.runlog import log_run
+
+log = logging.getLogger("sts.engine")
+
+#: The scheduler never sleeps longer than this, so a wall-clock jump is noticed soon.
+MAX_SLEEP = 30.0
+#: Upper bound on catch-up fires computed for one task after downtime.
+MAX_CATCH_UP = 10_000
+_RESULT_LIMIT = 500
+
+
+class Engine:
+    """Runs the scheduler and worker loops over one backend."""
+
+    def __init__(
+        self,
+        *,
+        config: Any,
+        plugins: PluginManager,
+        backend: Backend,
+        clock: Clock,
+        resolve_function: Callable[[Any], Callable[..., Any]],
+        scheduler_id: str,
+    ) -> None:
+        self.config = config
+        self.plugins = plugins
+        self.store = backend.store
+        self.broker = backend.broker
+        self.clock = clock
+        self.resolve_function = resolve_function
+        self.scheduler_id = scheduler_id
+        self.worker_id = f"{socket.gethostname()}:{scheduler_id}"
+        self.events = EventBus(plugins.event_listeners())
+        self._plans: dict[tuple[str, int], TaskPlan] = {}
+        self._current: dict[str, TaskPlan] = {}
+        self._children: dict[str, set[str]] = {}
+        self._active: dict[str, int] = {}
+        self._executing: dict[str, tuple[asyncio.Task[Any], Run]] = {}
+        self._cancel_reasons: dict[str, RunState] = {}
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._loops: list[asyncio.Task[Any]] = []
+        self._slots = asyncio.Semaphore(int(config.get("executor.concurrency", 100)))
+        self._threads = ThreadPoolExecutor(
+            max_workers=int(config.get("executor.max_workers", 8)), thread_name_prefix="sts-run"
+        )
+        self._output_limit = int(config.get("executor.output_limit", 65536))
+        self._max_batch = int(config.get("scheduler.max_batch", 1000))
+        self._random = random.Random()
+        self._clock_offset = 0.0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    # -- plans -----------------------------------------------------------------------------------
+
+    def compile(self, task: Task) -> TaskPlan:
+        """Compile ``task`` (validated beforehand) into a plan."""
+        return compile_plan(task, config=self.config, plugins=self.plugins, resolve_function=self.resolve_function)
+
+    def install(self, plan: TaskPlan) -> None:
+        """Make ``plan`` the current version of its task and index its parents."""
+        task = plan.task
+        old = self._current.get(task.name)
+        if old is not None:
+            for parent in old.parents:
+                self._children.get(parent, set()).discard(task.name)
+        self._current[task.name] = plan
+        self._plans[(task.name, task.version)] = plan
+        for parent in plan.parents:
+            self._children.setdefault(parent, set()).add(task.name)
+
+    def uninstall(self, name: str) -> None:
+        """Forget the current plan of ``name`` (older versions stay for runs in flight)."""
+        plan = self._current.pop(name, None)
+        if plan is not None:
+            for parent in plan.parents:
+                self._children.get(parent, set()).discard(name)
+
+    def children_of(self, name: str) -> list[str]:
+        """Names of the tasks that list ``name`` in ``parent_tasks``."""
+        return sorted(self._children.get(name, ()))
+
+    def current_plan(self, name: str) -> TaskPlan | None:
+        """The plan of the task's current version."""
+        return self._current.get(name)
+
+    async def plan_for(self, name: str, version: int) -> TaskPlan | None:
+        """The plan of one version of a task, compiled from the store when not cached."""
+        plan = self._plans.get((name, version))
+        if plan is None:
+            task = await self.store.get_task(name, version)
+            if task is None:
+                return None
+            plan = self.compile(task)
+            self._plans[(name, version)] = plan
+        return plan
+
+    async def schedule_first(self, plan: TaskPlan) -> datetime | None:
+        """Set the first fire time of a newly stored task and wake the scheduler loop."""
+        task = plan.task
+        now = self.clock.now()
+        if not task.enabled:
+            first = None
+        elif plan.trigger is not None:
+            first = plan.trigger.first_fire(now)
+        elif not plan.parents:
+            first = now  # no trigger and no parents: run once, now
+        else:
+            first = None  # started by its parents
+        await self.store.set_next_fire(task.name, first)
+        self.wake()
+        return first
+
+    def wake(self) -> None:
+        """Make the scheduler loop look at the store again (a task changed)."""
+        self._wake.set()
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def start(self, *, scheduler: bool = True, worker: bool = True) -> None:
+        """Start the loops as asyncio tasks on the running loop."""
+        self._stopping = False
+        if scheduler:
+            self._loops.append(asyncio.create_task(self._scheduler_loop(), name="sts-scheduler"))
+        if worker:
+            self._loops.append(asyncio.create_task(self._worker_loop(), name="sts-worker"))
+
+    async def stop(self, grace: float) -> None:
+        """Stop firing, let runs in flight finish for ``grace`` seconds, then interrupt them."""
+        self._stopping = True
+        self._wake.set()
+        for task in self._loops:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        self._loops.clear()
+        if self._executing:
+            log.info("waiting up to %ss for %d run(s) in flight", grace, len(self._executing))
+            pending = [task for task, _ in self._executing.values()]
+            _, still = await asyncio.wait(pending, timeout=grace)
+            for task in still:
+                run = next(r for t, r in self._executing.values() if t is task)
+                self._cancel_reasons[run.id] = RunState.INTERRUPTED
+                task.cancel()
+            if still:
+                await asyncio.wait(still)
+
+    def close(self) -> None:
+        """Release threads (does not wait for threads still running a timed-out function)."""
+        self._threads.shutdown(wait=False, cancel_futures=True)
+        self.events.close()
+
+    # -- scheduler loop -----------------------------------------------------------------------------
+
+    async def _scheduler_loop(self) -> None:
+        self._clock_offset = self._wall_minus_monotonic()
+        try:
+            while not self._stopping:
+                self._wake.clear()
+                await self._notice_clock_jump()
+                now = self.clock.now()
+                due = await self.store.due_fires(now, self._max_batch)
+                if due:
+                    for fire in due:
+                        await self._fire(fire, now)
+                    await asyncio.sleep(0)  # let workers run between batches
+                    continue
+                next_due = await self.store.next_due_time()
+                timeout = MAX_SLEEP if next_due is None else (next_due - now).total_seconds()
+                await self.clock.wait(self._wake, min(max(timeout, 0.0), MAX_SLEEP))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("scheduler loop crashed; stopping it")
+            raise
+
+    def _wall_minus_monotonic(self) -> float:
+        return self.clock.now().timestamp() - self.clock.monotonic()
+
+    async def _notice_clock_jump(self) -> None:
+        """Log a jump of the system clock; after a backward jump, bring forward next fire
+        times that now lie further ahead than the trigger would place them, so interval
+        tasks do not stall for the length of the jump."""
+        offset = self._wall_minus_monotonic()
+        jump = offset - self._clock_offset
+        self._clock_offset = offset
+        if abs(jump) < 1.0:
+            return
+        log.warning("the system clock jumped by %+.1fs; fire times follow the new wall time", jump)
+        if jump > 0:
+            return  # fires now overdue follow each task's misfire policy
+        now = self.clock.now()
+        for name, plan in list(self._current.items()):
+            if plan.trigger is None:
+                continue
+            stored = await self.store.get_next_fire(name)
+            if stored is None:
+                continue
+            candidate = plan.trigger.first_fire(now)
+            if candidate is not None and candidate < stored:
+                await self.store.set_next_fire(name, candidate)
+
+    async def _fire(self, fire: DueFire, now: datetime) -> None:
+        plan = self._current.get(fire.task_name)
+        if plan is None:
+            await self.store.claim_fire(fire, None)
+            return
+        scheduled = fire.scheduled_for
+        late = (now - scheduled).total_seconds()
+        trigger = plan.trigger
+        if late <= plan.misfire_grace or trigger is None:
+            following = trigger.next_fire(scheduled) if trigger is not None else None
+            if await self.store.claim_fire(fire, following):
+                await self.dispatch(plan, scheduled, "schedule", now)
+            return
+        missed = [scheduled]
+        following = trigger.next_fire(scheduled)
+        while following is not None and following <= now and len(missed) < MAX_CATCH_UP:
+            missed.append(following)
+            following = trigger.next_fire(following)
+        while following is not None and following <= now:  # beyond the catch-up bound: jump ahead
+            following = trigger.next_fire(following)
+        if not await self.store.claim_fire(fire, following):
+            return
+        await self._handle_misfire(plan, missed, now)
+
+    async def _handle_misfire(self, plan: TaskPlan, missed: list[datetime], now: datetime) -> None:
+        name = plan.task.name
+        grace = plan.misfire_grace
+        in_grace = [t for t in missed if (now - t).total_seconds() <= grace]
+        out_of_grace = [t for t in missed if (now - t).total_seconds() > grace]
+        log.warning(
+            "%s missed %d fire(s) since %s (policy %s)", name, len(out_of_grace), out_of_grace[0].isoformat(),
+            plan.misfire,
+        )
+        if self.events.active:
+            self.events.emit(ev.FireMissed(now, name, out_of_grace[0], len(out_of_grace), plan.misfire))
+        if plan.misfire == "run_all":
+            for scheduled in missed:  # asked for explicitly, so max_instances does not drop them
+                await self.dispatch(plan, scheduled, "catch-up", now, limit_instances=False)
+            return
+        if plan.misfire == "coalesce":
+            await self.dispatch(plan, missed[-1], f"coalesced {len(missed)} missed fire(s)", now)
+            return
+        await self._record_skip(plan, out_of_grace[-1], f"missed fire ({len(out_of_grace)} skipped, policy skip)")
+        for scheduled in in_grace:
+            await self.dispatch(plan, scheduled, "schedule", now)
+
+    async def dispatch(
+        self,
+        plan: TaskPlan,
+        scheduled_for: datetime,
+        reason: str,
+        now: datetime | None = None,
+        *,
+        limit_instances: bool = True,
+    ) -> Run:
+        """Create the first attempt of a fire and hand it to the broker, or record it skipped
+        when ``max_instances`` runs of the task are already queued or running."""
+        task = plan.task
+        if limit_instances and self._active.get(task.name, 0) >= task.max_instances:
+            return await self._record_skip(
+                plan, scheduled_for, f"max_instances={task.max_instances} reached: previous run still active"
+            )
+        run = Run(
+            id=new_run_id(),
+            task_name=task.name,
+            task_version=task.version,
+            scheduled_for=scheduled_for,
+            reason=reason,
+            fire_id=fire_id(task.name, scheduled_for),
+            created_at=now or self.clock.now(),
+        )
+        self._active[task.name] = self._active.get(task.name, 0) + 1
+        self.idle.clear()
+        if plan.jitter:
+            at = scheduled_for + timedelta(seconds=self._random.uniform(0.0, plan.jitter))
+            await self.broker.enqueue(run, at)
+        else:
+            await self.broker.enqueue(run)
+        return run
+
+    async def _record_skip(self, plan: TaskPlan, scheduled_for: datetime, reason: str) -> Run:
+        now = self.clock.now()
+        task = plan.task
+        run = Run(
+            id=new_run_id(),
+            task_name=task.name,
+            task_version=task.version,
+            scheduled_for=scheduled_for,
+            state=RunState.SKIPPED,
+            reason=reason,
+            fire_id=fire_id(task.name, scheduled_for),
+            created_at=now,
+            ended_at=now,
+        )
+        await self.store.record_run(run)
+        log_run(run)
+        if self.events.active:
+            self.events.emit(ev.RunSkipped(now, attrs.evolve(run), task))
+        return run
+
+    # -- worker loop --------------------------------------------------------------------------------
+
+    async def _worker_loop(self) -> None:
+        slots = self._slots
+        while not self._stopping:
+            await slots.acquire()
+            try:
+                delivery = await self.broker.consume(1.0)
+            except asyncio.CancelledError:
+                slots.release()
+                raise
+            except Exception:
+                slots.release()
+                log.exception("the broker failed to deliver; retrying in 1s")
+                await self.clock.wait(None, 1.0)
+                continue
+            if delivery is None:
+                slots.release()
+                continue
+            task = asyncio.create_task(self._execute(delivery))
+            self._executing[delivery.run.id] = (task, delivery.run)
+            task.add_done_callback(functools.partial(self._finished, delivery.run.id))
+
+    def _finished(self, run_id: str, _task: asyncio.Task[Any]) -> None:
+        self._executing.pop(run_id, None)
+        self._cancel_reasons.pop(run_id, None)
+        self._slots.release()
+
+    async def execute_now(self, plan: TaskPlan, reason: str = "manual") -> Run:
+        """Run ``plan`` now in the calling coroutine, retries included; return the last attempt."""
+        now = self.clock.now()
+        run = Run(
+            id=new_run_id(),
+            task_name=plan.task.name,
+            task_version=plan.task.version,
+            scheduled_for=now,
+            reason=reason,
+            fire_id=fire_id(plan.task.name, now),
+            created_at=now,
+        )
+        while True:
+            next_run = await self._attempt(plan, run, delivery=None, follow_up=False)
+            if next_run is None:
+                return run
+            assert run.retry_at is not None
+            await self.clock.wait(None, max((run.retry_at - self.clock.now()).total_seconds(), 0.0))
+            run = next_run
+
+    async def _execute(self, delivery: Delivery) -> None:
+        run = delivery.run
+        plan = await self.plan_for(run.task_name, run.task_version)
+        if plan is None or run.task_name not in self._current:
+            run.state = RunState.CANCELLED
+            run.reason = "task removed"
+            run.ended_at = self.clock.now()
+            await self.store.record_run(run)
+            await self.broker.ack(delivery)
+            self._release(run.task_name)
+            return
+        next_run = await self._attempt(plan, run, delivery=delivery, follow_up=True)
+        if next_run is not None:
+            await self.broker.enqueue(next_run, next_run.created_at)
+
+    async def _attempt(self, plan: TaskPlan, run: Run, *, delivery: Delivery | None, follow_up: bool) -> Run | None:
+        """Execute one attempt and record its outcome; return the next attempt if one is due."""
+        task = plan.task
+        clock = self.clock
+        run.state = RunState.RUNNING
+        run.started_at = clock.now()
+        run.worker = self.worker_id
+        await self.store.record_run(run)
+        log_run(run)
+        emit = self.events.active
+        if emit:
+            self.events.emit(ev.RunStarted(run.started_at, attrs.evolve(run), task))
+        output = BoundedOutput(self._output_limit)
+        context = ExecutionContext(run, task, plan.prepared, output, self._run_sync, plan.settings)
+        started = clock.monotonic()
+        error: BaseException | None = None
+        result: Any = None
+        state = RunState.SUCCEEDED
+        try:
+            if plan.timeout is None:
+                result = await plan.task_type.execute(context)
+            else:
+                async with asyncio.timeout(plan.timeout) as deadline:
+                    result = await plan.task_type.execute(context)
+        except asyncio.CancelledError as exc:
+            reason = self._cancel_reasons.get(run.id)
+            if reason is None:
+                raise
+            state, error = reason, exc
+        except TimeoutError as exc:
+            if plan.timeout is not None and deadline.expired():
+                state, error = RunState.TIMED_OUT, exc
+            else:
+                state, error = RunState.FAILED, exc
+        except Exception as exc:  # noqa: BLE001 - a task's failure is data, not a crash
+            state, error = RunState.FAILED, exc
+        run.ended_at = clock.now()
+        run.duration = clock.monotonic() - started
+        run.output = output.getvalue()
+        next_run = None
+        if error is None:
+            run.state = RunState.SUCCEEDED
+            if result is not None:
+                text = repr(result)
+                run.result = text if len(text) <= _RESULT_LIMIT else text[:_RESULT_LIMIT] + "…"
+        else:
+            self._describe_error(run, state, error, plan)
+            if state in FAILED_STATES and plan.retry.should_retry(run.attempt):
+                delay = plan.retry.delay_after(run.attempt, self._random)
+                run.state = RunState.RETRYING
+                run.retry_at = run.ended_at + timedelta(seconds=delay)
+                next_run = Run(
+                    id=new_run_id(),
+                    task_name=run.task_name,
+                    task_version=run.task_version,
+                    scheduled_for=run.scheduled_for,
+                    attempt=run.attempt + 1,
+                    reason="retry",
+                    fire_id=run.fire_id,
+                    created_at=run.retry_at,
+                )
+            else:
+                run.state = state
+        await self.store.record_run(run)
+        if delivery is not None:
+            await self.broker.ack(delivery)
+        log_run(run)
+        await self._after_outcome(plan, run, emit)
+        if next_run is None and follow_up:
+            self._release(run.task_name)
+        return next_run
+
+    def _describe_error(self, run: Run, state: RunState, error: BaseException, plan: TaskPlan) -> None:
+        if state is RunState.TIMED_OUT:
+            run.error_type = "TimeoutError"
+            run.error_message = f"did not finish within its timeout of {plan.timeout:g}s"
+            return
+        if state in (RunState.CANCELLED, RunState.INTERRUPTED):
+            run.error_type = "Cancelled"
+            run.error_message = (
+                "cancelled by cancel_task()" if state is RunState.CANCELLED else "interrupted by scheduler shutdown"
+            )
+            return
+        run.error_type = getattr(error, "remote_type", None) or type(error).__name__
+        run.error_message = getattr(error, "remote_message", None) or str(error)
+        remote = getattr(error, "remote_traceback", None)
+        run.traceback = remote or "".join(traceback.format_exception(error))
+
+    async def _after_outcome(self, plan: TaskPlan, run: Run, emit: bool) -> None:
+        task = plan.task
+        state = run.state
+        if emit:
+            event_class = {
+                RunState.SUCCEEDED: ev.RunSucceeded,
+                RunState.RETRYING: ev.RunRetrying,
+                RunState.FAILED: ev.RunFailed,
+                RunState.TIMED_OUT: ev.RunFailed,
+                RunState.CANCELLED: ev.RunCancelled,
+                RunState.INTERRUPTED: ev.RunCancelled,
+            }[state]
+            self.events.emit(event_class(run.ended_at, attrs.evolve(run), task))
+        children = self._children.get(task.name)
+        if not children:
+            return
+        if state is RunState.SUCCEEDED:
+            for child in sorted(children):
+                await self._parent_succeeded(child, task.name)
+        elif state in FAILED_STATES:
+            await self._skip_descendants(task.name, f"upstream failed: {task.name}")
+
+    async def _parent_succeeded(self, child: str, parent: str) -> None:
+        plan = self._current.get(child)
+        if plan is None or not plan.task.enabled:
+            return
+        done = await self.store.parent_succeeded(child, parent)
+        if plan.parents <= done:
+            await self.store.reset_parents(child)
+            await self.dispatch(plan, self.clock.now(), f"parents succeeded: {', '.join(sorted(plan.parents))}")
+
+    async def _skip_descendants(self, name: str, reason: str) -> None:
+        seen: set[str] = set()
+        frontier = sorted(self._children.get(name, ()))
+        now = self.clock.now()
+        while frontier:
+            child = frontier.pop(0)
+            if child in seen:
+                continue
+            seen.add(child)
+            plan = self._current.get(child)
+            if plan is None:
+                continue
+            await self.store.reset_parents(child)
+            await self._record_skip(plan, now, reason)
+            frontier.extend(sorted(self._children.get(child, ())))
+
+    def _release(self, name: str) -> None:
+        count = self._active.get(name, 0) - 1
+        if count > 0:
+            self._active[name] = count
+        else:
+            self._active.pop(name, None)
+            if not self._active:
+                self.idle.set()
+
+    def _run_sync(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        if kwargs:
+            function = functools.partial(function, **kwargs)
+        return loop.run_in_executor(self._threads, function, *args)
+
+    # -- control ---------------------------------------------------------------------------------------
+
+    def interrupt_all(self) -> None:
+        """Interrupt every run in flight now (a second Ctrl-C); they are recorded as interrupted."""
+        for task, run in list(self._executing.values()):
+            if not task.done():
+                self._cancel_reasons[run.id] = RunState.INTERRUPTED
+                task.cancel()
+
+    def cancel_runs(self, name: str) -> int:
+        """Cancel the runs of ``name`` executing now; they are recorded as cancelled."""
+        count = 0
+        for task, run in list(self._executing.values()):
+            if run.task_name == name and not task.done():
+                self._cancel_reasons[run.id] = RunState.CANCELLED
+                task.cancel()
+                count += 1
+        return count
+
+    async def wait_idle(self) -> None:
+        """Wait until no run is queued or executing (tests, ``run`` of a one-shot scheduler)."""
+        await self.idle.wait()
+
+    def require_plan(self, name: str) -> TaskPlan:
+        """The current plan of ``name`` or ``TaskNotFoundError``."""
+        plan = self._current.get(name)
+        if plan is None:
+            raise TaskNotFoundError(f"no task named {name!r}")
+        return plan

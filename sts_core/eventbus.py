@@ -1,0 +1,64 @@
+"""Delivers events to the plugins' ``handle_event`` implementations off the engine's path.
+
+When no plugin listens, ``active`` is False and the engine builds no event objects at all.
+Otherwise events go through a queue to one daemon thread, in order; a listener that raises is
+logged with its plugin's name and the others still get the event.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from sts_core.events import Event
+
+log = logging.getLogger("sts.events")
+_STOP = object()
+
+
+class EventBus:
+    """Fan-out of events to listeners, in one background thread."""
+
+    def __init__(self, listeners: list[tuple[str, Callable[..., Any]]]) -> None:
+        self._listeners = listeners
+        self.active = bool(listeners)
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def emit(self, event: Event) -> None:
+        """Queue ``event`` for every listener (never blocks, never raises)."""
+        if not self.active:
+            return
+        if self._thread is None:
+            self._start()
+        self._queue.put(event)
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._dispatch, name="sts-events", daemon=True)
+                self._thread.start()
+
+    def _dispatch(self) -> None:
+        while True:
+            event = self._queue.get()
+            if event is _STOP:
+                return
+            for plugin_name, listener in self._listeners:
+                try:
+                    listener(event=event)
+                except Exception:
+                    log.exception("plugin %r failed handling %s", plugin_name, getattr(event, "kind", event))
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Deliver what is queued, then stop the thread (waiting at most ``timeout`` seconds)."""
+        thread = self._thread
+        if thread is None:
+            return
+        self._queue.put(_STOP)
+        thread.join(timeout)
+        self._thread = None

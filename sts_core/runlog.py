@@ -1,0 +1,62 @@
+"""The human-readable run log: one line when a run starts and one when it ends.
+
+Lines carry structured fields in ``extra={"sts": {...}}`` so the JSON log format indexes them.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sts_core.durations import format_duration
+from sts_core.model import Run, RunState
+
+log = logging.getLogger("sts.run")
+
+_SYMBOL = {
+    RunState.RUNNING: "▶",
+    RunState.SUCCEEDED: "✔",
+    RunState.FAILED: "✘",
+    RunState.TIMED_OUT: "⏱",
+    RunState.RETRYING: "↻",
+    RunState.SKIPPED: "⤼",
+    RunState.CANCELLED: "■",
+    RunState.INTERRUPTED: "■",
+}
+
+
+def fields(run: Run) -> dict[str, object]:
+    """The structured fields of a run event."""
+    return {
+        "task": run.task_name,
+        "run_id": run.id,
+        "attempt": run.attempt,
+        "state": run.state.value,
+        "version": run.task_version,
+        "scheduled_for": run.scheduled_for.isoformat(),
+        "duration": run.duration,
+        "error_type": run.error_type,
+        "error_message": run.error_message,
+        "reason": run.reason,
+    }
+
+
+def log_run(run: Run) -> None:
+    """Log the run's current state at a level that fits it."""
+    if run.state is RunState.RUNNING:
+        level = logging.INFO
+        text = f"{_SYMBOL[run.state]} {run.task_name} attempt {run.attempt} started"
+        if run.reason not in ("schedule", "retry"):
+            text += f" ({run.reason})"
+    else:
+        level = logging.WARNING if run.state in (RunState.FAILED, RunState.TIMED_OUT) else logging.INFO
+        text = f"{_SYMBOL.get(run.state, '·')} {run.task_name} attempt {run.attempt} {run.state.value}"
+        if run.duration is not None:
+            text += f" in {format_duration(run.duration)}"
+        if run.error_type:
+            text += f": {run.error_type}: {run.error_message}"
+        if run.state is RunState.RETRYING and run.retry_at is not None:
+            text += f"; next attempt at {run.retry_at.strftime('%H:%M:%S')}"
+        if run.state is RunState.SKIPPED:
+            text += f" ({run.reason})"
+    if log.isEnabledFor(level):
+        log.log(level, text, extra={"sts": fields(run)})

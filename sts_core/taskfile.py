@@ -1,0 +1,391 @@
+"""Task files: a YAML or JSON mapping whose ``tasks:`` list holds task definitions.
+
+A task file is applied all or nothing: every problem is collected, each naming the file,
+the line and a key path such as ``tasks[2] (report).retries``, and raised together as one
+``TaskValidationError``; no task is returned when anything is wrong. ``load_task_file``
+checks the shape (parsing and each task's own options); ``validate_task_file`` adds the
+checks that need plugins (``sts_core.validation.check_tasks``).
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import re
+from collections.abc import Callable, Mapping
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import attrs
+import yaml
+
+from sts_core.errors import Problem, TaskValidationError, did_you_mean
+from sts_core.model import Task
+from sts_core.plugins import PluginManager
+from sts_core.validation import check_tasks
+
+#: File suffixes and the syntax each one selects.
+SYNTAX_BY_SUFFIX: dict[str, str] = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
+TOP_LEVEL_KEYS: tuple[str, ...] = ("tasks",)
+_DATE_KEYS = ("at", "start", "end")
+#: Lines are recorded this deep (top, tasks, entry, option, two levels inside an option).
+_MAX_LINE_DEPTH = 6
+
+KeyPath = tuple[str | int, ...]
+
+
+def load_task_file(path: str | Path) -> list[Task]:
+    """The tasks defined in the file at ``path``, checked for shape only (no plugins).
+
+    Raises ``TaskValidationError`` (``source`` is the path) listing every problem: the file
+    cannot be read or parsed, the layout is wrong, or a task has unknown or bad options.
+    """
+    loaded = _load(Path(path))
+    loaded.raise_problems()
+    return loaded.tasks
+
+
+def validate_task_file(
+    path: str | Path,
+    *,
+    plugins: PluginManager,
+    resolve_function: Callable[[Any], Callable[..., Any]],
+    existing: Mapping[str, Task] = {},
+    default_timezone: str = "UTC",
+) -> list[Task]:
+    """The tasks of the file at ``path``, fully validated against ``plugins`` and ``existing``.
+
+    Everything ``load_task_file`` checks plus everything ``check_tasks`` checks (trigger
+    kinds and specs, task types, unknown parents, dependency cycles), all reported at once.
+    """
+    loaded = _load(Path(path))
+    # Tasks that failed their own checks still count as names, so their children do not get
+    # a second, misleading "unknown parent" problem.
+    placeholders = {name: task for name in loaded.failed_names if (task := _placeholder(name)) is not None}
+    candidates = [(index, task) for index, task in zip(loaded.indices, loaded.tasks, strict=True)
+                  if index not in loaded.duplicate_indices]
+    found = check_tasks(
+        [task for _, task in candidates],
+        plugins=plugins,
+        resolve_function=resolve_function,
+        existing={**existing, **placeholders},
+        default_timezone=default_timezone,
+    )
+    for position, problem in found:
+        loaded.add_task_problem(candidates[position][0], problem)
+    loaded.raise_problems()
+    return loaded.tasks
+
+
+# --- the loaded file ------------------------------------------------------------------------------
+
+
+@attrs.define
+class _Loaded:
+    """What a task file yielded so far: its tasks, their entry indices and every problem."""
+
+    source: str
+    document: _Document
+    tasks: list[Task] = attrs.field(factory=list)
+    indices: list[int] = attrs.field(factory=list)
+    names: dict[int, str] = attrs.field(factory=dict)
+    failed_names: set[str] = attrs.field(factory=set)
+    duplicate_indices: set[int] = attrs.field(factory=set)
+    problems: list[Problem] = attrs.field(factory=list)
+
+    def add(self, path: KeyPath, message: str, line: int | None = None) -> None:
+        """Record a problem at ``path``; the line defaults to the nearest recorded one."""
+        self.problems.append(Problem(self.render(path), message, line or self.document.line_of(path)))
+
+    def add_task_problem(self, index: int, problem: Problem) -> None:
+        """Record a problem whose key path is relative to entry ``index``."""
+        self.add(("tasks", index, *_split_key_path(problem.key_path)), problem.message)
+
+    def render(self, path: KeyPath) -> str:
+        """``tasks[2] (report).retries`` for ``("tasks", 2, "retries")``."""
+        text = ""
+        for position, part in enumerate(path):
+            if isinstance(part, int):
+                text += f"[{part}]"
+                if position == 1 and part in self.names:
+                    text += f" ({self.names[part]})"
+            else:
+                text += f".{part}" if text else str(part)
+        return text
+
+    def raise_problems(self) -> None:
+        """Raise every problem at once, in file order, if there is any."""
+        if self.problems:
+            self.problems.sort(key=lambda p: -1 if p.line is None else p.line)
+            raise TaskValidationError(self.problems, source=self.source)
+
+
+def _load(path: Path) -> _Loaded:
+    source = str(path)
+    document = _parse(path, source)
+    loaded = _Loaded(source, document)
+    entries = _task_entries(loaded)
+    for index, entry in entries:
+        if isinstance(entry, Mapping) and isinstance(entry.get("name"), str):
+            loaded.names[index] = entry["name"]
+    for key_path, key, first_line, line in document.duplicate_keys:
+        loaded.add(key_path, f"duplicate key {key!r} (first at line {first_line}); each key may appear only once", line)
+    _check_duplicate_names(loaded, entries)
+    for index, entry in entries:
+        if not isinstance(entry, Mapping):
+            loaded.add(("tasks", index), f"expected a mapping of task options (name, function, every, ...), "
+                                         f"got {_describe(entry)}")
+            continue
+        try:
+            task = Task.from_dict(_with_datetimes(entry))
+        except TaskValidationError as exc:
+            for problem in exc.problems:
+                loaded.add_task_problem(index, problem)
+            if index in loaded.names:
+                loaded.failed_names.add(loaded.names[index])
+            continue
+        loaded.tasks.append(task)
+        loaded.indices.append(index)
+    return loaded
+
+
+def _task_entries(loaded: _Loaded) -> list[tuple[int, Any]]:
+    """The entries of the ``tasks:`` list, after checking the file's top level."""
+    data = loaded.document.data
+    if not isinstance(data, Mapping):
+        loaded.add((), f"expected a mapping with a 'tasks:' list at the top level, got {_describe(data)}")
+        return []
+    for key in data:
+        if key not in TOP_LEVEL_KEYS:
+            hint = did_you_mean(str(key), TOP_LEVEL_KEYS)
+            loaded.add((str(key),), f"unknown top-level key{hint}; a task file holds only a 'tasks:' list")
+    if "tasks" not in data:
+        loaded.add((), "missing 'tasks:': expected a list of task definitions under a top-level 'tasks:' key")
+        return []
+    tasks = data["tasks"]
+    if not isinstance(tasks, list):
+        hint = " (write 'tasks: []' for a file with no tasks)" if tasks is None else ""
+        loaded.add(("tasks",), f"expected a list of task definitions, got {_describe(tasks)}{hint}")
+        return []
+    return list(enumerate(tasks))
+
+
+def _check_duplicate_names(loaded: _Loaded, entries: list[tuple[int, Any]]) -> None:
+    first: dict[str, int] = {}
+    for index, _ in entries:
+        name = loaded.names.get(index)
+        if name is None:
+            continue
+        earlier = first.setdefault(name, index)
+        if earlier != index:
+            loaded.duplicate_indices.add(index)
+            where = loaded.document.line_of(("tasks", earlier))
+            loaded.add(("tasks", index, "name"),
+                       f"duplicate task name {name!r}: already defined by tasks[{earlier}] (line {where})")
+
+
+def _with_datetimes(entry: Mapping[str, Any]) -> Mapping[str, Any]:
+    """YAML reads ``2026-12-01`` as a date; a task wants a date-time (midnight)."""
+    if not any(type(entry.get(key)) is date for key in _DATE_KEYS):
+        return entry
+    fixed = dict(entry)
+    for key in _DATE_KEYS:
+        value = fixed.get(key)
+        if type(value) is date:
+            fixed[key] = datetime(value.year, value.month, value.day)
+    return fixed
+
+
+def _placeholder(name: str) -> Task | None:
+    try:
+        return Task(name)
+    except TaskValidationError:
+        return None
+
+
+def _split_key_path(key_path: str) -> KeyPath:
+    """``"trigger.kind"`` -> ``("trigger", "kind")``; ``"parent_tasks[1]"`` -> ``("parent_tasks", 1)``."""
+    return tuple(int(index) if index else name for index, name in re.findall(r"\[(\d+)\]|([^.\[\]]+)", key_path))
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return f"the text {value!r}" if len(value) <= 40 else f"the text {value[:37]!r}..."
+    return f"{type(value).__name__} {value!r}"
+
+
+# --- reading and parsing ------------------------------------------------------------------------
+
+
+@attrs.define
+class _Document:
+    """Parsed data with the line of every key path (1-based) and the problems parsing found."""
+
+    data: Any
+    lines: dict[KeyPath, int]
+    duplicate_keys: list[tuple[KeyPath, str, int, int]] = attrs.field(factory=list)
+
+    def line_of(self, path: KeyPath) -> int | None:
+        """The line of ``path``, or of its nearest ancestor with a known line."""
+        for length in range(len(path), -1, -1):
+            line = self.lines.get(path[:length])
+            if line is not None:
+                return line
+        return None
+
+
+def _fail(source: str, message: str, line: int | None = None) -> TaskValidationError:
+    return TaskValidationError([Problem("", message, line)], source=source)
+
+
+def _parse(path: Path, source: str) -> _Document:
+    text = _read_text(path, source)
+    syntax = SYNTAX_BY_SUFFIX.get(path.suffix.lower())
+    if syntax is None:
+        raise _fail(source, f"unsupported file type {path.suffix or '(no suffix)'!r}; "
+                            f"expected one of {', '.join(SYNTAX_BY_SUFFIX)}")
+    if not text.strip():
+        raise _fail(source, "the task file is empty; expected a mapping with a 'tasks:' list")
+    try:
+        document = _parse_yaml(text, source) if syntax == "yaml" else _parse_json(text, source)
+    except RecursionError:
+        raise _fail(source, "the file is nested too deeply to be a task file") from None
+    if document.data is None:
+        raise _fail(source, "the task file holds no data (only comments?); expected a mapping with a 'tasks:' list")
+    return document
+
+
+def _read_text(path: Path, source: str) -> str:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        siblings = [p.name for p in path.parent.iterdir()] if path.parent.is_dir() else []
+        raise _fail(source, f"task file not found{did_you_mean(path.name, siblings)}") from None
+    except IsADirectoryError:
+        raise _fail(source, "is a directory; expected a .yaml, .yml or .json task file") from None
+    except PermissionError:
+        raise _fail(source, "cannot read the task file: permission denied") from None
+    except OSError as exc:
+        raise _fail(source, f"cannot read the task file: {exc.strerror or exc}") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise _fail(source, f"not UTF-8 text: byte 0x{raw[exc.start]:02x} cannot be decoded", line) from None
+
+
+def _parse_yaml(text: str, source: str) -> _Document:
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return _Document(None, {})
+        # Lines come from the composed tree before construction, which rewrites merge keys.
+        document = _Document(None, {(): node.start_mark.line + 1})
+        _record_yaml_lines(node, (), document, set())
+        document.data = loader.construct_document(node)
+        return document
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        context = ""
+        if exc.context and exc.problem:
+            context_line = f", line {exc.context_mark.line + 1}" if exc.context_mark else ""
+            context = f" ({exc.context}{context_line})"
+        label = "unsupported YAML" if isinstance(exc, yaml.constructor.ConstructorError) else "malformed YAML"
+        raise _fail(source, f"{label}{where}: {exc.problem or exc.context}{context}",
+                    mark.line + 1 if mark else None) from None
+    except yaml.YAMLError as exc:
+        raise _fail(source, f"malformed YAML: {exc}") from None
+    finally:
+        loader.dispose()
+
+
+def _record_yaml_lines(node: yaml.Node, path: KeyPath, document: _Document, seen: set[int]) -> None:
+    # Each node is walked once: aliases share nodes, and walking them again could repeat work
+    # without bound.
+    if id(node) in seen or len(path) >= _MAX_LINE_DEPTH:
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key_path = (*path, key_node.value)
+            line = key_node.start_mark.line + 1
+            if key_path in document.lines:
+                document.duplicate_keys.append((key_path, key_node.value, document.lines[key_path], line))
+                continue
+            document.lines[key_path] = line
+            _record_yaml_lines(value_node, key_path, document, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            document.lines[(*path, index)] = item.start_mark.line + 1
+            _record_yaml_lines(item, (*path, index), document, seen)
+
+
+def _parse_json(text: str, source: str) -> _Document:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _fail(source, f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}", exc.lineno) from None
+    document = _Document(data, {})
+    _JsonLines(text, document).value(0, ())
+    return document
+
+
+class _JsonLines:
+    """Records the line of every key path of a JSON text already known to be valid."""
+
+    _SPACE = re.compile(r"[ \t\n\r]*")
+
+    def __init__(self, text: str, document: _Document) -> None:
+        self.text = text
+        self.document = document
+        self.decoder = json.JSONDecoder()
+        self.newlines = [match.start() for match in re.finditer("\n", text)]
+
+    def line(self, offset: int) -> int:
+        return bisect.bisect_left(self.newlines, offset) + 1
+
+    def skip(self, offset: int) -> int:
+        return self._SPACE.match(self.text, offset).end()  # type: ignore[union-attr]
+
+    def value(self, offset: int, path: KeyPath) -> int:
+        """Record lines for the value starting at ``offset``; return the offset after it."""
+        offset = self.skip(offset)
+        if not path:
+            self.document.lines[()] = self.line(offset)
+        opener = self.text[offset]
+        if opener not in "[{" or len(path) >= _MAX_LINE_DEPTH:
+            return self.decoder.raw_decode(self.text, offset)[1]
+        closer = "}" if opener == "{" else "]"
+        offset = self.skip(offset + 1)
+        index = 0
+        while self.text[offset] != closer:
+            if opener == "{":
+                key, after_key = self.decoder.raw_decode(self.text, offset)
+                child = (*path, key)
+                offset = self.skip(self.skip(after_key) + 1)  # past the colon
+                if child in self.document.lines:
+                    self.document.duplicate_keys.append((child, key, self.document.lines[child], self.line(offset)))
+                    offset = self.skip(self.decoder.raw_decode(self.text, offset)[1])
+                    if self.text[offset] == ",":
+                        offset = self.skip(offset + 1)
+                    continue
+                self.document.lines[child] = self.line(offset)
+            else:
+                child = (*path, index)
+                self.document.lines[child] = self.line(self.skip(offset))
+                index += 1
+            offset = self.skip(self.value(offset, child))
+            if self.text[offset] == ",":
+                offset = self.skip(offset + 1)
+        return offset + 1

@@ -1,0 +1,497 @@
+"""The engine's behaviour, on the memory backend and a fake clock (no sleeping for time to pass)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from sts_core.errors import TaskExistsError, TaskNotFoundError, TaskValidationError
+from sts_core.model import RunState, Task
+
+
+async def advance(clock: Any, seconds: float, steps: int = 1) -> None:
+    """Move fake time forward in ``steps`` equal steps, letting the engine react after each."""
+    for _ in range(steps):
+        clock.advance(seconds / steps)
+        await clock.settle()
+
+
+class Recorder:
+    """An async task function that records the fake time of each call."""
+
+    def __init__(self, clock: Any, fail_times: int = 0) -> None:
+        self.clock = clock
+        self.calls: list[Any] = []
+        self.fail_times = fail_times
+
+    async def __call__(self) -> str:
+        self.calls.append(self.clock.now())
+        if len(self.calls) <= self.fail_times:
+            raise ConnectionError(f"failure {len(self.calls)}")
+        return "done"
+
+
+def test_a_task_without_trigger_runs_once_at_start(make_scheduler, clock):
+    async def main():
+        job = Recorder(clock)
+        async with make_scheduler() as scheduler:
+            await scheduler.add_task(Task("once", job))
+            await scheduler.start()
+            await clock.settle()
+            await advance(clock, 100, steps=10)
+            runs = await scheduler.runs("once")
+            await scheduler.stop()
+        assert len(job.calls) == 1
+        assert [r.state for r in runs] == [RunState.SUCCEEDED]
+        assert runs[0].result == "'done'"
+
+    asyncio.run(main())
+
+
+def test_an_interval_task_fires_every_period_without_drift(make_scheduler, clock):
+    async def main():
+        job = Recorder(clock)
+        start = clock.now()
+        async with make_scheduler() as scheduler:
+            await scheduler.add_task(Task("tick", job, every="10s"))
+            await scheduler.start()
+            await advance(clock, 35, steps=7)
+            runs = await scheduler.runs("tick")
+            await scheduler.stop()
+        expected = [start + timedelta(seconds=s) for s in (10, 20, 30)]
+        assert sorted(r.scheduled_for for r in runs) == expected
+        assert len(job.calls) == 3
+
+    asyncio.run(main())
+
+
+def test_a_cron_task_fires_at_matching_times(make_scheduler, clock):
+    async def main():
+        job = Recorder(clock)
+        async with make_scheduler() as scheduler:
+            await scheduler.add_task(Task("cron", job, cron="*/15 * * * *", timezone="Europe/Berlin"))
+            await scheduler.start()
+            await advance(clock, 3600, steps=12)
+            runs = await scheduler.runs("cron")
+            await scheduler.stop()
+        assert sorted(r.scheduled_for.minute for r in runs) == [0, 15, 30, 45]
+
+    asyncio.run(main())
+
+
+def test_failed_attempts_are_retried_with_exponential_backoff_and_a_cap(make_scheduler, clock):
+    async def main():
+        job = Recorder(clock, fail_times=4)
+        async with make_scheduler() as scheduler:
+            await scheduler.add_task(
+                Task("flaky", job, retries=4, retry_delay="10s", backoff=2, max_retry_delay="25s")
+            )
+            await scheduler.start()
+            await advance(clock, 200, steps=200)
+            runs = await scheduler.runs("flaky")
+            await scheduler.stop()
+        gaps = [(b - a).total_seconds() for a, b in zip(job.calls, job.calls[1:], strict=False)]
+        assert gaps == [10, 20, 25, 25]
+        by_attempt = sorted(runs, key=lambda r: r.attempt)
+        assert [r.state for r in by_attempt] == [RunState.RETRYING] * 4 + [RunState.SUCCEEDED]
+        assert by_attempt[0].error_type == "ConnectionError"
+        assert by_attempt[0].error_message == "failure 1"
+        assert "ConnectionError" in by_attempt[0].traceback
+        assert len({r.fire_id for r in runs}) == 1
+
+    asyncio.run(main())
+
+
+def test_a_run_that_fails_every_attempt_is_recorded_failed(make_scheduler, clock):
+    async def main():
+        job = Recorder(clock, fail_times=10)
+        async with make_scheduler() as scheduler:
+            await scheduler.add_task(Task("doomed", job, retries=1, retry_delay="1s"))
+            await scheduler.start()
+            await advance(clock, 5, steps=5)
+            runs = await scheduler.runs("doomed")
+            await scheduler.stop()
+        assert sorted(r.state.value for r in runs) == ["failed", "retrying"]
+
+    asyncio.run(main())
+
+
+def test_a_coroutine_is_cancelled_at_its_timeout(make_scheduler, clock):
+    cancelled = asyncio.Event()
+
+    async def slow() -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    async def main():
+        async with make_scheduler() as scheduler:
+            await scheduler.add_task(Task("slow", slow, timeout=0.05))
+            await scheduler.start()
+            await clock.settle()
+            await scheduler.wait_idle()
+            runs = await scheduler.runs("slow")
+            await scheduler.stop()
+        assert cancelled.is_set()
+        assert runs[0].state is RunState.TIMED_OUT
+        assert runs[0].error_type == "TimeoutError"
+        assert "0.05s" in runs[0].error_message
+
+    asyncio.run(main())
+
+
+def test_a_sync_function_that_times_out_is_recorded_and_its_late_result_discarded(make_scheduler, clock):
+    import threading
+
+    release = threading.Event()
+
+    def blocking() -> str:
+        release.wait(5)
+        return "late"
+
+    async def main():
+        async with make_scheduler() as scheduler:
+            await scheduler.add_task(Task("blocking", blocking, timeout=0.05))
+            await scheduler.start()
+            await clock.settle()
+            await scheduler.wait_idle()
+            release.set()
+            await asyncio.sleep(0.05)
+            runs = await scheduler.runs("blocking")
+            await scheduler.stop()
+        assert [r.state for r in runs] == [RunState.TIMED_OUT]
+        assert runs[0].result is None
+
+    asyncio.run(main())
+
+
+def test_a_timeout_is_retried_like_a_failure(make_scheduler, clock):
+    async def slow() -> None:
+        await asyncio.sleep(30)
+
+    async def main():
+        async with make_scheduler() as scheduler:
+            await scheduler.add_task(Task("slow", slow, timeout=0.02, retries=1, retry_delay=5))
+            await scheduler.start()
+            await clock.settle()
+            await asyncio.sleep(0.1)  # the first attempt times out in real time
+            await advance(clock, 5)
+            await scheduler.wait_idle()
+            runs = await scheduler.runs("slow")
+            await scheduler.stop()
+        assert sorted(r.state.value for r in runs) == ["retrying", "timed_out"]
+
+    asyncio.run(main())
+
+
+def test_children_run_only_after_all_parents_succeed(make_scheduler, clock):
+    async def main():
+        order: list[str] = []
+
+        def step(name: str):
+            async def run() -> None:
+                order.append(name)
+
+            return run
+
+        async with make_scheduler() as scheduler:
+            await scheduler.add_tasks([
+                Task("a", step("a"), every="10s"),
+                Task("b", step("b"), every="20s"),
+                Task("c", step("c"), parent_tasks=["a", "b"]),
+                Task("d", step("d"), parent_tasks=["c"]),
+            ])
+            await scheduler.start()
+            await advance(clock, 10)
+            assert order == ["a"]
+            await advance(clock, 10)
+            await clock.settle()
+            await scheduler.stop()
+        assert order.count("c") == 1 and order.count("d") == 1
+        assert order.index("b") < order.index("c") < order.index("d")
+
+    asyncio.run(main())
+
+
+def test_when_a_parent_fails_for_good_its_descendants_are_skipped(make_scheduler, clock):
+    async def main():
+        async def boom() -> None:
+            raise RuntimeError("no")
+
+        async def never() -> None:
+            raise AssertionError("must not run")
+
+        async with make_scheduler() as scheduler:
+            await scheduler.add_tasks([
+                Task("parent", boom),
+                Task("child", never, parent_tasks=["parent"]),
+                Task("grandchild", never, parent_tasks=["child"]),
+            ])
+            await scheduler.start()
+            await clock.settle()
+            await scheduler.wait_idle()
+            skipped = await scheduler.runs(state="skipped")
+            await scheduler.stop()
+        assert sorted(r.task_name for r in skipped) == ["child", "grandchild"]
+        assert all(r.reason == "upstream failed: parent" for r in skipped)
+
+    asyncio.run(main())
+
+
+def test_a_fire_while_the_previous_run_is_active_is_skipped_by_max_instances(make_scheduler, clock):
+    gate = asyncio.Event()
+
+    async def long() -> None:
+        await gate.wait()
+
+    async def main():
+        async with make_scheduler() as scheduler:
+            await scheduler.add_task(Task("long", long, every="10s"))
+            await scheduler.start()
+            await advance(clock, 10)
+            await advance(clock, 10)
+            gate.set()
+            await clock.settle()
+            runs = await scheduler.runs("long")
+            await scheduler.stop()
+        states = sorted(r.state.value for r in runs)
+        assert states == ["skipped", "succeeded"]
+        assert "max_instances=1" in next(r.reason for r in runs if r.state is RunState.SKIPPED)
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected_runs", "expected_skipped"),
+    [("coalesce", 1, 0), ("skip", 0, 1), ("run_all", 10, 0)],
+)
+def test_fires_missed_while_down_follow_the_misfire_policy(make_scheduler, clock, policy, expected_runs,
+                                                          expected_skipped):
+    async def main():
+        job = Recorder(clock)
+        async with make_scheduler() as scheduler:
+            await scheduler.add_task(Task("t", job, every="10s", misfire=policy, misfire_grace_time="1s"))
+            clock.advance(105)  # the scheduler is not running: ten fires are missed
+            await scheduler.start()
+            await clock.settle()
+            await scheduler.wait_idle()
+            skipped = await scheduler.runs("t", state="skipped")
+            await scheduler.stop()
+        assert len(job.calls) == expected_runs
+        assert len(skipped) == expected_skipped
+
+    asyncio.run(main())
+
+
+def test_a_late_fire_within_the_grace_time_runs_normally(make_scheduler, clock):
+    async def main():
+        job = Recorder(clock)
+        async with make_scheduler() as scheduler:
+            await scheduler.add_task(Task("t", job, every="10s", misfire="skip", misfire_grace_time="30s"))
+            clock.advance(15)
+            await scheduler.start()
+            await clock.settle()
+            await scheduler.wait_idle()
+            await scheduler.stop()
+        assert len(job.calls) == 1
+
+    asyncio.run(main())
+
+
+def test_a_forward_wall_clock_jump_does_not_fire_a_burst(make_scheduler, clock):
+    async def main():
+        job = Recorder(clock)
+        async with make_scheduler() as scheduler:
+            await scheduler.add_task(Task("t", job, every="1s"))
+            await scheduler.start()
+            await advance(clock, 1)
+            clock.jump(3600)
+            await advance(clock, 1)
+            await scheduler.wait_idle()
+            await scheduler.stop()
+        assert len(job.calls) <= 3
+
+    asyncio.run(main())
+
+
+def test_a_backward_wall_clock_jump_does_not_stall_interval_tasks(make_scheduler, clock):
+    async def main():
+        job = Recorder(clock)
+        async with make_scheduler() as scheduler:
+            await scheduler.add_task(Task("t", job, every="10s"))
+            await scheduler.start()
+            await advance(clock, 10)
+            assert len(job.calls) == 1
+            clock.jump(-3600)
+            await advance(clock, 40, steps=4)
+            await scheduler.stop()
+        assert len(job.calls) >= 3
+
+    asyncio.run(main())
+
+
+def test_jitter_delays_a_fire_by_at_most_the_jitter(make_scheduler, clock):
+    async def main():
+        job = Recorder(clock)
+        start = clock.now()
+        async with make_scheduler() as scheduler:
+            await scheduler.add_task(Task("t", job, every="10s", jitter="5s"))
+            await scheduler.start()
+            await advance(clock, 16, steps=16)
+            runs = await scheduler.runs("t")
+            await scheduler.stop()
+        assert len(job.calls) == 1
+        assert 10 <= (job.calls[0] - start).total_seconds() <= 15
+        assert runs[0].scheduled_for == start + timedelta(seconds=10)
+
+    asyncio.run(main())
+
+
+def test_cancel_task_cancels_the_run_in_flight_and_its_schedule(make_scheduler, clock):
+    async def long() -> None:
+        await asyncio.sleep(30)
+
+    async def main():
+        async with make_scheduler() as scheduler:
+            await scheduler.add_task(Task("long", long, every="10s"))
+            await scheduler.start()
+            await advance(clock, 10)
+            assert await scheduler.cancel_task("long") is True
+            await clock.settle()
+            await advance(clock, 30, steps=3)
+            runs = await scheduler.runs("long")
+            assert await scheduler.get_task("long") is None
+            await scheduler.stop()
+        assert [r.state for r in runs] == [RunState.CANCELLED]
+
+    asyncio.run(main())
+
+
+def test_remove_task_stops_future_fires(make_scheduler, clock):
+    async def main():
+        job = Recorder(clock)
+        async with make_scheduler() as scheduler:
+            await scheduler.add_task(Task("t", job, every="10s"))
+            await scheduler.start()
+            await advance(clock, 10)
+            await scheduler.remove_task("t")
+            await advance(clock, 50, steps=5)
+            with pytest.raises(TaskNotFoundError):
+                await scheduler.remove_task("t")
+            assert await scheduler.delete_task("t") is False
+            await scheduler.stop()
+        assert len(job.calls) == 1
+
+    asyncio.run(main())
+
+
+def test_a_parent_cannot_be_removed_while_children_name_it(make_scheduler, clock):
+    async def main():
+        async with make_scheduler() as scheduler:
+            await scheduler.add_tasks([Task("p", Recorder(clock)), Task("c", Recorder(clock), parent_tasks=["p"])])
+            with pytest.raises(TaskValidationError, match="parent of c"):
+                await scheduler.remove_task("p")
+
+    asyncio.run(main())
+
+
+def test_add_task_refuses_an_existing_name_unless_replace_which_makes_a_new_version(make_scheduler, clock):
+    async def main():
+        async with make_scheduler() as scheduler:
+            first = await scheduler.add_task(Task("t", Recorder(clock), every="10s"))
+            with pytest.raises(TaskExistsError, match="replace=True"):
+                await scheduler.add_task(Task("t", Recorder(clock), every="20s"))
+            second = await scheduler.add_task(Task("t", Recorder(clock), every="20s"), replace=True)
+            assert (first.version, second.version) == (1, 2)
+            assert (await scheduler.get_task("t")).every == 20
+
+    asyncio.run(main())
+
+
+def test_runs_keep_the_task_version_they_ran(make_scheduler, clock):
+    async def main():
+        async with make_scheduler() as scheduler:
+            await scheduler.add_task(Task("t", Recorder(clock), every="10s"))
+            await scheduler.start()
+            await advance(clock, 10)
+            await scheduler.add_task(Task("t", Recorder(clock), every="10s", retries=1), replace=True)
+            await advance(clock, 10)
+            runs = await scheduler.runs("t")
+            await scheduler.stop()
+        assert sorted(r.task_version for r in runs) == [1, 2]
+
+    asyncio.run(main())
+
+
+def test_an_invalid_task_in_a_batch_stores_none_of_them(make_scheduler, clock):
+    async def main():
+        async with make_scheduler() as scheduler:
+            with pytest.raises(TaskValidationError, match="unknown parent"):
+                await scheduler.add_tasks([Task("ok", Recorder(clock)), Task("bad", Recorder(clock),
+                                                                               parent_tasks=["nope"])])
+            assert await scheduler.list_tasks() == []
+
+    asyncio.run(main())
+
+
+def test_run_executes_now_and_returns_the_recorded_run(make_scheduler, clock):
+    async def main():
+        async with make_scheduler() as scheduler:
+            await scheduler.add_task(Task("t", Recorder(clock), every="1h"))
+            run = await scheduler.run("t")
+            assert run.state is RunState.SUCCEEDED and run.reason == "manual"
+            adhoc = await scheduler.run(Task("adhoc", lambda: 41 + 1))
+            assert adhoc.result == "42"
+            assert await scheduler.get_task("adhoc") is None
+            assert (await scheduler.get_run(adhoc.id)).state is RunState.SUCCEEDED
+
+    asyncio.run(main())
+
+
+def test_output_printed_by_a_task_is_captured_in_its_run(make_scheduler, clock):
+    def chatty() -> None:
+        print("hello from the task")
+
+    async def main():
+        async with make_scheduler() as scheduler:
+            run = await scheduler.run(Task("chatty", chatty))
+        assert "hello from the task" in run.output
+
+    asyncio.run(main())
+
+
+def test_stop_records_runs_still_in_flight_after_the_grace_period_as_interrupted(make_scheduler, clock):
+    async def long() -> None:
+        await asyncio.sleep(30)
+
+    async def main():
+        async with make_scheduler() as scheduler:
+            await scheduler.add_task(Task("long", long))
+            await scheduler.start()
+            await clock.settle()
+            await scheduler.stop(grace=0.05)
+            runs = await scheduler.runs("long")
+        assert [r.state for r in runs] == [RunState.INTERRUPTED]
+
+    asyncio.run(main())
+
+
+def test_runs_can_be_filtered_by_state(make_scheduler, clock):
+    async def main():
+        async def boom() -> None:
+            raise ValueError("x")
+
+        async with make_scheduler() as scheduler:
+            await scheduler.run(Task("good", Recorder(clock)))
+            await scheduler.run(Task("bad", boom))
+            failed = await scheduler.runs(state="failed")
+            with pytest.raises(ValueError, match="expected one of"):
+                await scheduler.runs(state="exploded")
+        assert [r.task_name for r in failed] == ["bad"]
+
+    asyncio.run(main())

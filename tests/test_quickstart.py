@@ -1,0 +1,71 @@
+"""The quick start from the README, run exactly as written in a separate Python process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+QUICK_START = '''\
+from sts.scheduler import TaskScheduler
+from sts.task import Task
+from sts.config import Config
+
+task = Task(name='basic_task', function=lambda: print("Running basic task!"))
+scheduler = TaskScheduler(config=Config())
+scheduler.add_task(task)
+scheduler.start()
+'''
+
+
+def _start(tmp_path: Path, source: str) -> subprocess.Popen[str]:
+    script = tmp_path / "quick_start.py"
+    script.write_text(source)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        cwd=tmp_path,
+    )
+
+
+def _read_until(process: subprocess.Popen[str], needle: str, timeout: float = 20.0) -> str:
+    seen = []
+    deadline = time.monotonic() + timeout
+    assert process.stdout is not None
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if needle in line:
+            return "".join(seen)
+    raise AssertionError(f"{needle!r} not printed; got:\n{''.join(seen)}")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_the_quick_start_runs_its_task_stays_up_and_stops_gracefully_on_a_signal(tmp_path, signum):
+    process = _start(tmp_path, QUICK_START)
+    try:
+        _read_until(process, "Running basic task!")
+        time.sleep(0.3)
+        assert process.poll() is None, "the process must stay up while the scheduler runs"
+        process.send_signal(signum)
+        out, err = process.communicate(timeout=20)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
+    assert "STS stopped" in out
+
+
+def test_stop_lets_the_script_exit(tmp_path):
+    source = QUICK_START + "import time\ntime.sleep(0.5)\nscheduler.stop()\nprint('after stop')\n"
+    process = _start(tmp_path, source)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "Running basic task!" in out and "after stop" in out
