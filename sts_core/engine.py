@@ -74,9 +74,8 @@ class Engine:
         self._stopping = False
         self._loops: list[asyncio.Task[Any]] = []
         self._slots = asyncio.Semaphore(int(config.get("executor.concurrency", 100)))
-        self._threads = ThreadPoolExecutor(
-            max_workers=int(config.get("executor.max_workers", 8)), thread_name_prefix="sts-run"
-        )
+        self._max_threads = int(config.get("executor.max_workers", 8))
+        self._threads: ThreadPoolExecutor | None = None  # created on first use, again after close()
         self._output_limit = int(config.get("executor.output_limit", 65536))
         self._max_batch = int(config.get("scheduler.max_batch", 1000))
         self._random = random.Random()
@@ -179,7 +178,9 @@ class Engine:
 
     def close(self) -> None:
         """Release threads (does not wait for threads still running a timed-out function)."""
-        self._threads.shutdown(wait=False, cancel_futures=True)
+        if self._threads is not None:
+            self._threads.shutdown(wait=False, cancel_futures=True)
+            self._threads = None
         self.events.close()
 
     # -- scheduler loop -----------------------------------------------------------------------------
@@ -543,7 +544,10 @@ class Engine:
         loop = asyncio.get_running_loop()
         if kwargs:
             function = functools.partial(function, **kwargs)
-        return loop.run_in_executor(self._threads, function, *args)
+        threads = self._threads
+        if threads is None:
+            threads = self._threads = ThreadPoolExecutor(self._max_threads, thread_name_prefix="sts-run")
+        return loop.run_in_executor(threads, function, *args)
 
     # -- control ---------------------------------------------------------------------------------------
 

@@ -49,13 +49,14 @@ def log_run(run: Run) -> None:
             text += f" ({run.reason})"
     else:
         level = logging.WARNING if run.state in (RunState.FAILED, RunState.TIMED_OUT) else logging.INFO
-        text = f"{_SYMBOL.get(run.state, '·')} {run.task_name} attempt {run.attempt} {run.state.value}"
+        outcome = "failed" if run.state is RunState.RETRYING else run.state.value
+        text = f"{_SYMBOL.get(run.state, '·')} {run.task_name} attempt {run.attempt} {outcome}"
         if run.duration is not None:
             text += f" in {format_duration(run.duration)}"
         if run.error_type:
             text += f": {run.error_type}: {run.error_message}"
         if run.state is RunState.RETRYING and run.retry_at is not None:
-            text += f"; next attempt at {run.retry_at.strftime('%H:%M:%S')}"
+            text += f"; attempt {run.attempt + 1} at {run.retry_at.strftime('%H:%M:%S')}"
         if run.state is RunState.SKIPPED:
             text += f" ({run.reason})"
     if log.isEnabledFor(level):

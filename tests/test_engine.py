@@ -495,3 +495,130 @@ def test_runs_can_be_filtered_by_state(make_scheduler, clock):
         assert [r.task_name for r in failed] == ["bad"]
 
     asyncio.run(main())
+
+
+def test_a_stopped_scheduler_can_be_started_again(make_scheduler, clock):
+    def sync_job() -> str:
+        return "ran"
+
+    async def main():
+        async with make_scheduler() as scheduler:
+            await scheduler.start()
+            await scheduler.stop()
+            await scheduler.start()
+            run = await scheduler.run(Task("again", sync_job))
+            await scheduler.stop()
+        assert run.state is RunState.SUCCEEDED
+
+    asyncio.run(main())
+
+
+def test_a_process_executor_task_runs_in_a_child_process(make_scheduler, clock):
+    async def main():
+        async with make_scheduler() as scheduler:
+            run = await scheduler.run(Task("pid", "os:getpid", executor="process"))
+        import os
+
+        assert run.state is RunState.SUCCEEDED
+        assert run.result is not None and int(run.result) != os.getpid()
+
+    asyncio.run(main())
+
+
+def test_a_shell_task_records_its_output_and_exit_status(make_scheduler, clock):
+    async def main():
+        async with make_scheduler() as scheduler:
+            ok = await scheduler.run(Task("echo", type="shell", command="echo hello; echo oops >&2"))
+            bad = await scheduler.run(Task("false", type="shell", command="exit 3"))
+        assert ok.state is RunState.SUCCEEDED and "hello" in ok.output and "oops" in ok.output
+        assert bad.state is RunState.FAILED and bad.error_type == "CommandFailed"
+        assert bad.error_message == "exit status 3"
+
+    asyncio.run(main())
+
+
+def test_an_at_task_fires_once_at_its_time_and_a_delay_task_once_after_its_delay(make_scheduler, clock):
+    async def main():
+        at_job, delay_job = Recorder(clock), Recorder(clock)
+        start = clock.now()
+        async with make_scheduler() as scheduler:
+            await scheduler.add_tasks([
+                Task("at", at_job, at=(start + timedelta(seconds=30)).isoformat()),
+                Task("delay", delay_job, delay="45s"),
+            ])
+            await scheduler.start()
+            await advance(clock, 120, steps=24)
+            await scheduler.stop()
+        assert at_job.calls == [start + timedelta(seconds=30)]
+        assert delay_job.calls == [start + timedelta(seconds=45)]
+
+    asyncio.run(main())
+
+
+def test_an_interval_task_stops_at_its_end(make_scheduler, clock):
+    async def main():
+        job = Recorder(clock)
+        start = clock.now()
+        async with make_scheduler() as scheduler:
+            await scheduler.add_task(Task("t", job, every="10s", end=start + timedelta(seconds=25)))
+            await scheduler.start()
+            await advance(clock, 60, steps=6)
+            assert await scheduler.next_fire_time("t") is None
+            await scheduler.stop()
+        assert len(job.calls) == 2
+
+    asyncio.run(main())
+
+
+def test_a_disabled_task_is_stored_but_never_fires(make_scheduler, clock):
+    async def main():
+        job = Recorder(clock)
+        async with make_scheduler() as scheduler:
+            await scheduler.add_task(Task("off", job, every="10s", enabled=False, tags=["x"], description="d"))
+            await scheduler.start()
+            await advance(clock, 60, steps=6)
+            stored = await scheduler.get_task("off")
+            await scheduler.stop()
+        assert job.calls == []
+        assert (stored.enabled, stored.tags, stored.description) == (False, ("x",), "d")
+
+    asyncio.run(main())
+
+
+def test_args_and_kwargs_are_passed_to_the_function(make_scheduler, clock):
+    async def add(a: int, b: int, *, scale: int = 1) -> int:
+        return (a + b) * scale
+
+    async def main():
+        async with make_scheduler() as scheduler:
+            run = await scheduler.run(Task("add", add, args=[1, 2], kwargs={"scale": 10}))
+        assert run.result == "30"
+
+    asyncio.run(main())
+
+
+def test_config_defaults_apply_to_tasks_that_do_not_set_their_own(make_scheduler, clock):
+    async def main():
+        job = Recorder(clock, fail_times=2)
+        async with make_scheduler(retries=2, retry_delay="7s") as scheduler:
+            await scheduler.add_task(Task("t", job))
+            await scheduler.start()
+            await advance(clock, 20, steps=20)
+            await scheduler.stop()
+        gaps = [(b - a).total_seconds() for a, b in zip(job.calls, job.calls[1:], strict=False)]
+        assert gaps == [7, 7]
+
+    asyncio.run(main())
+
+
+def test_run_history_is_bounded_per_task(make_scheduler, clock):
+    async def main():
+        async with make_scheduler(history={"max_runs_per_task": 3}) as scheduler:
+            await scheduler.add_task(Task("t", Recorder(clock), every="1s"))
+            await scheduler.start()
+            await advance(clock, 10, steps=10)
+            runs = await scheduler.runs("t")
+            await scheduler.stop()
+        assert len(runs) == 3
+
+    asyncio.run(main())
