@@ -127,7 +127,7 @@ def cmd_tasks(args: argparse.Namespace, config: Any) -> int:
             scheduler.load_task_file(args.task_file)
         rows = []
         for task in scheduler.list_tasks():
-            plan = scheduler.asyncio_scheduler.engine.current_plan(task.name)
+            plan = scheduler.asyncio_scheduler.engine.plans.current(task.name)
             trigger = plan.trigger.describe() if plan and plan.trigger else (
                 "after " + ", ".join(task.parent_tasks) if task.parent_tasks else "once, at start"
             )

@@ -24,12 +24,11 @@ import attrs
 
 from sts_core import events as ev
 from sts_core.clock import Clock
-from sts_core.errors import TaskNotFoundError
 from sts_core.eventbus import EventBus
 from sts_core.interfaces import Backend, Delivery, DueFire, ExecutionContext
 from sts_core.model import FAILED_STATES, Run, RunState, Task, fire_id, new_run_id
 from sts_core.output import BoundedOutput
-from sts_core.plans import TaskPlan, compile_plan
+from sts_core.plans import TaskPlan, TaskPlans, compile_plan
 from sts_core.plugins import PluginManager
 from sts_core.runlog import log_run
 
@@ -64,9 +63,7 @@ class Engine:
         self.scheduler_id = scheduler_id
         self.worker_id = f"{socket.gethostname()}:{scheduler_id}"
         self.events = EventBus(plugins.event_listeners())
-        self._plans: dict[tuple[str, int], TaskPlan] = {}
-        self._current: dict[str, TaskPlan] = {}
-        self._children: dict[str, set[str]] = {}
+        self.plans = TaskPlans(self.compile, self.store.get_task)
         self._active: dict[str, int] = {}
         self._executing: dict[str, tuple[asyncio.Task[Any], Run]] = {}
         self._cancel_reasons: dict[str, RunState] = {}
@@ -88,44 +85,6 @@ class Engine:
     def compile(self, task: Task) -> TaskPlan:
         """Compile ``task`` (validated beforehand) into a plan."""
         return compile_plan(task, config=self.config, plugins=self.plugins, resolve_function=self.resolve_function)
-
-    def install(self, plan: TaskPlan) -> None:
-        """Make ``plan`` the current version of its task and index its parents."""
-        task = plan.task
-        old = self._current.get(task.name)
-        if old is not None:
-            for parent in old.parents:
-                self._children.get(parent, set()).discard(task.name)
-        self._current[task.name] = plan
-        self._plans[(task.name, task.version)] = plan
-        for parent in plan.parents:
-            self._children.setdefault(parent, set()).add(task.name)
-
-    def uninstall(self, name: str) -> None:
-        """Forget the current plan of ``name`` (older versions stay for runs in flight)."""
-        plan = self._current.pop(name, None)
-        if plan is not None:
-            for parent in plan.parents:
-                self._children.get(parent, set()).discard(name)
-
-    def children_of(self, name: str) -> list[str]:
-        """Names of the tasks that list ``name`` in ``parent_tasks``."""
-        return sorted(self._children.get(name, ()))
-
-    def current_plan(self, name: str) -> TaskPlan | None:
-        """The plan of the task's current version."""
-        return self._current.get(name)
-
-    async def plan_for(self, name: str, version: int) -> TaskPlan | None:
-        """The plan of one version of a task, compiled from the store when not cached."""
-        plan = self._plans.get((name, version))
-        if plan is None:
-            task = await self.store.get_task(name, version)
-            if task is None:
-                return None
-            plan = self.compile(task)
-            self._plans[(name, version)] = plan
-        return plan
 
     async def schedule_first(self, plan: TaskPlan) -> datetime | None:
         """Set the first fire time of a newly stored task and wake the scheduler loop."""
@@ -223,7 +182,7 @@ class Engine:
         if jump > 0:
             return  # fires now overdue follow each task's misfire policy
         now = self.clock.now()
-        for name, plan in list(self._current.items()):
+        for name, plan in self.plans.items():
             if plan.trigger is None:
                 continue
             stored = await self.store.get_next_fire(name)
@@ -234,7 +193,7 @@ class Engine:
                 await self.store.set_next_fire(name, candidate)
 
     async def _fire(self, fire: DueFire, now: datetime) -> None:
-        plan = self._current.get(fire.task_name)
+        plan = self.plans.current(fire.task_name)
         if plan is None:
             await self.store.claim_fire(fire, None)
             return
@@ -383,8 +342,8 @@ class Engine:
 
     async def _execute(self, delivery: Delivery) -> None:
         run = delivery.run
-        plan = await self.plan_for(run.task_name, run.task_version)
-        if plan is None or run.task_name not in self._current:
+        plan = await self.plans.for_version(run.task_name, run.task_version)
+        if plan is None or self.plans.current(run.task_name) is None:
             run.state = RunState.CANCELLED
             run.reason = "task removed"
             run.ended_at = self.clock.now()
@@ -497,17 +456,17 @@ class Engine:
                 RunState.INTERRUPTED: ev.RunCancelled,
             }[state]
             self.events.emit(event_class(run.ended_at, attrs.evolve(run), task))
-        children = self._children.get(task.name)
+        children = self.plans.children_of(task.name)
         if not children:
             return
         if state is RunState.SUCCEEDED:
-            for child in sorted(children):
+            for child in children:
                 await self._parent_succeeded(child, task.name)
         elif state in FAILED_STATES:
             await self._skip_descendants(task.name, f"upstream failed: {task.name}")
 
     async def _parent_succeeded(self, child: str, parent: str) -> None:
-        plan = self._current.get(child)
+        plan = self.plans.current(child)
         if plan is None or not plan.task.enabled:
             return
         done = await self.store.parent_succeeded(child, parent)
@@ -517,19 +476,19 @@ class Engine:
 
     async def _skip_descendants(self, name: str, reason: str) -> None:
         seen: set[str] = set()
-        frontier = sorted(self._children.get(name, ()))
+        frontier = self.plans.children_of(name)
         now = self.clock.now()
         while frontier:
             child = frontier.pop(0)
             if child in seen:
                 continue
             seen.add(child)
-            plan = self._current.get(child)
+            plan = self.plans.current(child)
             if plan is None:
                 continue
             await self.store.reset_parents(child)
             await self._record_skip(plan, now, reason)
-            frontier.extend(sorted(self._children.get(child, ())))
+            frontier.extend(self.plans.children_of(child))
 
     def _release(self, name: str) -> None:
         count = self._active.get(name, 0) - 1
@@ -572,9 +531,3 @@ class Engine:
         """Wait until no run is queued or executing (tests, ``run`` of a one-shot scheduler)."""
         await self.idle.wait()
 
-    def require_plan(self, name: str) -> TaskPlan:
-        """The current plan of ``name`` or ``TaskNotFoundError``."""
-        plan = self._current.get(name)
-        if plan is None:
-            raise TaskNotFoundError(f"no task named {name!r}")
-        return plan

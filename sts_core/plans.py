@@ -6,11 +6,12 @@ plain attributes of a ``TaskPlan`` on every fire and every attempt.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import attrs
 
+from sts_core.errors import TaskNotFoundError
 from sts_core.interfaces import TaskType, Trigger
 from sts_core.model import Task
 from sts_core.plugins import PluginManager
@@ -75,3 +76,64 @@ def compile_plan(
         settings=settings,
         parents=frozenset(task.parent_tasks),
     )
+
+
+class TaskPlans:
+    """The plans of the tasks a scheduler knows: the current version of each task, older
+    versions that runs in flight still use, and the parent -> children index."""
+
+    def __init__(
+        self,
+        compile: Callable[[Task], TaskPlan],
+        load_task: Callable[[str, int], Awaitable[Task | None]],
+    ) -> None:
+        self._compile = compile
+        self._load_task = load_task
+        self._by_version: dict[tuple[str, int], TaskPlan] = {}
+        self._current: dict[str, TaskPlan] = {}
+        self._children: dict[str, set[str]] = {}
+
+    def install(self, plan: TaskPlan) -> None:
+        """Make ``plan`` the current version of its task and index its parents."""
+        task = plan.task
+        self.uninstall(task.name)
+        self._current[task.name] = plan
+        self._by_version[(task.name, task.version)] = plan
+        for parent in plan.parents:
+            self._children.setdefault(parent, set()).add(task.name)
+
+    def uninstall(self, name: str) -> None:
+        """Forget the current plan of ``name`` (older versions stay for runs in flight)."""
+        plan = self._current.pop(name, None)
+        if plan is not None:
+            for parent in plan.parents:
+                self._children.get(parent, set()).discard(name)
+
+    def current(self, name: str) -> TaskPlan | None:
+        """The plan of the task's current version, or None."""
+        return self._current.get(name)
+
+    def require(self, name: str) -> TaskPlan:
+        """The current plan of ``name``; raises ``TaskNotFoundError``."""
+        plan = self._current.get(name)
+        if plan is None:
+            raise TaskNotFoundError(f"no task named {name!r}")
+        return plan
+
+    def items(self) -> Iterator[tuple[str, TaskPlan]]:
+        """``(name, current plan)`` pairs (a snapshot, safe to change the plans meanwhile)."""
+        return iter(list(self._current.items()))
+
+    def children_of(self, name: str) -> list[str]:
+        """Names of the tasks that list ``name`` in ``parent_tasks``, sorted."""
+        return sorted(self._children.get(name, ()))
+
+    async def for_version(self, name: str, version: int) -> TaskPlan | None:
+        """The plan of one version of a task, compiled from the store when not cached."""
+        plan = self._by_version.get((name, version))
+        if plan is None:
+            task = await self._load_task(name, version)
+            if task is None:
+                return None
+            plan = self._by_version[(name, version)] = self._compile(task)
+        return plan

@@ -108,7 +108,7 @@ class AsyncTaskScheduler:
         self._opened = True
         for task in await self.backend.store.list_tasks():
             try:
-                self.engine.install(self.engine.compile(task))
+                self.engine.plans.install(self.engine.compile(task))
             except Exception as exc:  # noqa: BLE001 - one bad stored task must not stop the others
                 log.error("stored task %r cannot be loaded: %s", task.name, exc)
 
@@ -155,7 +155,7 @@ class AsyncTaskScheduler:
         stored = await self.backend.store.put_tasks(tasks, replace=replace)
         for plan, task in zip(plans, stored, strict=True):
             plan.task = task
-            self.engine.install(plan)
+            self.engine.plans.install(plan)
             await self.engine.schedule_first(plan)
             if self.engine.events.active:
                 self.engine.events.emit(ev.TaskAdded(self.clock.now(), task))
@@ -206,13 +206,13 @@ class AsyncTaskScheduler:
         """Like ``remove_task`` but returns False instead of raising when the task is absent."""
         await self.open()
         name = _name_of(task)
-        children = self.engine.children_of(name)
+        children = self.engine.plans.children_of(name)
         if children:
             raise TaskValidationError(
                 [Problem(name, f"is a parent of {', '.join(children)}; remove or change those tasks first")]
             )
         existed = await self.backend.store.delete_task(name)
-        self.engine.uninstall(name)
+        self.engine.plans.uninstall(name)
         self.engine.wake()
         if existed and self.engine.events.active:
             self.engine.events.emit(ev.TaskRemoved(self.clock.now(), name))
@@ -238,8 +238,8 @@ class AsyncTaskScheduler:
 
     async def _plan_for_run(self, task: TaskRef) -> TaskPlan:
         if isinstance(task, str):
-            return self.engine.require_plan(task)
-        current = self.engine.current_plan(task.name)
+            return self.engine.plans.require(task)
+        current = self.engine.plans.current(task.name)
         if current is not None and _definition(current.task) == _definition(task):
             return current
         problems = check_tasks(
