@@ -1,0 +1,115 @@
+"""Test support shipped with the kernel, registered as a pytest plugin (``pytest11: sts``).
+
+It gives every test suite, the kernel's and each plugin's:
+
+- ``FakeClock`` and the ``fake_clock`` fixture: time that moves only when a test moves it;
+- ``StubConfig``: the ``config.get("dotted.path", default)`` surface a backend factory reads;
+- the ``make_plugin_manager`` fixture: a plugin manager holding only the plugins a test names;
+- ``StoreContract`` and ``BrokerContract``: the conformance suites every backend runs.
+
+A backend plugin runs the suites by subclassing them in one of its test modules and giving
+one fixture, ``make_backend``, that builds a fresh, empty backend::
+
+    # plugins/sts-redis/tests/test_redis_contract.py
+    import pytest
+    from sts_core.testing import BrokerContract, StoreContract, StubConfig
+    from sts_redis.backend import build_backend
+
+    @pytest.fixture
+    def make_backend(redis_url):
+        def make(clock, settings):
+            # settings: "lease_time" (seconds), "max_runs_per_task" (int or None),
+            # "max_age" (seconds or None); map them onto the plugin's own config keys.
+            return build_backend(StubConfig({...}), clock)
+        return make
+
+    class TestRedisStore(StoreContract): ...
+    class TestRedisBroker(BrokerContract): ...
+
+The suites open and close the backend themselves and drive time only through the
+``FakeClock`` they pass in, so a backend must take every time it uses from the clock and
+do its waiting through ``clock.wait``. They compare tasks and runs by value (``to_dict``),
+never by object identity, so a backend that serialises works unchanged. Each test builds
+its own backend: ``make_backend`` must return one that shares no data with earlier ones.
+
+The code lives in submodules; import every name from ``sts_core.testing`` itself:
+``clock`` holds ``FakeClock``; ``contracts`` the suites' shared helpers, and
+``store_contract`` and ``broker_contract`` the two suites. The fixtures are defined here,
+in the module the ``pytest11`` entry point registers.
+
+This package imports only the standard library and pytest at import time (it loads in every
+pytest session); kernel modules are imported where they are used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from sts_core.testing.broker_contract import BrokerContract
+from sts_core.testing.clock import DEFAULT_START, FakeClock
+from sts_core.testing.contracts import DEFAULT_SETTINGS
+from sts_core.testing.store_contract import StoreContract
+
+if TYPE_CHECKING:
+    from sts_core.plugins import PluginManager
+
+__all__ = [
+    "DEFAULT_SETTINGS",
+    "DEFAULT_START",
+    "BrokerContract",
+    "FakeClock",
+    "StoreContract",
+    "StubConfig",
+    "fake_clock",
+    "make_plugin_manager",
+    "noop",
+]
+
+
+# --- time --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fake_clock() -> FakeClock:
+    """A ``FakeClock`` at 2026-01-01T00:00Z."""
+    return FakeClock()
+
+
+# --- config and plugins ----------------------------------------------------------------------
+
+
+class StubConfig:
+    """A stand-in for the kernel's config in plugin tests: nested mappings read by dotted path."""
+
+    def __init__(self, data: Mapping[str, Any] | None = None) -> None:
+        self._data = data or {}
+
+    def get(self, path: str, default: Any = None) -> Any:
+        """The value at ``path`` (e.g. ``"history.max_age"``), or ``default`` when absent."""
+        node: Any = self._data
+        for part in path.split("."):
+            if not isinstance(node, Mapping) or part not in node:
+                return default
+            node = node[part]
+        return node
+
+
+@pytest.fixture
+def make_plugin_manager() -> Callable[..., PluginManager]:
+    """``make_plugin_manager(("name", module_or_object), ...)``: a manager with only those plugins.
+
+    Entry points are not scanned, so the result does not depend on what is installed.
+    """
+    from sts_core.plugins import PluginManager
+
+    def make(*plugins: tuple[str, object], disable: tuple[str, ...] = ()) -> PluginManager:
+        return PluginManager(disable, entry_points=False, plugins=plugins)
+
+    return make
+
+
+def noop() -> None:
+    """A function for test tasks to refer to by import path (``sts_core.testing:noop``)."""
