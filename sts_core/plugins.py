@@ -7,6 +7,7 @@ needs what it provides. One manager per scheduler: no global state.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import os
@@ -17,6 +18,7 @@ from typing import Any
 
 import attrs
 import pluggy
+from pluggy import HookImpl
 
 from sts_core import hookspecs
 from sts_core.errors import PluginError, did_you_mean, one_of
@@ -61,6 +63,14 @@ def disabled_from_env() -> list[str]:
     """Plugin names listed in ``STS_DISABLE_PLUGINS`` (comma or space separated)."""
     raw = os.environ.get(DISABLE_ENV, "")
     return [part for part in raw.replace(",", " ").split() if part]
+
+
+class DuplicateRegistration(PluginError):
+    """Two plugins registered the same name; ``plugin`` is the second one."""
+
+    def __init__(self, message: str, *, plugin: str) -> None:
+        super().__init__(message)
+        self.plugin = plugin
 
 
 class PluginManager:
@@ -146,7 +156,11 @@ class PluginManager:
         """Every discovered plugin, enabled or not, sorted by name."""
         self.pm  # noqa: B018 - loads plugins
         for kind in REGISTRATION_HOOKS:
-            self._registry(kind)
+            try:
+                self._registry(kind)
+            except DuplicateRegistration as exc:  # listed, not raised: `sts plugins` must still work
+                info = self._infos.setdefault(exc.plugin, PluginInfo(name=exc.plugin))
+                info.status, info.error = "failed", str(exc)
         return sorted(self._infos.values(), key=lambda info: info.name)
 
     # -- registrations ------------------------------------------------------------------------
@@ -156,35 +170,45 @@ class PluginManager:
         if registry is not None:
             return registry
         registry = {}
-        hook = getattr(self.pm.hook, hook_name)
-        for impl in hook.get_hookimpls():
-            plugin_name = impl.plugin_name
-
-            def register(name: str, value: Any, *extra: Any, _plugin: str = plugin_name, **kw: Any) -> None:
-                if name in registry:
-                    raise PluginError(
-                        f"{hook_name.removeprefix('register_')[:-1].replace('_', ' ')} {name!r} is registered "
-                        f"by both plugin {registry[name].plugin!r} and plugin {_plugin!r}; "
-                        f"disable one of them (plugins.disable or {DISABLE_ENV})"
-                    )
-                registry[name] = Registration(name, value, _plugin, {"args": extra, **kw})
-
-            try:
-                impl.function(register=register)
-            except PluginError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - attribute the failure to its plugin
-                info = self._infos.setdefault(plugin_name, PluginInfo(name=plugin_name))
-                info.status, info.error = "failed", f"{hook_name} raised {type(exc).__name__}: {exc}"
-                log.warning("plugin %r failed in %s: %s", plugin_name, hook_name, exc)
-        for reg in registry.values():
-            info = self._infos.get(reg.plugin)
+        kind = hook_name.removeprefix("register_")
+        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+            # What a plugin registers counts only if its hook returns normally.
+            added = self._registrations_of(impl, kind, registry)
+            if added is None:
+                continue
+            registry.update(added)
+            info = self._infos.get(impl.plugin_name)
             if info is not None:
-                label = f"{hook_name.removeprefix('register_')}:{reg.name}"
-                if label not in info.provides:
-                    info.provides.append(label)
+                info.provides.extend(f"{kind}:{name}" for name in added if f"{kind}:{name}" not in info.provides)
         self._registries[hook_name] = registry
         return registry
+
+    def _registrations_of(
+        self, impl: HookImpl, kind: str, registry: dict[str, Registration]
+    ) -> dict[str, Registration] | None:
+        plugin_name = impl.plugin_name
+        added: dict[str, Registration] = {}
+
+        def register(name: str, value: Any, *extra: Any, **kw: Any) -> None:
+            other = registry.get(name) or added.get(name)
+            if other is not None:
+                raise DuplicateRegistration(
+                    f"{kind[:-1].replace('_', ' ')} {name!r} is registered by both plugin {other.plugin!r} and "
+                    f"plugin {plugin_name!r}; disable one of them (plugins.disable or {DISABLE_ENV})",
+                    plugin=plugin_name,
+                )
+            added[name] = Registration(name, value, plugin_name, {"args": extra, **kw})
+
+        try:
+            call_hook_impl(impl, register=register)
+        except DuplicateRegistration:
+            raise
+        except Exception as exc:  # noqa: BLE001 - attribute the failure to its plugin
+            info = self._infos.setdefault(plugin_name, PluginInfo(name=plugin_name))
+            info.status, info.error = "failed", f"register_{kind} raised {type(exc).__name__}: {exc}"
+            log.warning("plugin %r failed in register_%s: %s", plugin_name, kind, exc)
+            return None
+        return added
 
     def triggers(self) -> dict[str, Registration]:
         """Trigger kinds by name (value: a ``TriggerFactory``)."""
@@ -244,15 +268,24 @@ class PluginManager:
     async def _call_lifecycle(self, hook_name: str, scheduler: Any) -> None:
         for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
             try:
-                result = impl.function(scheduler=scheduler)
+                result = call_hook_impl(impl, scheduler=scheduler)
                 if inspect.isawaitable(result):
                     await result
             except Exception:
                 log.exception("plugin %r failed in %s", impl.plugin_name, hook_name)
 
     def event_listeners(self) -> list[tuple[str, Callable[[Any], Any]]]:
-        """``(plugin name, handle_event function)`` pairs, prepared once for the event path."""
-        return [(impl.plugin_name, impl.function) for impl in self.pm.hook.handle_event.get_hookimpls()]
+        """``(plugin name, listener)`` pairs, prepared once for the event path; ``listener(event)``."""
+        return [
+            (impl.plugin_name, functools.partial(call_hook_impl, impl))
+            for impl in self.pm.hook.handle_event.get_hookimpls()
+        ]
+
+
+def call_hook_impl(impl: HookImpl, **arguments: Any) -> Any:
+    """Call one hook implementation with the arguments it names, as pluggy does: an
+    implementation may take fewer arguments than the spec (hooks only ever gain arguments)."""
+    return impl.function(*(arguments[name] for name in impl.argnames))
 
 
 def plugin_module_name(plugin: object) -> str:

@@ -1,0 +1,340 @@
+"""The plugin manager: broken, clashing, failing and disabled plugins, lookups, events and lifecycle hooks.
+
+Most tests run in this process. The broken plugin is a real distribution,
+``tests/plugin_fixtures/sts-broken``, whose module raises on import; it is pip-installed into a
+private directory that a test puts on ``sys.path`` (or a child ``sts`` process's ``PYTHONPATH``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.abc
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sts_core import events as ev
+from sts_core.errors import PluginError
+from sts_core.hookspecs import hookimpl
+from sts_core.model import RunState, Task
+from sts_core.plugins import DISABLE_ENV, PluginManager
+
+FIXTURES = str(Path(__file__).parent / "plugin_fixtures")
+if FIXTURES not in sys.path:
+    sys.path.insert(0, FIXTURES)
+from fixture_distributions import install, run_sts  # noqa: E402 - found through FIXTURES
+
+BROKEN_REASON = "RuntimeError: sts_broken is broken on purpose"
+
+
+@pytest.fixture(autouse=True)
+def no_disabled_plugins_from_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(DISABLE_ENV, raising=False)
+
+
+@pytest.fixture(scope="module")
+def broken_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The directory sts-broken is installed in."""
+    return install("sts-broken", tmp_path_factory.mktemp("broken"))
+
+
+class ImportSpy(importlib.abc.MetaPathFinder):
+    """Records the name of every module Python looks for; finds nothing itself."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> None:
+        self.names.append(fullname)
+
+
+@pytest.fixture
+def with_broken_plugin(broken_site: Path, monkeypatch: pytest.MonkeyPatch) -> ImportSpy:
+    """sts-broken on ``sys.path`` for this test; returns a spy on the imports that follow."""
+    monkeypatch.syspath_prepend(str(broken_site))
+    spy = ImportSpy()
+    monkeypatch.setattr(sys, "meta_path", [spy, *sys.meta_path])
+    return spy
+
+
+def infos_by_name(plugins: PluginManager) -> dict[str, Any]:
+    return {info.name: info for info in plugins.plugin_infos()}
+
+
+# -- plugins -------------------------------------------------------------------------------------
+
+
+class Greeter:
+    """Registers a task type named ``name`` (the value is only a marker here)."""
+
+    def __init__(self, name: str = "greeting") -> None:
+        self.name = name
+
+    @hookimpl
+    def register_task_types(self, register: Callable[..., None]) -> None:
+        register(self.name, object())
+
+
+class FailsToRegister:
+    @hookimpl
+    def register_task_types(self, register: Callable[..., None]) -> None:
+        raise RuntimeError("no licence key")
+
+
+class FailsHalfwayThroughRegistering:
+    @hookimpl
+    def register_task_types(self, register: Callable[..., None]) -> None:
+        register("half", object())
+        raise RuntimeError("gave up")
+
+
+class StartsWithoutArguments:
+    """Implements ``scheduler_started`` taking none of the spec's arguments, as pluggy allows."""
+
+    def __init__(self) -> None:
+        self.started = False
+
+    @hookimpl
+    def scheduler_started(self) -> None:
+        self.started = True
+
+
+class Listener:
+    """Records every event; optionally raises on each one after recording it."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.events: list[ev.Event] = []
+        self.fail = fail
+
+    @hookimpl
+    def handle_event(self, event: ev.Event) -> None:
+        self.events.append(event)
+        if self.fail:
+            raise ValueError(f"listener cannot handle {event.kind}")
+
+
+class AsyncLifecycle:
+    """Async ``scheduler_started`` / ``scheduler_stopping`` that finish only after an await."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    @hookimpl
+    async def scheduler_started(self, scheduler: Any) -> None:
+        await asyncio.sleep(0)
+        self.calls.append(f"started {scheduler.id}")
+
+    @hookimpl
+    async def scheduler_stopping(self, scheduler: Any) -> None:
+        await asyncio.sleep(0)
+        self.calls.append(f"stopping {scheduler.id}")
+
+
+# -- a plugin that cannot be imported ----------------------------------------------------------------
+
+
+def test_a_plugin_that_fails_to_import_is_reported_failed_and_the_others_load(with_broken_plugin):
+    plugins = PluginManager()
+    assert "python" in plugins.task_types()
+    infos = infos_by_name(plugins)
+    assert (infos["broken"].status, infos["broken"].error) == ("failed", BROKEN_REASON)
+    assert (infos["broken"].distribution, infos["broken"].version) == ("sts-broken", "0.1.0")
+    assert {infos[name].status for name in ("memory", "tasks", "triggers")} == {"enabled"}
+    assert "sts_broken" in with_broken_plugin.names
+
+
+def test_an_unknown_name_names_the_plugin_that_failed_to_load(with_broken_plugin):
+    with pytest.raises(PluginError, match=rf"not loaded: broken \(failed: {BROKEN_REASON}\)"):
+        PluginManager().lookup("task type", "greeting")
+
+
+def test_the_cli_reports_a_broken_plugin_and_keeps_working(broken_site, tmp_path):
+    listed = run_sts("plugins", site=broken_site, cwd=tmp_path)
+    assert listed.returncode == 1
+    broken = next(line for line in listed.stdout.splitlines() if line.startswith("broken "))
+    assert f"failed: {BROKEN_REASON}" in broken
+    assert "sts-broken" in broken
+    assert "task_types:python" in listed.stdout
+    assert "Traceback" not in listed.stdout + listed.stderr
+
+    helped = run_sts("--help", site=broken_site, cwd=tmp_path)
+    assert helped.returncode == 0, helped.stderr
+    assert "usage: sts" in helped.stdout
+
+    (tmp_path / "tasks.yaml").write_text("tasks:\n  - {name: t, function: 'sts_core.testing:noop', every: 1m}\n")
+    validated = run_sts("validate", "tasks.yaml", site=broken_site, cwd=tmp_path)
+    assert validated.returncode == 0, validated.stderr
+
+
+@pytest.mark.parametrize(
+    ("how", "name"),
+    [("config", "broken"), ("config", "sts-broken"), ("environment", "broken"), ("environment", "sts-broken")],
+)
+def test_a_disabled_plugin_is_never_imported(with_broken_plugin, monkeypatch, how, name):
+    if how == "environment":
+        monkeypatch.setenv(DISABLE_ENV, f"nothing-else {name}")
+    plugins = PluginManager(disable=[name] if how == "config" else [])
+    infos = infos_by_name(plugins)
+    assert (infos["broken"].status, infos["broken"].error) == ("disabled", None)
+    assert "sts_broken" not in with_broken_plugin.names
+    assert "python" in plugins.task_types()
+
+
+# -- registration ---------------------------------------------------------------------------------
+
+
+def test_a_name_registered_by_two_plugins_is_an_error_naming_both():
+    plugins = PluginManager(plugins=[("mine", Greeter("python"))])
+    with pytest.raises(PluginError) as caught:
+        plugins.task_types()
+    message = str(caught.value)
+    assert "task type 'python' is registered by both plugin" in message
+    assert "'tasks'" in message and "'mine'" in message
+
+
+def test_a_plugin_whose_register_hook_raises_is_failed_and_the_others_still_load():
+    plugins = PluginManager(plugins=[("fussy", FailsToRegister()), ("friendly", Greeter())])
+    assert {"python", "shell", "greeting"} <= set(plugins.task_types())
+    infos = infos_by_name(plugins)
+    assert infos["fussy"].status == "failed"
+    assert infos["fussy"].error == "register_task_types raised RuntimeError: no licence key"
+    assert infos["friendly"].status == infos["tasks"].status == "enabled"
+    assert infos["friendly"].provides == ["task_types:greeting"]
+
+
+def test_what_a_failing_register_hook_registered_before_failing_is_not_used():
+    plugins = PluginManager(plugins=[("halfway", FailsHalfwayThroughRegistering())])
+    assert "half" not in plugins.task_types()
+    info = infos_by_name(plugins)["halfway"]
+    assert info.status == "failed" and info.provides == []
+
+
+def test_sts_plugins_lists_a_name_clash_instead_of_failing():
+    plugins = PluginManager(plugins=[("mine", Greeter("python"))])
+    info = infos_by_name(plugins)["mine"]
+    assert info.status == "failed"
+    assert "registered by both plugin 'tasks' and plugin 'mine'" in info.error
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "hint", "installed"),
+    [
+        ("task type", "pyhton", " (did you mean 'python'?)", ["'python'", "'shell'"]),
+        ("trigger", "intervall", " (did you mean 'interval'?)", ["'cron'", "'interval'"]),
+        ("backend", "zzz", "", ["'memory'"]),
+    ],
+)
+def test_an_unknown_name_suggests_the_closest_and_lists_the_installed_ones(kind, name, hint, installed):
+    with pytest.raises(PluginError) as caught:
+        PluginManager().lookup(kind, name)
+    message = str(caught.value)
+    assert message.startswith(f"unknown {kind} {name!r}{hint}; installed: ")
+    assert all(item in message.split("installed: ", 1)[1] for item in installed)
+    assert ("did you mean" in message) == bool(hint)
+
+
+# -- events and lifecycle hooks ----------------------------------------------------------------------
+
+
+class Records(logging.Handler):
+    """Keeps the records of one logger (propagation and the root logger play no part)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def event_log() -> Any:
+    handler = Records()
+    logger = logging.getLogger("sts.events")
+    logger.addHandler(handler)
+    yield handler
+    logger.removeHandler(handler)
+
+
+async def say_hello() -> str:
+    return "hello"
+
+
+def run_events(listener: Listener) -> list[type[ev.Event]]:
+    return [type(event) for event in listener.events if isinstance(event, ev.RunEvent)]
+
+
+async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Poll ``condition`` (real time: events arrive on the scheduler's event thread)."""
+    give_up = time.monotonic() + timeout
+    while not condition() and time.monotonic() < give_up:
+        await asyncio.sleep(0.01)
+
+
+def run_one_task(make_scheduler: Any, clock: Any, *plugins: tuple[str, object]) -> list[Any]:
+    """Start a scheduler with ``plugins`` added, let one task run once, wait for its two run
+    events to reach the last listener, stop; return the task's runs."""
+    listener = plugins[-1][1]
+    assert isinstance(listener, Listener)
+
+    async def main() -> list[Any]:
+        async with make_scheduler(plugins=PluginManager(plugins=plugins)) as scheduler:
+            await scheduler.add_task(Task("hello", say_hello))
+            await scheduler.start()
+            await clock.settle()
+            clock.advance(1)
+            await clock.settle()
+            await until(lambda: len(run_events(listener)) >= 2)
+            runs = await scheduler.runs("hello")
+            await scheduler.stop()
+        return runs
+
+    return asyncio.run(main())
+
+
+def test_a_listener_receives_run_started_then_run_succeeded(make_scheduler, clock):
+    listener = Listener()
+    runs = run_one_task(make_scheduler, clock, ("listener", listener))
+    assert [run.state for run in runs] == [RunState.SUCCEEDED]
+    assert run_events(listener) == [ev.RunStarted, ev.RunSucceeded]
+    started, succeeded = (e for e in listener.events if isinstance(e, ev.RunEvent))
+    assert started.run.id == succeeded.run.id == runs[0].id
+    assert (started.run.state, succeeded.run.state) == (RunState.RUNNING, RunState.SUCCEEDED)
+
+
+def test_a_listener_that_raises_is_logged_with_its_name_and_runs_go_on(make_scheduler, clock, event_log):
+    noisy, listener = Listener(fail=True), Listener()
+    runs = run_one_task(make_scheduler, clock, ("noisy", noisy), ("listener", listener))
+    assert [run.state for run in runs] == [RunState.SUCCEEDED]
+    assert run_events(listener) == [ev.RunStarted, ev.RunSucceeded]
+    failures = [record.getMessage() for record in event_log.records if record.levelno == logging.ERROR]
+    assert "plugin 'noisy' failed handling run.started" in failures
+    assert "plugin 'noisy' failed handling run.succeeded" in failures
+    assert all(record.exc_info and record.exc_info[0] is ValueError for record in event_log.records)
+
+
+def test_async_lifecycle_hooks_are_awaited(make_scheduler):
+    lifecycle = AsyncLifecycle()
+
+    async def main() -> list[str]:
+        scheduler = make_scheduler(plugins=PluginManager(plugins=[("lifecycle", lifecycle)]))
+        await scheduler.start()
+        after_start = list(lifecycle.calls)
+        await scheduler.stop()
+        assert after_start == [f"started {scheduler.id}"]
+        return lifecycle.calls
+
+    calls = asyncio.run(main())
+    assert [call.split()[0] for call in calls] == ["started", "stopping"]
+
+
+def test_a_hook_implementation_may_take_fewer_arguments_than_the_spec():
+    plugin = StartsWithoutArguments()
+    plugins = PluginManager(entry_points=False, plugins=[("terse", plugin)])
+    asyncio.run(plugins.scheduler_started(object()))
+    assert plugin.started
