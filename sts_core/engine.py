@@ -38,6 +38,8 @@ log = logging.getLogger("sts.engine")
 MAX_SLEEP = 30.0
 #: Upper bound on catch-up fires computed for one task after downtime.
 MAX_CATCH_UP = 10_000
+#: How long the scheduler loop waits after an unexpected error (a backend down) before retrying.
+LOOP_RETRY_DELAY = 1.0
 _RESULT_LIMIT = 500
 
 
@@ -146,25 +148,40 @@ class Engine:
 
     async def _scheduler_loop(self) -> None:
         self._clock_offset = self._wall_minus_monotonic()
+        while not self._stopping:
+            try:
+                await self._scheduler_pass()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # A failing backend must not end scheduling for good: log, back off, try again.
+                log.exception("the scheduler loop failed; retrying in %ss", LOOP_RETRY_DELAY)
+                await self.clock.wait(None, LOOP_RETRY_DELAY)
+
+    async def _scheduler_pass(self) -> None:
+        """Fire what is due, or sleep until the next due time (or a wake-up)."""
+        self._wake.clear()
+        await self._notice_clock_jump()
+        now = self.clock.now()
+        due = await self.store.due_fires(now, self._max_batch)
+        if due:
+            for fire in due:
+                await self._fire_safely(fire, now)
+            await asyncio.sleep(0)  # let workers run between batches
+            return
+        next_due = await self.store.next_due_time()
+        timeout = MAX_SLEEP if next_due is None else (next_due - now).total_seconds()
+        await self.clock.wait(self._wake, min(max(timeout, 0.0), MAX_SLEEP))
+
+    async def _fire_safely(self, fire: DueFire, now: datetime) -> None:
         try:
-            while not self._stopping:
-                self._wake.clear()
-                await self._notice_clock_jump()
-                now = self.clock.now()
-                due = await self.store.due_fires(now, self._max_batch)
-                if due:
-                    for fire in due:
-                        await self._fire(fire, now)
-                    await asyncio.sleep(0)  # let workers run between batches
-                    continue
-                next_due = await self.store.next_due_time()
-                timeout = MAX_SLEEP if next_due is None else (next_due - now).total_seconds()
-                await self.clock.wait(self._wake, min(max(timeout, 0.0), MAX_SLEEP))
+            await self._fire(fire, now)
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("scheduler loop crashed; stopping it")
-            raise
+            # A trigger or task type that raises would otherwise be due again at once, forever.
+            log.exception("firing %s failed; the task is unscheduled until it is added again", fire.task_name)
+            await self.store.claim_fire(fire, None)
 
     def _wall_minus_monotonic(self) -> float:
         return self.clock.now().timestamp() - self.clock.monotonic()
@@ -315,10 +332,12 @@ class Engine:
             self._executing[delivery.run.id] = (task, delivery.run)
             task.add_done_callback(functools.partial(self._finished, delivery.run.id))
 
-    def _finished(self, run_id: str, _task: asyncio.Task[Any]) -> None:
+    def _finished(self, run_id: str, task: asyncio.Task[Any]) -> None:
         self._executing.pop(run_id, None)
         self._cancel_reasons.pop(run_id, None)
         self._slots.release()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("run %s could not be completed", run_id, exc_info=task.exception())
 
     async def execute_now(self, plan: TaskPlan, reason: str = "manual") -> Run:
         """Run ``plan`` now in the calling coroutine, retries included; return the last attempt."""

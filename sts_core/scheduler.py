@@ -507,7 +507,13 @@ class TaskScheduler:
             signal.signal(signum, handler)
         self._previous_handlers.clear()
 
-    def _on_signal(self, signum: int, _frame: object) -> None:
+    def _on_signal(self, signum: int, frame: object) -> None:
+        if self._loop is None:  # stopped from another thread; the handlers could not be restored there
+            previous = self._previous_handlers.get(signum)
+            self._restore_signal_handlers()
+            if callable(previous):
+                previous(signum, frame)
+            return
         self._signals_seen += 1
         name = signal.Signals(signum).name
         if self._signals_seen == 1:

@@ -622,3 +622,59 @@ def test_run_history_is_bounded_per_task(make_scheduler, clock):
         assert len(runs) == 3
 
     asyncio.run(main())
+
+
+class BrokenTrigger:
+    """A trigger whose next_fire raises (a buggy plugin)."""
+
+    def __init__(self, first):
+        self.first = first
+
+    def first_fire(self, now):
+        return self.first
+
+    def next_fire(self, previous):
+        raise RuntimeError("trigger bug")
+
+    def describe(self) -> str:
+        return "broken"
+
+
+def test_a_trigger_that_raises_unschedules_its_task_and_the_others_keep_firing(make_scheduler, clock):
+    async def main():
+        good = Recorder(clock)
+        async with make_scheduler() as scheduler:
+            await scheduler.add_tasks([Task("bad", Recorder(clock), every="10s"), Task("good", good, every="10s")])
+            plan = scheduler.engine.plans.current("bad")
+            plan.trigger = BrokenTrigger(await scheduler.next_fire_time("bad"))
+            await scheduler.start()
+            await advance(clock, 30, steps=3)
+            assert await scheduler.next_fire_time("bad") is None
+            await scheduler.stop()
+        assert len(good.calls) == 3
+
+    asyncio.run(main())
+
+
+def test_the_scheduler_loop_survives_a_failing_store(make_scheduler, clock):
+    async def main():
+        job = Recorder(clock)
+        async with make_scheduler() as scheduler:
+            await scheduler.add_task(Task("t", job, every="10s"))
+            store = scheduler.backend.store
+            real_due_fires = store.due_fires
+            failures = [1]
+
+            async def flaky_due_fires(now, limit):
+                if failures:
+                    failures.pop()
+                    raise ConnectionError("backend down")
+                return await real_due_fires(now, limit)
+
+            store.due_fires = flaky_due_fires
+            await scheduler.start()
+            await advance(clock, 30, steps=30)
+            await scheduler.stop()
+        assert len(job.calls) == 3
+
+    asyncio.run(main())
