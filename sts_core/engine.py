@@ -40,6 +40,8 @@ MAX_SLEEP = 30.0
 MAX_CATCH_UP = 10_000
 #: How long the scheduler loop waits after an unexpected error (a backend down) before retrying.
 LOOP_RETRY_DELAY = 1.0
+#: How often leases of runs executing here are checked; a lease is renewed at half its length.
+HEARTBEAT_INTERVAL = 1.0
 _RESULT_LIMIT = 500
 
 
@@ -66,21 +68,33 @@ class Engine:
         self.worker_id = f"{socket.gethostname()}:{scheduler_id}"
         self.events = EventBus(plugins.event_listeners())
         self.plans = TaskPlans(self.compile, self.store.get_task)
-        self._active: dict[str, int] = {}
+        # fire ids of the queued or running fires of each task (retries included): max_instances
+        self._active: dict[str, set[str]] = {}
+        # runs executing here: the asyncio task, the run, and the delivery whose lease we hold
         self._executing: dict[str, tuple[asyncio.Task[Any], Run]] = {}
+        self._deliveries: dict[str, tuple[Delivery, float]] = {}
         self._cancel_reasons: dict[str, RunState] = {}
-        self._wake = asyncio.Event()
+        # queued runs of a removed task up to this version are cancelled when delivered
+        self._removed_upto: dict[str, int] = {}
         self._stopping = False
         self._loops: list[asyncio.Task[Any]] = []
-        self._slots = asyncio.Semaphore(int(config.get("executor.concurrency", 100)))
+        self._concurrency = int(config.get("executor.concurrency", 100))
         self._max_threads = int(config.get("executor.max_workers", 8))
         self._threads: ThreadPoolExecutor | None = None  # created on first use, again after close()
         self._output_limit = int(config.get("executor.output_limit", 65536))
         self._max_batch = int(config.get("scheduler.max_batch", 1000))
         self._random = random.Random()
         self._clock_offset = 0.0
+        self._bind_to_loop()
+
+    def _bind_to_loop(self) -> None:
+        # asyncio primitives belong to the loop that first uses them; a scheduler that is
+        # started again after stop() may run on a new loop.
+        self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(self._concurrency)
         self.idle = asyncio.Event()
-        self.idle.set()
+        if not self._active:
+            self.idle.set()
 
     # -- plans -----------------------------------------------------------------------------------
 
@@ -113,10 +127,12 @@ class Engine:
     def start(self, *, scheduler: bool = True, worker: bool = True) -> None:
         """Start the loops as asyncio tasks on the running loop."""
         self._stopping = False
+        self._bind_to_loop()
         if scheduler:
             self._loops.append(asyncio.create_task(self._scheduler_loop(), name="sts-scheduler"))
         if worker:
             self._loops.append(asyncio.create_task(self._worker_loop(), name="sts-worker"))
+            self._loops.append(asyncio.create_task(self._heartbeat_loop(), name="sts-heartbeat"))
 
     async def stop(self, grace: float) -> None:
         """Stop firing, let runs in flight finish for ``grace`` seconds, then interrupt them."""
@@ -126,16 +142,29 @@ class Engine:
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
         self._loops.clear()
-        if self._executing:
-            log.info("waiting up to %ss for %d run(s) in flight", grace, len(self._executing))
-            pending = [task for task, _ in self._executing.values()]
-            _, still = await asyncio.wait(pending, timeout=grace)
-            for task in still:
-                run = next(r for t, r in self._executing.values() if t is task)
-                self._cancel_reasons[run.id] = RunState.INTERRUPTED
-                task.cancel()
+        in_flight = dict(self._executing)
+        if in_flight:
+            log.info("waiting up to %ss for %d run(s) in flight", grace, len(in_flight))
+            _, still = await asyncio.wait([task for task, _ in in_flight.values()], timeout=grace)
+            for task, run in in_flight.values():
+                if task in still:
+                    self._cancel_reasons[run.id] = RunState.INTERRUPTED
+                    task.cancel()
             if still:
                 await asyncio.wait(still)
+        await self._drain_queue()
+
+    async def _drain_queue(self) -> None:
+        """Record the runs a non-durable broker still holds as cancelled: they die with us."""
+        if getattr(self.broker, "durable", True) or not hasattr(self.broker, "drain"):
+            return
+        now = self.clock.now()
+        for run in await self.broker.drain():
+            run.state = RunState.CANCELLED
+            run.reason = "the scheduler stopped before it ran"
+            run.ended_at = now
+            await self.store.record_run(run)
+            self._release(run)
 
     def close(self) -> None:
         """Release threads (does not wait for threads still running a timed-out function)."""
@@ -215,45 +244,42 @@ class Engine:
             await self.store.claim_fire(fire, None)
             return
         scheduled = fire.scheduled_for
-        late = (now - scheduled).total_seconds()
         trigger = plan.trigger
-        if late <= plan.misfire_grace or trigger is None:
-            following = trigger.next_fire(scheduled) if trigger is not None else None
-            if await self.store.claim_fire(fire, following):
-                await self.dispatch(plan, scheduled, "schedule", now)
-            return
-        missed = [scheduled]
-        following = trigger.next_fire(scheduled)
-        while following is not None and following <= now and len(missed) < MAX_CATCH_UP:
-            missed.append(following)
+        due = [scheduled]
+        following = trigger.next_fire(scheduled) if trigger is not None else None
+        while following is not None and following <= now and len(due) < MAX_CATCH_UP:
+            due.append(following)
             following = trigger.next_fire(following)
         while following is not None and following <= now:  # beyond the catch-up bound: jump ahead
             following = trigger.next_fire(following)
         if not await self.store.claim_fire(fire, following):
-            return
-        await self._handle_misfire(plan, missed, now)
+            return  # another scheduler fired it, or the task changed meanwhile
+        if len(due) == 1 and ((now - scheduled).total_seconds() <= plan.misfire_grace or trigger is None):
+            await self.dispatch(plan, scheduled, "schedule", now)
+        else:
+            await self._handle_misfire(plan, due, now)
 
-    async def _handle_misfire(self, plan: TaskPlan, missed: list[datetime], now: datetime) -> None:
+    async def _handle_misfire(self, plan: TaskPlan, due: list[datetime], now: datetime) -> None:
+        """Several fires are due at once, or one is later than the grace time: the scheduler
+        was down or busy, or the wall clock jumped. The task's misfire policy decides."""
         name = plan.task.name
         grace = plan.misfire_grace
-        in_grace = [t for t in missed if (now - t).total_seconds() <= grace]
-        out_of_grace = [t for t in missed if (now - t).total_seconds() > grace]
-        log.warning(
-            "%s missed %d fire(s) since %s (policy %s)", name, len(out_of_grace), out_of_grace[0].isoformat(),
-            plan.misfire,
-        )
+        timely = [t for t in due if (now - t).total_seconds() <= grace]
+        log.warning("%s has %d fire(s) due since %s (misfire policy %s)", name, len(due), due[0].isoformat(),
+                    plan.misfire)
         if self.events.active:
-            self.events.emit(ev.FireMissed(now, name, out_of_grace[0], len(out_of_grace), plan.misfire))
+            self.events.emit(ev.FireMissed(now, name, due[0], len(due) - 1 if timely else len(due), plan.misfire))
         if plan.misfire == "run_all":
-            for scheduled in missed:  # asked for explicitly, so max_instances does not drop them
+            for scheduled in due:  # asked for explicitly, so max_instances does not drop them
                 await self.dispatch(plan, scheduled, "catch-up", now, limit_instances=False)
-            return
-        if plan.misfire == "coalesce":
-            await self.dispatch(plan, missed[-1], f"coalesced {len(missed)} missed fire(s)", now)
-            return
-        await self._record_skip(plan, out_of_grace[-1], f"missed fire ({len(out_of_grace)} skipped, policy skip)")
-        for scheduled in in_grace:
-            await self.dispatch(plan, scheduled, "schedule", now)
+        elif plan.misfire == "coalesce":
+            await self.dispatch(plan, due[-1], f"coalesced {len(due)} due fire(s)", now)
+        else:  # skip: only a fire within the grace time runs, the latest of them
+            skipped = len(due) - (1 if timely else 0)
+            await self._record_skip(plan, due[-1] if not timely else due[0],
+                                    f"missed fire ({skipped} skipped, policy skip)")
+            if timely:
+                await self.dispatch(plan, timely[-1], "schedule", now)
 
     async def dispatch(
         self,
@@ -267,7 +293,8 @@ class Engine:
         """Create the first attempt of a fire and hand it to the broker, or record it skipped
         when ``max_instances`` runs of the task are already queued or running."""
         task = plan.task
-        if limit_instances and self._active.get(task.name, 0) >= task.max_instances:
+        active = self._active.setdefault(task.name, set())
+        if limit_instances and len(active) >= task.max_instances:
             return await self._record_skip(
                 plan, scheduled_for, f"max_instances={task.max_instances} reached: previous run still active"
             )
@@ -280,7 +307,7 @@ class Engine:
             fire_id=fire_id(task.name, scheduled_for),
             created_at=now or self.clock.now(),
         )
-        self._active[task.name] = self._active.get(task.name, 0) + 1
+        active.add(run.fire_id)
         self.idle.clear()
         if plan.jitter:
             at = scheduled_for + timedelta(seconds=self._random.uniform(0.0, plan.jitter))
@@ -328,12 +355,42 @@ class Engine:
             if delivery is None:
                 slots.release()
                 continue
+            run_id = delivery.run.id
+            if run_id in self._executing:
+                # Our lease ran out while the run still executes here: hold the new lease.
+                self._deliveries[run_id] = (delivery, self._lease_length(delivery))
+                slots.release()
+                continue
+            self._deliveries[run_id] = (delivery, self._lease_length(delivery))
             task = asyncio.create_task(self._execute(delivery))
             self._executing[delivery.run.id] = (task, delivery.run)
             task.add_done_callback(functools.partial(self._finished, delivery.run.id))
 
+    def _lease_length(self, delivery: Delivery) -> float:
+        return max(delivery.lease_until - self.clock.monotonic(), 0.0)
+
+    async def _heartbeat_loop(self) -> None:
+        """Renew the leases of runs executing here before they expire, so a long run is not
+        handed to another worker."""
+        while not self._stopping:
+            await self.clock.wait(None, HEARTBEAT_INTERVAL)
+            now = self.clock.monotonic()
+            for run_id, (delivery, length) in list(self._deliveries.items()):
+                if delivery.lease_until - now > length / 2:
+                    continue
+                try:
+                    renewed = await self.broker.extend(delivery)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("renewing the lease of run %s failed", run_id)
+                    continue
+                if not renewed:
+                    log.warning("run %s lost its lease; another worker may run it again", run_id)
+
     def _finished(self, run_id: str, task: asyncio.Task[Any]) -> None:
         self._executing.pop(run_id, None)
+        self._deliveries.pop(run_id, None)
         self._cancel_reasons.pop(run_id, None)
         self._slots.release()
         if not task.cancelled() and task.exception() is not None:
@@ -351,8 +408,15 @@ class Engine:
             fire_id=fire_id(plan.task.name, now),
             created_at=now,
         )
+        current = asyncio.current_task()
         while True:
-            next_run = await self._attempt(plan, run, delivery=None, follow_up=False)
+            if current is not None:
+                self._executing[run.id] = (current, run)
+            try:
+                next_run = await self._attempt(plan, run, delivery=None, follow_up=False)
+            finally:
+                self._executing.pop(run.id, None)
+                self._cancel_reasons.pop(run.id, None)
             if next_run is None:
                 return run
             assert run.retry_at is not None
@@ -362,13 +426,14 @@ class Engine:
     async def _execute(self, delivery: Delivery) -> None:
         run = delivery.run
         plan = await self.plans.for_version(run.task_name, run.task_version)
-        if plan is None or self.plans.current(run.task_name) is None:
+        removed = run.task_version <= self._removed_upto.get(run.task_name, 0)
+        if plan is None or removed or self.plans.current(run.task_name) is None:
             run.state = RunState.CANCELLED
             run.reason = "task removed"
             run.ended_at = self.clock.now()
             await self.store.record_run(run)
-            await self.broker.ack(delivery)
-            self._release(run.task_name)
+            await self.broker.ack(self._deliveries.get(run.id, (delivery, 0.0))[0])
+            self._release(run)
             return
         next_run = await self._attempt(plan, run, delivery=delivery, follow_up=True)
         if next_run is not None:
@@ -439,11 +504,13 @@ class Engine:
                 run.state = state
         await self.store.record_run(run)
         if delivery is not None:
-            await self.broker.ack(delivery)
+            held = self._deliveries.get(run.id, (delivery, 0.0))[0]
+            if not await self.broker.ack(held):
+                log.warning("run %s was handed to another worker meanwhile; this outcome may be a duplicate", run.id)
         log_run(run)
         await self._after_outcome(plan, run, emit)
         if next_run is None and follow_up:
-            self._release(run.task_name)
+            self._release(run)
         return next_run
 
     def _describe_error(self, run: Run, state: RunState, error: BaseException, plan: TaskPlan) -> None:
@@ -509,14 +576,23 @@ class Engine:
             await self._record_skip(plan, now, reason)
             frontier.extend(self.plans.children_of(child))
 
-    def _release(self, name: str) -> None:
-        count = self._active.get(name, 0) - 1
-        if count > 0:
-            self._active[name] = count
-        else:
-            self._active.pop(name, None)
-            if not self._active:
-                self.idle.set()
+    def _release(self, run: Run) -> None:
+        """The fire of ``run`` is over (no further attempt): it no longer counts as active."""
+        active = self._active.get(run.task_name)
+        if active is not None:
+            active.discard(run.fire_id)
+            if not active:
+                del self._active[run.task_name]
+        if not self._active:
+            self.idle.set()
+
+    def forget_task(self, name: str, version: int) -> None:
+        """The task was removed: its queued runs (up to ``version``) are cancelled when delivered,
+        and its fires no longer count towards ``max_instances`` of a task added again."""
+        self._removed_upto[name] = max(version, self._removed_upto.get(name, 0))
+        self._active.pop(name, None)
+        if not self._active:
+            self.idle.set()
 
     def _run_sync(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()

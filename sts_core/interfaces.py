@@ -171,7 +171,12 @@ class Delivery:
 
 
 class Broker(Protocol):
-    """Delivery of due runs to workers, with leases."""
+    """Delivery of due runs to workers, with leases.
+
+    A broker that keeps nothing beyond its process sets ``durable = False`` and offers
+    ``async drain() -> list[Run]`` (remove and return every queued, unleased run): on stop the
+    engine records those runs as cancelled instead of losing them silently.
+    """
 
     async def open(self) -> None: ...
 

@@ -5,11 +5,13 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import os
 import secrets
 import signal
 import threading
+import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -211,8 +213,11 @@ class AsyncTaskScheduler:
             raise TaskValidationError(
                 [Problem(name, f"is a parent of {', '.join(children)}; remove or change those tasks first")]
             )
+        plan = self.engine.plans.current(name)
         existed = await self.backend.store.delete_task(name)
         self.engine.plans.uninstall(name)
+        if plan is not None:
+            self.engine.forget_task(name, plan.task.version)
         self.engine.wake()
         if existed and self.engine.events.active:
             self.engine.events.emit(ev.TaskRemoved(self.clock.now(), name))
@@ -332,6 +337,18 @@ class AsyncTaskScheduler:
             await self.close()
 
 
+def _wait_for(future: concurrent.futures.Future[T], timeout: float | None) -> T:
+    """``future.result(timeout)``, waiting in short slices so signal handlers can run meanwhile."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        left = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
+        try:
+            return future.result(max(left, 0.0))
+        except concurrent.futures.TimeoutError:
+            if future.done() or (deadline is not None and time.monotonic() >= deadline):
+                raise  # the coroutine's own TimeoutError, or our deadline
+
+
 def _definition(task: Task) -> Task:
     """The task without its version, for comparing definitions."""
     import attrs
@@ -357,7 +374,7 @@ class TaskScheduler:
         self._scheduler = AsyncTaskScheduler(config, clock=clock, plugins=plugins)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
-        self._keeper: threading.Thread | None = None
+        self._keeping_alive = False
         self._done = threading.Event()
         self._lock = threading.Lock()
         self._signals_seen = 0
@@ -388,7 +405,7 @@ class TaskScheduler:
         if threading.current_thread() is self._loop_thread:
             coro.close()
             raise SchedulerStateError("blocking TaskScheduler methods cannot be called from a running task's loop")
-        return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout)
+        return _wait_for(asyncio.run_coroutine_threadsafe(coro, loop), timeout)
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
@@ -461,11 +478,35 @@ class TaskScheduler:
         from sts_core.logsetup import configure_logging
 
         configure_logging(self.config)
-        self._call(self._scheduler.start())
+        self._signals_seen = 0
         self._done.clear()
-        self._keeper = threading.Thread(target=self._done.wait, name="sts-keepalive", daemon=False)
-        self._keeper.start()
         self._install_signal_handlers()
+        try:
+            self._call(self._scheduler.start())
+        except BaseException:
+            self._restore_signal_handlers()
+            self._done.set()
+            raise
+        self._keep_process_alive()
+
+    def _keep_process_alive(self) -> None:
+        # When the main thread reaches the end of the script, the interpreter runs the threading
+        # exit hooks (concurrent.futures shuts its thread pools there) before it joins threads.
+        # Waiting in such a hook, registered after concurrent.futures' own, keeps the process and
+        # the thread pools alive until stop(); it waits in short slices so that signal handlers
+        # run on the main thread even when the kernel delivers the signal to another thread.
+        if self._keeping_alive:
+            return
+        self._keeping_alive = True
+        register = getattr(threading, "_register_atexit", None)
+        if register is not None:
+            register(self._wait_until_stopped)
+        else:  # pragma: no cover - every supported CPython has the hook
+            threading.Thread(target=self._wait_until_stopped, name="sts-keepalive", daemon=False).start()
+
+    def _wait_until_stopped(self) -> None:
+        while not self._done.wait(0.2):
+            pass
 
     def stop(self, grace: float | None = None) -> None:
         """Stop gracefully (see ``AsyncTaskScheduler.stop``) and release the event loop."""
@@ -479,7 +520,13 @@ class TaskScheduler:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the scheduler has stopped (by ``stop()`` or a signal); True if it has."""
-        return self._done.wait(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:  # short slices, so signal handlers run on this thread meanwhile
+            left = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
+            if self._done.wait(max(left, 0.0)):
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
 
     def _shutdown_loop(self) -> None:
         with self._lock:

@@ -678,3 +678,94 @@ def test_the_scheduler_loop_survives_a_failing_store(make_scheduler, clock):
         assert len(job.calls) == 3
 
     asyncio.run(main())
+
+
+def test_a_run_longer_than_its_lease_is_renewed_and_runs_once(make_scheduler, clock):
+    gate = asyncio.Event()
+    calls = []
+
+    async def long() -> None:
+        calls.append(clock.now())
+        await gate.wait()
+
+    async def main():
+        async with make_scheduler(memory={"lease_time": "3s"}) as scheduler:
+            await scheduler.add_task(Task("long", long))
+            await scheduler.start()
+            await clock.settle()
+            await advance(clock, 20, steps=20)
+            gate.set()
+            await clock.settle()
+            runs = await scheduler.runs("long")
+            await scheduler.stop()
+        assert len(calls) == 1
+        assert [r.state for r in runs] == [RunState.SUCCEEDED]
+
+    asyncio.run(main())
+
+
+def test_queued_retries_of_a_cancelled_task_do_not_run_when_the_name_is_added_again(make_scheduler, clock):
+    async def main():
+        old, new = Recorder(clock, fail_times=100), Recorder(clock)
+        async with make_scheduler() as scheduler:
+            await scheduler.add_task(Task("t", old, retries=3, retry_delay="5s"))
+            await scheduler.start()
+            await clock.settle()
+            assert len(old.calls) == 1
+            await scheduler.cancel_task("t")
+            await scheduler.add_task(Task("t", new, every="2s"))
+            await advance(clock, 12, steps=12)
+            runs = await scheduler.runs("t")
+            await scheduler.stop()
+        assert len(old.calls) == 1
+        assert len(new.calls) == 6
+        assert not [r for r in runs if r.state is RunState.SKIPPED]
+
+    asyncio.run(main())
+
+
+def test_a_forward_clock_jump_within_the_grace_time_does_not_fire_a_burst(make_scheduler, clock):
+    async def main():
+        job = Recorder(clock)
+        async with make_scheduler() as scheduler:
+            await scheduler.add_task(Task("t", job, every="1s"))
+            await scheduler.start()
+            await advance(clock, 1)
+            clock.jump(25)
+            await advance(clock, 1)
+            await scheduler.wait_idle()
+            runs = await scheduler.runs("t")
+            await scheduler.stop()
+        assert len(job.calls) <= 3
+        assert len(runs) <= 3
+
+    asyncio.run(main())
+
+
+def test_runs_still_queued_when_the_scheduler_stops_are_recorded_cancelled(make_scheduler, clock):
+    async def main():
+        job = Recorder(clock, fail_times=1)
+        async with make_scheduler() as scheduler:
+            await scheduler.add_task(Task("t", job, retries=1, retry_delay="1h"))
+            await scheduler.start()
+            await clock.settle()
+            await scheduler.stop()
+            runs = await scheduler.runs("t")
+        assert sorted((r.attempt, r.state.value) for r in runs) == [(1, "retrying"), (2, "cancelled")]
+
+    asyncio.run(main())
+
+
+def test_a_backward_clock_jump_does_not_delay_a_retry(make_scheduler, clock):
+    async def main():
+        job = Recorder(clock, fail_times=1)
+        async with make_scheduler() as scheduler:
+            await scheduler.add_task(Task("t", job, retries=1, retry_delay="10s"))
+            await scheduler.start()
+            await clock.settle()
+            clock.jump(-3600)
+            await advance(clock, 10, steps=10)
+            await scheduler.stop()
+        assert len(job.calls) == 2
+
+    asyncio.run(main())

@@ -69,3 +69,20 @@ def test_stop_lets_the_script_exit(tmp_path):
     out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
     assert "Running basic task!" in out and "after stop" in out
+
+
+def test_scheduled_sync_tasks_keep_running_after_the_script_reaches_its_end(tmp_path):
+    source = QUICK_START.replace(
+        "task = Task(name='basic_task', function=lambda: print(\"Running basic task!\"))",
+        "task = Task(name='tick', function=lambda: print('tick', flush=True), every='0.2s')",
+    )
+    process = _start(tmp_path, source)
+    try:
+        for _ in range(3):
+            _read_until(process, "succeeded")
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=20)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
+    assert "cannot schedule new futures" not in out + err

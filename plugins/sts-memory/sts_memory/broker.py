@@ -1,7 +1,9 @@
 """``MemoryBroker``: ready FIFO, delayed heap and leased in-flight runs for consumers in one process.
 
 A run is in exactly one place: ``_ready`` (deliver next), ``_delayed`` (deliver not before
-its wall time) or ``_inflight`` (handed to a worker until its lease ends). Each delivery
+its monotonic deadline) or ``_inflight`` (handed to a worker until its lease ends). A delayed
+run's wall time ``at`` becomes a monotonic deadline when it is enqueued, so a jump of the
+system clock afterwards neither holds it back nor releases it early. Each delivery
 gets a new, rising token; ack and extend are accepted only with the current token, so a
 worker whose run went to someone else cannot touch it. A lease that ended but whose run
 has not been handed out again can still be acked or extended: nobody else has the run.
@@ -55,13 +57,16 @@ class _Waiter:
 class MemoryBroker:
     """A ``sts_core.interfaces.Broker`` for consumers in this process, with leases of ``lease_time`` seconds."""
 
+    #: Queued runs live only in this process: whoever stops the scheduler should ``drain`` them.
+    durable = False
+
     def __init__(self, clock: Any, *, lease_time: float = 60.0) -> None:
         if lease_time <= 0:
             raise ValueError(f"lease_time: expected a duration greater than zero, got {lease_time!r}")
         self._clock = clock
         self._lease_time = lease_time
         self._ready: deque[tuple[Run, int]] = deque()  # (run, deliveries so far)
-        self._delayed: list[tuple[datetime, int, Run]] = []
+        self._delayed: list[tuple[float, int, Run]] = []  # (monotonic deadline, seq, run)
         self._seq = itertools.count()
         self._inflight: dict[int, _Lease] = {}
         self._leases: deque[tuple[float, int]] = deque()  # (until, token), nondecreasing until
@@ -83,7 +88,11 @@ class MemoryBroker:
     # -- producing ----------------------------------------------------------------------------
 
     async def enqueue(self, run: Run, at: datetime | None = None) -> None:
-        """Deliver a snapshot of ``run`` now, or not before the wall time ``at``."""
+        """Deliver a snapshot of ``run`` now, or once the wall time ``at`` is reached.
+
+        ``at`` is turned into a monotonic deadline here (``at`` minus the wall time now, from
+        now on the monotonic clock): later jumps of the wall clock do not move it.
+        """
         snapshot = copy_run(run)
         if at is None:
             self._ready.append((snapshot, 0))
@@ -91,9 +100,13 @@ class MemoryBroker:
             return
         if at.tzinfo is None:
             raise ValueError(f"enqueue of run {run.id!r}: expected a timezone-aware datetime for at, got {at!r}")
-        heapq.heappush(self._delayed, (at, next(self._seq), snapshot))
+        clock = self._clock
+        # A past ``at`` gives a deadline already reached: ready on the next consume, and ordered
+        # among other due delayed runs by how long ago it was due.
+        deadline = clock.monotonic() + (at - clock.now()).total_seconds()
+        heapq.heappush(self._delayed, (deadline, next(self._seq), snapshot))
         if self._delayed[0][2] is snapshot and self._waiters:
-            # A new earliest delayed run: a waiter must recompute how long it may sleep.
+            # A new earliest delayed run (perhaps due now): a waiter must recompute its sleep.
             self._wake_one()
 
     def _wake_one(self) -> None:
@@ -136,8 +149,9 @@ class MemoryBroker:
             self._wake_one()
 
     def _take(self, now: float) -> Delivery | None:
-        if self._delayed:
-            self._promote_delayed()
+        delayed = self._delayed
+        if delayed and delayed[0][0] - now <= _RESOLUTION:
+            self._promote_delayed(now)
         leases = self._leases
         if leases and leases[0][0] - now <= _RESOLUTION:
             self._expire_leases(now)
@@ -159,10 +173,9 @@ class MemoryBroker:
             # Nobody would notice this lease ending: let one waiter recompute its sleep.
             self._wake_one()
 
-    def _promote_delayed(self) -> None:
+    def _promote_delayed(self, now: float) -> None:
         delayed = self._delayed
-        now = self._clock.now()
-        while delayed and delayed[0][0] <= now:
+        while delayed and delayed[0][0] - now <= _RESOLUTION:
             _, _, run = heapq.heappop(delayed)
             self._ready.append((run, 0))
 
@@ -185,7 +198,7 @@ class MemoryBroker:
             until = self._leases[0][0]
             wake = until if wake is None else min(wake, until)
         if self._delayed:
-            due = now + max((self._delayed[0][0] - self._clock.now()).total_seconds(), 0.0)
+            due = max(self._delayed[0][0], now)
             wake = due if wake is None else min(wake, due)
         return wake
 
@@ -226,6 +239,21 @@ class MemoryBroker:
             self._leases = deque(
                 (until, token) for until, token in leases if token in inflight and inflight[token].until == until
             )
+
+    async def drain(self) -> list[Run]:
+        """Remove and return every queued run not handed to a worker: ready ones in delivery
+        order, then delayed ones by deadline.
+
+        For a scheduler that stops: nothing else would ever deliver these runs, so it can
+        record them as cancelled. Runs in flight stay (their workers settle them), including
+        one whose lease ended but that has not been handed out again: its worker may still ack.
+        """
+        drained = [run for run, _ in self._ready]
+        self._ready.clear()
+        delayed = sorted(self._delayed)
+        self._delayed = []
+        drained.extend(run for _, _, run in delayed)
+        return drained
 
     async def depth(self) -> int:
         """Runs ready, delayed, and delivered but not yet acked."""

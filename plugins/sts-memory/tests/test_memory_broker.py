@@ -99,3 +99,142 @@ def test_a_naive_delivery_time_is_refused() -> None:
             await MemoryBroker(clock).enqueue(make_run(clock), datetime(2026, 1, 1))
 
     asyncio.run(main())
+
+
+def test_a_backward_wall_clock_jump_does_not_stall_a_delayed_run() -> None:
+    from datetime import timedelta
+
+    clock = FakeClock()
+    broker = MemoryBroker(clock, lease_time=30)
+
+    async def main() -> None:
+        await broker.enqueue(make_run(clock), clock.now() + timedelta(seconds=10))
+        clock.jump(-3600)
+        clock.advance(9)
+        assert await broker.consume(0) is None
+        clock.advance(1)
+        delivery = await broker.consume(0)
+        assert delivery is not None and delivery.run.id == "r1"
+
+    asyncio.run(main())
+
+
+def test_a_forward_wall_clock_jump_does_not_release_a_delayed_run_early() -> None:
+    from datetime import timedelta
+
+    clock = FakeClock()
+    broker = MemoryBroker(clock, lease_time=30)
+
+    async def main() -> None:
+        await broker.enqueue(make_run(clock), clock.now() + timedelta(seconds=10))
+        clock.jump(3600)
+        assert await broker.consume(0) is None
+        clock.advance(9)
+        assert await broker.consume(0) is None
+        clock.advance(1)
+        delivery = await broker.consume(0)
+        assert delivery is not None and delivery.run.id == "r1"
+
+    asyncio.run(main())
+
+
+def test_a_waiting_consumer_gets_a_delayed_run_on_time_across_a_backward_jump() -> None:
+    from datetime import timedelta
+
+    clock = FakeClock()
+    broker = MemoryBroker(clock, lease_time=30)
+
+    async def main() -> None:
+        consumer = asyncio.create_task(broker.consume(None))
+        await clock.until_waiting(1)
+        await broker.enqueue(make_run(clock), clock.now() + timedelta(seconds=10))
+        await clock.settle()
+        await clock.until_waiting(1)
+        clock.jump(-3600)
+        clock.advance(10)
+        delivery = await asyncio.wait_for(consumer, 5)
+        assert delivery is not None and delivery.run.id == "r1"
+
+    asyncio.run(main())
+
+
+def test_delayed_runs_keep_deadline_order_across_a_jump_and_past_times_come_first() -> None:
+    from datetime import timedelta
+
+    clock = FakeClock()
+    broker = MemoryBroker(clock, lease_time=30)
+
+    async def main() -> None:
+        await broker.enqueue(make_run(clock, run_id="in20"), clock.now() + timedelta(seconds=20))
+        clock.jump(-3600)
+        # 10s from the new wall time: due before "in20", though its wall time is an hour earlier.
+        await broker.enqueue(make_run(clock, run_id="in10"), clock.now() + timedelta(seconds=10))
+        await broker.enqueue(make_run(clock, run_id="past"), clock.now() - timedelta(seconds=5))
+        first = await broker.consume(0)
+        assert first is not None and first.run.id == "past"
+        assert await broker.ack(first) is True
+        assert await broker.consume(0) is None
+        clock.advance(30)
+        delivered = [(await broker.consume(0)).run.id for _ in range(2)]
+        assert delivered == ["in10", "in20"]
+
+    asyncio.run(main())
+
+
+def test_the_memory_broker_is_not_durable() -> None:
+    assert MemoryBroker.durable is False
+    assert MemoryBroker(FakeClock()).durable is False
+
+
+def test_drain_returns_ready_and_delayed_runs_but_not_runs_in_flight() -> None:
+    from datetime import timedelta
+
+    clock = FakeClock()
+    broker = MemoryBroker(clock, lease_time=30)
+
+    async def main() -> None:
+        await broker.enqueue(make_run(clock, run_id="leased"))
+        await broker.enqueue(make_run(clock, run_id="expired"))
+        leased = await broker.consume(0)
+        expired = await broker.consume(0)
+        assert leased is not None and expired is not None
+        clock.advance(20)
+        assert await broker.extend(leased) is True
+        clock.advance(15)  # `expired` lost its lease but was not handed out again
+        await broker.enqueue(make_run(clock, run_id="ready1"))
+        await broker.enqueue(make_run(clock, run_id="later"), clock.now() + timedelta(seconds=60))
+        await broker.enqueue(make_run(clock, run_id="sooner"), clock.now() + timedelta(seconds=30))
+        await broker.enqueue(make_run(clock, run_id="ready2"))
+
+        drained = await broker.drain()
+        assert [run.id for run in drained] == ["ready1", "ready2", "sooner", "later"]
+        assert await broker.depth() == 2  # the two runs in flight
+        assert await broker.drain() == []
+        assert await broker.ack(leased) is True
+        assert await broker.ack(expired) is True
+        clock.advance(3600)
+        assert await broker.consume(0) is None
+        assert await broker.depth() == 0
+
+    asyncio.run(main())
+
+
+def test_a_consumer_waiting_for_a_drained_delayed_run_keeps_waiting_and_gets_new_work() -> None:
+    from datetime import timedelta
+
+    clock = FakeClock()
+    broker = MemoryBroker(clock, lease_time=30)
+
+    async def main() -> None:
+        consumer = asyncio.create_task(broker.consume(None))
+        await clock.until_waiting(1)
+        await broker.enqueue(make_run(clock, run_id="delayed"), clock.now() + timedelta(seconds=10))
+        await clock.settle()
+        assert [run.id for run in await broker.drain()] == ["delayed"]
+        await clock.advance_settled(20)
+        assert not consumer.done()
+        await broker.enqueue(make_run(clock, run_id="new"))
+        delivery = await asyncio.wait_for(consumer, 5)
+        assert delivery is not None and delivery.run.id == "new"
+
+    asyncio.run(main())

@@ -1,0 +1,54 @@
+"""The blocking ``TaskScheduler`` in-process: its loop thread, restarts, and stop during a run."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+from sts_core.config import Config
+from sts_core.model import RunState, Task
+from sts_core.scheduler import TaskScheduler
+
+
+def _config() -> Config:
+    return Config({"logging": {"loglevel": "WARNING"}})
+
+
+def test_a_stopped_scheduler_can_be_started_again_on_a_new_loop():
+    calls: list[float] = []
+    scheduler = TaskScheduler(config=_config())
+    scheduler.start()
+    scheduler.stop()
+    scheduler.add_task(Task("tick", lambda: calls.append(time.monotonic()), every="0.05s"))
+    scheduler.start()
+    deadline = time.monotonic() + 5
+    while len(calls) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    scheduler.stop()
+    assert len(calls) >= 3
+
+
+def test_run_blocks_until_the_run_is_recorded():
+    with TaskScheduler(config=_config()) as scheduler:
+        run = scheduler.run(Task("answer", lambda: 42))
+    assert (run.state, run.result) == (RunState.SUCCEEDED, "42")
+
+
+def test_stop_interrupts_a_blocking_run_in_flight_after_the_grace_period():
+    async def slow() -> None:
+        await asyncio.sleep(30)
+
+    scheduler = TaskScheduler(config=_config())
+    scheduler.add_task(Task("slow", slow, every="1h"))
+    scheduler.start()
+    result = {}
+    caller = threading.Thread(target=lambda: result.setdefault("run", scheduler.run("slow")))
+    caller.start()
+    time.sleep(0.2)
+    started = time.monotonic()
+    scheduler.stop(grace=0.2)
+    caller.join(5)
+    assert not caller.is_alive()
+    assert time.monotonic() - started < 5
+    assert result["run"].state is RunState.INTERRUPTED
