@@ -1,0 +1,128 @@
+"""Tasks and runs as data: validation on creation, plain-data round trips, durations."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from sts_core.durations import format_duration, parse_duration
+from sts_core.errors import TaskValidationError
+from sts_core.model import Run, RunState, Task, create_task
+
+
+def job() -> None:
+    """An importable function for function_ref tests."""
+
+
+@pytest.mark.parametrize(
+    ("options", "key", "expected"),
+    [
+        ({"every": "3x"}, "every", "expected a duration"),
+        ({"every": 0}, "every", "greater than zero"),
+        ({"retries": -1}, "retries", "whole number >= 0"),
+        ({"retries": 1.5}, "retries", "whole number >= 0"),
+        ({"backoff": 0.5}, "backoff", "number >= 1.0"),
+        ({"timezone": "Europe/Berln"}, "timezone", "did you mean 'Europe/Berlin'"),
+        ({"at": "tomorrow"}, "at", "ISO 8601"),
+        ({"misfire": "coalese"}, "misfire", "did you mean 'coalesce'"),
+        ({"executor": "fork"}, "executor", "thread, process"),
+        ({"max_instances": 0}, "max_instances", "whole number >= 1"),
+        ({"enabled": "yes"}, "enabled", "true or false"),
+        ({"parent_tasks": [1]}, "parent_tasks", "list of names"),
+        ({"every": "1s", "cron": "* * * * *"}, "cron", "at most one trigger"),
+        ({"every": "1s", "parent_tasks": ["a"]}, "parent_tasks", "cannot have both a trigger and parents"),
+        ({"parent_tasks": ["t"]}, "parent_tasks", "its own parent"),
+        ({"function": "not a path:"}, "function", "import path"),
+        ({"command": ""}, "command", "command line"),
+        ({"kwargs": {1: 2}}, "kwargs", "mapping of names"),
+    ],
+)
+def test_a_task_with_a_bad_option_names_the_option_and_what_was_expected(options, key, expected):
+    options = {"function": job, **options}
+    with pytest.raises(TaskValidationError) as caught:
+        Task("t", **options)
+    problem = next(p for p in caught.value.problems if p.key_path == key)
+    assert expected in problem.message
+    assert str(caught.value).startswith("task 't': ")
+
+
+def test_every_bad_option_is_reported_at_once():
+    with pytest.raises(TaskValidationError) as caught:
+        Task("t", job, every="3x", retries=-1, timeout="soon")
+    assert {p.key_path for p in caught.value.problems} == {"every", "retries", "timeout"}
+
+
+def test_a_task_name_must_be_a_plain_identifier():
+    with pytest.raises(TaskValidationError, match="task name"):
+        Task("no spaces please", job)
+
+
+def test_durations_and_dates_are_normalised():
+    task = Task("t", job, every="1h30m", at=None, timeout="250ms", start="2026-01-01T00:00:00+01:00")
+    assert (task.every, task.timeout) == (5400.0, 0.25)
+    assert task.start == datetime(2026, 1, 1, tzinfo=UTC) + timedelta(hours=-1)
+
+
+def test_create_task_is_task_with_positional_function():
+    assert create_task("t", "pkg.mod:fn", every="10s") == Task("t", "pkg.mod:fn", every="10s")
+
+
+def test_trigger_spec_names_the_trigger_kind_and_carries_start_and_end():
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    assert Task("t", job, every="30s", start=start).trigger_spec() == {"kind": "interval", "every": 30.0,
+                                                                       "start": start}
+    assert Task("t", job, cron="0 * * * *").trigger_spec() == {"kind": "cron", "cron": "0 * * * *"}
+    assert Task("t", job, trigger={"kind": "solar", "event": "dawn"}).trigger_kind == "solar"
+    assert Task("t", job).trigger_spec() is None
+
+
+def test_a_task_round_trips_through_plain_data():
+    task = Task("report", "reports:build", every="1h", retries=2, tags=["a"], kwargs={"x": 1},
+                at=None, start=datetime(2026, 1, 1, tzinfo=UTC))
+    data = task.to_dict()
+    assert data == {"name": "report", "function": "reports:build", "every": 3600.0, "retries": 2, "tags": ["a"],
+                    "kwargs": {"x": 1}, "start": "2026-01-01T00:00:00+00:00"}
+    assert Task.from_dict(data) == task
+
+
+def test_an_importable_function_is_stored_by_its_import_path_and_a_lambda_is_refused():
+    assert Task("t", job).to_dict()["function"].endswith("test_model:job")
+    with pytest.raises(TaskValidationError, match="anonymous callable"):
+        Task("t", lambda: None).to_dict()
+
+
+def test_from_dict_reports_unknown_keys_with_a_suggestion_and_bad_values_together():
+    with pytest.raises(TaskValidationError) as caught:
+        Task.from_dict({"name": "t", "retires": 1, "every": "3x"})
+    rendered = str(caught.value)
+    assert "retires: unknown task option (did you mean 'retries'?)" in rendered
+    assert "every: expected a duration" in rendered
+
+
+def test_a_run_round_trips_through_plain_data():
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    run = Run(id="r1", task_name="t", task_version=2, scheduled_for=now, attempt=3, state=RunState.RETRYING,
+              started_at=now, retry_at=now + timedelta(seconds=5), error_type="ValueError")
+    again = Run.from_dict(run.to_dict())
+    assert again.to_dict() == run.to_dict()
+    assert again.state is RunState.RETRYING
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30s", 30), ("5m", 300), ("1h30m", 5400), ("250ms", 0.25), ("2d", 172800), ("1w", 604800), (12, 12),
+     ("1.5", 1.5), (timedelta(minutes=1), 60)],
+)
+def test_durations_accept_units_numbers_and_timedeltas(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("bad", ["", "5 parsecs", "-1s", True, None, [1]])
+def test_bad_durations_say_what_is_expected(bad):
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(bad)
+
+
+def test_durations_are_formatted_compactly():
+    assert [format_duration(s) for s in (0.0123, 4.25, 42, 245, 7300)] == ["12ms", "4.2s", "42s", "4m05s", "2h01m"]
