@@ -19,6 +19,8 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
+BUILTIN_COMMANDS = ("run", "validate", "plugins", "tasks", "runs")
+
 
 def _load_config(path: str | None) -> Any:
     from sts_core.config import Config
@@ -28,13 +30,41 @@ def _load_config(path: str | None) -> Any:
 
 
 def _plugins(config: Any) -> Any:
+    """The plugin manager; with ``config`` None (unreadable) only ``STS_DISABLE_PLUGINS`` disables."""
     from sts_core.plugins import PluginManager
 
-    return PluginManager(disable=config.get("plugins.disable") or ())
+    disable = config.get("plugins.disable") if config is not None else None
+    return PluginManager(disable=disable or ())
 
 
 def _print_error(message: str) -> None:
     print(f"sts: error: {message}", file=sys.stderr)
+
+
+def _print_warning(message: str) -> None:
+    print(f"sts: warning: {message}", file=sys.stderr, flush=True)
+
+
+# -- argument types (a bad value is argparse's usual "sts COMMAND: error: argument ...", exit 2) --------
+
+
+def _duration(text: str) -> float:
+    from sts_core.durations import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, got {text!r}")
+    return number
 
 
 # -- commands -----------------------------------------------------------------------------------------
@@ -42,20 +72,25 @@ def _print_error(message: str) -> None:
 
 def cmd_run(args: argparse.Namespace, config: Any) -> int:
     """Run the tasks of a task file until Ctrl-C (or ``--for``)."""
-    from sts_core.durations import parse_duration
     from sts_core.logsetup import configure_logging
     from sts_core.scheduler import TaskScheduler
 
     configure_logging(config)
-    duration = parse_duration(args.run_for) if args.run_for else None
     scheduler = TaskScheduler(config=config)
-    if args.task_file:
-        tasks = scheduler.load_task_file(args.task_file)
-        print(f"Loaded {len(tasks)} task(s) from {args.task_file}", flush=True)
-    scheduler.start()
     try:
-        stopped = scheduler.wait(duration)
-    except KeyboardInterrupt:  # the handler is installed by start(); this covers a race at start-up
+        tasks = scheduler.load_task_file(args.task_file) if args.task_file else []
+    except BaseException:
+        scheduler.stop()
+        raise
+    if args.task_file:
+        print(f"Loaded {len(tasks)} task(s) from {args.task_file}", flush=True)
+    if not tasks and not scheduler.list_tasks():
+        _print_warning("no tasks: nothing is scheduled" + ("" if args.task_file else " (no task file given)")
+                       + "; running anyway, so that plugins can add tasks")
+    try:
+        scheduler.start()
+        stopped = scheduler.wait(args.run_for)
+    except KeyboardInterrupt:  # start() installs the signal handlers; this covers Ctrl-C before they are
         stopped = False
     if not stopped:
         scheduler.stop()
@@ -177,6 +212,8 @@ def cmd_runs(args: argparse.Namespace, config: Any) -> int:
 
 def build_parser(plugin_commands: dict[str, Any] | None = None) -> argparse.ArgumentParser:
     """The argument parser, with the commands plugins registered."""
+    from sts_core.model import RunState
+
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="PATH", help="config file (YAML or JSON; default: $STS_CONFIG, "
                         "else the packaged defaults)")
@@ -188,7 +225,8 @@ def build_parser(plugin_commands: dict[str, Any] | None = None) -> argparse.Argu
 
     run = sub.add_parser("run", parents=[common], help="run the tasks of a task file until Ctrl-C")
     run.add_argument("task_file", nargs="?", help="task file (YAML or JSON) with a `tasks:` list")
-    run.add_argument("--for", dest="run_for", metavar="DURATION", help="stop after this long (e.g. 90s)")
+    run.add_argument("--for", dest="run_for", metavar="DURATION", type=_duration,
+                     help="stop after this long (e.g. 90s, 5m, 1h30m)")
     run.set_defaults(handler=cmd_run)
 
     validate = sub.add_parser("validate", parents=[common], help="check a task file without running it")
@@ -205,8 +243,9 @@ def build_parser(plugin_commands: dict[str, Any] | None = None) -> argparse.Argu
     runs = sub.add_parser("runs", parents=[common], help="show recorded runs")
     runs.add_argument("--task", help="only runs of this task")
     runs.add_argument("--failed", action="store_true", help="only failed and timed-out runs")
-    runs.add_argument("--state", action="append", help="only runs in this state (repeatable)")
-    runs.add_argument("--limit", type=int, default=50, help="at most this many runs (default 50)")
+    runs.add_argument("--state", action="append", choices=[state.value for state in RunState],
+                      metavar="STATE", help="only runs in this state (repeatable): %(choices)s")
+    runs.add_argument("--limit", type=_positive_int, default=50, help="at most this many runs (default 50)")
     runs.set_defaults(handler=cmd_runs)
 
     for name, reg in (plugin_commands or {}).items():
@@ -219,21 +258,33 @@ def build_parser(plugin_commands: dict[str, Any] | None = None) -> argparse.Argu
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``sts`` command."""
+    """Entry point of the ``sts`` command.
+
+    The config is loaded only once the command line is parsed, so ``--version`` and ``--help``
+    work whatever the config holds; plugins are scanned only when the command may be theirs.
+    """
     from sts_core.errors import STSError, ValidationError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if os.getcwd() not in sys.path:  # like `python -m`: task functions import from the current directory
         sys.path.insert(0, os.getcwd())
     try:
-        pre, _ = _pre_parse(argv)
-        config = _load_config(pre.config)
-        plugin_commands = _plugins(config).commands() if _wants_plugin_commands(argv) else {}
+        config_path, command = _config_path_and_command(argv)
+        config = None
+        plugin_commands = {}
+        if _wants_plugin_commands(command, argv):
+            try:
+                config = _load_config(config_path)
+            except STSError:  # reported after parsing, so that --help works; meanwhile no plugins.disable
+                config = None
+            plugin_commands = _plugins(config).commands()
         parser = build_parser(plugin_commands)
         args = parser.parse_args(argv)
         if args.command is None:
-            parser.print_help()
+            parser.print_help(sys.stderr)
             return EXIT_USAGE
+        if config is None:
+            config = _load_config(config_path)
         return int(args.handler(args, config) or EXIT_OK)
     except ValidationError as exc:
         _print_error("invalid input:")
@@ -247,15 +298,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _pre_parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    pre = argparse.ArgumentParser(add_help=False)
+def _config_path_and_command(argv: list[str]) -> tuple[str | None, str | None]:
+    """The ``--config`` value and the command (first positional argument), read without failing:
+    the real parser reports any mistake in the command line."""
+    pre = argparse.ArgumentParser(add_help=False, exit_on_error=False)
     pre.add_argument("--config")
-    return pre.parse_known_args(argv)
+    try:
+        known, rest = pre.parse_known_args(argv)
+    except argparse.ArgumentError:
+        return None, None
+    command = next((arg for arg in rest if not arg.startswith("-")), None)
+    return known.config, command
 
 
-def _wants_plugin_commands(argv: list[str]) -> bool:
-    builtin = {"run", "validate", "plugins", "tasks", "runs", "--version"}
-    return not any(arg in builtin for arg in argv)
+def _wants_plugin_commands(command: str | None, argv: list[str]) -> bool:
+    """Plugin commands are needed for a command that is not built in, and for the help listing
+    (``sts``, ``sts --help``), but not for built-in commands or ``sts --version``."""
+    if command is None:
+        return "--version" not in argv
+    return command not in BUILTIN_COMMANDS
 
 
 if __name__ == "__main__":

@@ -84,3 +84,13 @@ def install() -> None:
         sys.stdout = RoutingStream(sys.stdout)
     if type(sys.stderr) is not RoutingStream and sys.stderr is not None:
         sys.stderr = RoutingStream(sys.stderr)
+
+
+def echo(text: str) -> None:
+    """Write ``text`` to the real standard output (not to any run's sink): what a child process
+    prints is shown like what a Python function prints."""
+    stream = sys.stdout
+    if type(stream) is RoutingStream:
+        stream = stream.wrapped
+    if stream is not None:
+        stream.write(text)

@@ -16,7 +16,7 @@ import signal
 from collections.abc import Awaitable, Sequence
 from typing import Any
 
-from sts_tasks.capture import Sink
+from sts_tasks.capture import Sink, echo
 
 _CHUNK = 65536
 _POLL = 0.02
@@ -28,7 +28,8 @@ async def spawn(argv: Sequence[str], **kwargs: Any) -> asyncio.subprocess.Proces
 
 
 async def pump(stream: asyncio.StreamReader, output: Sink) -> None:
-    """Copy ``stream`` into ``output`` as UTF-8 text until end of file.
+    """Copy ``stream`` into ``output`` and to the real standard output (as a function's prints
+    are) as UTF-8 text until end of file.
 
     Decoding is incremental, so a character split between two reads is not mangled; bytes
     that are not UTF-8 become U+FFFD instead of failing the run.
@@ -38,9 +39,11 @@ async def pump(stream: asyncio.StreamReader, output: Sink) -> None:
         text = decoder.decode(chunk)
         if text:
             output.write(text)
+            echo(text)
     tail = decoder.decode(b"", final=True)
     if tail:
         output.write(tail)
+        echo(tail)
 
 
 async def feed(stream: asyncio.StreamWriter, data: bytes) -> None:
