@@ -23,14 +23,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cli_helpers import TIMESTAMP, clean_environment, run_sts, sts_command, summary_table
 
 from sts_core import __version__, cli
 from sts_core.hookspecs import hookimpl
 from sts_core.plugins import PluginManager
 
-STS_SCRIPT = Path(sys.executable).with_name("sts")
 COMMANDS = ("run", "validate", "plugins", "tasks", "runs")
-TIMESTAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}"
 NEXT_FIRE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC")
 
 JOBS_MODULE = '''\
@@ -60,45 +59,13 @@ tasks:
 """
 
 
-def _command() -> list[str]:
-    # The console script, as a user runs it; `python -m` would put the working directory on
-    # sys.path by itself and hide whether the CLI does.
-    return [str(STS_SCRIPT)] if STS_SCRIPT.exists() else [sys.executable, "-m", "sts_core.cli"]
-
-
-def _environment(**extra: str) -> dict[str, str]:
-    """The caller's environment without STS_* settings (so a developer's own cannot leak in)."""
-    env = {key: value for key, value in os.environ.items() if not key.upper().startswith("STS_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
-
-
-def sts(*args: str, cwd: Path, timeout: float = 30, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run ``sts ARGS`` in ``cwd`` and return the finished process (output as text)."""
-    return subprocess.run(
-        [*_command(), *args], cwd=cwd, env=_environment(**env), capture_output=True, text=True, timeout=timeout,
-    )
+sts = run_sts
 
 
 def write(directory: Path, name: str, text: str) -> Path:
     path = directory / name
     path.write_text(textwrap.dedent(text))
     return path
-
-
-def summary_table(stdout: str) -> dict[str, dict[str, int]]:
-    """The run summary printed at the end of ``sts run``: task -> state -> count."""
-    assert "Run summary" in stdout, stdout
-    lines = stdout.split("Run summary", 1)[1].strip().splitlines()
-    header = [column.lower() for column in lines[0].split()]
-    table = {}
-    for line in lines[1:]:
-        cells = line.split()
-        if len(cells) != len(header):
-            break
-        table[cells[0]] = {column: int(cell) for column, cell in zip(header[1:], cells[1:], strict=True)}
-    return table
 
 
 @pytest.fixture
@@ -560,7 +527,7 @@ def _read_until(process: subprocess.Popen[str], needle: str, seen: list[str], ti
 
 def _start_run(workdir: Path, task_file: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [*_command(), "run", task_file], cwd=workdir, env=_environment(),
+        [*sts_command(), "run", task_file], cwd=workdir, env=clean_environment(),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 

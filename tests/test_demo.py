@@ -7,28 +7,20 @@ waited for.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import TIMESTAMP, run_sts, summary_table
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK_FILE = "configs/task.yaml"
-STS_SCRIPT = Path(sys.executable).with_name("sts")
-TIMESTAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}"
 
 
 def sts(*args: str) -> subprocess.CompletedProcess[str]:
-    """Run ``sts ARGS`` from the repository root, without the caller's STS_* settings."""
-    command = [str(STS_SCRIPT)] if STS_SCRIPT.exists() else [sys.executable, "-m", "sts_core.cli"]
-    env = {key: value for key, value in os.environ.items() if not key.upper().startswith("STS_")}
-    return subprocess.run(
-        [*command, *args], cwd=ROOT, env={**env, "PYTHONUNBUFFERED": "1"}, capture_output=True, text=True,
-        timeout=60,
-    )
+    """Run ``sts ARGS`` from the repository root."""
+    return run_sts(*args, cwd=ROOT, timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -41,20 +33,6 @@ def run_lines(output: str, task: str) -> list[str]:
     """The run log lines of ``task``, in order, without timestamp, level, logger and symbol."""
     pattern = re.compile(rf"^{TIMESTAMP} \w+\s+sts\.run\s+\S+ ({re.escape(task)} attempt .*)$", re.MULTILINE)
     return pattern.findall(output)
-
-
-def summary_table(stdout: str) -> dict[str, dict[str, int]]:
-    """The run summary printed at the end of ``sts run``: task -> state -> count."""
-    assert "Run summary" in stdout, stdout
-    lines = stdout.split("Run summary", 1)[1].strip().splitlines()
-    header = [column.lower() for column in lines[0].split()]
-    table = {}
-    for line in lines[1:]:
-        cells = line.split()
-        if len(cells) != len(header):
-            break
-        table[cells[0]] = {column: int(cell) for column, cell in zip(header[1:], cells[1:], strict=True)}
-    return table
 
 
 def test_the_demo_task_file_validates():

@@ -1,0 +1,47 @@
+"""Helpers for tests that run the ``sts`` command as a user does (in a new process)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+STS_SCRIPT = Path(sys.executable).with_name("sts")
+TIMESTAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}"
+
+
+def sts_command() -> list[str]:
+    """The console script, as a user runs it (``python -m`` would put the working directory on
+    sys.path by itself and hide whether the CLI does)."""
+    return [str(STS_SCRIPT)] if STS_SCRIPT.exists() else [sys.executable, "-m", "sts_core.cli"]
+
+
+def clean_environment(**extra: str) -> dict[str, str]:
+    """The caller's environment without STS_* settings (so a developer's own cannot leak in)."""
+    env = {key: value for key, value in os.environ.items() if not key.upper().startswith("STS_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+def run_sts(*args: str, cwd: Path, timeout: float = 30, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``sts ARGS`` in ``cwd`` and return the finished process (output as text)."""
+    return subprocess.run(
+        [*sts_command(), *args], cwd=cwd, env=clean_environment(**env), capture_output=True, text=True,
+        timeout=timeout,
+    )
+
+
+def summary_table(stdout: str) -> dict[str, dict[str, int]]:
+    """The run summary printed at the end of ``sts run``: task -> state -> count."""
+    assert "Run summary" in stdout, stdout
+    lines = stdout.split("Run summary", 1)[1].strip().splitlines()
+    header = [column.lower() for column in lines[0].split()]
+    table = {}
+    for line in lines[1:]:
+        cells = line.split()
+        if len(cells) != len(header):
+            break
+        table[cells[0]] = {column: int(cell) for column, cell in zip(header[1:], cells[1:], strict=True)}
+    return table
