@@ -134,6 +134,9 @@ class AsyncTaskScheduler:
         """Add several tasks all or nothing (one invalid task means none is stored)."""
         await self.open()
         tasks = list(tasks)
+        for task in tasks:
+            if not isinstance(task, Task):
+                raise TypeError(f"add_task() takes a Task, e.g. Task('name', function=...), not {task!r}")
         existing = {task.name: task for task in await self.backend.store.list_tasks()}
         if not replace:
             taken = [task.name for task in tasks if task.name in existing]

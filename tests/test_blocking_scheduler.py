@@ -52,3 +52,10 @@ def test_stop_interrupts_a_blocking_run_in_flight_after_the_grace_period():
     assert not caller.is_alive()
     assert time.monotonic() - started < 5
     assert result["run"].state is RunState.INTERRUPTED
+
+
+def test_add_task_refuses_what_is_not_a_task_with_a_clear_message():
+    import pytest
+
+    with TaskScheduler(config=_config()) as scheduler, pytest.raises(TypeError, match="takes a Task"):
+        scheduler.add_task("report")
