@@ -16,7 +16,6 @@ import random
 import socket
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,6 +30,7 @@ from sts_core.output import BoundedOutput
 from sts_core.plans import TaskPlan, TaskPlans, compile_plan
 from sts_core.plugins import PluginManager
 from sts_core.runlog import log_run
+from sts_core.threadpool import DaemonThreadPool
 
 log = logging.getLogger("sts.engine")
 
@@ -80,7 +80,7 @@ class Engine:
         self._loops: list[asyncio.Task[Any]] = []
         self._concurrency = int(config.get("executor.concurrency", 100))
         self._max_threads = int(config.get("executor.max_workers", 8))
-        self._threads: ThreadPoolExecutor | None = None  # created on first use, again after close()
+        self._threads: DaemonThreadPool | None = None  # created on first use, again after close()
         self._output_limit = int(config.get("executor.output_limit", 65536))
         self._max_batch = int(config.get("scheduler.max_batch", 1000))
         self._random = random.Random()
@@ -138,10 +138,12 @@ class Engine:
         """Stop firing, let runs in flight finish for ``grace`` seconds, then interrupt them."""
         self._stopping = True
         self._wake.set()
-        for task in self._loops:
+        # Leases stay renewed while runs in flight finish: the heartbeat stops last.
+        heartbeat = [task for task in self._loops if task.get_name() == "sts-heartbeat"]
+        others = [task for task in self._loops if task not in heartbeat]
+        for task in others:
             task.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
-        self._loops.clear()
+        await asyncio.gather(*others, return_exceptions=True)
         in_flight = dict(self._executing)
         if in_flight:
             log.info("waiting up to %ss for %d run(s) in flight", grace, len(in_flight))
@@ -152,18 +154,18 @@ class Engine:
                     task.cancel()
             if still:
                 await asyncio.wait(still)
+        for task in heartbeat:
+            task.cancel()
+        await asyncio.gather(*heartbeat, return_exceptions=True)
+        self._loops.clear()
         await self._drain_queue()
 
     async def _drain_queue(self) -> None:
         """Record the runs a non-durable broker still holds as cancelled: they die with us."""
         if getattr(self.broker, "durable", True) or not hasattr(self.broker, "drain"):
             return
-        now = self.clock.now()
         for run in await self.broker.drain():
-            run.state = RunState.CANCELLED
-            run.reason = "the scheduler stopped before it ran"
-            run.ended_at = now
-            await self.store.record_run(run)
+            await self._record_unstarted(run, RunState.CANCELLED, "the scheduler stopped before it ran")
             self._release(run)
 
     def close(self) -> None:
@@ -409,9 +411,9 @@ class Engine:
             created_at=now,
         )
         current = asyncio.current_task()
+        assert current is not None
         while True:
-            if current is not None:
-                self._executing[run.id] = (current, run)
+            self._executing[run.id] = (current, run)  # stop() and cancel_task() see manual runs too
             try:
                 next_run = await self._attempt(plan, run, delivery=None, follow_up=False)
             finally:
@@ -420,18 +422,36 @@ class Engine:
             if next_run is None:
                 return run
             assert run.retry_at is not None
-            await self.clock.wait(None, max((run.retry_at - self.clock.now()).total_seconds(), 0.0))
+            self._executing[next_run.id] = (current, next_run)
+            try:
+                await self.clock.wait(None, max((run.retry_at - self.clock.now()).total_seconds(), 0.0))
+            except asyncio.CancelledError:
+                reason = self._cancel_reasons.get(next_run.id)
+                if reason is None:
+                    raise
+                await self._record_unstarted(next_run, reason, "stopped before its retry was due")
+                return next_run
+            finally:
+                self._executing.pop(next_run.id, None)
+                self._cancel_reasons.pop(next_run.id, None)
             run = next_run
+
+    async def _record_unstarted(self, run: Run, state: RunState, reason: str) -> None:
+        """Record a run that never started (removed task, stopped scheduler) and say so."""
+        run.state = state
+        run.reason = reason
+        run.ended_at = self.clock.now()
+        await self.store.record_run(run)
+        log_run(run)
+        if self.events.active:
+            self.events.emit(ev.RunCancelled(run.ended_at, attrs.evolve(run), None))
 
     async def _execute(self, delivery: Delivery) -> None:
         run = delivery.run
         plan = await self.plans.for_version(run.task_name, run.task_version)
         removed = run.task_version <= self._removed_upto.get(run.task_name, 0)
         if plan is None or removed or self.plans.current(run.task_name) is None:
-            run.state = RunState.CANCELLED
-            run.reason = "task removed"
-            run.ended_at = self.clock.now()
-            await self.store.record_run(run)
+            await self._record_unstarted(run, RunState.CANCELLED, "task removed")
             await self.broker.ack(self._deliveries.get(run.id, (delivery, 0.0))[0])
             self._release(run)
             return
@@ -600,7 +620,7 @@ class Engine:
             function = functools.partial(function, **kwargs)
         threads = self._threads
         if threads is None:
-            threads = self._threads = ThreadPoolExecutor(self._max_threads, thread_name_prefix="sts-run")
+            threads = self._threads = DaemonThreadPool(self._max_threads, thread_name_prefix="sts-run")
         return loop.run_in_executor(threads, function, *args)
 
     # -- control ---------------------------------------------------------------------------------------

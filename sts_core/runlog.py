@@ -56,8 +56,8 @@ def log_run(run: Run) -> None:
         if run.error_type:
             text += f": {run.error_type}: {run.error_message}"
         if run.state is RunState.RETRYING and run.retry_at is not None:
-            text += f"; attempt {run.attempt + 1} at {run.retry_at.strftime('%H:%M:%S')}"
-        if run.state is RunState.SKIPPED:
+            text += f"; attempt {run.attempt + 1} at {run.retry_at.strftime('%H:%M:%S.%f')[:-3]}"
+        if run.state in (RunState.SKIPPED, RunState.CANCELLED) and run.started_at is None:
             text += f" ({run.reason})"
     if log.isEnabledFor(level):
         log.log(level, text, extra={"sts": fields(run)})

@@ -485,34 +485,38 @@ class TaskScheduler:
         self._done.clear()
         self._install_signal_handlers()
         try:
+            self._keep_process_alive()
             self._call(self._scheduler.start())
         except BaseException:
-            self._restore_signal_handlers()
-            self._done.set()
+            self.stop()
             raise
-        self._keep_process_alive()
 
     def _keep_process_alive(self) -> None:
         # When the main thread reaches the end of the script, the interpreter runs the threading
-        # exit hooks (concurrent.futures shuts its thread pools there) before it joins threads.
-        # Waiting in such a hook, registered after concurrent.futures' own, keeps the process and
-        # the thread pools alive until stop(); it waits in short slices so that signal handlers
-        # run on the main thread even when the kernel delivers the signal to another thread.
+        # exit hooks (concurrent.futures shuts its pools there, asyncio's default executor among
+        # them) before it joins threads. Waiting in such a hook, registered after theirs, keeps
+        # the process and those pools alive until stop(); it waits in short slices so signal
+        # handlers run on the main thread even when the kernel delivers a signal elsewhere.
         if self._keeping_alive:
             return
         self._keeping_alive = True
-        register = getattr(threading, "_register_atexit", None)
-        if register is not None:
-            register(self._wait_until_stopped)
-        else:  # pragma: no cover - every supported CPython has the hook
+        try:
+            threading._register_atexit(self._wait_until_stopped)
+        except (AttributeError, RuntimeError):  # no such hook, or the interpreter is exiting already
             threading.Thread(target=self._wait_until_stopped, name="sts-keepalive", daemon=False).start()
 
     def _wait_until_stopped(self) -> None:
         while not self._done.wait(0.2):
             pass
+        self._restore_signal_handlers()
 
     def stop(self, grace: float | None = None) -> None:
         """Stop gracefully (see ``AsyncTaskScheduler.stop``) and release the event loop."""
+        if threading.current_thread() is self._loop_thread:
+            raise SchedulerStateError(
+                "TaskScheduler.stop() blocks, so it cannot be called from a coroutine on the scheduler's "
+                "loop; use `await scheduler.asyncio_scheduler.stop()` there"
+            )
         try:
             if self._loop is not None and self._scheduler.running:
                 self._call(self._scheduler.stop(grace))
@@ -527,6 +531,7 @@ class TaskScheduler:
         while True:  # short slices, so signal handlers run on this thread meanwhile
             left = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
             if self._done.wait(max(left, 0.0)):
+                self._restore_signal_handlers()
                 return True
             if deadline is not None and time.monotonic() >= deadline:
                 return False
@@ -537,18 +542,28 @@ class TaskScheduler:
             self._loop = self._loop_thread = None
         if loop is None:
             return
-        if self._scheduler._opened:
-            asyncio.run_coroutine_threadsafe(self._scheduler.close(), loop).result(10)
+        asyncio.run_coroutine_threadsafe(self._close_on_loop(), loop).result(30)
         loop.call_soon_threadsafe(loop.stop)
         if thread is not None:
             thread.join(10)
         loop.close()
 
+    async def _close_on_loop(self) -> None:
+        """Close the backend and end what still runs on the loop, so no caller waits for ever."""
+        if self._scheduler._opened:
+            await self._scheduler.close()
+        leftovers = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in leftovers:
+            task.cancel()
+        await asyncio.gather(*leftovers, return_exceptions=True)
+
     def _install_signal_handlers(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
         for signum in (signal.SIGINT, signal.SIGTERM):
-            self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
+            previous = signal.signal(signum, self._on_signal)
+            if previous != self._on_signal:  # started again before the old handlers came back
+                self._previous_handlers[signum] = previous
 
     def _restore_signal_handlers(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -557,12 +572,14 @@ class TaskScheduler:
             signal.signal(signum, handler)
         self._previous_handlers.clear()
 
-    def _on_signal(self, signum: int, frame: object) -> None:
-        if self._loop is None:  # stopped from another thread; the handlers could not be restored there
-            previous = self._previous_handlers.get(signum)
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self._done.is_set():  # stopped from another thread, where the handlers could not be restored
+            previous = self._previous_handlers.get(signum, signal.SIG_DFL)
             self._restore_signal_handlers()
             if callable(previous):
                 previous(signum, frame)
+            elif previous == signal.SIG_DFL:
+                signal.raise_signal(signum)
             return
         self._signals_seen += 1
         name = signal.Signals(signum).name

@@ -59,3 +59,17 @@ def test_add_task_refuses_what_is_not_a_task_with_a_clear_message():
 
     with TaskScheduler(config=_config()) as scheduler, pytest.raises(TypeError, match="takes a Task"):
         scheduler.add_task("report")
+
+
+def test_the_blocking_stop_called_on_the_schedulers_own_loop_is_refused_clearly():
+    scheduler = TaskScheduler(config=_config())
+
+    async def stop_from_inside() -> None:
+        scheduler.stop()
+
+    scheduler.start()
+    run = scheduler.run(Task("inside", stop_from_inside))
+    assert scheduler.running
+    scheduler.stop()
+    assert run.error_type == "SchedulerStateError"
+    assert "await scheduler.asyncio_scheduler.stop()" in run.error_message

@@ -86,3 +86,39 @@ def test_scheduled_sync_tasks_keep_running_after_the_script_reaches_its_end(tmp_
         process.kill()
     assert process.returncode == 0, err
     assert "cannot schedule new futures" not in out + err
+
+
+def test_a_second_signal_interrupts_a_hung_sync_function_and_the_process_exits(tmp_path):
+    source = QUICK_START.replace(
+        "task = Task(name='basic_task', function=lambda: print(\"Running basic task!\"))",
+        "import time\ntask = Task(name='hung', function=lambda: time.sleep(60))",
+    )
+    process = _start(tmp_path, source)
+    try:
+        _read_until(process, "hung attempt 1 started")
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        started = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=20)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
+    assert time.monotonic() - started < 10
+    assert "hung attempt 1 interrupted" in out
+
+
+def test_after_a_signal_stopped_the_scheduler_the_next_signal_does_what_it_did_before(tmp_path):
+    source = QUICK_START + (
+        "scheduler.wait()\nprint('scheduler stopped', flush=True)\nimport time\ntime.sleep(30)\n"
+    )
+    process = _start(tmp_path, source)
+    try:
+        _read_until(process, "Running basic task!")
+        process.send_signal(signal.SIGTERM)
+        _read_until(process, "scheduler stopped")
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=10)
+    finally:
+        process.kill()
+    assert process.returncode == -signal.SIGTERM
