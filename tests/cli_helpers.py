@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 STS_SCRIPT = Path(sys.executable).with_name("sts")
@@ -45,3 +46,21 @@ def summary_table(stdout: str) -> dict[str, dict[str, int]]:
             break
         table[cells[0]] = {column: int(cell) for column, cell in zip(header[1:], cells[1:], strict=True)}
     return table
+
+
+def read_until(
+    process: subprocess.Popen[str], needle: str, seen: list[str] | None = None, timeout: float = 20
+) -> str:
+    """Read ``process``'s stdout line by line until a line contains ``needle``; return what was
+    read (also appended to ``seen``). Fails the test, showing the output, when it never comes."""
+    seen = [] if seen is None else seen
+    assert process.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if needle in line:
+            return "".join(seen)
+    raise AssertionError(f"{needle!r} not printed; got:\n{''.join(seen)}")

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cli_helpers import TIMESTAMP, clean_environment, run_sts, sts_command, summary_table
+from cli_helpers import TIMESTAMP, clean_environment, read_until, run_sts, sts_command, summary_table
 
 from sts_core import __version__, cli
 from sts_core.hookspecs import hookimpl
@@ -512,19 +512,6 @@ def test_json_log_format_makes_each_run_line_a_json_object(workdir):
     assert summary_table(result.stdout)["a"]["succeeded"] == 1
 
 
-def _read_until(process: subprocess.Popen[str], needle: str, seen: list[str], timeout: float = 20) -> None:
-    assert process.stdout is not None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        seen.append(line)
-        if needle in line:
-            return
-    raise AssertionError(f"{needle!r} not printed; got:\n{''.join(seen)}")
-
-
 def _start_run(workdir: Path, task_file: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [*sts_command(), "run", task_file], cwd=workdir, env=clean_environment(),
@@ -539,7 +526,7 @@ def _interrupt_when(
     ``timeout`` seconds, which fails the test)."""
     seen: list[str] = []
     try:
-        _read_until(process, needle, seen)
+        read_until(process, needle, seen)
         send(process.pid)
         try:
             out, err = process.communicate(timeout=timeout)

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_helpers import read_until
 
 QUICK_START = '''\
 from sts.scheduler import TaskScheduler
@@ -33,25 +34,11 @@ def _start(tmp_path: Path, source: str) -> subprocess.Popen[str]:
     )
 
 
-def _read_until(process: subprocess.Popen[str], needle: str, timeout: float = 20.0) -> str:
-    seen = []
-    deadline = time.monotonic() + timeout
-    assert process.stdout is not None
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        seen.append(line)
-        if needle in line:
-            return "".join(seen)
-    raise AssertionError(f"{needle!r} not printed; got:\n{''.join(seen)}")
-
-
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_the_quick_start_runs_its_task_stays_up_and_stops_gracefully_on_a_signal(tmp_path, signum):
     process = _start(tmp_path, QUICK_START)
     try:
-        _read_until(process, "Running basic task!")
+        read_until(process, "Running basic task!")
         time.sleep(0.3)
         assert process.poll() is None, "the process must stay up while the scheduler runs"
         process.send_signal(signum)
@@ -79,7 +66,7 @@ def test_scheduled_sync_tasks_keep_running_after_the_script_reaches_its_end(tmp_
     process = _start(tmp_path, source)
     try:
         for _ in range(3):
-            _read_until(process, "succeeded")
+            read_until(process, "succeeded")
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=20)
     finally:
@@ -95,7 +82,7 @@ def test_a_second_signal_interrupts_a_hung_sync_function_and_the_process_exits(t
     )
     process = _start(tmp_path, source)
     try:
-        _read_until(process, "hung attempt 1 started")
+        read_until(process, "hung attempt 1 started")
         process.send_signal(signal.SIGINT)
         time.sleep(0.5)
         started = time.monotonic()
@@ -114,9 +101,9 @@ def test_after_a_signal_stopped_the_scheduler_the_next_signal_does_what_it_did_b
     )
     process = _start(tmp_path, source)
     try:
-        _read_until(process, "Running basic task!")
+        read_until(process, "Running basic task!")
         process.send_signal(signal.SIGTERM)
-        _read_until(process, "scheduler stopped")
+        read_until(process, "scheduler stopped")
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=10)
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 
@@ -38,3 +39,16 @@ def is_running(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def time_out_after_first_output(task_type, context, timeout: float) -> None:
+    """Execute until the run has written something, then cancel it ``timeout`` seconds later as
+    the engine does at a timeout; raises ``TimeoutError``."""
+
+    async def run_until_timeout() -> None:
+        execution = asyncio.ensure_future(task_type.execute(context))
+        while not context.output.text.strip():
+            await asyncio.sleep(0.01)
+        await asyncio.wait_for(execution, timeout)
+
+    asyncio.run(run_until_timeout())

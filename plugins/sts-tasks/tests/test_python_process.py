@@ -7,7 +7,7 @@ import time
 
 import pytest
 import sts_tasks_samples as samples
-from sts_tasks_helpers import is_running
+from sts_tasks_helpers import is_running, time_out_after_first_output
 
 from sts_core.model import Task
 from sts_tasks import RemoteError
@@ -66,15 +66,9 @@ def test_a_timeout_kills_the_child_and_its_children(make_context, registry):
     task = Task("t", function="sts_tasks_samples:start_grandchild_and_sleep", args=[30])
     context = context_for(make_context, registry, task, kill_grace=0.5)
 
-    async def run_until_timeout() -> None:
-        execution = asyncio.ensure_future(TYPE.execute(context))
-        while not context.output.text.strip():
-            await asyncio.sleep(0.01)
-        await asyncio.wait_for(execution, 0.1)
-
     started = time.monotonic()
     with pytest.raises(TimeoutError):
-        asyncio.run(run_until_timeout())
+        time_out_after_first_output(TYPE, context, 0.1)
     assert time.monotonic() - started < 3.0
     child, grandchild = (int(pid) for pid in context.output.text.split())
     time.sleep(0.05)  # the grandchild is re-parented and reaped by init

@@ -6,7 +6,7 @@ import asyncio
 import time
 
 import pytest
-from sts_tasks_helpers import is_running
+from sts_tasks_helpers import is_running, time_out_after_first_output
 
 from sts_core.model import Task
 from sts_tasks import CommandFailed
@@ -107,15 +107,9 @@ def test_a_timeout_kills_the_whole_process_group(make_context, registry):
     task = Task("t", type="shell", command="sleep 30 & echo $$ $!; sleep 30")
     context = context_for(make_context, registry, task, kill_grace=0.5)
 
-    async def run_until_timeout() -> None:
-        execution = asyncio.ensure_future(TYPE.execute(context))
-        while not context.output.text.strip():
-            await asyncio.sleep(0.01)
-        await asyncio.wait_for(execution, 0.1)
-
     started = time.monotonic()
     with pytest.raises(TimeoutError):
-        asyncio.run(run_until_timeout())
+        time_out_after_first_output(TYPE, context, 0.1)
     assert time.monotonic() - started < 2.0
     shell, background = (int(pid) for pid in context.output.text.split())
     time.sleep(0.05)  # the background sleep is re-parented and reaped by init
@@ -127,15 +121,9 @@ def test_a_process_that_ignores_sigterm_is_killed_after_the_grace_period(make_co
     task = Task("t", type="shell", command="trap '' TERM; echo $$; sleep 30 & wait")
     context = context_for(make_context, registry, task, kill_grace=0.3)
 
-    async def run_until_timeout() -> None:
-        execution = asyncio.ensure_future(TYPE.execute(context))
-        while not context.output.text.strip():
-            await asyncio.sleep(0.01)
-        await asyncio.wait_for(execution, 0.05)
-
     started = time.monotonic()
     with pytest.raises(TimeoutError):
-        asyncio.run(run_until_timeout())
+        time_out_after_first_output(TYPE, context, 0.05)
     elapsed = time.monotonic() - started
     assert 0.3 <= elapsed < 2.0
     assert not is_running(int(context.output.text.split()[0]))
