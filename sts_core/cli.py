@@ -144,10 +144,10 @@ def cmd_plugins(args: argparse.Namespace, config: Any) -> int:
     infos = _plugins(config).plugin_infos()
     rows = [
         [i.name, i.distribution, i.version, i.status if not i.error else f"{i.status}: {i.error}",
-         ", ".join(i.provides) or ", ".join(i.hooks)]
+         ",".join(i.provides), ",".join(i.hooks)]
         for i in infos
     ]
-    print(render_table(["name", "distribution", "version", "status", "provides"], rows, max_width=80))
+    print(render_table(["name", "distribution", "version", "status", "provides", "hooks"], rows, max_width=80))
     return EXIT_FAILED if any(i.status == "failed" for i in infos) else EXIT_OK
 
 

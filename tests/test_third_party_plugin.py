@@ -59,7 +59,7 @@ def test_sts_plugins_lists_the_installed_plugin_with_what_it_provides(site, tmp_
     done = run_sts("plugins", site=site, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     greeting = plugin_row(done.stdout, "greeting")
-    assert greeting == ["greeting", "sts-greeting", "0.1.0", "enabled", "task_types:greeting"]
+    assert greeting == ["greeting", "sts-greeting", "0.1.0", "enabled", "task_types:greeting", "register_task_types"]
     assert plugin_row(done.stdout, "tasks")[3] == "enabled"
 
 
