@@ -7,6 +7,7 @@ file, line and key path and exit with status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 from collections import Counter
@@ -89,6 +90,11 @@ def cmd_run(args: argparse.Namespace, config: Any) -> int:
                        + "; running anyway, so that plugins can add tasks")
     try:
         scheduler.start()
+        # Everything loaded so far lives as long as the process: keep it out of the cyclic
+        # garbage collector's full passes, which otherwise stall firing for tens of
+        # milliseconds with many tasks (bench/engine_quick.py: p99 lateness 63 ms -> 2 ms at
+        # 10,000 tasks).
+        gc.freeze()
         stopped = scheduler.wait(args.run_for)
     except KeyboardInterrupt:  # start() installs the signal handlers; this covers Ctrl-C before they are
         stopped = False
