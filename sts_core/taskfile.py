@@ -21,7 +21,7 @@ import attrs
 import yaml
 
 from sts_core.errors import Problem, TaskValidationError, did_you_mean
-from sts_core.model import Task
+from sts_core.model import TASK_KEYS, Task
 from sts_core.plugins import PluginManager
 from sts_core.validation import check_tasks
 
@@ -65,6 +65,7 @@ def validate_task_file(
     placeholders = {name: task for name in loaded.failed_names if (task := _placeholder(name)) is not None}
     candidates = [(index, task) for index, task in zip(loaded.indices, loaded.tasks, strict=True)
                   if index not in loaded.duplicate_indices]
+    candidates += [(index, task) for index, task in loaded.partial if index not in loaded.duplicate_indices]
     found = check_tasks(
         [task for _, task in candidates],
         plugins=plugins,
@@ -92,6 +93,8 @@ class _Loaded:
     names: dict[int, str] = attrs.field(factory=dict)
     failed_names: set[str] = attrs.field(factory=set)
     duplicate_indices: set[int] = attrs.field(factory=set)
+    # entries refused only for unknown keys, built without them so the plugin checks still run
+    partial: list[tuple[int, Task]] = attrs.field(factory=list)
     problems: list[Problem] = attrs.field(factory=list)
 
     def add(self, path: KeyPath, message: str, line: int | None = None) -> None:
@@ -142,8 +145,12 @@ def _load(path: Path) -> _Loaded:
         except TaskValidationError as exc:
             for problem in exc.problems:
                 loaded.add_task_problem(index, problem)
-            if index in loaded.names:
-                loaded.failed_names.add(loaded.names[index])
+            known = {key: value for key, value in entry.items() if key in TASK_KEYS}
+            try:
+                loaded.partial.append((index, Task.from_dict(_with_datetimes(known))))
+            except TaskValidationError:
+                if index in loaded.names:
+                    loaded.failed_names.add(loaded.names[index])
             continue
         loaded.tasks.append(task)
         loaded.indices.append(index)

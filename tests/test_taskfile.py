@@ -417,3 +417,16 @@ def test_a_large_file_is_loaded_and_validated(tmp_path, plugins):
     tasks = validate_task_file(path, plugins=plugins, resolve_function=resolve)
     assert len(tasks) == 2_000
     assert tasks[-1].parent_tasks == ("t1998",)
+
+
+def test_an_entry_with_an_unknown_key_still_gets_its_other_options_checked(tmp_path, plugins):
+    path = write(tmp_path, """\
+tasks:
+  - name: a
+    function: m:f
+    retires: 2
+    cron: "61 * * *"
+""")
+    lines = problems_of(path, plugins=plugins)
+    assert any(".retires: unknown task option (did you mean 'retries'?)" in line for line in lines)
+    assert any(line.startswith(f"{path}:5: tasks[0] (a).cron:") for line in lines)
