@@ -294,8 +294,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args, config) or EXIT_OK)
     except ValidationError as exc:
         _print_error("invalid input:")
-        for problem in exc.problems:
-            print(f"  {problem.render(exc.source)}", file=sys.stderr)
+        for line in exc.lines():
+            print(f"  {line}", file=sys.stderr)
         return EXIT_USAGE
     except STSError as exc:
         _print_error(str(exc))

@@ -27,7 +27,7 @@ from sts_core.eventbus import EventBus
 from sts_core.interfaces import Backend, Delivery, DueFire, ExecutionContext
 from sts_core.model import FAILED_STATES, Run, RunState, Task, fire_id, new_run_id
 from sts_core.output import BoundedOutput
-from sts_core.plans import TaskPlan, TaskPlans, compile_plan
+from sts_core.plans import PlanDefaults, TaskPlan, TaskPlans, compile_plan
 from sts_core.plugins import PluginManager
 from sts_core.runlog import log_run
 from sts_core.threadpool import DaemonThreadPool
@@ -67,6 +67,7 @@ class Engine:
         self.scheduler_id = scheduler_id
         self.worker_id = f"{socket.gethostname()}:{scheduler_id}"
         self.events = EventBus(plugins.event_listeners())
+        self.defaults = PlanDefaults.from_config(config)
         self.plans = TaskPlans(self.compile, self.store.get_task)
         # fire ids of the queued or running fires of each task (retries included): max_instances
         self._active: dict[str, set[str]] = {}
@@ -100,7 +101,7 @@ class Engine:
 
     def compile(self, task: Task) -> TaskPlan:
         """Compile ``task`` (validated beforehand) into a plan."""
-        return compile_plan(task, config=self.config, plugins=self.plugins, resolve_function=self.resolve_function)
+        return compile_plan(task, defaults=self.defaults, plugins=self.plugins, resolve_function=self.resolve_function)
 
     async def schedule_first(self, plan: TaskPlan) -> datetime | None:
         """Set the first fire time of a newly stored task and wake the scheduler loop."""

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+#: How many problems an error message lists before it only counts the rest.
+MAX_PROBLEMS_SHOWN = 50
+
 
 class STSError(Exception):
     """Base class of every error STS raises on purpose."""
@@ -23,8 +26,15 @@ class ValidationError(STSError, ValueError):
         super().__init__(self.render())
 
     def render(self) -> str:
-        """Return all problems, one per line, each naming file, line and key path."""
-        return "\n".join(problem.render(self.source) for problem in self.problems)
+        """The problems, one per line, each naming file, line and key path."""
+        return "\n".join(self.lines())
+
+    def lines(self, limit: int = MAX_PROBLEMS_SHOWN) -> list[str]:
+        """At most ``limit`` rendered problems, then a line counting the rest."""
+        lines = [problem.render(self.source) for problem in self.problems[:limit]]
+        if len(self.problems) > limit:
+            lines.append(f"... and {len(self.problems) - limit} more problem(s)")
+        return lines
 
 
 class Problem:

@@ -7,6 +7,7 @@ imported) happen when it is added to a scheduler or a task file is validated.
 
 from __future__ import annotations
 
+import copy
 import enum
 import itertools
 import re
@@ -331,6 +332,12 @@ class Task:
         if self.name in self.parent_tasks:
             problems.append(Problem("parent_tasks", f"a task cannot be its own parent ({self.name!r})"))
         return problems
+
+    def with_version(self, version: int) -> Task:
+        """This definition stored as ``version`` (cheap: the options were validated already)."""
+        stored = copy.copy(self)
+        object.__setattr__(stored, "version", version)
+        return stored
 
     # -- derived views --------------------------------------------------------------------
 

@@ -40,28 +40,66 @@ def _pick(task_value: Any, config_value: Any) -> Any:
     return config_value if task_value is None else task_value
 
 
+@attrs.frozen
+class PlanDefaults:
+    """The config values a task falls back to, read once per scheduler (not once per task)."""
+
+    timezone: str
+    retry: RetryPolicy
+    executor: str
+    kill_grace: float | None
+    timeout: float | None
+    misfire: str
+    misfire_grace: float
+
+    @classmethod
+    def from_config(cls, config: Any) -> PlanDefaults:
+        """Read the task defaults from ``config``."""
+        return cls(
+            timezone=config.get("timezone", "UTC"),
+            retry=RetryPolicy(
+                retries=config.get("retries", 0),
+                delay=config.seconds("retry_delay"),
+                backoff=float(config.get("backoff", 1.0)),
+                max_delay=config.seconds("max_retry_delay"),
+                jitter=config.seconds("retry_jitter") or 0.0,
+            ),
+            executor=config.get("executor.type", "thread"),
+            kill_grace=config.seconds("executor.kill_grace"),
+            timeout=config.seconds("timeout"),
+            misfire=config.get("misfire", "coalesce"),
+            misfire_grace=config.seconds("misfire_grace_time"),
+        )
+
+
 def compile_plan(
     task: Task,
     *,
-    config: Any,
+    defaults: PlanDefaults,
     plugins: PluginManager,
     resolve_function: Callable[[Any], Callable[..., Any]],
 ) -> TaskPlan:
-    """Build the plan of ``task`` (already validated) from the task, the config and the plugins."""
-    timezone = config.get("timezone", "UTC")
-    trigger = compile_trigger(task, plugins, timezone)
+    """Build the plan of ``task`` (already validated) from the task, the defaults and the plugins."""
+    trigger = compile_trigger(task, plugins, defaults.timezone)
     task_type = plugins.lookup("task type", task.type).value
-    retry = RetryPolicy(
-        retries=_pick(task.retries, config.get("retries", 0)),
-        delay=_pick(task.retry_delay, config.seconds("retry_delay")),
-        backoff=_pick(task.backoff, float(config.get("backoff", 1.0))),
-        max_delay=_pick(task.max_retry_delay, config.seconds("max_retry_delay")),
-        jitter=_pick(task.retry_jitter, config.seconds("retry_jitter") or 0.0),
-    )
+    retry = defaults.retry
+    overrides = {
+        name: value
+        for name, value in (
+            ("retries", task.retries),
+            ("delay", task.retry_delay),
+            ("backoff", task.backoff),
+            ("max_delay", task.max_retry_delay),
+            ("jitter", task.retry_jitter),
+        )
+        if value is not None
+    }
+    if overrides:
+        retry = attrs.evolve(retry, **overrides)
     settings = {
-        "executor": _pick(task.executor, config.get("executor.type", "thread")),
-        "kill_grace": config.seconds("executor.kill_grace"),
-        "timezone": task.timezone or timezone,
+        "executor": _pick(task.executor, defaults.executor),
+        "kill_grace": defaults.kill_grace,
+        "timezone": task.timezone or defaults.timezone,
     }
     return TaskPlan(
         task=task,
@@ -69,9 +107,9 @@ def compile_plan(
         task_type=task_type,
         prepared=task_type.prepare(task, resolve_function),
         retry=retry,
-        timeout=_pick(task.timeout, config.seconds("timeout")),
-        misfire=_pick(task.misfire, config.get("misfire", "coalesce")),
-        misfire_grace=_pick(task.misfire_grace_time, config.seconds("misfire_grace_time")),
+        timeout=_pick(task.timeout, defaults.timeout),
+        misfire=_pick(task.misfire, defaults.misfire),
+        misfire_grace=_pick(task.misfire_grace_time, defaults.misfire_grace),
         jitter=task.jitter or 0.0,
         settings=settings,
         parents=frozenset(task.parent_tasks),

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import attrs
 import pytest
 
 from sts_core.durations import format_duration, parse_duration
-from sts_core.errors import TaskValidationError
+from sts_core.errors import Problem, TaskValidationError
 from sts_core.model import Run, RunState, Task, create_task
 
 
@@ -126,3 +127,17 @@ def test_bad_durations_say_what_is_expected(bad):
 
 def test_durations_are_formatted_compactly():
     assert [format_duration(s) for s in (0.0123, 4.25, 42, 245, 7300)] == ["12ms", "4.2s", "42s", "4m05s", "2h01m"]
+
+
+def test_with_version_stores_the_same_definition_under_a_new_version():
+    task = Task("t", job, every="1m", retries=2)
+    stored = task.with_version(7)
+    assert stored.version == 7 and task.version == 0
+    assert attrs.evolve(stored, version=0) == task
+
+
+def test_an_error_with_many_problems_lists_fifty_and_counts_the_rest():
+    problems = [Problem(f"t{i}.every", "bad") for i in range(120)]
+    lines = TaskValidationError(problems, source="f.yaml").lines()
+    assert len(lines) == 51
+    assert lines[-1] == "... and 70 more problem(s)"

@@ -14,8 +14,6 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-import attrs
-
 from sts_core.errors import TaskExistsError
 from sts_core.interfaces import DueFire
 from sts_core.model import Run, RunState, Task
@@ -86,7 +84,7 @@ class MemoryStore:
 
     def _store_version(self, task: Task) -> Task:
         version = self._last_version.get(task.name, 0) + 1
-        stored = attrs.evolve(task, version=version)
+        stored = task.with_version(version)
         self._last_version[task.name] = version
         self._versions.setdefault(task.name, []).append(stored)
         return stored
