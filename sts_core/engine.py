@@ -71,7 +71,7 @@ class Engine:
         self.plans = TaskPlans(self.compile, self.store.get_task)
         # fire ids of the queued or running fires of each task (retries included): max_instances
         self._active: dict[str, set[str]] = {}
-        # runs executing here: the asyncio task, the run, and the delivery whose lease we hold
+        # runs executing here (worker and manual runs), and for worker runs the lease we hold and its length
         self._executing: dict[str, tuple[asyncio.Task[Any], Run]] = {}
         self._deliveries: dict[str, tuple[Delivery, float]] = {}
         self._cancel_reasons: dict[str, RunState] = {}
@@ -253,8 +253,10 @@ class Engine:
         while following is not None and following <= now and len(due) < MAX_CATCH_UP:
             due.append(following)
             following = trigger.next_fire(following)
-        while following is not None and following <= now:  # beyond the catch-up bound: jump ahead
-            following = trigger.next_fire(following)
+        if following is not None and following <= now:
+            # Beyond the catch-up bound (a long outage of a frequent task): jump straight past
+            # now rather than stepping through every missed fire.
+            following = trigger.next_fire(now)
         if not await self.store.claim_fire(fire, following):
             return  # another scheduler fired it, or the task changed meanwhile
         if len(due) == 1 and ((now - scheduled).total_seconds() <= plan.misfire_grace or trigger is None):
