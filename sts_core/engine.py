@@ -92,7 +92,8 @@ class Engine:
         # asyncio primitives belong to the loop that first uses them; a scheduler that is
         # started again after stop() may run on a new loop.
         self._wake = asyncio.Event()
-        self._slots = asyncio.Semaphore(self._concurrency)
+        self._free_slots = self._concurrency - len(self._executing)
+        self._slot_freed = asyncio.Event()
         self.idle = asyncio.Event()
         if not self._active:
             self.idle.set()
@@ -344,28 +345,28 @@ class Engine:
     # -- worker loop --------------------------------------------------------------------------------
 
     async def _worker_loop(self) -> None:
-        slots = self._slots
+        # At most `executor.concurrency` runs execute at once; a plain counter is cheaper than a
+        # Semaphore on this path, and this loop is its only taker.
         while not self._stopping:
-            await slots.acquire()
+            while self._free_slots <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
             try:
                 delivery = await self.broker.consume(1.0)
             except asyncio.CancelledError:
-                slots.release()
                 raise
             except Exception:
-                slots.release()
                 log.exception("the broker failed to deliver; retrying in 1s")
                 await self.clock.wait(None, 1.0)
                 continue
             if delivery is None:
-                slots.release()
                 continue
             run_id = delivery.run.id
             if run_id in self._executing:
                 # Our lease ran out while the run still executes here: hold the new lease.
                 self._deliveries[run_id] = (delivery, self._lease_length(delivery))
-                slots.release()
                 continue
+            self._free_slots -= 1
             self._deliveries[run_id] = (delivery, self._lease_length(delivery))
             task = asyncio.create_task(self._execute(delivery))
             self._executing[delivery.run.id] = (task, delivery.run)
@@ -397,7 +398,8 @@ class Engine:
         self._executing.pop(run_id, None)
         self._deliveries.pop(run_id, None)
         self._cancel_reasons.pop(run_id, None)
-        self._slots.release()
+        self._free_slots += 1
+        self._slot_freed.set()
         if not task.cancelled() and task.exception() is not None:
             log.error("run %s could not be completed", run_id, exc_info=task.exception())
 

@@ -41,23 +41,24 @@ def fields(run: Run) -> dict[str, object]:
 
 
 def log_run(run: Run) -> None:
-    """Log the run's current state at a level that fits it."""
-    if run.state is RunState.RUNNING:
-        level = logging.INFO
-        text = f"{_SYMBOL[run.state]} {run.task_name} attempt {run.attempt} started"
+    """Log the run's current state at a level that fits it (nothing is built when that level is off)."""
+    state = run.state
+    level = logging.WARNING if state in (RunState.FAILED, RunState.TIMED_OUT) else logging.INFO
+    if not log.isEnabledFor(level):
+        return
+    if state is RunState.RUNNING:
+        text = f"{_SYMBOL[state]} {run.task_name} attempt {run.attempt} started"
         if run.reason not in ("schedule", "retry"):
             text += f" ({run.reason})"
     else:
-        level = logging.WARNING if run.state in (RunState.FAILED, RunState.TIMED_OUT) else logging.INFO
-        outcome = "failed" if run.state is RunState.RETRYING else run.state.value
-        text = f"{_SYMBOL.get(run.state, '·')} {run.task_name} attempt {run.attempt} {outcome}"
+        outcome = "failed" if state is RunState.RETRYING else state.value
+        text = f"{_SYMBOL.get(state, '·')} {run.task_name} attempt {run.attempt} {outcome}"
         if run.duration is not None:
             text += f" in {format_duration(run.duration)}"
         if run.error_type:
             text += f": {run.error_type}: {run.error_message}"
-        if run.state is RunState.RETRYING and run.retry_at is not None:
+        if state is RunState.RETRYING and run.retry_at is not None:
             text += f"; attempt {run.attempt + 1} at {run.retry_at.strftime('%H:%M:%S.%f')[:-3]}"
-        if run.state in (RunState.SKIPPED, RunState.CANCELLED) and run.started_at is None:
+        if state in (RunState.SKIPPED, RunState.CANCELLED) and run.started_at is None:
             text += f" ({run.reason})"
-    if log.isEnabledFor(level):
-        log.log(level, text, extra={"sts": fields(run)})
+    log.log(level, text, extra={"sts": fields(run)})
