@@ -1,7 +1,8 @@
 """A quick look at the engine's speed on the memory backend (the benchmark issue makes it rigorous).
 
-    .venv/bin/python bench/engine_quick.py [--runs 20000] [--tasks 1000] [--seconds 5]
+    .venv/bin/python bench/engine_quick.py [--runs 20000] [--tasks 1000] [--seconds 5] [--add 100000]
 
+Adding: how long one add_tasks call takes for A interval tasks.
 Throughput: N tasks without a trigger each run once through the whole engine (due index, claim,
 broker, worker, task type, run record); reports runs/s and CPU-µs per run for a sync and an async
 no-op. Lateness: T interval tasks every second for S seconds, start phases spread across the
@@ -46,6 +47,15 @@ async def throughput(function, runs: int) -> tuple[float, float]:
     return runs / wall, cpu / runs * 1e6
 
 
+async def add_time(count: int) -> float:
+    """Seconds to add ``count`` interval tasks in one call (validation, plans, store, schedule)."""
+    async with AsyncTaskScheduler(_config()) as scheduler:
+        tasks = [Task(f"a{i}", "sts_core.testing:noop", every=60) for i in range(count)]
+        started = time.perf_counter()
+        await scheduler.add_tasks(tasks)
+        return time.perf_counter() - started
+
+
 async def lateness(tasks: int, seconds: float, freeze: bool) -> list[float]:
     late: list[float] = []
 
@@ -80,10 +90,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20_000)
     parser.add_argument("--tasks", type=int, default=1_000)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--add", type=int, default=100_000, help="tasks to add in one call (0: skip)")
     args = parser.parse_args()
     for label, function in (("sync no-op", noop), ("async no-op", anoop)):
         rate, cpu_us = asyncio.run(throughput(function, args.runs))
         print(f"{label:12s}: {args.runs} runs, {rate:,.0f} runs/s, {cpu_us:.1f} CPU-µs per run")
+    if args.add:
+        seconds = asyncio.run(add_time(args.add))
+        print(f"add tasks   : {args.add} interval tasks in {seconds:.2f}s, {seconds / args.add * 1e6:.0f} µs per task")
     for freeze in (False, True):
         late = sorted(asyncio.run(lateness(args.tasks, args.seconds, freeze)))
         p99 = late[min(len(late) - 1, int(0.99 * len(late)))]
