@@ -256,8 +256,11 @@ class Engine:
             following = trigger.next_fire(following)
         if following is not None and following <= now:
             # Beyond the catch-up bound (a long outage of a frequent task): jump straight past
-            # now rather than stepping through every missed fire.
-            following = trigger.next_fire(now)
+            # now rather than stepping through every missed fire (first_fire keeps an
+            # interval's alignment on its start).
+            following = trigger.first_fire(now)
+            if following is not None and following <= now:
+                following = trigger.next_fire(following)
         if not await self.store.claim_fire(fire, following):
             return  # another scheduler fired it, or the task changed meanwhile
         if len(due) == 1 and ((now - scheduled).total_seconds() <= plan.misfire_grace or trigger is None):

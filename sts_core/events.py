@@ -106,7 +106,8 @@ class RunCancelled(RunEvent):
 
 @attrs.frozen
 class FireMissed(Event):
-    """Fires of a task were missed (scheduler down or busy) beyond the grace time."""
+    """The misfire policy applied: a fire was later than the grace time, or several fires of a
+    task were due at once (scheduler down or busy, wall clock moved forward)."""
 
     kind: ClassVar[str] = "fire.missed"
     task_name: str

@@ -754,3 +754,22 @@ def test_a_backward_clock_jump_does_not_delay_a_retry(make_scheduler, clock):
         assert len(job.calls) == 2
 
     asyncio.run(main())
+
+
+def test_after_a_very_long_outage_an_aligned_interval_keeps_its_alignment(make_scheduler, clock):
+    async def main():
+        job = Recorder(clock)
+        start = clock.now() + timedelta(seconds=0.5)
+        async with make_scheduler() as scheduler:
+            await scheduler.add_task(Task("t", job, every="1s", start=start))
+            clock.advance(20_000)  # 20,000 fires missed: beyond the catch-up bound
+            await scheduler.start()
+            await clock.settle()
+            await scheduler.wait_idle()
+            following = await scheduler.next_fire_time("t")
+            await scheduler.stop()
+        assert len(job.calls) == 1
+        assert (following - start).total_seconds() % 1 == 0
+        assert following > clock.now()
+
+    asyncio.run(main())
