@@ -168,7 +168,8 @@ class AsyncTaskScheduler:
 
     async def load_task_file(self, path: str | os.PathLike[str]) -> list[Task]:
         """Validate a task file and add its tasks all or nothing; tasks already stored with the
-        same definition are left as they are, changed ones are stored as a new version."""
+        same definition are left as they are, changed ones are stored as a new version. Returns
+        the file's tasks as stored (with their versions)."""
         await self.open()
         existing = {task.name: task for task in await self.backend.store.list_tasks()}
         tasks = validate_task_file(
@@ -179,9 +180,8 @@ class AsyncTaskScheduler:
             default_timezone=self.config.get("timezone", "UTC"),
         )
         changed = [t for t in tasks if t.name not in existing or _definition(existing[t.name]) != _definition(t)]
-        if changed:
-            await self.add_tasks(changed, replace=True)
-        return tasks
+        stored = {task.name: task for task in await self.add_tasks(changed, replace=True)} if changed else {}
+        return [stored.get(task.name) or existing[task.name] for task in tasks]
 
     async def get_task(self, name: str) -> Task | None:
         """The current version of the task named ``name``, or None."""

@@ -773,3 +773,19 @@ def test_after_a_very_long_outage_an_aligned_interval_keeps_its_alignment(make_s
         assert following > clock.now()
 
     asyncio.run(main())
+
+
+def test_loading_a_task_file_again_stores_only_the_changed_tasks_as_new_versions(make_scheduler, clock, tmp_path):
+    first = tmp_path / "tasks.yaml"
+    first.write_text("tasks:\n  - {name: a, type: shell, command: 'true', every: 10s}\n"
+                     "  - {name: b, type: shell, command: 'true', every: 20s}\n")
+
+    async def main():
+        async with make_scheduler() as scheduler:
+            loaded = await scheduler.load_task_file(first)
+            assert [(t.name, t.version) for t in loaded] == [("a", 1), ("b", 1)]
+            first.write_text(first.read_text().replace("every: 20s", "every: 30s"))
+            again = await scheduler.load_task_file(first)
+        assert [(t.name, t.version) for t in again] == [("a", 1), ("b", 2)]
+
+    asyncio.run(main())
