@@ -73,8 +73,8 @@ def _positive_int(text: str) -> int:
 
 def cmd_run(args: argparse.Namespace, config: Any) -> int:
     """Run the tasks of a task file until Ctrl-C (or ``--for``)."""
+    from sts_core.blocking import TaskScheduler
     from sts_core.logsetup import configure_logging
-    from sts_core.scheduler import TaskScheduler
 
     configure_logging(config)
     scheduler = TaskScheduler(config=config)
@@ -159,7 +159,7 @@ def cmd_plugins(args: argparse.Namespace, config: Any) -> int:
 
 def cmd_tasks(args: argparse.Namespace, config: Any) -> int:
     """List tasks (of a task file, or stored in the backend) with their next fire times."""
-    from sts_core.scheduler import TaskScheduler
+    from sts_core.blocking import TaskScheduler
     from sts_core.tables import render_table
 
     scheduler = TaskScheduler(config=config)
@@ -189,7 +189,7 @@ def cmd_tasks(args: argparse.Namespace, config: Any) -> int:
 
 def cmd_runs(args: argparse.Namespace, config: Any) -> int:
     """Show recorded runs, newest first."""
-    from sts_core.scheduler import TaskScheduler
+    from sts_core.blocking import TaskScheduler
     from sts_core.tables import render_table
 
     scheduler = TaskScheduler(config=config)

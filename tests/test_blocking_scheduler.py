@@ -6,9 +6,9 @@ import asyncio
 import threading
 import time
 
+from sts_core.blocking import TaskScheduler
 from sts_core.config import Config
 from sts_core.model import RunState, Task
-from sts_core.scheduler import TaskScheduler
 
 
 def _config() -> Config:

@@ -589,8 +589,8 @@ def test_sigint_stops_a_run_whichever_thread_the_kernel_hands_it_to(workdir):
 def test_ctrl_c_before_start_has_installed_its_handlers_stops_the_run_cleanly(workdir, monkeypatch, capsys):
     # In process: the KeyboardInterrupt is raised as start() returns, the moment a real Ctrl-C
     # would be one (no handler of the scheduler yet). `sts run` stops the scheduler and sums up.
+    from sts_core.blocking import TaskScheduler
     from sts_core.logsetup import reset_logging
-    from sts_core.scheduler import TaskScheduler
 
     start = TaskScheduler.start
 
