@@ -9,7 +9,7 @@ import asyncio
 import logging
 import os
 import secrets
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -141,13 +141,7 @@ class AsyncTaskScheduler:
                 raise TaskExistsError(
                     f"task {taken[0]!r} already exists; pass replace=True to store a new version"
                 )
-        problems = check_tasks(
-            tasks,
-            plugins=self.plugins,
-            resolve_function=self.functions.resolve,
-            existing=existing,
-            default_timezone=self.config.get("timezone", "UTC"),
-        )
+        problems = self._check(tasks, existing)
         if problems:
             raise TaskValidationError(
                 [Problem(f"{tasks[i].name}.{p.key_path}" if p.key_path else tasks[i].name, p.message)
@@ -174,7 +168,7 @@ class AsyncTaskScheduler:
             plugins=self.plugins,
             resolve_function=self.functions.resolve,
             existing=existing,
-            default_timezone=self.config.get("timezone", "UTC"),
+            default_timezone=self.engine.defaults.timezone,
         )
         changed = [t for t in tasks if t.name not in existing or _definition(existing[t.name]) != _definition(t)]
         stored = {task.name: task for task in await self.add_tasks(changed, replace=True)} if changed else {}
@@ -247,17 +241,21 @@ class AsyncTaskScheduler:
         current = self.engine.plans.current(task.name)
         if current is not None and _definition(current.task) == _definition(task):
             return current
-        problems = check_tasks(
-            [task],
+        # An ad-hoc run does not wait for parents, so only problems with parent_tasks are ignored.
+        problems = [p for _, p in self._check([task], {}) if p.key_path != "parent_tasks"]
+        if problems:
+            raise TaskValidationError(problems, source=f"task {task.name!r}")
+        return self.engine.compile(task)
+
+    def _check(self, tasks: Sequence[Task], existing: Mapping[str, Task]) -> list[tuple[int, Problem]]:
+        """What the plugins and the other tasks find wrong with ``tasks`` (see ``check_tasks``)."""
+        return check_tasks(
+            tasks,
             plugins=self.plugins,
             resolve_function=self.functions.resolve,
-            existing={},
-            default_timezone=self.config.get("timezone", "UTC"),
+            existing=existing,
+            default_timezone=self.engine.defaults.timezone,
         )
-        problems = [(i, p) for i, p in problems if p.key_path != "parent_tasks"]
-        if problems:
-            raise TaskValidationError([p for _, p in problems], source=f"task {task.name!r}")
-        return self.engine.compile(task)
 
     async def runs(
         self,
