@@ -121,6 +121,7 @@ CORE_RULES: dict[str, Check] = {
     "executor.concurrency": _whole(1),
     "executor.kill_grace": _duration(),
     "executor.output_limit": _whole(0),
+    "executor.max_redeliveries": _whole(0),
     "scheduler.shutdown_grace": _duration(),
     "scheduler.max_batch": _whole(1),
     "history.max_runs_per_task": _whole(1, optional=True),

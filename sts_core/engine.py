@@ -23,6 +23,7 @@ import attrs
 
 from sts_core import events as ev
 from sts_core.clock import Clock
+from sts_core.errors import BackendUnavailableError
 from sts_core.eventbus import EventBus
 from sts_core.interfaces import Backend, Delivery, DueFire, ExecutionContext
 from sts_core.model import FAILED_STATES, Run, RunState, Task, fire_id, new_run_id
@@ -42,6 +43,8 @@ MAX_CATCH_UP = 10_000
 LOOP_RETRY_DELAY = 1.0
 #: How often leases of runs executing here are checked; a lease is renewed at half its length.
 HEARTBEAT_INTERVAL = 1.0
+#: While the backend is unreachable, loops retry after a delay doubling up to this (seconds).
+MAX_BACKOFF = 10.0
 _RESULT_LIMIT = 500
 
 
@@ -69,12 +72,15 @@ class Engine:
         self.events = EventBus(plugins.event_listeners())
         self.defaults = PlanDefaults.from_config(config)
         self.plans = TaskPlans(self.compile, self.store.get_task)
-        # fire ids of the queued or running fires of each task (retries included): max_instances
+        # fire ids this engine dispatched whose runs are not over yet (for wait_idle); the store
+        # counts active fires across processes for max_instances
         self._active: dict[str, set[str]] = {}
-        # runs executing here (worker and manual runs), and for worker runs the lease we hold and its length
+        # runs executing here (worker and manual runs) by the id of the run as delivered, and for
+        # worker runs the lease we hold and its length
         self._executing: dict[str, tuple[asyncio.Task[Any], Run]] = {}
         self._deliveries: dict[str, tuple[Delivery, float]] = {}
-        self._cancel_reasons: dict[str, RunState] = {}
+        # why an executing asyncio task was cancelled (absent: not by us)
+        self._cancel_reasons: dict[asyncio.Task[Any], RunState] = {}
         # queued runs of a removed task up to this version are cancelled when delivered
         self._removed_upto: dict[str, int] = {}
         self._stopping = False
@@ -83,6 +89,9 @@ class Engine:
         self._max_threads = int(config.get("executor.max_workers", 8))
         self._threads: DaemonThreadPool | None = None  # created on first use, again after close()
         self._output_limit = int(config.get("executor.output_limit", 65536))
+        self._max_redeliveries = int(config.get("executor.max_redeliveries", 3))
+        self._durable = getattr(self.broker, "durable", True)
+        self._unavailable: dict[str, float] = {}  # loop name -> current backoff, while the backend is away
         self._max_batch = int(config.get("scheduler.max_batch", 1000))
         self._random = random.Random()
         self._clock_offset = 0.0
@@ -130,6 +139,11 @@ class Engine:
         """Start the loops as asyncio tasks on the running loop."""
         self._stopping = False
         self._bind_to_loop()
+        watch = getattr(self.store, "watch", None)
+        if watch is not None:
+            self._changes: asyncio.Queue[str | None] = asyncio.Queue()
+            watch(self._changes.put_nowait)
+            self._loops.append(asyncio.create_task(self._watch_loop(), name="sts-watch"))
         if scheduler:
             self._loops.append(asyncio.create_task(self._scheduler_loop(), name="sts-scheduler"))
         if worker:
@@ -150,9 +164,9 @@ class Engine:
         if in_flight:
             log.info("waiting up to %ss for %d run(s) in flight", grace, len(in_flight))
             _, still = await asyncio.wait([task for task, _ in in_flight.values()], timeout=grace)
-            for task, run in in_flight.values():
+            for task, _ in in_flight.values():
                 if task in still:
-                    self._cancel_reasons[run.id] = RunState.INTERRUPTED
+                    self._cancel_reasons[task] = RunState.INTERRUPTED
                     task.cancel()
             if still:
                 await asyncio.wait(still)
@@ -168,7 +182,7 @@ class Engine:
             return
         for run in await self.broker.drain():
             await self._record_unstarted(run, RunState.CANCELLED, "the scheduler stopped before it ran")
-            self._release(run)
+            await self._release(run)
 
     def close(self) -> None:
         """Release threads (does not wait for threads still running a timed-out function)."""
@@ -184,12 +198,76 @@ class Engine:
         while not self._stopping:
             try:
                 await self._scheduler_pass()
+                self._backend_back("scheduler")
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:  # noqa: BLE001 - logged by _back_off
                 # A failing backend must not end scheduling for good: log, back off, try again.
-                log.exception("the scheduler loop failed; retrying in %ss", LOOP_RETRY_DELAY)
-                await self.clock.wait(None, LOOP_RETRY_DELAY)
+                await self._back_off("scheduler", exc)
+
+    async def _back_off(self, loop: str, exc: Exception) -> None:
+        """Wait before a loop tries again after ``exc``: an unreachable backend gets one log line
+        and a delay doubling up to ``MAX_BACKOFF``; anything else is logged in full."""
+        if isinstance(exc, BackendUnavailableError):
+            delay = self._unavailable.get(loop)
+            delay = LOOP_RETRY_DELAY if delay is None else min(delay * 2, MAX_BACKOFF)
+            if loop not in self._unavailable or delay < MAX_BACKOFF:
+                log.warning("%s loop: %s; retrying in %gs", loop, exc, delay)
+            self._unavailable[loop] = delay
+        else:
+            delay = LOOP_RETRY_DELAY
+            log.exception("the %s loop failed; retrying in %gs", loop, delay)
+        await self.clock.wait(None, delay)
+
+    def _backend_back(self, loop: str) -> None:
+        if self._unavailable and self._unavailable.pop(loop, None) is not None:
+            log.warning("%s loop: the backend is reachable again", loop)
+
+    # -- task changes made by other processes ---------------------------------------------------
+
+    async def _watch_loop(self) -> None:
+        """Apply task changes other processes made to a shared store, one at a time."""
+        while not self._stopping:
+            name = await self._changes.get()
+            try:
+                if name is None:
+                    await self.reload_all()
+                else:
+                    await self.reload_task(name)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the next notice (or resync) repairs it
+                log.warning("could not apply a change of task %s: %s", name or "(all)", exc)
+
+    async def reload_task(self, name: str, task: Task | None = None, *, known: bool = False) -> TaskPlan | None:
+        """Make the plan of ``name`` match the store (``task``: the stored task, if already read)."""
+        if not known:
+            task = await self.store.get_task(name)
+        current = self.plans.current(name)
+        if task is None:
+            if current is not None:
+                self.plans.uninstall(name)
+                self.forget_task(name, current.task.version)
+            return None
+        if current is not None and current.task.version == task.version:
+            return current
+        try:
+            plan = self.compile(task)
+        except Exception as exc:  # noqa: BLE001 - one bad stored task must not stop the others
+            log.error("stored task %r (version %d) cannot be loaded: %s", name, task.version, exc)
+            return None
+        self.plans.install(plan)
+        self.wake()
+        return plan
+
+    async def reload_all(self) -> None:
+        """Make every plan match the store (after notices may have been missed)."""
+        stored = {task.name: task for task in await self.store.list_tasks()}
+        for name, _ in self.plans.items():
+            if name not in stored:
+                await self.reload_task(name, None, known=True)
+        for name, task in stored.items():
+            await self.reload_task(name, task, known=True)
 
     async def _scheduler_pass(self) -> None:
         """Fire what is due, or sleep until the next due time (or a wake-up)."""
@@ -244,6 +322,8 @@ class Engine:
 
     async def _fire(self, fire: DueFire, now: datetime) -> None:
         plan = self.plans.current(fire.task_name)
+        if plan is None and getattr(self.store, "shared", False):
+            plan = await self.reload_task(fire.task_name)  # added by another process just now
         if plan is None:
             await self.store.claim_fire(fire, None)
             return
@@ -302,8 +382,9 @@ class Engine:
         """Create the first attempt of a fire and hand it to the broker, or record it skipped
         when ``max_instances`` runs of the task are already queued or running."""
         task = plan.task
-        active = self._active.setdefault(task.name, set())
-        if limit_instances and len(active) >= task.max_instances:
+        fire = fire_id(task.name, scheduled_for)
+        limit = task.max_instances if limit_instances else 1 << 30
+        if not await self.store.begin_fire(task.name, fire, limit):
             return await self._record_skip(
                 plan, scheduled_for, f"max_instances={task.max_instances} reached: previous run still active"
             )
@@ -313,10 +394,10 @@ class Engine:
             task_version=task.version,
             scheduled_for=scheduled_for,
             reason=reason,
-            fire_id=fire_id(task.name, scheduled_for),
+            fire_id=fire,
             created_at=now or self.clock.now(),
         )
-        active.add(run.fire_id)
+        self._active.setdefault(task.name, set()).add(fire)
         self.idle.clear()
         if plan.jitter:
             at = scheduled_for + timedelta(seconds=self._random.uniform(0.0, plan.jitter))
@@ -356,11 +437,11 @@ class Engine:
                 await self._slot_freed.wait()
             try:
                 delivery = await self.broker.consume(1.0)
+                self._backend_back("worker")
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("the broker failed to deliver; retrying in 1s")
-                await self.clock.wait(None, 1.0)
+            except Exception as exc:  # noqa: BLE001 - logged by _back_off
+                await self._back_off("worker", exc)
                 continue
             if delivery is None:
                 continue
@@ -389,10 +470,12 @@ class Engine:
                     continue
                 try:
                     renewed = await self.broker.extend(delivery)
+                    if renewed:
+                        await self.store.touch_fire(delivery.run.task_name, delivery.run.fire_id or run_id)
                 except asyncio.CancelledError:
                     raise
-                except Exception:
-                    log.exception("renewing the lease of run %s failed", run_id)
+                except Exception as exc:  # noqa: BLE001 - the next beat tries again
+                    log.warning("renewing the lease of run %s failed: %s", run_id, exc)
                     continue
                 if not renewed:
                     log.warning("run %s lost its lease; another worker may run it again", run_id)
@@ -400,7 +483,7 @@ class Engine:
     def _finished(self, run_id: str, task: asyncio.Task[Any]) -> None:
         self._executing.pop(run_id, None)
         self._deliveries.pop(run_id, None)
-        self._cancel_reasons.pop(run_id, None)
+        self._cancel_reasons.pop(task, None)
         self._free_slots += 1
         self._slot_freed.set()
         if not task.cancelled() and task.exception() is not None:
@@ -426,7 +509,7 @@ class Engine:
                 next_run = await self._attempt(plan, run, delivery=None, follow_up=False)
             finally:
                 self._executing.pop(run.id, None)
-                self._cancel_reasons.pop(run.id, None)
+                self._cancel_reasons.pop(current, None)
             if next_run is None:
                 return run
             assert run.retry_at is not None
@@ -434,14 +517,14 @@ class Engine:
             try:
                 await self.clock.wait(None, max((run.retry_at - self.clock.now()).total_seconds(), 0.0))
             except asyncio.CancelledError:
-                reason = self._cancel_reasons.get(next_run.id)
+                reason = self._cancel_reasons.get(current)
                 if reason is None:
                     raise
                 await self._record_unstarted(next_run, reason, "stopped before its retry was due")
                 return next_run
             finally:
                 self._executing.pop(next_run.id, None)
-                self._cancel_reasons.pop(next_run.id, None)
+                self._cancel_reasons.pop(current, None)
             run = next_run
 
     async def _record_unstarted(self, run: Run, state: RunState, reason: str) -> None:
@@ -456,16 +539,82 @@ class Engine:
 
     async def _execute(self, delivery: Delivery) -> None:
         run = delivery.run
+        count = delivery.delivery_count
+        if count > 1:
+            await self._previous_worker_lost(delivery)
+            if count > 1 + self._max_redeliveries:
+                await self._poison(
+                    delivery,
+                    f"delivered {count} times; its worker was lost each time "
+                    f"(executor.max_redeliveries={self._max_redeliveries})",
+                )
+                return
+            run = attrs.evolve(
+                run,
+                id=_delivery_run_id(run.id, count),
+                attempt=run.attempt + count - 1,
+                reason=f"redelivered (delivery {count}): the previous worker was lost",
+            )
         plan = await self.plans.for_version(run.task_name, run.task_version)
+        if plan is None and run.task_version > await self.store.last_version(run.task_name):
+            await self._poison(delivery, f"unknown task {run.task_name!r} (version {run.task_version})")
+            return
         removed = run.task_version <= self._removed_upto.get(run.task_name, 0)
         if plan is None or removed or self.plans.current(run.task_name) is None:
             await self._record_unstarted(run, RunState.CANCELLED, "task removed")
-            await self.broker.ack(self._deliveries.get(run.id, (delivery, 0.0))[0])
-            self._release(run)
+            await self.broker.ack(self._held(delivery))
+            await self._release(run)
             return
         next_run = await self._attempt(plan, run, delivery=delivery, follow_up=True)
         if next_run is not None:
             await self.broker.enqueue(next_run, next_run.created_at)
+
+    def _held(self, delivery: Delivery) -> Delivery:
+        """The newest lease this worker holds on the delivered run."""
+        return self._deliveries.get(delivery.run.id, (delivery, 0.0))[0]
+
+    async def _previous_worker_lost(self, delivery: Delivery) -> None:
+        """The run is delivered again: record the previous delivery's attempt as lost if it
+        never recorded an outcome (its worker crashed or stalled past its lease)."""
+        count = delivery.delivery_count
+        previous = await self.store.get_run(_delivery_run_id(delivery.run.id, count - 1))
+        if previous is None or previous.state.is_final:
+            return
+        previous.state = RunState.LOST
+        previous.ended_at = self.clock.now()
+        previous.error_type = "WorkerLost"
+        previous.error_message = (
+            f"worker {previous.worker or '(unknown)'} was lost: its lease expired before it recorded an "
+            f"outcome; the run was delivered again (delivery {count})"
+        )
+        await self.store.record_run(previous)
+        log_run(previous)
+
+    async def _poison(self, delivery: Delivery, reason: str) -> None:
+        """Move a run that must not run again to the dead-letter queue, record it as poison,
+        and emit ``RunFailed`` so alerting hears of it."""
+        now = self.clock.now()
+        run = attrs.evolve(
+            delivery.run,
+            id=_delivery_run_id(delivery.run.id, delivery.delivery_count),
+            state=RunState.POISON,
+            reason="dead-lettered",
+            started_at=None,
+            ended_at=now,
+            error_type="Poison",
+            error_message=reason,
+            worker=self.worker_id,
+        )
+        held = self._held(delivery)
+        dead_letter = getattr(self.broker, "dead_letter", None)
+        moved = await dead_letter(held, reason) if dead_letter is not None else await self.broker.ack(held)
+        if not moved:
+            return  # another worker holds it now and decides
+        await self.store.record_run(run)
+        log_run(run)
+        if self.events.active:
+            self.events.emit(ev.RunFailed(now, attrs.evolve(run), None))
+        await self._release(run)
 
     async def _attempt(self, plan: TaskPlan, run: Run, *, delivery: Delivery | None, follow_up: bool) -> Run | None:
         """Execute one attempt and record its outcome; return the next attempt if one is due."""
@@ -492,7 +641,7 @@ class Engine:
                 async with asyncio.timeout(plan.timeout) as deadline:
                     result = await plan.task_type.execute(context)
         except asyncio.CancelledError as exc:
-            reason = self._cancel_reasons.get(run.id)
+            reason = self._cancel_reasons.get(asyncio.current_task())  # type: ignore[arg-type]
             if reason is None:
                 raise
             state, error = reason, exc
@@ -530,16 +679,35 @@ class Engine:
                 )
             else:
                 run.state = state
+        if delivery is not None and state is RunState.INTERRUPTED and self._durable:
+            # Shutting down with a shared broker: hand the run back now rather than after its lease.
+            run.retry_at = None
+            run.error_message = "interrupted by worker shutdown; handed back to the queue for another worker"
+            await self.store.record_run(run)
+            log_run(run)
+            await self.broker.release(self._held(delivery))
+            self._forget_local(run)
+            return None
         await self.store.record_run(run)
-        if delivery is not None:
-            held = self._deliveries.get(run.id, (delivery, 0.0))[0]
-            if not await self.broker.ack(held):
-                log.warning("run %s was handed to another worker meanwhile; this outcome may be a duplicate", run.id)
+        if delivery is not None and not await self.broker.ack(self._held(delivery)):
+            await self._record_duplicate(run)
+            return None
         log_run(run)
         await self._after_outcome(plan, run, emit)
         if next_run is None and follow_up:
-            self._release(run)
+            await self._release(run)
         return next_run
+
+    async def _record_duplicate(self, run: Run) -> None:
+        """The run's lease was lost before its outcome was acked: another worker was given it,
+        so this execution is a duplicate. Recorded as such; no retry, no dependents, no events."""
+        outcome = run.state.value
+        run.state = RunState.DUPLICATE
+        run.retry_at = None
+        run.reason = f"finished ({outcome}) after its lease was lost; another worker was given the run"
+        await self.store.record_run(run)
+        log_run(run)
+        self._forget_local(run)
 
     def _describe_error(self, run: Run, state: RunState, error: BaseException, plan: TaskPlan) -> None:
         if state is RunState.TIMED_OUT:
@@ -583,9 +751,7 @@ class Engine:
         plan = self.plans.current(child)
         if plan is None or not plan.task.enabled:
             return
-        done = await self.store.parent_succeeded(child, parent)
-        if plan.parents <= done:
-            await self.store.reset_parents(child)
+        if await self.store.parent_succeeded(child, parent, plan.parents):
             await self.dispatch(plan, self.clock.now(), f"parents succeeded: {', '.join(sorted(plan.parents))}")
 
     async def _skip_descendants(self, name: str, reason: str) -> None:
@@ -604,8 +770,13 @@ class Engine:
             await self._record_skip(plan, now, reason)
             frontier.extend(self.plans.children_of(child))
 
-    def _release(self, run: Run) -> None:
+    async def _release(self, run: Run) -> None:
         """The fire of ``run`` is over (no further attempt): it no longer counts as active."""
+        if run.fire_id is not None:
+            await self.store.end_fire(run.task_name, run.fire_id)
+        self._forget_local(run)
+
+    def _forget_local(self, run: Run) -> None:
         active = self._active.get(run.task_name)
         if active is not None:
             active.discard(run.fire_id)
@@ -615,8 +786,9 @@ class Engine:
             self.idle.set()
 
     def forget_task(self, name: str, version: int) -> None:
-        """The task was removed: its queued runs (up to ``version``) are cancelled when delivered,
-        and its fires no longer count towards ``max_instances`` of a task added again."""
+        """The task was removed: its queued runs (up to ``version``) are cancelled when delivered.
+        (The store forgets its active fires, so they do not count towards ``max_instances`` of
+        a task added again.)"""
         self._removed_upto[name] = max(version, self._removed_upto.get(name, 0))
         self._active.pop(name, None)
         if not self._active:
@@ -635,9 +807,9 @@ class Engine:
 
     def interrupt_all(self) -> None:
         """Interrupt every run in flight now (a second Ctrl-C); they are recorded as interrupted."""
-        for task, run in list(self._executing.values()):
+        for task, _ in list(self._executing.values()):
             if not task.done():
-                self._cancel_reasons[run.id] = RunState.INTERRUPTED
+                self._cancel_reasons[task] = RunState.INTERRUPTED
                 task.cancel()
 
     def cancel_runs(self, name: str) -> int:
@@ -645,7 +817,7 @@ class Engine:
         count = 0
         for task, run in list(self._executing.values()):
             if run.task_name == name and not task.done():
-                self._cancel_reasons[run.id] = RunState.CANCELLED
+                self._cancel_reasons[task] = RunState.CANCELLED
                 task.cancel()
                 count += 1
         return count
@@ -654,3 +826,9 @@ class Engine:
         """Wait until no run is queued or executing (tests, ``run`` of a one-shot scheduler)."""
         await self.idle.wait()
 
+
+
+def _delivery_run_id(run_id: str, delivery_count: int) -> str:
+    """The id of the attempt a delivery executes: the run's own id on its first delivery, a
+    derived one on each redelivery, so every delivery has its own run record."""
+    return run_id if delivery_count <= 1 else f"{run_id}.d{delivery_count}"

@@ -92,6 +92,15 @@ class SchedulerStateError(STSError, RuntimeError):
     """An operation does not fit the scheduler's state (e.g. ``start()`` twice)."""
 
 
+class BackendError(STSError):
+    """The backend refused an operation (e.g. Redis out of memory): nothing was changed."""
+
+
+class BackendUnavailableError(BackendError, ConnectionError):
+    """The backend cannot be reached (down, wrong address, wrong password). The message says
+    which address and why, never the password."""
+
+
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:
     """Return `` (did you mean 'x'?)`` for the closest candidate, or an empty string."""
     import difflib

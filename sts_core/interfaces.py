@@ -97,7 +97,14 @@ class DueFire:
 
 
 class Store(Protocol):
-    """Durable state: tasks with version history, next fire times, runs, dependency progress."""
+    """Durable state: tasks with version history, next fire times, runs, dependency progress.
+
+    A store that several processes share sets ``shared = True`` and offers
+    ``watch(on_change: Callable[[str | None], None]) -> None``: it calls ``on_change(name)``
+    (on the event loop) when any process stores or deletes task ``name``, and
+    ``on_change(None)`` when notices may have been missed (after a reconnect), meaning
+    "reload every task".
+    """
 
     async def open(self) -> None: ...
 
@@ -152,12 +159,29 @@ class Store(Protocol):
         """Runs, newest first."""
 
     # dependencies
-    async def parent_succeeded(self, child: str, parent: str) -> frozenset[str]:
-        """Note that ``parent`` succeeded; return the parents that succeeded since the
-        child's last run."""
+    async def parent_succeeded(self, child: str, parent: str, required: frozenset[str]) -> bool:
+        """Note that ``parent`` succeeded. When with it every parent in ``required`` has
+        succeeded since the child's last reset, reset the child's progress and return True:
+        atomically, so exactly one caller starts the child."""
 
     async def reset_parents(self, child: str) -> None:
-        """Forget the child's parent progress (it ran, or was skipped)."""
+        """Forget the child's parent progress (it was skipped)."""
+
+    # fires in flight, for max_instances across processes
+    async def begin_fire(self, name: str, fire_id: str, limit: int) -> bool:
+        """Count ``fire_id`` as active for ``name`` unless ``limit`` fires already are
+        (atomically); True if it now counts. Entries expire after a backend-defined time
+        unless ``touch_fire`` renews them, so a crashed process cannot block a task for good."""
+
+    async def touch_fire(self, name: str, fire_id: str) -> None:
+        """Renew an active fire's expiry (its run still executes)."""
+
+    async def end_fire(self, name: str, fire_id: str) -> None:
+        """``fire_id`` is over (no further attempt): it no longer counts."""
+
+    async def last_version(self, name: str) -> int:
+        """The highest version ever stored under ``name`` (0 if never), deleted or not:
+        tells a run of a removed task from a run of a task that never existed."""
 
 
 @attrs.define(slots=True, eq=False)
@@ -176,6 +200,9 @@ class Broker(Protocol):
     A broker that keeps nothing beyond its process sets ``durable = False`` and offers
     ``async drain() -> list[Run]`` (remove and return every queued, unleased run): on stop the
     engine records those runs as cancelled instead of losing them silently.
+
+    A store and broker shared by several processes (``durable = True``) lets other workers
+    pick up what this one hands back with ``release``.
     """
 
     async def open(self) -> None: ...
@@ -193,6 +220,17 @@ class Broker(Protocol):
 
     async def ack(self, delivery: Delivery) -> bool:
         """The run's outcome is recorded: forget it. False if the lease was lost."""
+
+    async def release(self, delivery: Delivery) -> bool:
+        """Hand the run back for another worker at once (this worker stops); its next delivery
+        counts as a redelivery. False if the lease was lost."""
+
+    async def dead_letter(self, delivery: Delivery, reason: str) -> bool:
+        """Move the run to the dead-letter queue with ``reason``: it is not delivered again.
+        False if the lease was lost."""
+
+    async def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest dead-lettered messages: ``{"id", "reason", "payload", "at"}``, newest first."""
 
     async def depth(self) -> int:
         """How many runs wait (ready and delayed)."""

@@ -45,6 +45,13 @@ class RunState(enum.StrEnum):
     SKIPPED = "skipped"
     CANCELLED = "cancelled"
     INTERRUPTED = "interrupted"
+    #: Its worker was lost (crashed, or stalled past its lease); the run was delivered again.
+    LOST = "lost"
+    #: Finished after its lease was lost: another worker was given the run too.
+    DUPLICATE = "duplicate"
+    #: Delivered more often than ``executor.max_redeliveries`` allows, or undeliverable:
+    #: moved to the broker's dead-letter queue without running again.
+    POISON = "poison"
 
     @property
     def is_final(self) -> bool:
@@ -52,7 +59,7 @@ class RunState(enum.StrEnum):
         return self not in (RunState.SCHEDULED, RunState.RUNNING)
 
 
-FAILED_STATES = frozenset({RunState.FAILED, RunState.TIMED_OUT})
+FAILED_STATES = frozenset({RunState.FAILED, RunState.TIMED_OUT, RunState.POISON})
 
 
 # --- converters: each raises ValueError with what was expected ---------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 
 from sts_core.durations import format_duration
-from sts_core.model import Run, RunState
+from sts_core.model import FAILED_STATES, Run, RunState
 
 log = logging.getLogger("sts.run")
 
@@ -21,7 +21,12 @@ _SYMBOL = {
     RunState.SKIPPED: "⤼",
     RunState.CANCELLED: "■",
     RunState.INTERRUPTED: "■",
+    RunState.LOST: "?",
+    RunState.DUPLICATE: "⧉",
+    RunState.POISON: "☠",
 }
+
+_WARN = frozenset({RunState.FAILED, RunState.TIMED_OUT, RunState.LOST, RunState.DUPLICATE, RunState.POISON})
 
 
 def fields(run: Run) -> dict[str, object]:
@@ -43,7 +48,7 @@ def fields(run: Run) -> dict[str, object]:
 def log_run(run: Run) -> None:
     """Log the run's current state at a level that fits it (nothing is built when that level is off)."""
     state = run.state
-    level = logging.WARNING if state in (RunState.FAILED, RunState.TIMED_OUT) else logging.INFO
+    level = logging.WARNING if state in _WARN else logging.INFO
     if not log.isEnabledFor(level):
         return
     if state is RunState.RUNNING:
@@ -59,6 +64,7 @@ def log_run(run: Run) -> None:
             text += f": {run.error_type}: {run.error_message}"
         if state is RunState.RETRYING and run.retry_at is not None:
             text += f"; attempt {run.attempt + 1} at {run.retry_at.strftime('%H:%M:%S.%f')[:-3]}"
-        if state in (RunState.SKIPPED, RunState.CANCELLED) and run.started_at is None:
+        unstarted = state in (RunState.SKIPPED, RunState.CANCELLED) and run.started_at is None
+        if unstarted or state in _WARN - FAILED_STATES:
             text += f" ({run.reason})"
     log.log(level, text, extra={"sts": fields(run)})

@@ -68,6 +68,7 @@ def test_default_config_has_the_documented_values() -> None:
         "concurrency": 100,
         "kill_grace": "5s",
         "output_limit": 65536,
+        "max_redeliveries": 3,
     }
     assert config.seconds("scheduler.shutdown_grace") == 10.0
     assert config["scheduler.max_batch"] == 1000

@@ -294,3 +294,50 @@ class BrokerContract(_BackendSuite):
             assert await broker.depth() == 0
 
         self.run_broker(make_backend, body)
+
+    def test_release_hands_the_run_back_at_once_and_fences_the_old_lease(self, make_backend: Any) -> None:
+        async def body(broker: Broker, clock: FakeClock) -> None:
+            run = _run("a", clock.now())
+            await broker.enqueue(run)
+            first = await broker.consume(0)
+            assert first is not None
+            assert await broker.release(first) is True
+            second = await broker.consume(0)
+            assert second is not None and second.run.id == run.id and second.token > first.token
+            assert second.delivery_count == 2
+            assert await broker.release(first) is False
+            assert await broker.ack(first) is False
+            assert await broker.ack(second) is True
+
+        self.run_broker(make_backend, body)
+
+    def test_a_dead_lettered_run_is_not_delivered_again_and_is_listed_with_its_reason(self, make_backend: Any) -> None:
+        async def body(broker: Broker, clock: FakeClock) -> None:
+            run = _run("a", clock.now())
+            await broker.enqueue(run)
+            delivery = await broker.consume(0)
+            assert delivery is not None
+            assert await broker.dead_letter(delivery, "killed its worker 4 times") is True
+            assert await broker.ack(delivery) is False
+            clock.advance(self.lease_time * 2)
+            assert await broker.consume(0) is None
+            assert await broker.depth() == 0
+            dead = await broker.dead_letters()
+            assert [(d["id"], d["reason"]) for d in dead] == [(run.id, "killed its worker 4 times")]
+            assert dead[0]["payload"]["task_name"] == "a"
+
+        self.run_broker(make_backend, body)
+
+    def test_dead_letter_with_a_stale_lease_is_refused(self, make_backend: Any) -> None:
+        async def body(broker: Broker, clock: FakeClock) -> None:
+            await broker.enqueue(_run("a", clock.now()))
+            first = await broker.consume(0)
+            assert first is not None
+            clock.advance(self.lease_time)
+            second = await broker.consume(0)
+            assert second is not None
+            assert await broker.dead_letter(first, "stale") is False
+            assert await broker.dead_letters() == []
+            assert await broker.ack(second) is True
+
+        self.run_broker(make_backend, body)

@@ -111,7 +111,9 @@ class StoreContract(_BackendSuite):
             now = clock.now()
             await store.put_task(_task("child", parent_tasks=["p1", "p2"]))
             await store.set_next_fire("child", now)
-            await store.parent_succeeded("child", "p1")
+            both = frozenset({"p1", "p2"})
+            await store.parent_succeeded("child", "p1", both)
+            assert await store.begin_fire("child", "f1", 1) is True
             run = _run("child", now)
             await store.record_run(run)
             assert await store.delete_task("child") is True
@@ -120,7 +122,8 @@ class StoreContract(_BackendSuite):
             assert await store.get_next_fire("child") is None
             assert await store.next_due_time() is None
             assert await store.due_fires(now, 10) == []
-            assert await store.parent_succeeded("child", "p2") == frozenset({"p2"})
+            assert await store.parent_succeeded("child", "p2", both) is False
+            assert await store.begin_fire("child", "f2", 1) is True
             assert await store.get_run(run.id) is not None
             assert await store.delete_task("child") is False
 
@@ -342,14 +345,65 @@ class StoreContract(_BackendSuite):
 
     # -- dependencies -------------------------------------------------------------------------
 
-    def test_parent_succeeded_accumulates_parents_per_child_until_reset(self, make_backend: Any) -> None:
+    def test_parent_succeeded_is_true_once_every_required_parent_succeeded_then_resets(
+        self, make_backend: Any
+    ) -> None:
         async def body(store: Store, clock: FakeClock) -> None:
-            assert await store.parent_succeeded("child", "p1") == frozenset({"p1"})
-            assert await store.parent_succeeded("child", "p1") == frozenset({"p1"})
-            assert await store.parent_succeeded("other", "p2") == frozenset({"p2"})
-            assert await store.parent_succeeded("child", "p2") == frozenset({"p1", "p2"})
+            both = frozenset({"p1", "p2"})
+            assert await store.parent_succeeded("child", "p1", both) is False
+            assert await store.parent_succeeded("child", "p1", both) is False
+            assert await store.parent_succeeded("other", "p2", frozenset({"p2", "p3"})) is False
+            assert await store.parent_succeeded("child", "p2", both) is True
+            assert await store.parent_succeeded("child", "p2", both) is False  # progress was reset
             await store.reset_parents("child")
-            assert await store.parent_succeeded("child", "p2") == frozenset({"p2"})
+            assert await store.parent_succeeded("child", "p1", both) is False
             await store.reset_parents("never-seen")
+            assert await store.parent_succeeded("solo", "p", frozenset({"p"})) is True
+
+        self.run_store(make_backend, body)
+
+    def test_parent_succeeded_starts_the_child_once_when_parents_finish_concurrently(self, make_backend: Any) -> None:
+        async def body(store: Store, clock: FakeClock) -> None:
+            parents = frozenset(f"p{i}" for i in range(8))
+            for round_ in range(5):
+                results = await asyncio.gather(
+                    *(store.parent_succeeded("child", parent, parents) for parent in sorted(parents))
+                )
+                assert results.count(True) == 1, f"round {round_}: {results}"
+
+        self.run_store(make_backend, body)
+
+    # -- fires in flight ----------------------------------------------------------------------
+
+    def test_begin_fire_admits_up_to_limit_fires_per_task_until_they_end(self, make_backend: Any) -> None:
+        async def body(store: Store, clock: FakeClock) -> None:
+            assert await store.begin_fire("a", "a@1", 2) is True
+            assert await store.begin_fire("a", "a@2", 2) is True
+            assert await store.begin_fire("a", "a@3", 2) is False
+            assert await store.begin_fire("a", "a@1", 2) is True  # already counted
+            assert await store.begin_fire("b", "b@1", 1) is True
+            await store.touch_fire("a", "a@1")
+            await store.end_fire("a", "a@1")
+            assert await store.begin_fire("a", "a@3", 2) is True
+            await store.end_fire("a", "never-begun")
+            await store.end_fire("nobody", "x")
+
+        self.run_store(make_backend, body)
+
+    def test_begin_fire_is_won_by_exactly_limit_concurrent_callers(self, make_backend: Any) -> None:
+        async def body(store: Store, clock: FakeClock) -> None:
+            results = await asyncio.gather(*(store.begin_fire("a", f"a@{i}", 3) for i in range(20)))
+            assert results.count(True) == 3
+
+        self.run_store(make_backend, body)
+
+    def test_last_version_survives_delete(self, make_backend: Any) -> None:
+        async def body(store: Store, clock: FakeClock) -> None:
+            assert await store.last_version("a") == 0
+            await store.put_task(_task("a"))
+            await store.put_task(_task("a"), replace=True)
+            assert await store.last_version("a") == 2
+            await store.delete_task("a")
+            assert await store.last_version("a") == 2
 
         self.run_store(make_backend, body)

@@ -31,6 +31,8 @@ _RESOLUTION = 1e-6
 # The lease queue is compacted when stale entries (acked or extended) outnumber live ones.
 _LEASE_SLACK = 2
 _LEASE_MIN_COMPACT = 1024
+# Dead letters kept in memory (the oldest are dropped beyond this).
+_DEAD_LETTERS_KEPT = 1000
 
 
 class _Lease:
@@ -72,6 +74,7 @@ class MemoryBroker:
         self._leases: deque[tuple[float, int]] = deque()  # (until, token), nondecreasing until
         self._tokens = itertools.count(1)
         self._waiters: deque[_Waiter] = deque()
+        self._dead: deque[dict[str, Any]] = deque(maxlen=_DEAD_LETTERS_KEPT)
         self._closed = False
 
     async def open(self) -> None:
@@ -224,6 +227,31 @@ class MemoryBroker:
         delivery.lease_until = until
         self._compact_leases()
         return True
+
+    async def release(self, delivery: Delivery) -> bool:
+        """Put the run back at the front of the ready queue (its next delivery counts as a redelivery)."""
+        lease = self._inflight.pop(delivery.token, None)
+        if lease is None:
+            return False
+        self._ready.appendleft((lease.run, lease.count))
+        self._wake_one()
+        self._compact_leases()
+        return True
+
+    async def dead_letter(self, delivery: Delivery, reason: str) -> bool:
+        """Forget the run and keep it, with ``reason``, among the dead letters."""
+        lease = self._inflight.pop(delivery.token, None)
+        if lease is None:
+            return False
+        self._dead.append(
+            {"id": lease.run.id, "reason": reason, "payload": lease.run.to_dict(), "at": self._clock.now().isoformat()}
+        )
+        self._compact_leases()
+        return True
+
+    async def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest dead letters first."""
+        return list(reversed(self._dead))[:limit]
 
     async def ack(self, delivery: Delivery) -> bool:
         """Forget the run; False if the token is stale (the run went to another worker)."""

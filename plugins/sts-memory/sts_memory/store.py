@@ -50,6 +50,8 @@ class MemoryStore:
         self._recorded: deque[tuple[datetime, str]] = deque()  # (first recorded, id), for max_age
         # dependencies: child -> parents that succeeded since the child's last reset.
         self._parents: dict[str, set[str]] = {}
+        # fires queued or running per task (max_instances)
+        self._active: dict[str, set[str]] = {}
 
     async def open(self) -> None:
         """Nothing to connect to."""
@@ -110,6 +112,7 @@ class MemoryStore:
         existed = self._versions.pop(name, None) is not None
         self._next.pop(name, None)
         self._parents.pop(name, None)
+        self._active.pop(name, None)
         return existed
 
     # -- schedule -----------------------------------------------------------------------------
@@ -245,14 +248,49 @@ class MemoryStore:
 
     # -- dependencies -------------------------------------------------------------------------
 
-    async def parent_succeeded(self, child: str, parent: str) -> frozenset[str]:
-        """Note ``parent``'s success for ``child``; return every parent that succeeded since the reset."""
+    async def parent_succeeded(self, child: str, parent: str, required: frozenset[str]) -> bool:
+        """Note ``parent``'s success for ``child``; True (and reset) once every ``required`` parent succeeded."""
         done = self._parents.get(child)
         if done is None:
             done = self._parents[child] = set()
         done.add(parent)
-        return frozenset(done)
+        if required <= done:
+            del self._parents[child]
+            return True
+        return False
 
     async def reset_parents(self, child: str) -> None:
         """Forget the child's parent progress."""
         self._parents.pop(child, None)
+
+    # -- fires in flight ----------------------------------------------------------------------
+
+    async def begin_fire(self, name: str, fire_id: str, limit: int) -> bool:
+        """Count ``fire_id`` as active unless ``limit`` fires of ``name`` already are.
+
+        Nothing here outlives the process, so entries need no expiry.
+        """
+        active = self._active.get(name)
+        if active is None:
+            active = self._active[name] = set()
+        if fire_id in active:
+            return True
+        if len(active) >= limit:
+            return False
+        active.add(fire_id)
+        return True
+
+    async def touch_fire(self, name: str, fire_id: str) -> None:
+        """Nothing expires here."""
+
+    async def end_fire(self, name: str, fire_id: str) -> None:
+        """``fire_id`` no longer counts."""
+        active = self._active.get(name)
+        if active is not None:
+            active.discard(fire_id)
+            if not active:
+                del self._active[name]
+
+    async def last_version(self, name: str) -> int:
+        """The highest version ever stored under ``name``, 0 if never."""
+        return self._last_version.get(name, 0)
