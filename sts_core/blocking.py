@@ -152,11 +152,13 @@ class TaskScheduler:
         """Block until no run is queued or executing."""
         self._call(self._scheduler.wait_idle(), timeout)
 
-    def start(self) -> None:
+    def start(self, *, scheduler: bool = True, worker: bool = True) -> None:
         """Start the scheduler and return at once; the process stays up until ``stop()``.
 
-        Applies the config's ``logging`` section to the ``sts`` logger (``AsyncTaskScheduler``
-        leaves logging to the application).
+        ``scheduler=False`` runs only a worker, ``worker=False`` only the scheduler loop (both
+        need a backend shared between processes, such as redis). Applies the config's
+        ``logging`` section to the ``sts`` logger (``AsyncTaskScheduler`` leaves logging to the
+        application).
         """
         from sts_core.logsetup import configure_logging
 
@@ -166,7 +168,7 @@ class TaskScheduler:
         self._install_signal_handlers()
         try:
             self._keep_process_alive()
-            self._call(self._scheduler.start())
+            self._call(self._scheduler.start(scheduler=scheduler, worker=worker))
         except BaseException:
             self.stop()
             raise

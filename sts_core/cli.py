@@ -20,7 +20,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
-BUILTIN_COMMANDS = ("run", "validate", "plugins", "tasks", "runs")
+BUILTIN_COMMANDS = ("run", "scheduler", "worker", "validate", "plugins", "tasks", "runs")
 
 
 def _load_config(path: str | None) -> Any:
@@ -72,35 +72,53 @@ def _positive_int(text: str) -> int:
 
 
 def cmd_run(args: argparse.Namespace, config: Any) -> int:
-    """Run the tasks of a task file until Ctrl-C (or ``--for``)."""
+    """Run the tasks of a task file until Ctrl-C (or ``--for``): scheduler and worker in one process."""
+    return _serve(args, config, scheduler=True, worker=True)
+
+
+def cmd_scheduler(args: argparse.Namespace, config: Any) -> int:
+    """Only fire tasks (a shared backend delivers the runs to ``sts worker`` processes)."""
+    return _serve(args, config, scheduler=True, worker=False)
+
+
+def cmd_worker(args: argparse.Namespace, config: Any) -> int:
+    """Only execute runs that schedulers (``sts scheduler`` or ``sts run``) put in the shared backend."""
+    return _serve(args, config, scheduler=False, worker=True)
+
+
+def _serve(args: argparse.Namespace, config: Any, *, scheduler: bool, worker: bool) -> int:
     from sts_core.blocking import TaskScheduler
     from sts_core.logsetup import configure_logging
 
+    if getattr(args, "concurrency", None):
+        config.set("executor.concurrency", args.concurrency)
     configure_logging(config)
-    scheduler = TaskScheduler(config=config)
+    sched = TaskScheduler(config=config)
+    task_file = getattr(args, "task_file", None)
     try:
-        tasks = scheduler.load_task_file(args.task_file) if args.task_file else []
+        tasks = sched.load_task_file(task_file) if task_file else []
     except BaseException:
-        scheduler.stop()
+        sched.stop()
         raise
-    if args.task_file:
-        print(f"Loaded {len(tasks)} task(s) from {args.task_file}", flush=True)
-    if not tasks and not scheduler.list_tasks():
-        _print_warning("no tasks: nothing is scheduled" + ("" if args.task_file else " (no task file given)")
+    if task_file:
+        print(f"Loaded {len(tasks)} task(s) from {task_file}", flush=True)
+    if scheduler and not tasks and not sched.list_tasks():
+        _print_warning("no tasks: nothing is scheduled" + ("" if task_file else " (no task file given)")
                        + "; running anyway, so that plugins can add tasks")
     try:
-        scheduler.start()
+        sched.start(scheduler=scheduler, worker=worker)
         # Everything loaded so far lives as long as the process: keep it out of the cyclic
         # garbage collector's full passes, which otherwise stall firing for tens of
         # milliseconds with many tasks (bench/engine_quick.py: p99 lateness 63 ms -> 2 ms at
         # 10,000 tasks).
         gc.freeze()
-        stopped = scheduler.wait(args.run_for)
+        stopped = sched.wait(args.run_for)
     except KeyboardInterrupt:  # start() installs the signal handlers; this covers Ctrl-C before they are
         stopped = False
     if not stopped:
-        scheduler.stop()
-    _print_summary(scheduler)
+        sched.stop()
+    if scheduler and worker:
+        _print_summary(sched)
     return EXIT_OK
 
 
@@ -121,6 +139,7 @@ def _print_summary(scheduler: Any) -> None:
     for run in runs:
         per_task.setdefault(run.task_name, Counter())[run.state.value] += 1
     states = ["succeeded", "failed", "timed_out", "retrying", "skipped", "cancelled", "interrupted"]
+    states += [s for s in ("lost", "duplicate", "poison") if any(s in counts for counts in per_task.values())]
     rows = [[name, *(counts.get(s, 0) for s in states)] for name, counts in sorted(per_task.items())]
     print("\nRun summary")
     print(render_table(["task", *states], rows))
@@ -233,7 +252,24 @@ def build_parser(plugin_commands: dict[str, Any] | None = None) -> argparse.Argu
     run.add_argument("task_file", nargs="?", help="task file (YAML or JSON) with a `tasks:` list")
     run.add_argument("--for", dest="run_for", metavar="DURATION", type=_duration,
                      help="stop after this long (e.g. 90s, 5m, 1h30m)")
+    run.add_argument("--concurrency", type=_positive_int, metavar="N",
+                     help="run at most N runs at once (default: executor.concurrency)")
     run.set_defaults(handler=cmd_run)
+
+    scheduler = sub.add_parser("scheduler", parents=[common],
+                               help="only fire tasks; workers elsewhere run them (needs a shared backend)")
+    scheduler.add_argument("task_file", nargs="?", help="task file to add first (tasks already stored fire anyway)")
+    scheduler.add_argument("--for", dest="run_for", metavar="DURATION", type=_duration,
+                           help="stop after this long (e.g. 90s, 5m, 1h30m)")
+    scheduler.set_defaults(handler=cmd_scheduler)
+
+    worker = sub.add_parser("worker", parents=[common],
+                            help="only run what schedulers fired (needs a shared backend)")
+    worker.add_argument("--concurrency", type=_positive_int, metavar="N",
+                        help="run at most N runs at once (default: executor.concurrency)")
+    worker.add_argument("--for", dest="run_for", metavar="DURATION", type=_duration,
+                        help="stop after this long (e.g. 90s, 5m, 1h30m)")
+    worker.set_defaults(handler=cmd_worker)
 
     validate = sub.add_parser("validate", parents=[common], help="check a task file without running it")
     validate.add_argument("task_file")

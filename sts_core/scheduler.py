@@ -279,9 +279,19 @@ class AsyncTaskScheduler:
     # -- lifecycle ---------------------------------------------------------------------------------
 
     async def start(self, *, scheduler: bool = True, worker: bool = True) -> None:
-        """Start firing and executing tasks; returns at once."""
+        """Start firing and executing tasks; returns at once.
+
+        ``worker=False`` only fires tasks (the runs go to workers elsewhere), ``scheduler=False``
+        only executes runs: both need a backend that several processes share, such as redis.
+        """
         if self._running:
             raise SchedulerStateError("the scheduler is already running")
+        if not (scheduler and worker) and not getattr(self.backend.store, "shared", False):
+            role = "a worker" if worker else "a scheduler"
+            raise SchedulerStateError(
+                f"running only {role} needs a backend shared between processes, such as redis; scheduler_backend "
+                f"is {self.config.get('scheduler_backend')!r} (use `sts run` to run both in one process)"
+            )
         await self.open()
         self._stopped = asyncio.Event()
         self.engine.start(scheduler=scheduler, worker=worker)
@@ -289,9 +299,10 @@ class AsyncTaskScheduler:
         await self.plugins.scheduler_started(self)
         if self.engine.events.active:
             self.engine.events.emit(ev.SchedulerStarted(self.clock.now(), self.id))
+        roles = " + ".join(name for name, on in (("scheduler", scheduler), ("worker", worker)) if on)
         log.info(
-            "STS started (backend %s, %d task(s), scheduler id %s)",
-            self.config.get("scheduler_backend"), len(await self.backend.store.list_tasks()), self.id,
+            "STS started (backend %s, %d task(s), %s, id %s)",
+            self.config.get("scheduler_backend"), len(await self.backend.store.list_tasks()), roles, self.id,
         )
 
     async def stop(self, grace: float | None = None) -> None:

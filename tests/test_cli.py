@@ -273,7 +273,7 @@ def test_a_broken_config_is_still_reported_for_a_command_that_is_not_built_in(tm
 
 
 class WorkerPlugin:
-    """Registers ``sts worker --queue NAME``, whose handler records what it was called with."""
+    """Registers ``sts consume --queue NAME``, whose handler records what it was called with."""
 
     calls: list[tuple[str, object]] = []
     disable_lists: list[list[str]] = []  # what the CLI passed to each PluginManager it made
@@ -289,7 +289,7 @@ class WorkerPlugin:
 
     @hookimpl
     def register_commands(self, register):
-        register("worker", "consume a queue", add_arguments=self.add_arguments, handler=self.handler)
+        register("consume", "consume a queue", add_arguments=self.add_arguments, handler=self.handler)
 
 
 @pytest.fixture
@@ -312,14 +312,14 @@ def worker_plugin(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("queue", ["tasks", "run", "plugins"])
 def test_a_plugin_command_is_found_even_when_an_argument_is_named_like_a_built_in_command(worker_plugin, queue):
-    assert cli.main(["worker", "--queue", queue]) == 0
-    assert cli.main(["worker", "--queue=--version"]) == 0
+    assert cli.main(["consume", "--queue", queue]) == 0
+    assert cli.main(["consume", "--queue=--version"]) == 0
     assert worker_plugin.calls == [(queue, []), ("--version", [])]
 
 
 def test_plugin_commands_are_collected_with_plugins_disable_of_the_config(worker_plugin, tmp_path):
     write(tmp_path, "sts.yaml", "plugins:\n  disable: [sts-other]\n")
-    assert cli.main(["worker", "--config", "sts.yaml"]) == 0
+    assert cli.main(["consume", "--config", "sts.yaml"]) == 0
     assert worker_plugin.disable_lists == [["sts-other"]]
     assert worker_plugin.calls == [("default", ["sts-other"])]
 
@@ -339,8 +339,8 @@ def test_the_help_lists_plugin_commands_even_when_the_config_is_broken(worker_pl
         with pytest.raises(SystemExit) as exit_info:
             cli.main(args)
         assert exit_info.value.code == 0
-        assert re.search(r"^\s+worker\s+consume a queue \[plugin workers\]", capsys.readouterr().out, re.M)
-    assert cli.main(["--config", "bad_config.yaml", "worker"]) == 2
+        assert re.search(r"^\s+consume\s+consume a queue \[plugin workers\]", capsys.readouterr().out, re.M)
+    assert cli.main(["--config", "bad_config.yaml", "consume"]) == 2
     assert "bad_config.yaml:2: logging.loglevel" in capsys.readouterr().err
     assert worker_plugin.calls == []
 
@@ -594,8 +594,8 @@ def test_ctrl_c_before_start_has_installed_its_handlers_stops_the_run_cleanly(wo
 
     start = TaskScheduler.start
 
-    def start_then_ctrl_c(self):
-        start(self)
+    def start_then_ctrl_c(self, **roles):
+        start(self, **roles)
         raise KeyboardInterrupt
 
     write(workdir, "once.yaml", "tasks:\n" + _task("kwargs: {name: ctrl-c}"))
