@@ -30,6 +30,7 @@ from sts_core.model import FAILED_STATES, Run, RunState, Task, fire_id, new_run_
 from sts_core.output import BoundedOutput
 from sts_core.plans import PlanDefaults, TaskPlan, TaskPlans, compile_plan
 from sts_core.plugins import PluginManager
+from sts_core.runcontext import reset_current_run, set_current_run
 from sts_core.runlog import log_run
 from sts_core.threadpool import DaemonThreadPool
 
@@ -634,6 +635,7 @@ class Engine:
         error: BaseException | None = None
         result: Any = None
         state = RunState.SUCCEEDED
+        current = set_current_run(run)
         try:
             if plan.timeout is None:
                 result = await plan.task_type.execute(context)
@@ -652,6 +654,8 @@ class Engine:
                 state, error = RunState.FAILED, exc
         except Exception as exc:  # noqa: BLE001 - a task's failure is data, not a crash
             state, error = RunState.FAILED, exc
+        finally:
+            reset_current_run(current)
         run.ended_at = clock.now()
         run.duration = clock.monotonic() - started
         run.output = output.getvalue()

@@ -1,0 +1,165 @@
+"""Build the Redis backend from the configuration, and check the ``redis`` config section."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import attrs
+
+from sts_core.durations import parse_duration
+from sts_core.errors import ConfigError, Problem, did_you_mean
+from sts_redis.broker import RedisBroker
+from sts_redis.connection import RedisConnection, safe_url
+from sts_redis.store import RedisStore
+
+#: The ``redis`` config section with its defaults.
+DEFAULTS: dict[str, Any] = {
+    "url": "redis://127.0.0.1:6379/0",
+    "key_prefix": "sts",
+    "lease_time": "30s",
+    "fire_ttl": "1h",
+    "connect_timeout": "5s",
+    "socket_timeout": "30s",
+    "poll_interval": "5s",
+    "max_dead_letters": 10000,
+}
+DEFAULT_MAX_RUNS_PER_TASK = 1000
+_SCHEMES = ("redis", "rediss", "unix")
+_PREFIX = re.compile(r"^[A-Za-z0-9_.\-{}]+$")
+
+
+@attrs.define
+class RedisBackend:
+    """The ``redis`` backend: a ``RedisStore`` and a ``RedisBroker`` on one connection."""
+
+    store: RedisStore
+    broker: RedisBroker
+    connection: RedisConnection
+
+
+def build_backend(config: Any, clock: Any) -> RedisBackend:
+    """``factory(config, clock)`` for ``register_backends``; reads only ``config.get(path, default)``.
+
+    Raises ``ConfigError`` naming the key when a setting is invalid. Nothing connects here:
+    ``open()`` of the store or broker does, and reports an unreachable server.
+    """
+    settings = {key: config.get(f"redis.{key}", default) for key, default in DEFAULTS.items()}
+    problems = [Problem(f"redis.{key}", message) for key, message in validate_section(settings)]
+    max_runs = _optional(config, "history.max_runs_per_task", DEFAULT_MAX_RUNS_PER_TASK, _count, problems)
+    max_age = _optional(config, "history.max_age", None, _duration_or_none, problems)
+    if problems:
+        raise ConfigError(problems)
+    connection = RedisConnection(
+        str(settings["url"]),
+        connect_timeout=parse_duration(settings["connect_timeout"]),
+        socket_timeout=parse_duration(settings["socket_timeout"]) or None,
+    )
+    prefix = str(settings["key_prefix"])
+    store = RedisStore(
+        connection,
+        clock,
+        prefix=prefix,
+        max_runs_per_task=max_runs,
+        max_age=max_age,
+        fire_ttl=parse_duration(settings["fire_ttl"]),
+    )
+    broker = RedisBroker(
+        connection,
+        clock,
+        prefix=prefix,
+        lease_time=parse_duration(settings["lease_time"]),
+        max_dead_letters=int(settings["max_dead_letters"]),
+        poll_interval=parse_duration(settings["poll_interval"]),
+    )
+    return RedisBackend(store=store, broker=broker, connection=connection)
+
+
+def validate_section(section: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Problems in the ``redis`` section as ``(key_path, message)``, key paths relative to it."""
+    problems = []
+    for key, value in section.items():
+        check = _CHECKS.get(str(key))
+        if check is None:
+            problems.append((str(key), f"unknown redis option{did_you_mean(str(key), DEFAULTS)}"))
+            continue
+        message = check(value)
+        if message:
+            problems.append((str(key), message))
+    return problems
+
+
+def _check_url(value: Any) -> str | None:
+    if not isinstance(value, str) or not value:
+        return f"expected a Redis URL such as redis://127.0.0.1:6379/0, got {value!r}"
+    parts = urlsplit(value)
+    if parts.scheme not in _SCHEMES:
+        return (f"expected a URL starting redis://, rediss:// (TLS) or unix://, got {safe_url(value)!r}"
+                + did_you_mean(parts.scheme, _SCHEMES))
+    if parts.scheme != "unix":
+        try:
+            parts.port  # noqa: B018 - raises ValueError for a bad port
+        except ValueError:
+            return f"the port in {safe_url(value)!r} is not a number from 1 to 65535"
+        path = parts.path.strip("/")
+        if path and not path.isdigit():
+            return f"the database in {safe_url(value)!r} must be a number such as /0, got /{path}"
+    return None
+
+
+def _check_prefix(value: Any) -> str | None:
+    if isinstance(value, str) and _PREFIX.match(value):
+        return None
+    return f"expected a key prefix of letters, digits and _.-{{}} such as sts or sts-prod, got {value!r}"
+
+
+def _check_duration(value: Any, *, allow_zero: bool = False) -> str | None:
+    try:
+        seconds = parse_duration(value)
+    except ValueError:
+        seconds = -1.0
+    if seconds > 0 or (allow_zero and seconds == 0):
+        return None
+    return f"expected a duration greater than zero such as 30s, got {value!r}"
+
+
+def _check_count(value: Any) -> str | None:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return None
+    return f"expected a whole number of 1 or more, got {value!r}"
+
+
+_CHECKS: dict[str, Callable[[Any], str | None]] = {
+    "url": _check_url,
+    "key_prefix": _check_prefix,
+    "lease_time": _check_duration,
+    "fire_ttl": _check_duration,
+    "connect_timeout": _check_duration,
+    "socket_timeout": lambda value: _check_duration(value, allow_zero=True),
+    "poll_interval": _check_duration,
+    "max_dead_letters": _check_count,
+}
+
+
+def _optional(config: Any, path: str, default: Any, convert: Any, problems: list[Problem]) -> Any:
+    try:
+        return convert(config.get(path, default))
+    except ValueError as exc:
+        problems.append(Problem(path, str(exc)))
+        return None
+
+
+def _duration_or_none(value: Any) -> float | None:
+    """None (or 0) keeps runs of any age."""
+    return None if value is None else (parse_duration(value) or None)
+
+
+def _count(value: Any) -> int | None:
+    """None (or 0) keeps any number of runs per task."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"expected a whole number of runs >= 0 (0: unlimited), got {value!r}")
+    return value or None

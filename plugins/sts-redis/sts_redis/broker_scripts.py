@@ -1,0 +1,101 @@
+"""Lua for the broker: every state change of a queued run is one atomic script.
+
+A run waits in exactly one of ``q:ready`` (LIST of run ids, delivered from the left),
+``q:delayed`` (ZSET, not before its score) or ``q:leases`` (ZSET, leased to a worker until
+its score); its JSON is in the ``q:msg`` HASH, its delivery count in ``q:count`` and the
+token of its current lease in ``q:token``. ``ARGV[1]`` is always the key prefix.
+"""
+
+# ARGV: prefix, id, json, at (us) or '' for now. Wakes idle consumers of other processes.
+ENQUEUE = """
+local p, id = ARGV[1], ARGV[2]
+redis.call('HSET', p .. ':q:msg', id, ARGV[3])
+if ARGV[4] == '' then
+  if redis.call('RPUSH', p .. ':q:ready', id) == 1 then redis.call('PUBLISH', p .. ':queue', 'ready') end
+else
+  local delayed = p .. ':q:delayed'
+  redis.call('ZADD', delayed, ARGV[4], id)
+  if redis.call('ZRANGE', delayed, 0, 0)[1] == id then redis.call('PUBLISH', p .. ':queue', 'delayed') end
+end
+return 1
+"""
+
+# ARGV: prefix, now (us), lease (us). Moves due delayed runs to the back of the ready list and
+# runs whose lease ended to its front (their old token no longer acks), then leases the first
+# ready run. Returns {id, json, count, token} or {false, ids without a message, next delayed
+# score, next lease end} when nothing is ready.
+TAKE = """
+local p, now = ARGV[1], tonumber(ARGV[2])
+local ready, delayed, leases = p .. ':q:ready', p .. ':q:delayed', p .. ':q:leases'
+local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, 1000)
+if #due > 0 then
+  redis.call('ZREM', delayed, unpack(due))
+  redis.call('RPUSH', ready, unpack(due))
+end
+local ended = redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, 1000)
+if #ended > 0 then
+  redis.call('ZREM', leases, unpack(ended))
+  redis.call('HDEL', p .. ':q:token', unpack(ended))
+  for i = #ended, 1, -1 do redis.call('LPUSH', ready, ended[i]) end
+end
+local strays = {}
+while true do
+  local id = redis.call('LPOP', ready)
+  if not id then break end
+  local json = redis.call('HGET', p .. ':q:msg', id)
+  if json then
+    local count = redis.call('HINCRBY', p .. ':q:count', id, 1)
+    local token = redis.call('INCR', p .. ':q:seq')
+    redis.call('HSET', p .. ':q:token', id, token)
+    redis.call('ZADD', leases, now + tonumber(ARGV[3]), id)
+    return {id, json, count, token}
+  end
+  strays[#strays + 1] = id
+  if #strays >= 100 then break end
+end
+local nd = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
+local nl = redis.call('ZRANGE', leases, 0, 0, 'WITHSCORES')
+return {false, strays, nd[2] or false, nl[2] or false}
+"""
+
+# ARGV: prefix, id, token, now (us), lease (us). Renews the lease of the current token holder.
+EXTEND = """
+local p, id = ARGV[1], ARGV[2]
+if redis.call('HGET', p .. ':q:token', id) ~= ARGV[3] then return 0 end
+redis.call('ZADD', p .. ':q:leases', tonumber(ARGV[4]) + tonumber(ARGV[5]), id)
+return 1
+"""
+
+# ARGV: prefix, id, token. The outcome is recorded: forget the run.
+ACK = """
+local p, id = ARGV[1], ARGV[2]
+if redis.call('HGET', p .. ':q:token', id) ~= ARGV[3] then return 0 end
+redis.call('ZREM', p .. ':q:leases', id)
+redis.call('HDEL', p .. ':q:msg', id)
+redis.call('HDEL', p .. ':q:token', id)
+redis.call('HDEL', p .. ':q:count', id)
+return 1
+"""
+
+# ARGV: prefix, id, token. Hand the run back to the front of the ready list now.
+RELEASE = """
+local p, id = ARGV[1], ARGV[2]
+if redis.call('HGET', p .. ':q:token', id) ~= ARGV[3] then return 0 end
+redis.call('ZREM', p .. ':q:leases', id)
+redis.call('HDEL', p .. ':q:token', id)
+if redis.call('LPUSH', p .. ':q:ready', id) == 1 then redis.call('PUBLISH', p .. ':queue', 'ready') end
+return 1
+"""
+
+# ARGV: prefix, id, token ('' for a run nobody holds), entry json, max entries kept.
+DEAD_LETTER = """
+local p, id = ARGV[1], ARGV[2]
+if ARGV[3] ~= '' and redis.call('HGET', p .. ':q:token', id) ~= ARGV[3] then return 0 end
+redis.call('ZREM', p .. ':q:leases', id)
+redis.call('HDEL', p .. ':q:msg', id)
+redis.call('HDEL', p .. ':q:token', id)
+redis.call('HDEL', p .. ':q:count', id)
+redis.call('LPUSH', p .. ':q:dead', ARGV[4])
+redis.call('LTRIM', p .. ':q:dead', 0, tonumber(ARGV[5]) - 1)
+return 1
+"""

@@ -1,0 +1,195 @@
+"""One Redis connection pool and one pub/sub listener, shared by the store and the broker.
+
+Redis errors never leave this plugin as redis-py exceptions: ``translate_errors`` turns an
+unreachable server, a refused password or a refused write into the kernel's
+``BackendUnavailableError`` / ``BackendError`` with a message naming the server (never
+the password).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, ParamSpec, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+from redis import exceptions as rex
+
+from sts_core.errors import BackendError, BackendUnavailableError
+
+log = logging.getLogger("sts.redis")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+#: The pub/sub listener reconnects after a delay doubling up to this (seconds).
+MAX_RECONNECT_DELAY = 10.0
+
+
+def safe_url(url: str) -> str:
+    """``url`` without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+
+
+@contextlib.contextmanager
+def translated(where: str) -> Iterator[None]:
+    """Turn redis-py errors raised inside into the kernel's backend errors."""
+    try:
+        yield
+    except rex.AuthenticationError as exc:
+        raise BackendUnavailableError(f"Redis at {where} refused the credentials: {exc}") from None
+    except (rex.ConnectionError, rex.TimeoutError, OSError) as exc:
+        raise BackendUnavailableError(f"Redis at {where} is unreachable: {exc or type(exc).__name__}") from None
+    except rex.ResponseError as exc:
+        text = str(exc)
+        if text.startswith("OOM") or "maxmemory" in text:
+            raise BackendError(
+                f"Redis at {where} refused the write because it reached its maxmemory limit; nothing was "
+                f"stored (raise maxmemory, or shorten history.max_age / history.max_runs_per_task): {text}"
+            ) from None
+        if text.startswith(("NOPERM", "NOAUTH", "WRONGPASS")):
+            raise BackendUnavailableError(f"Redis at {where} refused the command: {text}") from None
+        if text.startswith("READONLY"):
+            raise BackendUnavailableError(f"Redis at {where} is a read-only replica: {text}") from None
+        raise BackendError(f"Redis at {where} refused a command: {text}") from None
+
+
+def translate_errors(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    """Decorate a coroutine method of an object with a ``connection`` attribute."""
+
+    @functools.wraps(method)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        with translated(args[0].connection.where):  # type: ignore[attr-defined]
+            return await method(*args, **kwargs)
+
+    return wrapper
+
+
+class RedisConnection:
+    """The client both halves of the backend use, opened by the first and closed by the last.
+
+    ``subscribe(channel, callback)`` registers a callback for a pub/sub channel; the listener
+    calls ``callback(message_text)`` for each message and ``callback(None)`` after a
+    reconnect, when messages may have been missed.
+    """
+
+    def __init__(self, url: str, *, connect_timeout: float, socket_timeout: float | None) -> None:
+        self.url = url
+        self.where = safe_url(url)
+        self._options = {
+            "socket_connect_timeout": connect_timeout,
+            "socket_timeout": socket_timeout,
+            "health_check_interval": 30,
+        }
+        self._users = 0
+        self._client: aioredis.Redis | None = None
+        self._callbacks: dict[str, list[Callable[[str | None], None]]] = {}
+        self._listener: asyncio.Task[None] | None = None
+
+    @property
+    def client(self) -> aioredis.Redis:
+        """The client; only between ``open`` and ``close``."""
+        if self._client is None:
+            raise RuntimeError("the Redis backend is not open")
+        return self._client
+
+    async def open(self) -> None:
+        """Connect (first user) and check that the server answers."""
+        self._users += 1
+        if self._client is not None:
+            return
+        try:
+            client = aioredis.Redis.from_url(self.url, **self._options)
+        except ValueError as exc:
+            self._users -= 1
+            raise BackendUnavailableError(f"redis.url {self.where!r} is not a Redis URL: {exc}") from None
+        try:
+            with translated(self.where):
+                await client.ping()
+        except BaseException:
+            self._users -= 1
+            await client.aclose()
+            raise
+        self._client = client
+        if self._callbacks:
+            self._start_listener()
+
+    async def close(self) -> None:
+        """Disconnect once the last user closes."""
+        self._users = max(self._users - 1, 0)
+        if self._users or self._client is None:
+            return
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+            self._listener = None
+        client, self._client = self._client, None
+        await client.aclose()
+
+    def subscribe(self, channel: str, callback: Callable[[str | None], None]) -> None:
+        """Call ``callback`` for every message on ``channel`` (and with None after a reconnect)."""
+        self._callbacks.setdefault(channel, []).append(callback)
+        if self._client is not None and self._listener is None:
+            self._start_listener()
+
+    async def subscribed(self) -> None:
+        """Wait until the listener is subscribed (so no notice sent from now on is missed)."""
+        if self._listener is not None:
+            while not self._ready.is_set() and not self._listener.done():
+                await asyncio.wait([asyncio.ensure_future(self._ready.wait()), self._listener],
+                                   return_when=asyncio.FIRST_COMPLETED)
+
+    def _start_listener(self) -> None:
+        self._ready = asyncio.Event()
+        self._listener = asyncio.create_task(self._listen(), name="sts-redis-listener")
+
+    async def _listen(self) -> None:
+        delay = 0.5
+        first = True
+        while True:
+            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+            try:
+                with translated(self.where):
+                    await pubsub.subscribe(*self._callbacks)
+                    self._ready.set()
+                    if not first:
+                        log.warning("Redis at %s: subscribed again; reloading what may have changed", self.where)
+                        self._notify_all(None)
+                    first, delay = False, 0.5
+                    async for message in pubsub.listen():
+                        if message.get("type") != "message":
+                            continue
+                        channel = _text(message["channel"])
+                        data = _text(message["data"])
+                        for callback in self._callbacks.get(channel, ()):
+                            callback(data)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the listener must outlive outages
+                log.warning("Redis at %s: notifications interrupted (%s); reconnecting in %gs", self.where, exc, delay)
+                self._notify_all(None)  # waiters poll meanwhile
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_RECONNECT_DELAY)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    def _notify_all(self, data: str | None) -> None:
+        for callbacks in self._callbacks.values():
+            for callback in callbacks:
+                callback(data)
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)

@@ -1,0 +1,273 @@
+"""``RedisStore``: tasks with version history, the due index, run history and dependency
+progress in Redis, shared by every STS process that names the same server and key prefix.
+
+Costs (n tasks, k due fires): ``next_due_time`` one ZRANGE, ``due_fires`` one
+ZRANGEBYSCORE of k, ``claim_fire`` one script, ``record_run`` one script including
+retention. Nothing on the scheduler's or the worker's path reads all tasks or all runs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sts_core.errors import TaskExistsError
+from sts_core.interfaces import DueFire
+from sts_core.model import Run, RunState, Task
+from sts_redis import store_scripts as lua
+from sts_redis.connection import RedisConnection, translate_errors
+from sts_redis.timeutil import from_us, to_us
+
+_LIST_PAGE = 200
+
+
+def _dumps(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def _task_json(task: Task) -> str:
+    data = task.to_dict()
+    data.pop("version", None)
+    return _dumps(data)
+
+
+def _load_task(version: int | str | bytes, text: str | bytes) -> Task:
+    data = json.loads(text)
+    data["version"] = int(version)
+    return Task.from_dict(data)
+
+
+def _split_current(value: bytes) -> Task:
+    version, _, text = value.partition(b":")
+    return _load_task(version, text)
+
+
+class RedisStore:
+    """A ``sts_core.interfaces.Store`` in Redis; ``shared``: other processes see every change.
+
+    ``max_runs_per_task`` (None: unlimited) and ``max_age`` (seconds, None: unlimited) bound
+    the run history; ``fire_ttl`` (seconds) is how long an active fire counts towards
+    ``max_instances`` without being renewed by its worker's heartbeat.
+    """
+
+    shared = True
+
+    def __init__(
+        self,
+        connection: RedisConnection,
+        clock: Any,
+        *,
+        prefix: str,
+        max_runs_per_task: int | None = 1000,
+        max_age: float | None = None,
+        fire_ttl: float = 3600.0,
+    ) -> None:
+        self.connection = connection
+        self._clock = clock
+        self._p = prefix
+        self._max_runs = max_runs_per_task or 0
+        self._max_age_us = None if max_age is None else int(max_age * 1_000_000)
+        self._fire_ttl_us = int(fire_ttl * 1_000_000)
+        self._scripts: dict[str, Any] = {}
+
+    def _script(self, name: str) -> Any:
+        script = self._scripts.get(name)
+        if script is None:
+            script = self._scripts[name] = self.connection.client.register_script(getattr(lua, name))
+        return script
+
+    async def _call(self, name: str, *args: Any) -> Any:
+        return await self._script(name)(args=[self._p, *args])
+
+    async def open(self) -> None:
+        """Connect (shared with the broker)."""
+        self._scripts.clear()
+        await self.connection.open()
+
+    async def close(self) -> None:
+        """Disconnect once the broker has closed too."""
+        await self.connection.close()
+
+    def watch(self, on_change: Callable[[str | None], None]) -> None:
+        """Call ``on_change(name)`` when any process changes task ``name`` (or its next fire
+        becomes the earliest), ``on_change(None)`` when notices may have been missed."""
+
+        def relay(message: str | None) -> None:
+            if message is None:
+                on_change(None)
+            elif message.startswith(("task:", "due:")):
+                on_change(message.partition(":")[2])
+
+        self.connection.subscribe(f"{self._p}:changes", relay)
+
+    # -- tasks --------------------------------------------------------------------------------
+
+    @translate_errors
+    async def put_task(self, task: Task, *, replace: bool = False) -> Task:
+        """Store ``task`` as the next version of its name; ``TaskExistsError`` unless ``replace``."""
+        return (await self.put_tasks([task], replace=replace))[0]
+
+    @translate_errors
+    async def put_tasks(self, tasks: Sequence[Task], *, replace: bool = False) -> list[Task]:
+        """Store several tasks in one script: all or nothing."""
+        names = [task.name for task in tasks]
+        if len(set(names)) != len(names):
+            duplicate = next(name for name in names if names.count(name) > 1)
+            raise ValueError(f"task {duplicate!r} appears more than once in one put_tasks call")
+        if not tasks:
+            return []
+        args: list[Any] = ["1" if replace else "0"]
+        for task in tasks:
+            args += [task.name, _task_json(task)]
+        result = await self._call("PUT_TASKS", *args)
+        if int(result[0]) == 0:
+            name = result[1].decode() if isinstance(result[1], bytes) else result[1]
+            raise TaskExistsError(f"a task named {name!r} already exists; pass replace=True to store a new version")
+        return [task.with_version(int(v)) for task, v in zip(tasks, result[1:], strict=True)]
+
+    @translate_errors
+    async def get_task(self, name: str, version: int | None = None) -> Task | None:
+        """The current task (or one version of it); None when unknown or deleted."""
+        client = self.connection.client
+        if version is None:
+            value = await client.hget(f"{self._p}:tasks", name)
+            return None if value is None else _split_current(value)
+        text = await client.hget(f"{self._p}:task_versions:{name}", str(version))
+        return None if text is None else _load_task(version, text)
+
+    @translate_errors
+    async def list_tasks(self) -> list[Task]:
+        """The current version of every task, sorted by name."""
+        stored = await self.connection.client.hgetall(f"{self._p}:tasks")
+        tasks = [_split_current(value) for value in stored.values()]
+        return sorted(tasks, key=lambda task: task.name)
+
+    @translate_errors
+    async def delete_task(self, name: str) -> bool:
+        """Remove the task's versions, next fire, dependency progress and active fires; runs stay."""
+        return bool(await self._call("DELETE_TASK", name))
+
+    @translate_errors
+    async def last_version(self, name: str) -> int:
+        """The highest version ever stored under ``name`` (kept after delete), 0 if never."""
+        value = await self.connection.client.hget(f"{self._p}:task_seq", name)
+        return int(value or 0)
+
+    # -- schedule -----------------------------------------------------------------------------
+
+    @translate_errors
+    async def set_next_fire(self, name: str, when: datetime | None) -> None:
+        """Set (or with None clear) the task's next fire time."""
+        if when is None:
+            await self.connection.client.zrem(f"{self._p}:due", name)
+            return
+        try:
+            us = to_us(when)
+        except ValueError:
+            raise ValueError(f"next fire of task {name!r}: expected a timezone-aware datetime, got {when!r}") from None
+        await self._call("SET_NEXT_FIRE", name, us)
+
+    @translate_errors
+    async def get_next_fire(self, name: str) -> datetime | None:
+        """The task's next fire time, or None."""
+        score = await self.connection.client.zscore(f"{self._p}:due", name)
+        return None if score is None else from_us(score)
+
+    @translate_errors
+    async def next_due_time(self) -> datetime | None:
+        """The earliest next fire over all tasks: the first entry of the due index."""
+        first = await self.connection.client.zrange(f"{self._p}:due", 0, 0, withscores=True)
+        return from_us(first[0][1]) if first else None
+
+    @translate_errors
+    async def due_fires(self, now: datetime, limit: int) -> list[DueFire]:
+        """Up to ``limit`` fires due at or before ``now``, earliest first; nothing is claimed."""
+        entries = await self.connection.client.zrangebyscore(
+            f"{self._p}:due", "-inf", to_us(now), start=0, num=limit, withscores=True
+        )
+        return [DueFire(name.decode(), from_us(score)) for name, score in entries]
+
+    @translate_errors
+    async def claim_fire(self, fire: DueFire, next_fire: datetime | None) -> bool:
+        """Compare and set in one script: move the next fire from ``fire.scheduled_for`` to ``next_fire``."""
+        following = "" if next_fire is None else to_us(next_fire)
+        return bool(await self._call("CLAIM_FIRE", fire.task_name, to_us(fire.scheduled_for), following))
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    @translate_errors
+    async def record_run(self, run: Run) -> None:
+        """Insert or update the run's record; a new record applies history retention."""
+        now = to_us(self._clock.now())
+        cutoff = "" if self._max_age_us is None else now - self._max_age_us
+        await self._call("RECORD_RUN", run.id, run.task_name, _dumps(run.to_dict()), now, self._max_runs, cutoff)
+
+    @translate_errors
+    async def get_run(self, run_id: str) -> Run | None:
+        """The run record, or None (unknown or dropped by retention)."""
+        text = await self.connection.client.hget(f"{self._p}:runs", run_id)
+        return None if text is None else Run.from_dict(json.loads(text))
+
+    @translate_errors
+    async def list_runs(
+        self,
+        task_name: str | None = None,
+        states: Iterable[RunState] | None = None,
+        limit: int = 100,
+    ) -> list[Run]:
+        """Up to ``limit`` runs, newest (most recently first recorded) first."""
+        wanted = None if states is None else frozenset(RunState(state) for state in states)
+        if limit <= 0:
+            return []
+        client = self.connection.client
+        index = f"{self._p}:run_order" if task_name is None else f"{self._p}:task_runs:{task_name}"
+        found: list[Run] = []
+        start = 0
+        page = limit if wanted is None else max(limit, _LIST_PAGE)
+        while len(found) < limit:
+            ids = await client.zrevrange(index, start, start + page - 1)
+            if not ids:
+                break
+            start += len(ids)
+            for text in await client.hmget(f"{self._p}:runs", ids):
+                if text is None:
+                    continue  # dropped by retention meanwhile
+                run = Run.from_dict(json.loads(text))
+                if wanted is None or run.state in wanted:
+                    found.append(run)
+                    if len(found) >= limit:
+                        break
+        return found
+
+    # -- dependencies -------------------------------------------------------------------------
+
+    @translate_errors
+    async def parent_succeeded(self, child: str, parent: str, required: frozenset[str]) -> bool:
+        """Note ``parent``'s success for ``child``; True (and reset) for the one caller that completes ``required``."""
+        return bool(await self._call("PARENT_SUCCEEDED", child, parent, *sorted(required)))
+
+    @translate_errors
+    async def reset_parents(self, child: str) -> None:
+        """Forget the child's parent progress."""
+        await self.connection.client.delete(f"{self._p}:parents:{child}")
+
+    # -- fires in flight ----------------------------------------------------------------------
+
+    @translate_errors
+    async def begin_fire(self, name: str, fire_id: str, limit: int) -> bool:
+        """Count ``fire_id`` as active unless ``limit`` unexpired fires of ``name`` already are."""
+        now = to_us(self._clock.now())
+        return bool(await self._call("BEGIN_FIRE", name, fire_id, limit, now, now + self._fire_ttl_us))
+
+    @translate_errors
+    async def touch_fire(self, name: str, fire_id: str) -> None:
+        """Renew the fire's expiry while its run executes."""
+        expiry = to_us(self._clock.now()) + self._fire_ttl_us
+        await self.connection.client.zadd(f"{self._p}:active:{name}", {fire_id: expiry}, xx=True)
+
+    @translate_errors
+    async def end_fire(self, name: str, fire_id: str) -> None:
+        """The fire is over."""
+        await self.connection.client.zrem(f"{self._p}:active:{name}", fire_id)

@@ -1,0 +1,121 @@
+"""Lua for the store operations that must be atomic. ``ARGV[1]`` is always the key prefix.
+
+Keys are built from the prefix inside the scripts (see the README's data layout), so this
+backend needs one Redis server (or a primary with replicas), not a Redis Cluster.
+"""
+
+# ARGV: prefix, replace (0/1), then name, json pairs. Returns {0, name} if a name exists and
+# replace is 0 (nothing stored), else {1, version...}.
+PUT_TASKS = """
+local p = ARGV[1]
+local tasks = p .. ':tasks'
+if ARGV[2] == '0' then
+  for i = 3, #ARGV, 2 do
+    if redis.call('HEXISTS', tasks, ARGV[i]) == 1 then return {0, ARGV[i]} end
+  end
+end
+local out = {1}
+for i = 3, #ARGV, 2 do
+  local name, json = ARGV[i], ARGV[i + 1]
+  local v = redis.call('HINCRBY', p .. ':task_seq', name, 1)
+  redis.call('HSET', p .. ':task_versions:' .. name, v, json)
+  redis.call('HSET', tasks, name, v .. ':' .. json)
+  out[#out + 1] = v
+end
+for i = 3, #ARGV, 2 do redis.call('PUBLISH', p .. ':changes', 'task:' .. ARGV[i]) end
+return out
+"""
+
+# ARGV: prefix, name. Returns 1 if the task existed.
+DELETE_TASK = """
+local p, name = ARGV[1], ARGV[2]
+local existed = redis.call('HDEL', p .. ':tasks', name)
+redis.call('DEL', p .. ':task_versions:' .. name, p .. ':parents:' .. name, p .. ':active:' .. name)
+redis.call('ZREM', p .. ':due', name)
+redis.call('PUBLISH', p .. ':changes', 'task:' .. name)
+return existed
+"""
+
+# ARGV: prefix, name, microseconds. Tells other schedulers when the task is now the earliest.
+SET_NEXT_FIRE = """
+local p, name = ARGV[1], ARGV[2]
+local due = p .. ':due'
+redis.call('ZADD', due, ARGV[3], name)
+local first = redis.call('ZRANGE', due, 0, 0)
+if first[1] == name then redis.call('PUBLISH', p .. ':changes', 'due:' .. name) end
+return 1
+"""
+
+# ARGV: prefix, name, expected microseconds, next microseconds or ''. Compare and set.
+CLAIM_FIRE = """
+local due = ARGV[1] .. ':due'
+local score = redis.call('ZSCORE', due, ARGV[2])
+if not score or tonumber(score) ~= tonumber(ARGV[3]) then return 0 end
+if ARGV[4] == '' then redis.call('ZREM', due, ARGV[2]) else redis.call('ZADD', due, ARGV[4], ARGV[2]) end
+return 1
+"""
+
+# ARGV: prefix, run id, task name, json, now (us), max runs per task (0: no limit),
+# cutoff (us, '' for no max age). Inserts or updates; a new run applies retention.
+RECORD_RUN = """
+local p, id, task, json = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local runs = p .. ':runs'
+if redis.call('HSET', runs, id, json) == 0 then return 0 end
+local order, times = p .. ':run_order', p .. ':run_times'
+local seq = redis.call('INCR', p .. ':run_seq')
+local mine = p .. ':task_runs:' .. task
+redis.call('ZADD', order, seq, id)
+redis.call('ZADD', mine, seq, id)
+if ARGV[7] ~= '' then redis.call('ZADD', times, ARGV[5], id) end
+local max = tonumber(ARGV[6])
+if max > 0 then
+  local extra = redis.call('ZCARD', mine) - max
+  if extra > 0 then
+    local old = redis.call('ZRANGE', mine, 0, extra - 1)
+    redis.call('ZREMRANGEBYRANK', mine, 0, extra - 1)
+    redis.call('HDEL', runs, unpack(old))
+    redis.call('ZREM', order, unpack(old))
+    redis.call('ZREM', times, unpack(old))
+  end
+end
+if ARGV[7] ~= '' then
+  local old = redis.call('ZRANGEBYSCORE', times, '-inf', '(' .. ARGV[7], 'LIMIT', 0, 1000)
+  for _, oid in ipairs(old) do
+    local data = redis.call('HGET', runs, oid)
+    if data then
+      local ok, run = pcall(cjson.decode, data)
+      if ok and type(run) == 'table' and run.task_name then
+        redis.call('ZREM', p .. ':task_runs:' .. run.task_name, oid)
+      end
+      redis.call('HDEL', runs, oid)
+    end
+    redis.call('ZREM', order, oid)
+    redis.call('ZREM', times, oid)
+  end
+end
+return 1
+"""
+
+# ARGV: prefix, child, parent, required parents... Returns 1 (and resets) once all succeeded.
+PARENT_SUCCEEDED = """
+local key = ARGV[1] .. ':parents:' .. ARGV[2]
+redis.call('SADD', key, ARGV[3])
+for i = 4, #ARGV do
+  if redis.call('SISMEMBER', key, ARGV[i]) == 0 then return 0 end
+end
+redis.call('DEL', key)
+return 1
+"""
+
+# ARGV: prefix, name, fire id, limit, now (us), expiry (us). Returns 1 if the fire now counts.
+BEGIN_FIRE = """
+local key = ARGV[1] .. ':active:' .. ARGV[2]
+redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[5])
+if redis.call('ZSCORE', key, ARGV[3]) then
+  redis.call('ZADD', key, ARGV[6], ARGV[3])
+  return 1
+end
+if redis.call('ZCARD', key) >= tonumber(ARGV[4]) then return 0 end
+redis.call('ZADD', key, ARGV[6], ARGV[3])
+return 1
+"""
