@@ -542,7 +542,10 @@ class Engine:
         run = delivery.run
         count = delivery.delivery_count
         if count > 1:
-            await self._previous_worker_lost(delivery)
+            previous = await self._previous_attempt(delivery)
+            if previous is not None and previous.state in _RECORDED_OUTCOMES:
+                await self._complete_recorded(delivery, previous)
+                return
             if count > 1 + self._max_redeliveries:
                 await self._poison(
                     delivery,
@@ -557,6 +560,8 @@ class Engine:
                 reason=f"redelivered (delivery {count}): the previous worker was lost",
             )
         plan = await self.plans.for_version(run.task_name, run.task_version)
+        if plan is not None and self.plans.current(run.task_name) is None and getattr(self.store, "shared", False):
+            await self.reload_task(run.task_name)  # stored by another process; its notice is still on the way
         if plan is None and run.task_version > await self.store.last_version(run.task_name):
             await self._poison(delivery, f"unknown task {run.task_name!r} (version {run.task_version})")
             return
@@ -566,21 +571,19 @@ class Engine:
             await self.broker.ack(self._held(delivery))
             await self._release(run)
             return
-        next_run = await self._attempt(plan, run, delivery=delivery, follow_up=True)
-        if next_run is not None:
-            await self.broker.enqueue(next_run, next_run.created_at)
+        await self._attempt(plan, run, delivery=delivery, follow_up=True)
 
     def _held(self, delivery: Delivery) -> Delivery:
         """The newest lease this worker holds on the delivered run."""
         return self._deliveries.get(delivery.run.id, (delivery, 0.0))[0]
 
-    async def _previous_worker_lost(self, delivery: Delivery) -> None:
-        """The run is delivered again: record the previous delivery's attempt as lost if it
-        never recorded an outcome (its worker crashed or stalled past its lease)."""
+    async def _previous_attempt(self, delivery: Delivery) -> Run | None:
+        """The run is delivered again: the record of the previous delivery's attempt, marked
+        lost first if it never recorded an outcome (its worker crashed or stalled past its lease)."""
         count = delivery.delivery_count
         previous = await self.store.get_run(_delivery_run_id(delivery.run.id, count - 1))
         if previous is None or previous.state.is_final:
-            return
+            return previous
         previous.state = RunState.LOST
         previous.ended_at = self.clock.now()
         previous.error_type = "WorkerLost"
@@ -590,6 +593,37 @@ class Engine:
         )
         await self.store.record_run(previous)
         log_run(previous)
+        return previous
+
+    async def _complete_recorded(self, delivery: Delivery, previous: Run) -> None:
+        """The previous worker recorded the outcome but was lost before acknowledging it: do
+        what it had left to do (queue the retry, start dependents) without running it again.
+        Its events are emitted again: an alert may repeat, but none is lost."""
+        log.warning("run %s: its outcome (%s) was recorded but its worker was lost before acknowledging it; "
+                    "completing it without running it again", previous.id, previous.state.value)
+        next_run = self._retry_of(previous) if previous.state is RunState.RETRYING else None
+        at = next_run.created_at if next_run is not None else None
+        if not await self.broker.ack(self._held(delivery), next_run, at):
+            return
+        plan = await self.plans.for_version(previous.task_name, previous.task_version)
+        if plan is not None:
+            await self._after_outcome(plan, previous, self.events.active)
+        if next_run is None:
+            await self._release(previous)
+
+    def _retry_of(self, run: Run) -> Run:
+        """The next attempt of a run recorded as retrying."""
+        assert run.retry_at is not None
+        return Run(
+            id=new_run_id(),
+            task_name=run.task_name,
+            task_version=run.task_version,
+            scheduled_for=run.scheduled_for,
+            attempt=run.attempt + 1,
+            reason="retry",
+            fire_id=run.fire_id,
+            created_at=run.retry_at,
+        )
 
     async def _poison(self, delivery: Delivery, reason: str) -> None:
         """Move a run that must not run again to the dead-letter queue, record it as poison,
@@ -618,7 +652,8 @@ class Engine:
         await self._release(run)
 
     async def _attempt(self, plan: TaskPlan, run: Run, *, delivery: Delivery | None, follow_up: bool) -> Run | None:
-        """Execute one attempt and record its outcome; return the next attempt if one is due."""
+        """Execute one attempt and record its outcome; return the next attempt if one is due
+        (already queued, with the ack, when the run came from the broker)."""
         task = plan.task
         clock = self.clock
         run.state = RunState.RUNNING
@@ -671,16 +706,7 @@ class Engine:
                 delay = plan.retry.delay_after(run.attempt, self._random)
                 run.state = RunState.RETRYING
                 run.retry_at = run.ended_at + timedelta(seconds=delay)
-                next_run = Run(
-                    id=new_run_id(),
-                    task_name=run.task_name,
-                    task_version=run.task_version,
-                    scheduled_for=run.scheduled_for,
-                    attempt=run.attempt + 1,
-                    reason="retry",
-                    fire_id=run.fire_id,
-                    created_at=run.retry_at,
-                )
+                next_run = self._retry_of(run)
             else:
                 run.state = state
         if delivery is not None and state is RunState.INTERRUPTED and self._durable:
@@ -693,9 +719,12 @@ class Engine:
             self._forget_local(run)
             return None
         await self.store.record_run(run)
-        if delivery is not None and not await self.broker.ack(self._held(delivery)):
-            await self._record_duplicate(run)
-            return None
+        if delivery is not None:
+            # The retry is queued in the same step as the ack: a crash between them cannot lose it.
+            then, at = (next_run, next_run.created_at) if next_run is not None else (None, None)
+            if not await self.broker.ack(self._held(delivery), then, at):
+                await self._record_duplicate(run)
+                return None
         log_run(run)
         await self._after_outcome(plan, run, emit)
         if next_run is None and follow_up:
@@ -830,6 +859,13 @@ class Engine:
         """Wait until no run is queued or executing (tests, ``run`` of a one-shot scheduler)."""
         await self.idle.wait()
 
+
+
+#: Outcomes a worker records before it acknowledges the run: a redelivery after one of these
+#: completes the run instead of executing it again.
+_RECORDED_OUTCOMES = frozenset(
+    {RunState.SUCCEEDED, RunState.FAILED, RunState.TIMED_OUT, RunState.RETRYING, RunState.CANCELLED}
+)
 
 
 def _delivery_run_id(run_id: str, delivery_count: int) -> str:

@@ -218,8 +218,10 @@ class Broker(Protocol):
     async def extend(self, delivery: Delivery) -> bool:
         """Renew the lease; False if it was lost (the run went to another worker)."""
 
-    async def ack(self, delivery: Delivery) -> bool:
-        """The run's outcome is recorded: forget it. False if the lease was lost."""
+    async def ack(self, delivery: Delivery, then: Run | None = None, at: datetime | None = None) -> bool:
+        """The run's outcome is recorded: forget it, and in the same step enqueue ``then``
+        (its retry; not before ``at``) so that a crash cannot lose the retry. False (and
+        nothing enqueued) if the lease was lost."""
 
     async def release(self, delivery: Delivery) -> bool:
         """Hand the run back for another worker at once (this worker stops); its next delivery

@@ -341,3 +341,21 @@ class BrokerContract(_BackendSuite):
             assert await broker.ack(second) is True
 
         self.run_broker(make_backend, body)
+
+    def test_ack_with_a_next_run_queues_it_in_the_same_step(self, make_backend: Any) -> None:
+        async def body(broker: Broker, clock: FakeClock) -> None:
+            first, retry = _run("a", clock.now()), _run("a", clock.now(), attempt=2)
+            await broker.enqueue(first)
+            delivery = await broker.consume(0)
+            assert delivery is not None
+            assert await broker.ack(delivery, retry, clock.now() + timedelta(seconds=5)) is True
+            assert await broker.consume(0) is None
+            clock.advance(5)
+            second = await broker.consume(0)
+            assert second is not None and second.run.id == retry.id and second.run.attempt == 2
+            assert second.delivery_count == 1
+            assert await broker.ack(delivery, _run("a", clock.now())) is False  # stale: nothing queued
+            assert await broker.ack(second) is True
+            assert await broker.depth() == 0
+
+        self.run_broker(make_backend, body)

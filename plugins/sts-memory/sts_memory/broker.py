@@ -253,11 +253,14 @@ class MemoryBroker:
         """The newest dead letters first."""
         return list(reversed(self._dead))[:limit]
 
-    async def ack(self, delivery: Delivery) -> bool:
-        """Forget the run; False if the token is stale (the run went to another worker)."""
+    async def ack(self, delivery: Delivery, then: Run | None = None, at: datetime | None = None) -> bool:
+        """Forget the run and enqueue ``then`` (if given); False if the token is stale (the run
+        went to another worker), and then nothing is enqueued."""
         if self._inflight.pop(delivery.token, None) is None:
             return False
         self._compact_leases()
+        if then is not None:
+            await self.enqueue(then, at)
         return True
 
     def _compact_leases(self) -> None:

@@ -103,8 +103,7 @@ class RedisBroker:
         """Queue a snapshot of ``run`` now, or for delivery not before ``at``."""
         if at is not None and at.tzinfo is None:
             raise ValueError(f"enqueue of run {run.id!r}: expected a timezone-aware datetime for at, got {at!r}")
-        payload = json.dumps(run.to_dict(), separators=(",", ":"), ensure_ascii=False)
-        await self._call("ENQUEUE", run.id, payload, "" if at is None else to_us(at))
+        await self._call("ENQUEUE", run.id, _payload(run), "" if at is None else to_us(at))
         self._wake_all()
 
     # -- consuming ----------------------------------------------------------------------------
@@ -138,8 +137,10 @@ class RedisBroker:
         while True:
             now_us = to_us(self._clock.now())
             result = await self._call("TAKE", now_us, self._lease_us)
-            if result[0]:
-                run_id, payload, count, token = result
+            for stray in result[0]:
+                await self._dead_letter(stray, "", "no message is stored under this run id", None)
+            if result[1]:
+                _, run_id, payload, count, token = result
                 try:
                     run = _decode_run(payload)
                 except _Undeliverable as exc:
@@ -147,9 +148,7 @@ class RedisBroker:
                     continue
                 until = self._clock.monotonic() + self._lease_time
                 return Delivery(run, int(token), until, int(count)), 0.0
-            _, strays, next_delayed, next_lease_end = result
-            for stray in strays:
-                await self._dead_letter(stray, "", "no message is stored under this run id", None)
+            _, _, next_delayed, next_lease_end = result
             wake_in = self._poll
             for score in (next_delayed, next_lease_end):
                 if score:
@@ -183,9 +182,13 @@ class RedisBroker:
         return True
 
     @translate_errors
-    async def ack(self, delivery: Delivery) -> bool:
-        """Forget the run; False if the token is stale (the run went to another worker)."""
-        return bool(await self._call("ACK", delivery.run.id, delivery.token))
+    async def ack(self, delivery: Delivery, then: Run | None = None, at: datetime | None = None) -> bool:
+        """Forget the run and queue ``then`` in the same script; False (nothing queued) if the
+        token is stale (the run went to another worker)."""
+        if then is None:
+            return bool(await self._call("ACK", delivery.run.id, delivery.token))
+        following = "" if at is None else to_us(at)
+        return bool(await self._call("ACK", delivery.run.id, delivery.token, then.id, _payload(then), following))
 
     @translate_errors
     async def release(self, delivery: Delivery) -> bool:
@@ -215,6 +218,10 @@ class RedisBroker:
         return sum(counts)
 
 
+def _payload(run: Run) -> str:
+    return json.dumps(run.to_dict(), separators=(",", ":"), ensure_ascii=False)
+
+
 def _text(value: bytes | str) -> str:
     return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else value
 
@@ -233,5 +240,7 @@ def _decode_run(payload: bytes) -> Run:
         raise _Undeliverable(f"the message is JSON but not a run object: {text[:80]!r}")
     try:
         return Run.from_dict(data)
-    except (TypeError, ValueError, KeyError) as exc:
+    except KeyError as exc:
+        raise _Undeliverable(f"the message is not a valid run: it has no {exc} field") from None
+    except (TypeError, ValueError) as exc:
         raise _Undeliverable(f"the message is not a valid run: {exc}") from None

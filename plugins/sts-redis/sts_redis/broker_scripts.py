@@ -6,24 +6,27 @@ its score); its JSON is in the ``q:msg`` HASH, its delivery count in ``q:count``
 token of its current lease in ``q:token``. ``ARGV[1]`` is always the key prefix.
 """
 
-# ARGV: prefix, id, json, at (us) or '' for now. Wakes idle consumers of other processes.
-ENQUEUE = """
-local p, id = ARGV[1], ARGV[2]
-redis.call('HSET', p .. ':q:msg', id, ARGV[3])
-if ARGV[4] == '' then
-  if redis.call('RPUSH', p .. ':q:ready', id) == 1 then redis.call('PUBLISH', p .. ':queue', 'ready') end
-else
-  local delayed = p .. ':q:delayed'
-  redis.call('ZADD', delayed, ARGV[4], id)
-  if redis.call('ZRANGE', delayed, 0, 0)[1] == id then redis.call('PUBLISH', p .. ':queue', 'delayed') end
+# A Lua function the scripts that enqueue share: queue run ``id`` (JSON ``json``) now, or (``at``
+# not '') not before ``at`` us, and wake idle consumers of other processes.
+PUSH = """
+local function push(p, id, json, at)
+  redis.call('HSET', p .. ':q:msg', id, json)
+  if at == '' then
+    if redis.call('RPUSH', p .. ':q:ready', id) == 1 then redis.call('PUBLISH', p .. ':queue', 'ready') end
+  else
+    redis.call('ZADD', p .. ':q:delayed', at, id)
+    if redis.call('ZRANGE', p .. ':q:delayed', 0, 0)[1] == id then redis.call('PUBLISH', p .. ':queue', 'delayed') end
+  end
 end
-return 1
 """
+
+# ARGV: prefix, id, json, at (us) or '' for now.
+ENQUEUE = PUSH + "push(ARGV[1], ARGV[2], ARGV[3], ARGV[4]) return 1"
 
 # ARGV: prefix, now (us), lease (us). Moves due delayed runs to the back of the ready list and
 # runs whose lease ended to its front (their old token no longer acks), then leases the first
-# ready run. Returns {id, json, count, token} or {false, ids without a message, next delayed
-# score, next lease end} when nothing is ready.
+# ready run. Returns {strays, id, json, count, token}, or {strays, false, next delayed score,
+# next lease end} when nothing is ready; strays are ready ids with no message stored.
 TAKE = """
 local p, now = ARGV[1], tonumber(ARGV[2])
 local ready, delayed, leases = p .. ':q:ready', p .. ':q:delayed', p .. ':q:leases'
@@ -48,14 +51,14 @@ while true do
     local token = redis.call('INCR', p .. ':q:seq')
     redis.call('HSET', p .. ':q:token', id, token)
     redis.call('ZADD', leases, now + tonumber(ARGV[3]), id)
-    return {id, json, count, token}
+    return {strays, id, json, count, token}
   end
   strays[#strays + 1] = id
   if #strays >= 100 then break end
 end
 local nd = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
 local nl = redis.call('ZRANGE', leases, 0, 0, 'WITHSCORES')
-return {false, strays, nd[2] or false, nl[2] or false}
+return {strays, false, nd[2] or false, nl[2] or false}
 """
 
 # ARGV: prefix, id, token, now (us), lease (us). Renews the lease of the current token holder.
@@ -66,14 +69,16 @@ redis.call('ZADD', p .. ':q:leases', tonumber(ARGV[4]) + tonumber(ARGV[5]), id)
 return 1
 """
 
-# ARGV: prefix, id, token. The outcome is recorded: forget the run.
-ACK = """
+# ARGV: prefix, id, token[, next id, next json, next at (us) or '']. The outcome is recorded:
+# forget the run and, in the same step, queue its next attempt.
+ACK = PUSH + """
 local p, id = ARGV[1], ARGV[2]
 if redis.call('HGET', p .. ':q:token', id) ~= ARGV[3] then return 0 end
 redis.call('ZREM', p .. ':q:leases', id)
 redis.call('HDEL', p .. ':q:msg', id)
 redis.call('HDEL', p .. ':q:token', id)
 redis.call('HDEL', p .. ':q:count', id)
+if ARGV[4] then push(p, ARGV[4], ARGV[5], ARGV[6]) end
 return 1
 """
 

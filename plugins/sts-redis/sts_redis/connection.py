@@ -138,10 +138,13 @@ class RedisConnection:
         await client.aclose()
 
     def subscribe(self, channel: str, callback: Callable[[str | None], None]) -> None:
-        """Call ``callback`` for every message on ``channel`` (and with None after a reconnect)."""
+        """Call ``callback`` for every message on ``channel`` (and with None after a reconnect).
+
+        Subscribe before ``open``: the listener subscribes to the channels known when it starts.
+        """
+        if self._client is not None:
+            raise RuntimeError("subscribe before the connection opens")
         self._callbacks.setdefault(channel, []).append(callback)
-        if self._client is not None and self._listener is None:
-            self._start_listener()
 
     async def subscribed(self) -> None:
         """Wait until the listener is subscribed (so no notice sent from now on is missed)."""

@@ -71,6 +71,8 @@ class RedisStore:
         self._max_age_us = None if max_age is None else int(max_age * 1_000_000)
         self._fire_ttl_us = int(fire_ttl * 1_000_000)
         self._scripts: dict[str, Any] = {}
+        self._watchers: list[Callable[[str | None], None]] = []
+        connection.subscribe(f"{prefix}:changes", self._notice)
 
     def _script(self, name: str) -> Any:
         script = self._scripts.get(name)
@@ -93,14 +95,17 @@ class RedisStore:
     def watch(self, on_change: Callable[[str | None], None]) -> None:
         """Call ``on_change(name)`` when any process changes task ``name`` (or its next fire
         becomes the earliest), ``on_change(None)`` when notices may have been missed."""
+        self._watchers.append(on_change)
 
-        def relay(message: str | None) -> None:
-            if message is None:
-                on_change(None)
-            elif message.startswith(("task:", "due:")):
-                on_change(message.partition(":")[2])
-
-        self.connection.subscribe(f"{self._p}:changes", relay)
+    def _notice(self, message: str | None) -> None:
+        if message is None:
+            name = None
+        elif message.startswith(("task:", "due:")):
+            name = message.partition(":")[2]
+        else:
+            return
+        for watcher in self._watchers:
+            watcher(name)
 
     # -- tasks --------------------------------------------------------------------------------
 
