@@ -92,6 +92,9 @@ class Engine:
         self._output_limit = int(config.get("executor.output_limit", 65536))
         self._max_redeliveries = int(config.get("executor.max_redeliveries", 3))
         self._durable = getattr(self.broker, "durable", True)
+        # claim_and_enqueue(claim, run, limit, at) -> "queued" | "limited" | "lost": a backend
+        # whose store and broker live in one server offers the fire's steps as one.
+        self._claim_and_enqueue = getattr(backend, "claim_and_enqueue", None)
         self._unavailable: dict[str, float] = {}  # loop name -> current backoff, while the backend is away
         self._max_batch = int(config.get("scheduler.max_batch", 1000))
         self._random = random.Random()
@@ -342,28 +345,35 @@ class Engine:
             following = trigger.first_fire(now)
             if following is not None and following <= now:
                 following = trigger.next_fire(following)
-        if not await self.store.claim_fire(fire, following):
-            return  # another scheduler fired it, or the task changed meanwhile
+        # The claim (another scheduler may win it) and the dispatch of a single run are one step
+        # where the backend offers it, so a scheduler that dies between them loses no fire.
+        claim = (fire, following)
         if len(due) == 1 and ((now - scheduled).total_seconds() <= plan.misfire_grace or trigger is None):
-            await self.dispatch(plan, scheduled, "schedule", now)
-        else:
+            await self.dispatch(plan, scheduled, "schedule", now, claim=claim)
+        elif plan.misfire == "coalesce":
+            if await self.dispatch(plan, due[-1], f"coalesced {len(due)} due fire(s)", now, claim=claim):
+                self._report_misfire(plan, due, now)
+        elif await self.store.claim_fire(fire, following):
+            self._report_misfire(plan, due, now)
             await self._handle_misfire(plan, due, now)
 
-    async def _handle_misfire(self, plan: TaskPlan, due: list[datetime], now: datetime) -> None:
-        """Several fires are due at once, or one is later than the grace time: the scheduler
-        was down or busy, or the wall clock jumped. The task's misfire policy decides."""
+    def _report_misfire(self, plan: TaskPlan, due: list[datetime], now: datetime) -> None:
         name = plan.task.name
-        grace = plan.misfire_grace
-        timely = [t for t in due if (now - t).total_seconds() <= grace]
+        timely = any((now - t).total_seconds() <= plan.misfire_grace for t in due)
         log.warning("%s has %d fire(s) due since %s (misfire policy %s)", name, len(due), due[0].isoformat(),
                     plan.misfire)
         if self.events.active:
             self.events.emit(ev.FireMissed(now, name, due[0], len(due) - 1 if timely else len(due), plan.misfire))
+
+    async def _handle_misfire(self, plan: TaskPlan, due: list[datetime], now: datetime) -> None:
+        """Several fires are due at once, or one is later than the grace time: the scheduler
+        was down or busy, or the wall clock jumped. Policies run_all and skip (coalesce is one
+        dispatch, made with the claim)."""
+        grace = plan.misfire_grace
+        timely = [t for t in due if (now - t).total_seconds() <= grace]
         if plan.misfire == "run_all":
             for scheduled in due:  # asked for explicitly, so max_instances does not drop them
                 await self.dispatch(plan, scheduled, "catch-up", now, limit_instances=False)
-        elif plan.misfire == "coalesce":
-            await self.dispatch(plan, due[-1], f"coalesced {len(due)} due fire(s)", now)
         else:  # skip: only a fire within the grace time runs, the latest of them
             skipped = len(due) - (1 if timely else 0)
             await self._record_skip(plan, due[-1] if not timely else due[0],
@@ -379,16 +389,18 @@ class Engine:
         now: datetime | None = None,
         *,
         limit_instances: bool = True,
-    ) -> Run:
+        claim: tuple[DueFire, datetime | None] | None = None,
+    ) -> Run | None:
         """Create the first attempt of a fire and hand it to the broker, or record it skipped
-        when ``max_instances`` runs of the task are already queued or running."""
+        when ``max_instances`` runs of the task are already queued or running.
+
+        With ``claim`` (a due fire and the next fire time) the fire is claimed first; None
+        when another scheduler won it. A backend with ``claim_and_enqueue`` does it all in
+        one atomic step.
+        """
         task = plan.task
         fire = fire_id(task.name, scheduled_for)
         limit = task.max_instances if limit_instances else 1 << 30
-        if not await self.store.begin_fire(task.name, fire, limit):
-            return await self._record_skip(
-                plan, scheduled_for, f"max_instances={task.max_instances} reached: previous run still active"
-            )
         run = Run(
             id=new_run_id(),
             task_name=task.name,
@@ -398,13 +410,24 @@ class Engine:
             fire_id=fire,
             created_at=now or self.clock.now(),
         )
+        at = scheduled_for + timedelta(seconds=self._random.uniform(0.0, plan.jitter)) if plan.jitter else None
+        if self._claim_and_enqueue is not None:
+            outcome = await self._claim_and_enqueue(claim, run, limit, at)
+            if outcome == "lost":
+                return None
+            admitted = outcome == "queued"
+        else:
+            if claim is not None and not await self.store.claim_fire(*claim):
+                return None  # another scheduler fired it, or the task changed meanwhile
+            admitted = await self.store.begin_fire(task.name, fire, limit)
+            if admitted:
+                await self.broker.enqueue(run, at)
+        if not admitted:
+            return await self._record_skip(
+                plan, scheduled_for, f"max_instances={task.max_instances} reached: previous run still active"
+            )
         self._active.setdefault(task.name, set()).add(fire)
         self.idle.clear()
-        if plan.jitter:
-            at = scheduled_for + timedelta(seconds=self._random.uniform(0.0, plan.jitter))
-            await self.broker.enqueue(run, at)
-        else:
-            await self.broker.enqueue(run)
         return run
 
     async def _record_skip(self, plan: TaskPlan, scheduled_for: datetime, reason: str) -> Run:

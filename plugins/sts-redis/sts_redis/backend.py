@@ -13,6 +13,7 @@ from sts_core.durations import parse_duration
 from sts_core.errors import ConfigError, Problem, did_you_mean
 from sts_redis.broker import RedisBroker
 from sts_redis.connection import RedisConnection, safe_url
+from sts_redis.dispatch import AtomicDispatch
 from sts_redis.store import RedisStore
 
 #: The ``redis`` config section with its defaults.
@@ -33,11 +34,18 @@ _PREFIX = re.compile(r"^[A-Za-z0-9_.\-{}]+$")
 
 @attrs.define
 class RedisBackend:
-    """The ``redis`` backend: a ``RedisStore`` and a ``RedisBroker`` on one connection."""
+    """The ``redis`` backend: a ``RedisStore`` and a ``RedisBroker`` on one connection.
+
+    ``claim_and_enqueue`` lets the engine claim a fire and queue its run in one script.
+    """
 
     store: RedisStore
     broker: RedisBroker
     connection: RedisConnection
+    claim_and_enqueue: AtomicDispatch = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.claim_and_enqueue = AtomicDispatch(self.store, self.broker)
 
 
 def build_backend(config: Any, clock: Any) -> RedisBackend:

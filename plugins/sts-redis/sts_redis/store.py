@@ -65,11 +65,12 @@ class RedisStore:
         fire_ttl: float = 3600.0,
     ) -> None:
         self.connection = connection
-        self._clock = clock
+        self.clock = clock
+        self.prefix = prefix
         self._p = prefix
         self._max_runs = max_runs_per_task or 0
         self._max_age_us = None if max_age is None else int(max_age * 1_000_000)
-        self._fire_ttl_us = int(fire_ttl * 1_000_000)
+        self.fire_ttl_us = int(fire_ttl * 1_000_000)
         self._scripts: dict[str, Any] = {}
         self._watchers: list[Callable[[str | None], None]] = []
         connection.subscribe(f"{prefix}:changes", self._notice)
@@ -205,7 +206,7 @@ class RedisStore:
     @translate_errors
     async def record_run(self, run: Run) -> None:
         """Insert or update the run's record; a new record applies history retention."""
-        now = to_us(self._clock.now())
+        now = to_us(self.clock.now())
         cutoff = "" if self._max_age_us is None else now - self._max_age_us
         await self._call("RECORD_RUN", run.id, run.task_name, _dumps(run.to_dict()), now, self._max_runs, cutoff)
 
@@ -263,13 +264,13 @@ class RedisStore:
     @translate_errors
     async def begin_fire(self, name: str, fire_id: str, limit: int) -> bool:
         """Count ``fire_id`` as active unless ``limit`` unexpired fires of ``name`` already are."""
-        now = to_us(self._clock.now())
-        return bool(await self._call("BEGIN_FIRE", name, fire_id, limit, now, now + self._fire_ttl_us))
+        now = to_us(self.clock.now())
+        return bool(await self._call("BEGIN_FIRE", name, fire_id, limit, now, now + self.fire_ttl_us))
 
     @translate_errors
     async def touch_fire(self, name: str, fire_id: str) -> None:
         """Renew the fire's expiry while its run executes."""
-        expiry = to_us(self._clock.now()) + self._fire_ttl_us
+        expiry = to_us(self.clock.now()) + self.fire_ttl_us
         await self.connection.client.zadd(f"{self._p}:active:{name}", {fire_id: expiry}, xx=True)
 
     @translate_errors
