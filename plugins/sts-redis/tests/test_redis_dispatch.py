@@ -9,7 +9,6 @@ from typing import Any
 from sts_core.interfaces import DueFire
 from sts_core.model import Run, fire_id, new_run_id
 from sts_core.testing import FakeClock, StubConfig
-
 from sts_redis.backend import build_backend
 
 
