@@ -44,8 +44,9 @@ MAX_CATCH_UP = 10_000
 LOOP_RETRY_DELAY = 1.0
 #: How often leases of runs executing here are checked; a lease is renewed at half its length.
 HEARTBEAT_INTERVAL = 1.0
-#: While the backend is unreachable, loops retry after a delay doubling up to this (seconds).
-MAX_BACKOFF = 10.0
+#: While the backend is unreachable, loops retry after a delay doubling up to this (seconds),
+#: or sooner when the backend says it is back (a shared store's watch resyncs and wakes them).
+MAX_BACKOFF = 5.0
 _RESULT_LIMIT = 500
 
 
@@ -96,6 +97,7 @@ class Engine:
         # whose store and broker live in one server offers the fire's steps as one.
         self._claim_and_enqueue = getattr(backend, "claim_and_enqueue", None)
         self._unavailable: dict[str, float] = {}  # loop name -> current backoff, while the backend is away
+        self._backing_off: set[asyncio.Event] = set()
         self._max_batch = int(config.get("scheduler.max_batch", 1000))
         self._random = random.Random()
         self._clock_offset = 0.0
@@ -221,7 +223,12 @@ class Engine:
         else:
             delay = LOOP_RETRY_DELAY
             log.exception("the %s loop failed; retrying in %gs", loop, delay)
-        await self.clock.wait(None, delay)
+        retry_now = asyncio.Event()  # set when a shared store resyncs: the backend is back
+        self._backing_off.add(retry_now)
+        try:
+            await self.clock.wait(retry_now, delay)
+        finally:
+            self._backing_off.discard(retry_now)
 
     def _backend_back(self, loop: str) -> None:
         if self._unavailable and self._unavailable.pop(loop, None) is not None:
@@ -242,6 +249,9 @@ class Engine:
                 raise
             except Exception as exc:  # noqa: BLE001 - the next notice (or resync) repairs it
                 log.warning("could not apply a change of task %s: %s", name or "(all)", exc)
+            if name is None:
+                for retry_now in self._backing_off:
+                    retry_now.set()
 
     async def reload_task(self, name: str, task: Task | None = None, *, known: bool = False) -> TaskPlan | None:
         """Make the plan of ``name`` match the store (``task``: the stored task, if already read)."""

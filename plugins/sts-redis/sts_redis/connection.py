@@ -27,7 +27,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 #: The pub/sub listener reconnects after a delay doubling up to this (seconds).
-MAX_RECONNECT_DELAY = 10.0
+MAX_RECONNECT_DELAY = 2.0
 
 
 def safe_url(url: str) -> str:
@@ -50,7 +50,7 @@ def translated(where: str) -> Iterator[None]:
     except rex.AuthenticationError as exc:
         raise BackendUnavailableError(f"Redis at {where} refused the credentials: {exc}") from None
     except (rex.ConnectionError, rex.TimeoutError, OSError) as exc:
-        raise BackendUnavailableError(f"Redis at {where} is unreachable: {exc or type(exc).__name__}") from None
+        raise BackendUnavailableError(f"Redis at {where} is unreachable ({_reason(exc)})") from None
     except rex.ResponseError as exc:
         text = str(exc)
         if text.startswith("OOM") or "maxmemory" in text:
@@ -159,7 +159,7 @@ class RedisConnection:
 
     async def _listen(self) -> None:
         delay = 0.5
-        first = True
+        first, interrupted = True, False
         while True:
             pubsub = self.client.pubsub(ignore_subscribe_messages=True)
             try:
@@ -167,9 +167,9 @@ class RedisConnection:
                     await pubsub.subscribe(*self._callbacks)
                     self._ready.set()
                     if not first:
-                        log.warning("Redis at %s: subscribed again; reloading what may have changed", self.where)
+                        log.warning("Redis at %s: notifications resumed; reloading what may have changed", self.where)
                         self._notify_all(None)
-                    first, delay = False, 0.5
+                    first, interrupted, delay = False, False, 0.5
                     async for message in pubsub.listen():
                         if message.get("type") != "message":
                             continue
@@ -180,8 +180,9 @@ class RedisConnection:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the listener must outlive outages
-                log.warning("Redis at %s: notifications interrupted (%s); reconnecting in %gs", self.where, exc, delay)
-                self._notify_all(None)  # waiters poll meanwhile
+                if not interrupted:  # once per outage; consumers poll meanwhile
+                    log.warning("notifications interrupted: %s; reconnecting with backoff", exc)
+                    interrupted = True
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_RECONNECT_DELAY)
             finally:
@@ -192,6 +193,16 @@ class RedisConnection:
         for callbacks in self._callbacks.values():
             for callback in callbacks:
                 callback(data)
+
+
+def _reason(exc: BaseException) -> str:
+    """A short reason for a connection failure: redis-py's text without its trailing noise."""
+    text = str(exc).strip().rstrip(".")
+    if "Error 111 " in text or isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, rex.TimeoutError) or "Timeout" in text:
+        return "timed out" + (f": {text}" if text and "Timeout" not in text else "")
+    return text or type(exc).__name__
 
 
 def _text(value: Any) -> str:
