@@ -96,6 +96,8 @@ class Engine:
         # claim_and_enqueue(claim, run, limit, at) -> "queued" | "limited" | "lost": a backend
         # whose store and broker live in one server offers the fire's steps as one.
         self._claim_and_enqueue = getattr(backend, "claim_and_enqueue", None)
+        # record_and_ack(run, delivery, then, at, end_fire) -> bool: a finished run's steps as one.
+        self._record_and_ack = getattr(backend, "record_and_ack", None)
         self._unavailable: dict[str, float] = {}  # loop name -> current backoff, while the backend is away
         self._backing_off: set[asyncio.Event] = set()
         self._max_batch = int(config.get("scheduler.max_batch", 1000))
@@ -751,17 +753,30 @@ class Engine:
             await self.broker.release(self._held(delivery))
             self._forget_local(run)
             return None
-        await self.store.record_run(run)
-        if delivery is not None:
+        fire_over = next_run is None and follow_up
+        fire_ended = False
+        if delivery is None:
+            await self.store.record_run(run)
+        else:
             # The retry is queued in the same step as the ack: a crash between them cannot lose it.
             then, at = (next_run, next_run.created_at) if next_run is not None else (None, None)
-            if not await self.broker.ack(self._held(delivery), then, at):
+            held = self._held(delivery)
+            if self._record_and_ack is not None:
+                # One step, and only while the lease is ours: a stale result overwrites nothing.
+                acked = fire_ended = await self._record_and_ack(run, held, then, at, fire_over)
+            else:
+                await self.store.record_run(run)
+                acked = await self.broker.ack(held, then, at)
+            if not acked:
                 await self._record_duplicate(run)
                 return None
         log_run(run)
         await self._after_outcome(plan, run, emit)
-        if next_run is None and follow_up:
-            await self._release(run)
+        if fire_over:
+            if fire_ended:
+                self._forget_local(run)
+            else:
+                await self._release(run)
         return next_run
 
     async def _record_duplicate(self, run: Run) -> None:

@@ -11,9 +11,9 @@ import attrs
 
 from sts_core.durations import parse_duration
 from sts_core.errors import ConfigError, Problem, did_you_mean
+from sts_redis.atomic import AtomicSteps
 from sts_redis.broker import RedisBroker
 from sts_redis.connection import RedisConnection, safe_url
-from sts_redis.dispatch import AtomicDispatch
 from sts_redis.store import RedisStore
 
 #: The ``redis`` config section with its defaults.
@@ -36,16 +36,25 @@ _PREFIX = re.compile(r"^[A-Za-z0-9_.\-{}]+$")
 class RedisBackend:
     """The ``redis`` backend: a ``RedisStore`` and a ``RedisBroker`` on one connection.
 
-    ``claim_and_enqueue`` lets the engine claim a fire and queue its run in one script.
+    ``claim_and_enqueue`` and ``record_and_ack`` let the engine take a fire's steps, and a
+    finished run's, each in one script (see ``sts_redis.atomic``).
     """
 
     store: RedisStore
     broker: RedisBroker
     connection: RedisConnection
-    claim_and_enqueue: AtomicDispatch = attrs.field(init=False)
+    steps: AtomicSteps = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        self.claim_and_enqueue = AtomicDispatch(self.store, self.broker)
+        self.steps = AtomicSteps(self.store)
+
+    async def claim_and_enqueue(self, *args: Any) -> str:
+        """See ``AtomicSteps.claim_and_enqueue``."""
+        return await self.steps.claim_and_enqueue(*args)
+
+    async def record_and_ack(self, *args: Any) -> bool:
+        """See ``AtomicSteps.record_and_ack``."""
+        return await self.steps.record_and_ack(*args)
 
 
 def build_backend(config: Any, clock: Any) -> RedisBackend:

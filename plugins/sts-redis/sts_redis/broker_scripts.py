@@ -20,6 +20,16 @@ local function push(p, id, json, at)
 end
 """
 
+# A Lua function: forget queued run ``id`` (acked or dead-lettered), leaving nothing behind.
+FORGET = """
+local function forget(p, id)
+  redis.call('ZREM', p .. ':q:leases', id)
+  redis.call('HDEL', p .. ':q:msg', id)
+  redis.call('HDEL', p .. ':q:token', id)
+  redis.call('HDEL', p .. ':q:count', id)
+end
+"""
+
 # ARGV: prefix, id, json, at (us) or '' for now.
 ENQUEUE = PUSH + "push(ARGV[1], ARGV[2], ARGV[3], ARGV[4]) return 1"
 
@@ -71,13 +81,10 @@ return 1
 
 # ARGV: prefix, id, token[, next id, next json, next at (us) or '']. The outcome is recorded:
 # forget the run and, in the same step, queue its next attempt.
-ACK = PUSH + """
+ACK = PUSH + FORGET + """
 local p, id = ARGV[1], ARGV[2]
 if redis.call('HGET', p .. ':q:token', id) ~= ARGV[3] then return 0 end
-redis.call('ZREM', p .. ':q:leases', id)
-redis.call('HDEL', p .. ':q:msg', id)
-redis.call('HDEL', p .. ':q:token', id)
-redis.call('HDEL', p .. ':q:count', id)
+forget(p, id)
 if ARGV[4] then push(p, ARGV[4], ARGV[5], ARGV[6]) end
 return 1
 """
@@ -93,13 +100,10 @@ return 1
 """
 
 # ARGV: prefix, id, token ('' for a run nobody holds), entry json, max entries kept.
-DEAD_LETTER = """
+DEAD_LETTER = FORGET + """
 local p, id = ARGV[1], ARGV[2]
 if ARGV[3] ~= '' and redis.call('HGET', p .. ':q:token', id) ~= ARGV[3] then return 0 end
-redis.call('ZREM', p .. ':q:leases', id)
-redis.call('HDEL', p .. ':q:msg', id)
-redis.call('HDEL', p .. ':q:token', id)
-redis.call('HDEL', p .. ':q:count', id)
+forget(p, id)
 redis.call('LPUSH', p .. ':q:dead', ARGV[4])
 redis.call('LTRIM', p .. ':q:dead', 0, tonumber(ARGV[5]) - 1)
 return 1

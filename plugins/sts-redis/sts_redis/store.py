@@ -68,8 +68,8 @@ class RedisStore:
         self.clock = clock
         self.prefix = prefix
         self._p = prefix
-        self._max_runs = max_runs_per_task or 0
-        self._max_age_us = None if max_age is None else int(max_age * 1_000_000)
+        self.max_runs = max_runs_per_task or 0
+        self.max_age_us = None if max_age is None else int(max_age * 1_000_000)
         self.fire_ttl_us = int(fire_ttl * 1_000_000)
         self._scripts: dict[str, Any] = {}
         self._watchers: list[Callable[[str | None], None]] = []
@@ -207,8 +207,8 @@ class RedisStore:
     async def record_run(self, run: Run) -> None:
         """Insert or update the run's record; a new record applies history retention."""
         now = to_us(self.clock.now())
-        cutoff = "" if self._max_age_us is None else now - self._max_age_us
-        await self._call("RECORD_RUN", run.id, run.task_name, _dumps(run.to_dict()), now, self._max_runs, cutoff)
+        cutoff = "" if self.max_age_us is None else now - self.max_age_us
+        await self._call("RECORD_RUN", run.id, run.task_name, _dumps(run.to_dict()), now, self.max_runs, cutoff)
 
     @translate_errors
     async def get_run(self, run_id: str) -> Run | None:

@@ -55,46 +55,51 @@ if ARGV[4] == '' then redis.call('ZREM', due, ARGV[2]) else redis.call('ZADD', d
 return 1
 """
 
-# ARGV: prefix, run id, task name, json, now (us), max runs per task (0: no limit),
-# cutoff (us, '' for no max age). Inserts or updates; a new run applies retention.
-RECORD_RUN = """
-local p, id, task, json = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local runs = p .. ':runs'
-if redis.call('HSET', runs, id, json) == 0 then return 0 end
-local order, times = p .. ':run_order', p .. ':run_times'
-local seq = redis.call('INCR', p .. ':run_seq')
-local mine = p .. ':task_runs:' .. task
-redis.call('ZADD', order, seq, id)
-redis.call('ZADD', mine, seq, id)
-if ARGV[7] ~= '' then redis.call('ZADD', times, ARGV[5], id) end
-local max = tonumber(ARGV[6])
-if max > 0 then
-  local extra = redis.call('ZCARD', mine) - max
-  if extra > 0 then
-    local old = redis.call('ZRANGE', mine, 0, extra - 1)
-    redis.call('ZREMRANGEBYRANK', mine, 0, extra - 1)
-    redis.call('HDEL', runs, unpack(old))
-    redis.call('ZREM', order, unpack(old))
-    redis.call('ZREM', times, unpack(old))
-  end
-end
-if ARGV[7] ~= '' then
-  local old = redis.call('ZRANGEBYSCORE', times, '-inf', '(' .. ARGV[7], 'LIMIT', 0, 1000)
-  for _, oid in ipairs(old) do
-    local data = redis.call('HGET', runs, oid)
-    if data then
-      local ok, run = pcall(cjson.decode, data)
-      if ok and type(run) == 'table' and run.task_name then
-        redis.call('ZREM', p .. ':task_runs:' .. run.task_name, oid)
-      end
-      redis.call('HDEL', runs, oid)
+# A Lua function the scripts that record runs share: insert or update run ``id`` of ``task``;
+# a new run applies retention (``max`` runs per task, 0: no limit; runs first recorded before
+# ``cutoff`` us, '': no limit). Returns 1 for a new record, 0 for an update.
+RECORD = """
+local function record(p, id, task, json, now, max, cutoff)
+  local runs = p .. ':runs'
+  if redis.call('HSET', runs, id, json) == 0 then return 0 end
+  local order, times = p .. ':run_order', p .. ':run_times'
+  local seq = redis.call('INCR', p .. ':run_seq')
+  local mine = p .. ':task_runs:' .. task
+  redis.call('ZADD', order, seq, id)
+  redis.call('ZADD', mine, seq, id)
+  if cutoff ~= '' then redis.call('ZADD', times, now, id) end
+  max = tonumber(max)
+  if max > 0 then
+    local extra = redis.call('ZCARD', mine) - max
+    if extra > 0 then
+      local old = redis.call('ZRANGE', mine, 0, extra - 1)
+      redis.call('ZREMRANGEBYRANK', mine, 0, extra - 1)
+      redis.call('HDEL', runs, unpack(old))
+      redis.call('ZREM', order, unpack(old))
+      redis.call('ZREM', times, unpack(old))
     end
-    redis.call('ZREM', order, oid)
-    redis.call('ZREM', times, oid)
   end
+  if cutoff ~= '' then
+    local old = redis.call('ZRANGEBYSCORE', times, '-inf', '(' .. cutoff, 'LIMIT', 0, 1000)
+    for _, oid in ipairs(old) do
+      local data = redis.call('HGET', runs, oid)
+      if data then
+        local ok, run = pcall(cjson.decode, data)
+        if ok and type(run) == 'table' and run.task_name then
+          redis.call('ZREM', p .. ':task_runs:' .. run.task_name, oid)
+        end
+        redis.call('HDEL', runs, oid)
+      end
+      redis.call('ZREM', order, oid)
+      redis.call('ZREM', times, oid)
+    end
+  end
+  return 1
 end
-return 1
 """
+
+# ARGV: prefix, run id, task name, json, now (us), max runs per task, cutoff (us) or ''.
+RECORD_RUN = RECORD + "return record(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])"
 
 # ARGV: prefix, child, parent, required parents... Returns 1 (and resets) once all succeeded.
 PARENT_SUCCEEDED = """

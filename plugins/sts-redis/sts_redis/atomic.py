@@ -1,0 +1,115 @@
+"""The engine's multi-step moments, each in one script: this backend's store and broker share a
+server, so steps the kernel would otherwise take one after the other can be made atomic.
+
+- ``claim_and_enqueue``: claim a due fire, count it towards ``max_instances``, queue its run.
+  A scheduler that dies midway leaves either nothing done (another scheduler fires it) or
+  everything, never a claimed fire without its run or an active fire that blocks its task.
+- ``record_and_ack``: if the worker's lease is still current, record the run's outcome, forget
+  the queued message, queue the retry and end the fire; otherwise do nothing, so a stale
+  worker's result never overwrites anything (the engine then records it as a duplicate).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from sts_core.interfaces import Delivery, DueFire
+from sts_core.model import Run
+from sts_redis.broker_scripts import FORGET, PUSH
+from sts_redis.connection import translated
+from sts_redis.store_scripts import RECORD
+from sts_redis.timeutil import to_us
+
+# ARGV: prefix, task name, fire id, limit, now (us), fire expiry (us), run id, run json, at (us)
+# or '', then (optional) expected due (us) and next due (us) or ''.
+# Returns 0: the claim was lost; 1: queued; 2: claimed, but max_instances fires are active.
+CLAIM_AND_ENQUEUE = PUSH + """
+local p, name = ARGV[1], ARGV[2]
+if ARGV[10] then
+  local due = p .. ':due'
+  local score = redis.call('ZSCORE', due, name)
+  if not score or tonumber(score) ~= tonumber(ARGV[10]) then return 0 end
+  if ARGV[11] == '' then redis.call('ZREM', due, name) else redis.call('ZADD', due, ARGV[11], name) end
+end
+local active = p .. ':active:' .. name
+redis.call('ZREMRANGEBYSCORE', active, '-inf', ARGV[5])
+if not redis.call('ZSCORE', active, ARGV[3]) and redis.call('ZCARD', active) >= tonumber(ARGV[4]) then
+  return 2
+end
+redis.call('ZADD', active, ARGV[6], ARGV[3])
+push(p, ARGV[7], ARGV[8], ARGV[9])
+return 1
+"""
+
+# ARGV: prefix, message id, token, run id, task name, run json, now (us), max runs per task,
+# cutoff (us) or '', fire id to end or '', then (optional) next id, next json, next at or ''.
+# Returns 0 (nothing done) when the token is not current, else 1.
+RECORD_AND_ACK = PUSH + FORGET + RECORD + """
+local p, msg = ARGV[1], ARGV[2]
+if redis.call('HGET', p .. ':q:token', msg) ~= ARGV[3] then return 0 end
+record(p, ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9])
+forget(p, msg)
+if ARGV[10] ~= '' then redis.call('ZREM', p .. ':active:' .. ARGV[5], ARGV[10]) end
+if ARGV[11] then push(p, ARGV[11], ARGV[12], ARGV[13]) end
+return 1
+"""
+
+_CLAIM_OUTCOMES = {0: "lost", 1: "queued", 2: "limited"}
+
+
+def _json(run: Run) -> str:
+    return json.dumps(run.to_dict(), separators=(",", ":"), ensure_ascii=False)
+
+
+class AtomicSteps:
+    """``claim_and_enqueue`` and ``record_and_ack`` over the store's and broker's shared connection."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self._client: Any = None
+        self._scripts: dict[str, Any] = {}
+
+    async def _run(self, name: str, args: list[Any]) -> int:
+        client = self._store.connection.client
+        if self._client is not client:  # registered per connection: a reopened backend has a new one
+            self._client = client
+            self._scripts = {
+                "claim": client.register_script(CLAIM_AND_ENQUEUE),
+                "finish": client.register_script(RECORD_AND_ACK),
+            }
+        return int(await self._scripts[name](args=args))
+
+    async def claim_and_enqueue(
+        self, claim: tuple[DueFire, datetime | None] | None, run: Run, limit: int, at: datetime | None
+    ) -> str:
+        """Claim (if ``claim``), admit under ``limit`` and queue ``run``: "lost", "queued" or "limited"."""
+        store = self._store
+        with translated(store.connection.where):
+            now = to_us(store.clock.now())
+            args: list[Any] = [
+                store.prefix, run.task_name, run.fire_id, limit, now, now + store.fire_ttl_us,
+                run.id, _json(run), "" if at is None else to_us(at),
+            ]
+            if claim is not None:
+                fire, following = claim
+                args += [to_us(fire.scheduled_for), "" if following is None else to_us(following)]
+            return _CLAIM_OUTCOMES[await self._run("claim", args)]
+
+    async def record_and_ack(
+        self, run: Run, delivery: Delivery, then: Run | None, at: datetime | None, end_fire: bool
+    ) -> bool:
+        """If ``delivery``'s lease is current: record ``run``, ack, queue ``then``, end the fire (if
+        ``end_fire``), all at once, and return True; else do nothing and return False."""
+        store = self._store
+        with translated(store.connection.where):
+            now = to_us(store.clock.now())
+            args: list[Any] = [
+                store.prefix, delivery.run.id, delivery.token, run.id, run.task_name, _json(run), now,
+                store.max_runs, "" if store.max_age_us is None else now - store.max_age_us,
+                (run.fire_id or "") if end_fire else "",
+            ]
+            if then is not None:
+                args += [then.id, _json(then), "" if at is None else to_us(at)]
+            return bool(await self._run("finish", args))
