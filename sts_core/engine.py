@@ -44,6 +44,8 @@ MAX_CATCH_UP = 10_000
 LOOP_RETRY_DELAY = 1.0
 #: How often leases of runs executing here are checked; a lease is renewed at half its length.
 HEARTBEAT_INTERVAL = 1.0
+#: The most runs a worker takes from a broker with ``consume_many`` in one call.
+MAX_PREFETCH = 32
 #: While the backend is unreachable, loops retry after a delay doubling up to this (seconds),
 #: or sooner when the backend says it is back (a shared store's watch resyncs and wakes them).
 MAX_BACKOFF = 5.0
@@ -466,31 +468,39 @@ class Engine:
 
     async def _worker_loop(self) -> None:
         # At most `executor.concurrency` runs execute at once; a plain counter is cheaper than a
-        # Semaphore on this path, and this loop is its only taker.
+        # Semaphore on this path, and this loop is its only taker. A broker with consume_many
+        # hands over as many runs as there are free slots in one round trip.
+        consume_many = getattr(self.broker, "consume_many", None)
         while not self._stopping:
             while self._free_slots <= 0:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
             try:
-                delivery = await self.broker.consume(1.0)
+                if consume_many is not None:
+                    deliveries = await consume_many(min(self._free_slots, MAX_PREFETCH), 1.0)
+                else:
+                    delivery = await self.broker.consume(1.0)
+                    deliveries = [] if delivery is None else [delivery]
                 self._backend_back("worker")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - logged by _back_off
                 await self._back_off("worker", exc)
                 continue
-            if delivery is None:
-                continue
-            run_id = delivery.run.id
-            if run_id in self._executing:
-                # Our lease ran out while the run still executes here: hold the new lease.
-                self._deliveries[run_id] = (delivery, self._lease_length(delivery))
-                continue
-            self._free_slots -= 1
+            for delivery in deliveries:
+                self._start(delivery)
+
+    def _start(self, delivery: Delivery) -> None:
+        run_id = delivery.run.id
+        if run_id in self._executing:
+            # Our lease ran out while the run still executes here: hold the new lease.
             self._deliveries[run_id] = (delivery, self._lease_length(delivery))
-            task = asyncio.create_task(self._execute(delivery))
-            self._executing[delivery.run.id] = (task, delivery.run)
-            task.add_done_callback(functools.partial(self._finished, delivery.run.id))
+            return
+        self._free_slots -= 1
+        self._deliveries[run_id] = (delivery, self._lease_length(delivery))
+        task = asyncio.create_task(self._execute(delivery))
+        self._executing[run_id] = (task, delivery.run)
+        task.add_done_callback(functools.partial(self._finished, run_id))
 
     def _lease_length(self, delivery: Delivery) -> float:
         return max(delivery.lease_until - self.clock.monotonic(), 0.0)

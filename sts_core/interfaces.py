@@ -202,7 +202,9 @@ class Broker(Protocol):
     engine records those runs as cancelled instead of losing them silently.
 
     A store and broker shared by several processes (``durable = True``) lets other workers
-    pick up what this one hands back with ``release``.
+    pick up what this one hands back with ``release``. A broker behind a network may also
+    offer ``async consume_many(limit, timeout) -> list[Delivery]``: up to ``limit`` ready runs
+    in one round trip (an empty list after ``timeout``), each under its own lease.
     """
 
     async def open(self) -> None: ...

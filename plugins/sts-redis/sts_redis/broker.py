@@ -110,6 +110,12 @@ class RedisBroker:
 
     async def consume(self, timeout: float | None) -> Delivery | None:
         """The next ready run under a new lease, or None after ``timeout`` seconds (None: wait on)."""
+        deliveries = await self.consume_many(1, timeout)
+        return deliveries[0] if deliveries else None
+
+    async def consume_many(self, limit: int, timeout: float | None) -> list[Delivery]:
+        """Up to ``limit`` ready runs in one round trip, each under its own lease; an empty list
+        after ``timeout`` seconds (None: wait on)."""
         clock = self._clock
         deadline = None if timeout is None else clock.monotonic() + timeout
         while not self._closed:
@@ -118,42 +124,47 @@ class RedisBroker:
             try:
                 # Times count from before the round trip: a clock that moved meanwhile shortens the wait.
                 looked_at = clock.monotonic()
-                delivery, wake_in = await self._take()
-                if delivery is not None:
-                    return delivery
+                deliveries, wake_in = await self._take(max(limit, 1))
+                if deliveries:
+                    return deliveries
                 wake_at = looked_at + wake_in
                 if deadline is not None:
                     if deadline - clock.monotonic() <= 1e-6:
-                        return None
+                        return []
                     wake_at = min(wake_at, deadline)
                 await clock.wait(event, max(wake_at - clock.monotonic(), 0.0))
             finally:
                 self._waiters.discard(event)
-        return None
+        return []
 
     @translate_errors
-    async def _take(self) -> tuple[Delivery | None, float]:
-        """Lease the first ready run (skipping undeliverable messages), or say how long to wait."""
+    async def _take(self, limit: int) -> tuple[list[Delivery], float]:
+        """Lease up to ``limit`` ready runs (dead-lettering undeliverable messages), or say how
+        long to wait for the next delayed run or lease end."""
         while True:
             now_us = to_us(self._clock.now())
-            result = await self._call("TAKE", now_us, self._lease_us)
-            for stray in result[0]:
+            strays, taken, next_delayed, next_lease_end = await self._call("TAKE", now_us, self._lease_us, limit)
+            for stray in strays:
                 await self._dead_letter(stray, "", "no message is stored under this run id", None)
-            if result[1]:
-                _, run_id, payload, count, token = result
+            deliveries = []
+            until = self._clock.monotonic() + self._lease_time
+            for i in range(0, len(taken), 4):
+                run_id, payload, count, token = taken[i : i + 4]
                 try:
                     run = _decode_run(payload)
                 except _Undeliverable as exc:
                     await self._dead_letter(run_id, str(token), str(exc), payload)
                     continue
-                until = self._clock.monotonic() + self._lease_time
-                return Delivery(run, int(token), until, int(count)), 0.0
-            _, _, next_delayed, next_lease_end = result
+                deliveries.append(Delivery(run, int(token), until, int(count)))
+            if deliveries:
+                return deliveries, 0.0
+            if taken:
+                continue  # everything taken was undeliverable: look again
             wake_in = self._poll
             for score in (next_delayed, next_lease_end):
                 if score:
                     wake_in = min(wake_in, (float(score) - now_us) / 1_000_000)
-            return None, wake_in
+            return [], wake_in
 
     async def _dead_letter(self, run_id: bytes | str, token: str, reason: str, payload: Any) -> bool:
         run_text = _text(run_id)

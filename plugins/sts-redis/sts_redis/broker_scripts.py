@@ -33,12 +33,12 @@ end
 # ARGV: prefix, id, json, at (us) or '' for now.
 ENQUEUE = PUSH + "push(ARGV[1], ARGV[2], ARGV[3], ARGV[4]) return 1"
 
-# ARGV: prefix, now (us), lease (us). Moves due delayed runs to the back of the ready list and
-# runs whose lease ended to its front (their old token no longer acks), then leases the first
-# ready run. Returns {strays, id, json, count, token}, or {strays, false, next delayed score,
-# next lease end} when nothing is ready; strays are ready ids with no message stored.
+# ARGV: prefix, now (us), lease (us), limit. Moves due delayed runs to the back of the ready list
+# and runs whose lease ended to its front (their old token no longer acks), then leases up to
+# ``limit`` ready runs. Returns {strays, {id, json, count, token, ...}, next delayed score, next
+# lease end}; strays are ready ids with no message stored; the scores are false when absent.
 TAKE = """
-local p, now = ARGV[1], tonumber(ARGV[2])
+local p, now, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[4])
 local ready, delayed, leases = p .. ':q:ready', p .. ':q:delayed', p .. ':q:leases'
 local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, 1000)
 if #due > 0 then
@@ -51,8 +51,9 @@ if #ended > 0 then
   redis.call('HDEL', p .. ':q:token', unpack(ended))
   for i = #ended, 1, -1 do redis.call('LPUSH', ready, ended[i]) end
 end
-local strays = {}
-while true do
+local strays, taken = {}, {}
+local until_ = now + tonumber(ARGV[3])
+while #taken < 4 * limit and #strays < 100 do
   local id = redis.call('LPOP', ready)
   if not id then break end
   local json = redis.call('HGET', p .. ':q:msg', id)
@@ -60,15 +61,18 @@ while true do
     local count = redis.call('HINCRBY', p .. ':q:count', id, 1)
     local token = redis.call('INCR', p .. ':q:seq')
     redis.call('HSET', p .. ':q:token', id, token)
-    redis.call('ZADD', leases, now + tonumber(ARGV[3]), id)
-    return {strays, id, json, count, token}
+    redis.call('ZADD', leases, until_, id)
+    taken[#taken + 1] = id
+    taken[#taken + 1] = json
+    taken[#taken + 1] = count
+    taken[#taken + 1] = token
+  else
+    strays[#strays + 1] = id
   end
-  strays[#strays + 1] = id
-  if #strays >= 100 then break end
 end
 local nd = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
 local nl = redis.call('ZRANGE', leases, 0, 0, 'WITHSCORES')
-return {strays, false, nd[2] or false, nl[2] or false}
+return {strays, taken, nd[2] or false, nl[2] or false}
 """
 
 # ARGV: prefix, id, token, now (us), lease (us). Renews the lease of the current token holder.
