@@ -18,6 +18,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis import exceptions as rex
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from sts_core.errors import BackendError, BackendUnavailableError
 
@@ -91,6 +93,10 @@ class RedisConnection:
             "socket_connect_timeout": connect_timeout,
             "socket_timeout": socket_timeout,
             "health_check_interval": 30,
+            # No silent retries: a script whose reply was lost may have run (a retried enqueue
+            # would queue twice, a retried ack would report a lost lease). The engine's loops
+            # back off and try again; leases make that safe.
+            "retry": Retry(NoBackoff(), 0),
         }
         self._users = 0
         self._client: aioredis.Redis | None = None
