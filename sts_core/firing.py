@@ -1,0 +1,228 @@
+"""The scheduler loop: sleep until the earliest due fire (or a wake-up), claim each due fire,
+apply the misfire policy, and hand the runs to the broker. Part of ``sts_core.engine.Engine``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+import attrs
+
+from sts_core import events as ev
+from sts_core.clock import Clock
+from sts_core.eventbus import EventBus
+from sts_core.interfaces import DueFire
+from sts_core.model import Run, RunState, fire_id, new_run_id
+from sts_core.plans import TaskPlan, TaskPlans
+from sts_core.runlog import log_run
+
+log = logging.getLogger("sts.engine")
+
+#: The scheduler never sleeps longer than this, so a wall-clock jump is noticed soon.
+MAX_SLEEP = 30.0
+#: Upper bound on catch-up fires computed for one task after downtime.
+MAX_CATCH_UP = 10_000
+
+
+class Firing:
+    """The scheduler loop's half of the engine."""
+
+    # Provided by Engine (sts_core.engine), which combines the parts of the engine.
+    store: Any
+    broker: Any
+    clock: Clock
+    plans: TaskPlans
+    events: EventBus
+
+    # -- scheduler loop -----------------------------------------------------------------------------
+
+    async def _scheduler_loop(self) -> None:
+        self._clock_offset = self._wall_minus_monotonic()
+        while not self._stopping:
+            try:
+                await self._scheduler_pass()
+                self._backend_back("scheduler")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - logged by _back_off
+                # A failing backend must not end scheduling for good: log, back off, try again.
+                await self._back_off("scheduler", exc)
+
+    async def _scheduler_pass(self) -> None:
+        """Fire what is due, or sleep until the next due time (or a wake-up)."""
+        self._wake.clear()
+        await self._notice_clock_jump()
+        now = self.clock.now()
+        due = await self.store.due_fires(now, self._max_batch)
+        if due:
+            for fire in due:
+                await self._fire_safely(fire, now)
+            await asyncio.sleep(0)  # let workers run between batches
+            return
+        next_due = await self.store.next_due_time()
+        timeout = MAX_SLEEP if next_due is None else (next_due - now).total_seconds()
+        await self.clock.wait(self._wake, min(max(timeout, 0.0), MAX_SLEEP))
+
+    async def _fire_safely(self, fire: DueFire, now: datetime) -> None:
+        try:
+            await self._fire(fire, now)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # A trigger or task type that raises would otherwise be due again at once, forever.
+            log.exception("firing %s failed; the task is unscheduled until it is added again", fire.task_name)
+            await self.store.claim_fire(fire, None)
+
+    def _wall_minus_monotonic(self) -> float:
+        return self.clock.now().timestamp() - self.clock.monotonic()
+
+    async def _notice_clock_jump(self) -> None:
+        """Log a jump of the system clock; after a backward jump, bring forward next fire
+        times that now lie further ahead than the trigger would place them, so interval
+        tasks do not stall for the length of the jump."""
+        offset = self._wall_minus_monotonic()
+        jump = offset - self._clock_offset
+        self._clock_offset = offset
+        if abs(jump) < 1.0:
+            return
+        log.warning("the system clock jumped by %+.1fs; fire times follow the new wall time", jump)
+        if jump > 0:
+            return  # fires now overdue follow each task's misfire policy
+        now = self.clock.now()
+        for name, plan in self.plans.items():
+            if plan.trigger is None:
+                continue
+            stored = await self.store.get_next_fire(name)
+            if stored is None:
+                continue
+            candidate = plan.trigger.first_fire(now)
+            if candidate is not None and candidate < stored:
+                await self.store.set_next_fire(name, candidate)
+
+    async def _fire(self, fire: DueFire, now: datetime) -> None:
+        plan = self.plans.current(fire.task_name)
+        if plan is None and getattr(self.store, "shared", False):
+            plan = await self.reload_task(fire.task_name)  # added by another process just now
+        if plan is None:
+            await self.store.claim_fire(fire, None)
+            return
+        scheduled = fire.scheduled_for
+        trigger = plan.trigger
+        due = [scheduled]
+        following = trigger.next_fire(scheduled) if trigger is not None else None
+        while following is not None and following <= now and len(due) < MAX_CATCH_UP:
+            due.append(following)
+            following = trigger.next_fire(following)
+        if following is not None and following <= now:
+            # Beyond the catch-up bound (a long outage of a frequent task): jump straight past
+            # now rather than stepping through every missed fire (first_fire keeps an
+            # interval's alignment on its start).
+            following = trigger.first_fire(now)
+            if following is not None and following <= now:
+                following = trigger.next_fire(following)
+        # The claim (another scheduler may win it) and the dispatch of a single run are one step
+        # where the backend offers it, so a scheduler that dies between them loses no fire.
+        claim = (fire, following)
+        if len(due) == 1 and ((now - scheduled).total_seconds() <= plan.misfire_grace or trigger is None):
+            await self.dispatch(plan, scheduled, "schedule", now, claim=claim)
+        elif plan.misfire == "coalesce":
+            if await self.dispatch(plan, due[-1], f"coalesced {len(due)} due fire(s)", now, claim=claim):
+                self._report_misfire(plan, due, now)
+        elif await self.store.claim_fire(fire, following):
+            self._report_misfire(plan, due, now)
+            await self._handle_misfire(plan, due, now)
+
+    def _report_misfire(self, plan: TaskPlan, due: list[datetime], now: datetime) -> None:
+        name = plan.task.name
+        timely = any((now - t).total_seconds() <= plan.misfire_grace for t in due)
+        log.warning("%s has %d fire(s) due since %s (misfire policy %s)", name, len(due), due[0].isoformat(),
+                    plan.misfire)
+        if self.events.active:
+            self.events.emit(ev.FireMissed(now, name, due[0], len(due) - 1 if timely else len(due), plan.misfire))
+
+    async def _handle_misfire(self, plan: TaskPlan, due: list[datetime], now: datetime) -> None:
+        """Several fires are due at once, or one is later than the grace time: the scheduler
+        was down or busy, or the wall clock jumped. Policies run_all and skip (coalesce is one
+        dispatch, made with the claim)."""
+        grace = plan.misfire_grace
+        timely = [t for t in due if (now - t).total_seconds() <= grace]
+        if plan.misfire == "run_all":
+            for scheduled in due:  # asked for explicitly, so max_instances does not drop them
+                await self.dispatch(plan, scheduled, "catch-up", now, limit_instances=False)
+        else:  # skip: only a fire within the grace time runs, the latest of them
+            skipped = len(due) - (1 if timely else 0)
+            await self._record_skip(plan, due[-1] if not timely else due[0],
+                                    f"missed fire ({skipped} skipped, policy skip)")
+            if timely:
+                await self.dispatch(plan, timely[-1], "schedule", now)
+
+    async def dispatch(
+        self,
+        plan: TaskPlan,
+        scheduled_for: datetime,
+        reason: str,
+        now: datetime | None = None,
+        *,
+        limit_instances: bool = True,
+        claim: tuple[DueFire, datetime | None] | None = None,
+    ) -> Run | None:
+        """Create the first attempt of a fire and hand it to the broker, or record it skipped
+        when ``max_instances`` runs of the task are already queued or running.
+
+        With ``claim`` (a due fire and the next fire time) the fire is claimed first; None
+        when another scheduler won it. A backend with ``claim_and_enqueue`` does it all in
+        one atomic step.
+        """
+        task = plan.task
+        fire = fire_id(task.name, scheduled_for)
+        limit = task.max_instances if limit_instances else 1 << 30
+        run = Run(
+            id=new_run_id(),
+            task_name=task.name,
+            task_version=task.version,
+            scheduled_for=scheduled_for,
+            reason=reason,
+            fire_id=fire,
+            created_at=now or self.clock.now(),
+        )
+        at = scheduled_for + timedelta(seconds=self._random.uniform(0.0, plan.jitter)) if plan.jitter else None
+        if self._claim_and_enqueue is not None:
+            outcome = await self._claim_and_enqueue(claim, run, limit, at)
+            if outcome == "lost":
+                return None
+            admitted = outcome == "queued"
+        else:
+            if claim is not None and not await self.store.claim_fire(*claim):
+                return None  # another scheduler fired it, or the task changed meanwhile
+            admitted = await self.store.begin_fire(task.name, fire, limit)
+            if admitted:
+                await self.broker.enqueue(run, at)
+        if not admitted:
+            return await self._record_skip(
+                plan, scheduled_for, f"max_instances={task.max_instances} reached: previous run still active"
+            )
+        self._active.setdefault(task.name, set()).add(fire)
+        self.idle.clear()
+        return run
+
+    async def _record_skip(self, plan: TaskPlan, scheduled_for: datetime, reason: str) -> Run:
+        now = self.clock.now()
+        task = plan.task
+        run = Run(
+            id=new_run_id(),
+            task_name=task.name,
+            task_version=task.version,
+            scheduled_for=scheduled_for,
+            state=RunState.SKIPPED,
+            reason=reason,
+            fire_id=fire_id(task.name, scheduled_for),
+            created_at=now,
+            ended_at=now,
+        )
+        await self.store.record_run(run)
+        log_run(run)
+        if self.events.active:
+            self.events.emit(ev.RunSkipped(now, attrs.evolve(run), task))
+        return run

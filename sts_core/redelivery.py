@@ -1,0 +1,115 @@
+"""What a worker does with a run delivered again: record the lost attempt, complete an outcome
+that was recorded but not acknowledged, dead-letter a run delivered too often, and record a
+stale worker's late result as a duplicate. Part of ``sts_core.engine.Engine``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import attrs
+
+from sts_core import events as ev
+from sts_core.clock import Clock
+from sts_core.eventbus import EventBus
+from sts_core.interfaces import Delivery
+from sts_core.model import Run, RunState
+from sts_core.plans import TaskPlans
+from sts_core.runlog import log_run
+
+log = logging.getLogger("sts.engine")
+
+
+class Redelivery:
+    """The engine's handling of redeliveries and stale leases."""
+
+    # Provided by Engine (sts_core.engine), which combines the parts of the engine.
+    store: Any
+    broker: Any
+    clock: Clock
+    plans: TaskPlans
+    events: EventBus
+
+    async def _previous_attempt(self, delivery: Delivery) -> Run | None:
+        """The run is delivered again: the record of the previous delivery's attempt, marked
+        lost first if it never recorded an outcome (its worker crashed or stalled past its lease)."""
+        count = delivery.delivery_count
+        previous = await self.store.get_run(delivery_run_id(delivery.run.id, count - 1))
+        if previous is None or previous.state.is_final:
+            return previous
+        previous.state = RunState.LOST
+        previous.ended_at = self.clock.now()
+        previous.error_type = "WorkerLost"
+        previous.error_message = (
+            f"worker {previous.worker or '(unknown)'} was lost: its lease expired before it recorded an "
+            f"outcome; the run was delivered again (delivery {count})"
+        )
+        await self.store.record_run(previous)
+        log_run(previous)
+        return previous
+
+    async def _complete_recorded(self, delivery: Delivery, previous: Run) -> None:
+        """The previous worker recorded the outcome but was lost before acknowledging it: do
+        what it had left to do (queue the retry, start dependents) without running it again.
+        Its events are emitted again: an alert may repeat, but none is lost."""
+        log.warning("run %s: its outcome (%s) was recorded but its worker was lost before acknowledging it; "
+                    "completing it without running it again", previous.id, previous.state.value)
+        next_run = self._retry_of(previous) if previous.state is RunState.RETRYING else None
+        at = next_run.created_at if next_run is not None else None
+        if not await self.broker.ack(self._held(delivery), next_run, at):
+            return
+        plan = await self.plans.for_version(previous.task_name, previous.task_version)
+        if plan is not None:
+            await self._after_outcome(plan, previous, self.events.active)
+        if next_run is None:
+            await self._release(previous)
+
+    async def _poison(self, delivery: Delivery, reason: str) -> None:
+        """Move a run that must not run again to the dead-letter queue, record it as poison,
+        and emit ``RunFailed`` so alerting hears of it."""
+        now = self.clock.now()
+        run = attrs.evolve(
+            delivery.run,
+            id=delivery_run_id(delivery.run.id, delivery.delivery_count),
+            state=RunState.POISON,
+            reason="dead-lettered",
+            started_at=None,
+            ended_at=now,
+            error_type="Poison",
+            error_message=reason,
+            worker=self.worker_id,
+        )
+        held = self._held(delivery)
+        dead_letter = getattr(self.broker, "dead_letter", None)
+        moved = await dead_letter(held, reason) if dead_letter is not None else await self.broker.ack(held)
+        if not moved:
+            return  # another worker holds it now and decides
+        await self.store.record_run(run)
+        log_run(run)
+        if self.events.active:
+            self.events.emit(ev.RunFailed(now, attrs.evolve(run), None))
+        await self._release(run)
+
+    async def _record_duplicate(self, run: Run) -> None:
+        """The run's lease was lost before its outcome was acked: another worker was given it,
+        so this execution is a duplicate. Recorded as such; no retry, no dependents, no events."""
+        outcome = run.state.value
+        run.state = RunState.DUPLICATE
+        run.retry_at = None
+        run.reason = f"finished ({outcome}) after its lease was lost; another worker was given the run"
+        await self.store.record_run(run)
+        log_run(run)
+        self._forget_local(run)
+
+
+#: Outcomes a worker records before it acknowledges the run: a redelivery after one of these
+#: completes the run instead of executing it again.
+RECORDED_OUTCOMES = frozenset(
+    {RunState.SUCCEEDED, RunState.FAILED, RunState.TIMED_OUT, RunState.RETRYING, RunState.CANCELLED}
+)
+
+
+def delivery_run_id(run_id: str, delivery_count: int) -> str:
+    """The id of the attempt a delivery executes: the run's own id on its first delivery, a
+    derived one on each redelivery, so every delivery has its own run record."""
+    return run_id if delivery_count <= 1 else f"{run_id}.d{delivery_count}"

@@ -1,0 +1,396 @@
+"""The worker loop: take runs from the broker, execute them through their task type under a
+renewed lease, record each outcome, queue retries and start dependents. Part of
+``sts_core.engine.Engine``."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import traceback
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import attrs
+
+from sts_core import events as ev
+from sts_core.clock import Clock
+from sts_core.eventbus import EventBus
+from sts_core.interfaces import Delivery, ExecutionContext
+from sts_core.model import FAILED_STATES, Run, RunState, fire_id, new_run_id
+from sts_core.output import BoundedOutput
+from sts_core.plans import TaskPlan, TaskPlans
+from sts_core.redelivery import RECORDED_OUTCOMES, delivery_run_id
+from sts_core.runcontext import reset_current_run, set_current_run
+from sts_core.runlog import log_run
+from sts_core.threadpool import DaemonThreadPool
+
+log = logging.getLogger("sts.engine")
+
+#: How often leases of runs executing here are checked; a lease is renewed at half its length.
+HEARTBEAT_INTERVAL = 1.0
+#: The most runs a worker takes from a broker with ``consume_many`` in one call.
+MAX_PREFETCH = 32
+_RESULT_LIMIT = 500
+
+
+class Working:
+    """The worker loop's half of the engine."""
+
+    # Provided by Engine (sts_core.engine), which combines the parts of the engine.
+    store: Any
+    broker: Any
+    clock: Clock
+    plans: TaskPlans
+    events: EventBus
+
+    # -- worker loop --------------------------------------------------------------------------------
+
+    async def _worker_loop(self) -> None:
+        # At most `executor.concurrency` runs execute at once; a plain counter is cheaper than a
+        # Semaphore on this path, and this loop is its only taker. A broker with consume_many
+        # hands over as many runs as there are free slots in one round trip.
+        consume_many = getattr(self.broker, "consume_many", None)
+        while not self._stopping:
+            while self._free_slots <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+            try:
+                if consume_many is not None:
+                    deliveries = await consume_many(min(self._free_slots, MAX_PREFETCH), 1.0)
+                else:
+                    delivery = await self.broker.consume(1.0)
+                    deliveries = [] if delivery is None else [delivery]
+                self._backend_back("worker")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - logged by _back_off
+                await self._back_off("worker", exc)
+                continue
+            for delivery in deliveries:
+                self._start(delivery)
+
+    def _start(self, delivery: Delivery) -> None:
+        run_id = delivery.run.id
+        if run_id in self._executing:
+            # Our lease ran out while the run still executes here: hold the new lease.
+            self._deliveries[run_id] = (delivery, self._lease_length(delivery))
+            return
+        self._free_slots -= 1
+        self._deliveries[run_id] = (delivery, self._lease_length(delivery))
+        task = asyncio.create_task(self._execute(delivery))
+        self._executing[run_id] = (task, delivery.run)
+        task.add_done_callback(functools.partial(self._finished, run_id))
+
+    def _lease_length(self, delivery: Delivery) -> float:
+        return max(delivery.lease_until - self.clock.monotonic(), 0.0)
+
+    async def _heartbeat_loop(self) -> None:
+        """Renew the leases of runs executing here before they expire, so a long run is not
+        handed to another worker."""
+        while not self._stopping:
+            await self.clock.wait(None, HEARTBEAT_INTERVAL)
+            now = self.clock.monotonic()
+            for run_id, (delivery, length) in list(self._deliveries.items()):
+                if delivery.lease_until - now > length / 2:
+                    continue
+                try:
+                    renewed = await self.broker.extend(delivery)
+                    if renewed:
+                        await self.store.touch_fire(delivery.run.task_name, delivery.run.fire_id or run_id)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - the next beat tries again
+                    log.warning("renewing the lease of run %s failed: %s", run_id, exc)
+                    continue
+                if not renewed:
+                    log.warning("run %s lost its lease; another worker may run it again", run_id)
+
+    def _finished(self, run_id: str, task: asyncio.Task[Any]) -> None:
+        self._executing.pop(run_id, None)
+        self._deliveries.pop(run_id, None)
+        self._cancel_reasons.pop(task, None)
+        self._free_slots += 1
+        self._slot_freed.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("run %s could not be completed", run_id, exc_info=task.exception())
+
+    async def execute_now(self, plan: TaskPlan, reason: str = "manual") -> Run:
+        """Run ``plan`` now in the calling coroutine, retries included; return the last attempt."""
+        now = self.clock.now()
+        run = Run(
+            id=new_run_id(),
+            task_name=plan.task.name,
+            task_version=plan.task.version,
+            scheduled_for=now,
+            reason=reason,
+            fire_id=fire_id(plan.task.name, now),
+            created_at=now,
+        )
+        current = asyncio.current_task()
+        assert current is not None
+        while True:
+            self._executing[run.id] = (current, run)  # stop() and cancel_task() see manual runs too
+            try:
+                next_run = await self._attempt(plan, run, delivery=None, follow_up=False)
+            finally:
+                self._executing.pop(run.id, None)
+                self._cancel_reasons.pop(current, None)
+            if next_run is None:
+                return run
+            assert run.retry_at is not None
+            self._executing[next_run.id] = (current, next_run)
+            try:
+                await self.clock.wait(None, max((run.retry_at - self.clock.now()).total_seconds(), 0.0))
+            except asyncio.CancelledError:
+                reason = self._cancel_reasons.get(current)
+                if reason is None:
+                    raise
+                await self._record_unstarted(next_run, reason, "stopped before its retry was due")
+                return next_run
+            finally:
+                self._executing.pop(next_run.id, None)
+                self._cancel_reasons.pop(current, None)
+            run = next_run
+
+    async def _record_unstarted(self, run: Run, state: RunState, reason: str) -> None:
+        """Record a run that never started (removed task, stopped scheduler) and say so."""
+        run.state = state
+        run.reason = reason
+        run.ended_at = self.clock.now()
+        await self.store.record_run(run)
+        log_run(run)
+        if self.events.active:
+            self.events.emit(ev.RunCancelled(run.ended_at, attrs.evolve(run), None))
+
+    async def _execute(self, delivery: Delivery) -> None:
+        run = delivery.run
+        count = delivery.delivery_count
+        if count > 1:
+            previous = await self._previous_attempt(delivery)
+            if previous is not None and previous.state in RECORDED_OUTCOMES:
+                await self._complete_recorded(delivery, previous)
+                return
+            if count > 1 + self._max_redeliveries:
+                await self._poison(
+                    delivery,
+                    f"delivered {count} times; its worker was lost each time "
+                    f"(executor.max_redeliveries={self._max_redeliveries})",
+                )
+                return
+            run = attrs.evolve(
+                run,
+                id=delivery_run_id(run.id, count),
+                attempt=run.attempt + count - 1,
+                reason=f"redelivered (delivery {count}): the previous worker was lost",
+            )
+        plan = await self.plans.for_version(run.task_name, run.task_version)
+        if plan is not None and self.plans.current(run.task_name) is None and getattr(self.store, "shared", False):
+            await self.reload_task(run.task_name)  # stored by another process; its notice is still on the way
+        if plan is None and run.task_version > await self.store.last_version(run.task_name):
+            await self._poison(delivery, f"unknown task {run.task_name!r} (version {run.task_version})")
+            return
+        removed = run.task_version <= self._removed_upto.get(run.task_name, 0)
+        if plan is None or removed or self.plans.current(run.task_name) is None:
+            await self._record_unstarted(run, RunState.CANCELLED, "task removed")
+            await self.broker.ack(self._held(delivery))
+            await self._release(run)
+            return
+        await self._attempt(plan, run, delivery=delivery, follow_up=True)
+
+    def _held(self, delivery: Delivery) -> Delivery:
+        """The newest lease this worker holds on the delivered run."""
+        return self._deliveries.get(delivery.run.id, (delivery, 0.0))[0]
+
+    async def _attempt(self, plan: TaskPlan, run: Run, *, delivery: Delivery | None, follow_up: bool) -> Run | None:
+        """Execute one attempt and record its outcome; return the next attempt if one is due
+        (already queued, with the ack, when the run came from the broker)."""
+        task = plan.task
+        clock = self.clock
+        run.state = RunState.RUNNING
+        run.started_at = clock.now()
+        run.worker = self.worker_id
+        await self.store.record_run(run)
+        log_run(run)
+        emit = self.events.active
+        if emit:
+            self.events.emit(ev.RunStarted(run.started_at, attrs.evolve(run), task))
+        output = BoundedOutput(self._output_limit)
+        context = ExecutionContext(run, task, plan.prepared, output, self._run_sync, plan.settings)
+        started = clock.monotonic()
+        error: BaseException | None = None
+        result: Any = None
+        state = RunState.SUCCEEDED
+        current = set_current_run(run)
+        try:
+            if plan.timeout is None:
+                result = await plan.task_type.execute(context)
+            else:
+                async with asyncio.timeout(plan.timeout) as deadline:
+                    result = await plan.task_type.execute(context)
+        except asyncio.CancelledError as exc:
+            reason = self._cancel_reasons.get(asyncio.current_task())  # type: ignore[arg-type]
+            if reason is None:
+                raise
+            state, error = reason, exc
+        except TimeoutError as exc:
+            if plan.timeout is not None and deadline.expired():
+                state, error = RunState.TIMED_OUT, exc
+            else:
+                state, error = RunState.FAILED, exc
+        except Exception as exc:  # noqa: BLE001 - a task's failure is data, not a crash
+            state, error = RunState.FAILED, exc
+        finally:
+            reset_current_run(current)
+        run.ended_at = clock.now()
+        run.duration = clock.monotonic() - started
+        run.output = output.getvalue()
+        next_run = None
+        if error is None:
+            run.state = RunState.SUCCEEDED
+            if result is not None:
+                text = repr(result)
+                run.result = text if len(text) <= _RESULT_LIMIT else text[:_RESULT_LIMIT] + "…"
+        else:
+            self._describe_error(run, state, error, plan)
+            if state in FAILED_STATES and plan.retry.should_retry(run.attempt):
+                delay = plan.retry.delay_after(run.attempt, self._random)
+                run.state = RunState.RETRYING
+                run.retry_at = run.ended_at + timedelta(seconds=delay)
+                next_run = self._retry_of(run)
+            else:
+                run.state = state
+        if delivery is not None and state is RunState.INTERRUPTED and self._durable:
+            # Shutting down with a shared broker: hand the run back now rather than after its lease.
+            run.retry_at = None
+            run.error_message = "interrupted by worker shutdown; handed back to the queue for another worker"
+            await self.store.record_run(run)
+            log_run(run)
+            await self.broker.release(self._held(delivery))
+            self._forget_local(run)
+            return None
+        fire_over = next_run is None and follow_up
+        fire_ended = False
+        if delivery is None:
+            await self.store.record_run(run)
+        else:
+            # The retry is queued in the same step as the ack: a crash between them cannot lose it.
+            then, at = (next_run, next_run.created_at) if next_run is not None else (None, None)
+            held = self._held(delivery)
+            if self._record_and_ack is not None:
+                # One step, and only while the lease is ours: a stale result overwrites nothing.
+                acked = fire_ended = await self._record_and_ack(run, held, then, at, fire_over)
+            else:
+                await self.store.record_run(run)
+                acked = await self.broker.ack(held, then, at)
+            if not acked:
+                await self._record_duplicate(run)
+                return None
+        log_run(run)
+        await self._after_outcome(plan, run, emit)
+        if fire_over:
+            if fire_ended:
+                self._forget_local(run)
+            else:
+                await self._release(run)
+        return next_run
+
+    def _retry_of(self, run: Run) -> Run:
+        """The next attempt of a run recorded as retrying."""
+        assert run.retry_at is not None
+        return Run(
+            id=new_run_id(),
+            task_name=run.task_name,
+            task_version=run.task_version,
+            scheduled_for=run.scheduled_for,
+            attempt=run.attempt + 1,
+            reason="retry",
+            fire_id=run.fire_id,
+            created_at=run.retry_at,
+        )
+
+    def _describe_error(self, run: Run, state: RunState, error: BaseException, plan: TaskPlan) -> None:
+        if state is RunState.TIMED_OUT:
+            run.error_type = "TimeoutError"
+            run.error_message = f"did not finish within its timeout of {plan.timeout:g}s"
+            return
+        if state in (RunState.CANCELLED, RunState.INTERRUPTED):
+            run.error_type = "Cancelled"
+            run.error_message = (
+                "cancelled by cancel_task()" if state is RunState.CANCELLED else "interrupted by scheduler shutdown"
+            )
+            return
+        run.error_type = getattr(error, "remote_type", None) or type(error).__name__
+        run.error_message = getattr(error, "remote_message", None) or str(error)
+        remote = getattr(error, "remote_traceback", None)
+        run.traceback = remote or "".join(traceback.format_exception(error))
+
+    async def _after_outcome(self, plan: TaskPlan, run: Run, emit: bool) -> None:
+        task = plan.task
+        state = run.state
+        if emit:
+            event_class = {
+                RunState.SUCCEEDED: ev.RunSucceeded,
+                RunState.RETRYING: ev.RunRetrying,
+                RunState.FAILED: ev.RunFailed,
+                RunState.TIMED_OUT: ev.RunFailed,
+                RunState.CANCELLED: ev.RunCancelled,
+                RunState.INTERRUPTED: ev.RunCancelled,
+            }[state]
+            self.events.emit(event_class(run.ended_at, attrs.evolve(run), task))
+        children = self.plans.children_of(task.name)
+        if not children:
+            return
+        if state is RunState.SUCCEEDED:
+            for child in children:
+                await self._parent_succeeded(child, task.name)
+        elif state in FAILED_STATES:
+            await self._skip_descendants(task.name, f"upstream failed: {task.name}")
+
+    async def _parent_succeeded(self, child: str, parent: str) -> None:
+        plan = self.plans.current(child)
+        if plan is None or not plan.task.enabled:
+            return
+        if await self.store.parent_succeeded(child, parent, plan.parents):
+            await self.dispatch(plan, self.clock.now(), f"parents succeeded: {', '.join(sorted(plan.parents))}")
+
+    async def _skip_descendants(self, name: str, reason: str) -> None:
+        seen: set[str] = set()
+        frontier = self.plans.children_of(name)
+        now = self.clock.now()
+        while frontier:
+            child = frontier.pop(0)
+            if child in seen:
+                continue
+            seen.add(child)
+            plan = self.plans.current(child)
+            if plan is None:
+                continue
+            await self.store.reset_parents(child)
+            await self._record_skip(plan, now, reason)
+            frontier.extend(self.plans.children_of(child))
+
+    async def _release(self, run: Run) -> None:
+        """The fire of ``run`` is over (no further attempt): it no longer counts as active."""
+        if run.fire_id is not None:
+            await self.store.end_fire(run.task_name, run.fire_id)
+        self._forget_local(run)
+
+    def _forget_local(self, run: Run) -> None:
+        active = self._active.get(run.task_name)
+        if active is not None:
+            active.discard(run.fire_id)
+            if not active:
+                del self._active[run.task_name]
+        if not self._active:
+            self.idle.set()
+
+    def _run_sync(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        if kwargs:
+            function = functools.partial(function, **kwargs)
+        threads = self._threads
+        if threads is None:
+            threads = self._threads = DaemonThreadPool(self._max_threads, thread_name_prefix="sts-run")
+        return loop.run_in_executor(threads, function, *args)
