@@ -68,18 +68,9 @@ class AtomicSteps:
 
     def __init__(self, store: Any) -> None:
         self._store = store
-        self._client: Any = None
-        self._scripts: dict[str, Any] = {}
 
-    async def _run(self, name: str, args: list[Any]) -> int:
-        client = self._store.connection.client
-        if self._client is not client:  # registered per connection: a reopened backend has a new one
-            self._client = client
-            self._scripts = {
-                "claim": client.register_script(CLAIM_AND_ENQUEUE),
-                "finish": client.register_script(RECORD_AND_ACK),
-            }
-        return int(await self._scripts[name](args=args))
+    async def _run(self, source: str, args: list[Any]) -> int:
+        return int(await self._store.connection.run_script(source, args))
 
     async def claim_and_enqueue(
         self, claim: tuple[DueFire, datetime | None] | None, run: Run, limit: int, at: datetime | None
@@ -95,7 +86,7 @@ class AtomicSteps:
             if claim is not None:
                 fire, following = claim
                 args += [to_us(fire.scheduled_for), "" if following is None else to_us(following)]
-            return _CLAIM_OUTCOMES[await self._run("claim", args)]
+            return _CLAIM_OUTCOMES[await self._run(CLAIM_AND_ENQUEUE, args)]
 
     async def record_and_ack(
         self, run: Run, delivery: Delivery, then: Run | None, at: datetime | None, end_fire: bool
@@ -112,4 +103,4 @@ class AtomicSteps:
             ]
             if then is not None:
                 args += [then.id, _json(then), "" if at is None else to_us(at)]
-            return bool(await self._run("finish", args))
+            return bool(await self._run(RECORD_AND_ACK, args))

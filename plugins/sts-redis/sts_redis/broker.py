@@ -62,24 +62,16 @@ class RedisBroker:
         self._lease_us = int(lease_time * 1_000_000)
         self._max_dead = max_dead_letters
         self._poll = poll_interval
-        self._scripts: dict[str, Any] = {}
         self._waiters: set[Any] = set()
         self._closed = False
         connection.subscribe(f"{prefix}:queue", self._notice)
 
-    def _script(self, name: str) -> Any:
-        script = self._scripts.get(name)
-        if script is None:
-            script = self._scripts[name] = self.connection.client.register_script(getattr(lua, name))
-        return script
-
     async def _call(self, name: str, *args: Any) -> Any:
-        return await self._script(name)(args=[self._p, *args])
+        return await self.connection.run_script(getattr(lua, name), [self._p, *args])
 
     async def open(self) -> None:
         """Connect (shared with the store) and listen for queue notices."""
         self._closed = False
-        self._scripts.clear()
         await self.connection.open()
         await self.connection.subscribed()
 

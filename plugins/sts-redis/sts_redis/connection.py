@@ -100,6 +100,7 @@ class RedisConnection:
         }
         self._users = 0
         self._client: aioredis.Redis | None = None
+        self._scripts: dict[str, Any] = {}  # Lua source -> registered script, per client
         self._callbacks: dict[str, list[Callable[[str | None], None]]] = {}
         self._listener: asyncio.Task[None] | None = None
 
@@ -128,6 +129,7 @@ class RedisConnection:
             await client.aclose()
             raise
         self._client = client
+        self._scripts.clear()
         if self._callbacks:
             self._start_listener()
 
@@ -142,6 +144,13 @@ class RedisConnection:
             self._listener = None
         client, self._client = self._client, None
         await client.aclose()
+
+    async def run_script(self, source: str, args: list[Any]) -> Any:
+        """Run a Lua script (by its SHA once the server knows it) with ``args`` as ARGV."""
+        script = self._scripts.get(source)
+        if script is None:
+            script = self._scripts[source] = self.client.register_script(source)
+        return await script(args=args)
 
     def subscribe(self, channel: str, callback: Callable[[str | None], None]) -> None:
         """Call ``callback`` for every message on ``channel`` (and with None after a reconnect).

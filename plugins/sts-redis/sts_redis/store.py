@@ -71,22 +71,14 @@ class RedisStore:
         self.max_runs = max_runs_per_task or 0
         self.max_age_us = None if max_age is None else int(max_age * 1_000_000)
         self.fire_ttl_us = int(fire_ttl * 1_000_000)
-        self._scripts: dict[str, Any] = {}
         self._watchers: list[Callable[[str | None], None]] = []
         connection.subscribe(f"{prefix}:changes", self._notice)
 
-    def _script(self, name: str) -> Any:
-        script = self._scripts.get(name)
-        if script is None:
-            script = self._scripts[name] = self.connection.client.register_script(getattr(lua, name))
-        return script
-
     async def _call(self, name: str, *args: Any) -> Any:
-        return await self._script(name)(args=[self._p, *args])
+        return await self.connection.run_script(getattr(lua, name), [self._p, *args])
 
     async def open(self) -> None:
         """Connect (shared with the broker)."""
-        self._scripts.clear()
         await self.connection.open()
 
     async def close(self) -> None:
