@@ -17,9 +17,9 @@ import asyncio
 import logging
 import random
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sts_core.clock import Clock
 from sts_core.errors import BackendUnavailableError
@@ -34,6 +34,7 @@ from sts_core.threadpool import DaemonThreadPool
 from sts_core.working import Working
 
 log = logging.getLogger("sts.engine")
+T = TypeVar("T")
 
 #: How long a loop waits after an unexpected error before retrying.
 LOOP_RETRY_DELAY = 1.0
@@ -214,6 +215,32 @@ class Engine(Firing, Working, Redelivery):
             await self.clock.wait(retry_now, delay)
         finally:
             self._backing_off.discard(retry_now)
+
+    async def _persist(self, what: str, step: Callable[[], Awaitable[T]]) -> T:
+        """Take a backend step for a run this worker holds, retrying while the backend is
+        unreachable (one warning, then a delay doubling up to ``MAX_BACKOFF``, or sooner when
+        it resyncs). Meanwhile the heartbeat keeps trying to renew the lease; if the lease was
+        lost by the time the backend returns, the step's own fencing says so."""
+        delay = LOOP_RETRY_DELAY
+        warned = False
+        while True:
+            try:
+                result = await step()
+            except BackendUnavailableError as exc:
+                if not warned:
+                    log.warning("%s: %s; retrying until it is back", what, exc)
+                    warned = True
+                retry_now = asyncio.Event()
+                self._backing_off.add(retry_now)
+                try:
+                    await self.clock.wait(retry_now, delay)
+                finally:
+                    self._backing_off.discard(retry_now)
+                delay = min(delay * 2, MAX_BACKOFF)
+                continue
+            if warned:
+                log.warning("%s: done, the backend is back", what)
+            return result
 
     def _backend_back(self, loop: str) -> None:
         if self._unavailable and self._unavailable.pop(loop, None) is not None:

@@ -186,12 +186,18 @@ class Store(Protocol):
 
 @attrs.define(slots=True, eq=False)
 class Delivery:
-    """A run handed to a worker under a lease. ``token`` fences stale workers."""
+    """A run handed to a worker under a lease. ``token`` fences stale workers.
+
+    ``delivery_count`` counts this delivery and every earlier one; ``handed_back`` says how
+    many of the earlier ones ended with ``release`` (a worker stopping gracefully), so that
+    ``delivery_count - 1 - handed_back`` earlier workers were lost.
+    """
 
     run: Run
     token: int
     lease_until: float
     delivery_count: int = 1
+    handed_back: int = 0
 
 
 class Broker(Protocol):

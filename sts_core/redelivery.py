@@ -71,6 +71,7 @@ class Redelivery:
         run = attrs.evolve(
             delivery.run,
             id=delivery_run_id(delivery.run.id, delivery.delivery_count),
+            attempt=delivery.run.attempt + delivery.delivery_count - 1,
             state=RunState.POISON,
             reason="dead-lettered",
             started_at=None,
@@ -97,7 +98,7 @@ class Redelivery:
         run.state = RunState.DUPLICATE
         run.retry_at = None
         run.reason = f"finished ({outcome}) after its lease was lost; another worker was given the run"
-        await self.store.record_run(run)
+        await self._persist(f"recording duplicate run {run.id}", lambda: self.store.record_run(run))
         log_run(run)
         self._forget_local(run)
 

@@ -16,6 +16,7 @@ import attrs
 
 from sts_core import events as ev
 from sts_core.clock import Clock
+from sts_core.errors import BackendError, BackendUnavailableError
 from sts_core.eventbus import EventBus
 from sts_core.interfaces import Delivery, ExecutionContext
 from sts_core.model import FAILED_STATES, Run, RunState, fire_id, new_run_id
@@ -113,8 +114,11 @@ class Working:
         self._cancel_reasons.pop(task, None)
         self._free_slots += 1
         self._slot_freed.set()
-        if not task.cancelled() and task.exception() is not None:
-            log.error("run %s could not be completed", run_id, exc_info=task.exception())
+        error = None if task.cancelled() else task.exception()
+        if isinstance(error, BackendError):
+            log.warning("run %s could not be completed (%s); it is delivered again when its lease ends", run_id, error)
+        elif error is not None:
+            log.error("run %s could not be completed", run_id, exc_info=error)
 
     async def execute_now(self, plan: TaskPlan, reason: str = "manual") -> Run:
         """Run ``plan`` now in the calling coroutine, retries included; return the last attempt."""
@@ -172,18 +176,21 @@ class Working:
             if previous is not None and previous.state in RECORDED_OUTCOMES:
                 await self._complete_recorded(delivery, previous)
                 return
-            if count > 1 + self._max_redeliveries:
+            lost = count - 1 - delivery.handed_back  # hand-backs at graceful shutdown do not count
+            if lost > self._max_redeliveries:
                 await self._poison(
                     delivery,
-                    f"delivered {count} times; its worker was lost each time "
+                    f"delivered {count} times; its worker was lost {lost} times "
                     f"(executor.max_redeliveries={self._max_redeliveries})",
                 )
                 return
+            handed_back = previous is not None and previous.state is RunState.INTERRUPTED
             run = attrs.evolve(
                 run,
                 id=delivery_run_id(run.id, count),
                 attempt=run.attempt + count - 1,
-                reason=f"redelivered (delivery {count}): the previous worker was lost",
+                reason=f"redelivered (delivery {count}): the previous worker "
+                + ("handed it back when it stopped" if handed_back else "was lost"),
             )
         plan = await self.plans.for_version(run.task_name, run.task_version)
         if plan is not None and self.plans.current(run.task_name) is None and getattr(self.store, "shared", False):
@@ -211,7 +218,7 @@ class Working:
         run.state = RunState.RUNNING
         run.started_at = clock.now()
         run.worker = self.worker_id
-        await self.store.record_run(run)
+        await self._persist(f"recording the start of run {run.id}", lambda: self.store.record_run(run))
         log_run(run)
         emit = self.events.active
         if emit:
@@ -265,25 +272,32 @@ class Working:
             # Shutting down with a shared broker: hand the run back now rather than after its lease.
             run.retry_at = None
             run.error_message = "interrupted by worker shutdown; handed back to the queue for another worker"
-            await self.store.record_run(run)
+            try:
+                await self.store.record_run(run)
+                await self.broker.release(self._held(delivery))
+            except BackendUnavailableError as exc:  # stopping: no waiting; the lease will end instead
+                log.warning("run %s could not be handed back (%s); it is delivered again when its lease ends",
+                            run.id, exc)
             log_run(run)
-            await self.broker.release(self._held(delivery))
             self._forget_local(run)
             return None
         fire_over = next_run is None and follow_up
         fire_ended = False
+        what = f"recording the outcome of run {run.id}"
         if delivery is None:
-            await self.store.record_run(run)
+            await self._persist(what, lambda: self.store.record_run(run))
         else:
             # The retry is queued in the same step as the ack: a crash between them cannot lose it.
             then, at = (next_run, next_run.created_at) if next_run is not None else (None, None)
-            held = self._held(delivery)
             if self._record_and_ack is not None:
                 # One step, and only while the lease is ours: a stale result overwrites nothing.
-                acked = fire_ended = await self._record_and_ack(run, held, then, at, fire_over)
+                record_and_ack = self._record_and_ack
+                acked = fire_ended = await self._persist(
+                    what, lambda: record_and_ack(run, self._held(delivery), then, at, fire_over)
+                )
             else:
-                await self.store.record_run(run)
-                acked = await self.broker.ack(held, then, at)
+                await self._persist(what, lambda: self.store.record_run(run))
+                acked = await self._persist(what, lambda: self.broker.ack(self._held(delivery), then, at))
             if not acked:
                 await self._record_duplicate(run)
                 return None
@@ -352,8 +366,10 @@ class Working:
         plan = self.plans.current(child)
         if plan is None or not plan.task.enabled:
             return
-        if await self.store.parent_succeeded(child, parent, plan.parents):
-            await self.dispatch(plan, self.clock.now(), f"parents succeeded: {', '.join(sorted(plan.parents))}")
+        what = f"starting {child} after {parent}"
+        if await self._persist(what, lambda: self.store.parent_succeeded(child, parent, plan.parents)):
+            reason = f"parents succeeded: {', '.join(sorted(plan.parents))}"
+            await self._persist(what, lambda: self.dispatch(plan, self.clock.now(), reason))
 
     async def _skip_descendants(self, name: str, reason: str) -> None:
         seen: set[str] = set()
@@ -367,14 +383,16 @@ class Working:
             plan = self.plans.current(child)
             if plan is None:
                 continue
-            await self.store.reset_parents(child)
-            await self._record_skip(plan, now, reason)
+            what = f"skipping {child}"
+            await self._persist(what, lambda: self.store.reset_parents(child))  # noqa: B023 - awaited here
+            await self._persist(what, lambda: self._record_skip(plan, now, reason))  # noqa: B023
             frontier.extend(self.plans.children_of(child))
 
     async def _release(self, run: Run) -> None:
         """The fire of ``run`` is over (no further attempt): it no longer counts as active."""
-        if run.fire_id is not None:
-            await self.store.end_fire(run.task_name, run.fire_id)
+        fire = run.fire_id
+        if fire is not None:
+            await self._persist(f"ending fire {fire}", lambda: self.store.end_fire(run.task_name, fire))
         self._forget_local(run)
 
     def _forget_local(self, run: Run) -> None:

@@ -75,6 +75,7 @@ class MemoryBroker:
         self._tokens = itertools.count(1)
         self._waiters: deque[_Waiter] = deque()
         self._dead: deque[dict[str, Any]] = deque(maxlen=_DEAD_LETTERS_KEPT)
+        self._handed_back: dict[str, int] = {}  # run id -> releases so far, while the run is queued
         self._closed = False
 
     async def open(self) -> None:
@@ -167,7 +168,7 @@ class MemoryBroker:
         leases.append((until, token))
         if self._waiters:
             self._after_take(until)
-        return Delivery(copy_run(run), token, until, count + 1)
+        return Delivery(copy_run(run), token, until, count + 1, self._handed_back.get(run.id, 0))
 
     def _after_take(self, until: float) -> None:
         if self._ready:
@@ -234,6 +235,7 @@ class MemoryBroker:
         if lease is None:
             return False
         self._ready.appendleft((lease.run, lease.count))
+        self._handed_back[lease.run.id] = self._handed_back.get(lease.run.id, 0) + 1
         self._wake_one()
         self._compact_leases()
         return True
@@ -243,6 +245,7 @@ class MemoryBroker:
         lease = self._inflight.pop(delivery.token, None)
         if lease is None:
             return False
+        self._handed_back.pop(lease.run.id, None)
         self._dead.append(
             {"id": lease.run.id, "reason": reason, "payload": lease.run.to_dict(), "at": self._clock.now().isoformat()}
         )
@@ -256,8 +259,11 @@ class MemoryBroker:
     async def ack(self, delivery: Delivery, then: Run | None = None, at: datetime | None = None) -> bool:
         """Forget the run and enqueue ``then`` (if given); False if the token is stale (the run
         went to another worker), and then nothing is enqueued."""
-        if self._inflight.pop(delivery.token, None) is None:
+        lease = self._inflight.pop(delivery.token, None)
+        if lease is None:
             return False
+        if self._handed_back:
+            self._handed_back.pop(lease.run.id, None)
         self._compact_leases()
         if then is not None:
             await self.enqueue(then, at)

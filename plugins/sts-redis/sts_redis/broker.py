@@ -140,14 +140,14 @@ class RedisBroker:
                 await self._dead_letter(stray, "", "no message is stored under this run id", None)
             deliveries = []
             until = self._clock.monotonic() + self._lease_time
-            for i in range(0, len(taken), 4):
-                run_id, payload, count, token = taken[i : i + 4]
+            for i in range(0, len(taken), 5):
+                run_id, payload, count, token, handed_back = taken[i : i + 5]
                 try:
                     run = _decode_run(payload)
                 except _Undeliverable as exc:
                     await self._dead_letter(run_id, str(token), str(exc), payload)
                     continue
-                deliveries.append(Delivery(run, int(token), until, int(count)))
+                deliveries.append(Delivery(run, int(token), until, int(count), int(handed_back)))
             if deliveries:
                 return deliveries, 0.0
             if taken:

@@ -27,6 +27,7 @@ local function forget(p, id)
   redis.call('HDEL', p .. ':q:msg', id)
   redis.call('HDEL', p .. ':q:token', id)
   redis.call('HDEL', p .. ':q:count', id)
+  redis.call('HDEL', p .. ':q:handed', id)
 end
 """
 
@@ -66,6 +67,7 @@ while #taken < 4 * limit and #strays < 100 do
     taken[#taken + 1] = json
     taken[#taken + 1] = count
     taken[#taken + 1] = token
+    taken[#taken + 1] = redis.call('HGET', p .. ':q:handed', id) or 0
   else
     strays[#strays + 1] = id
   end
@@ -93,12 +95,13 @@ if ARGV[4] then push(p, ARGV[4], ARGV[5], ARGV[6]) end
 return 1
 """
 
-# ARGV: prefix, id, token. Hand the run back to the front of the ready list now.
+# ARGV: prefix, id, token. Hand the run back to the front of the ready list now (counted in q:handed).
 RELEASE = """
 local p, id = ARGV[1], ARGV[2]
 if redis.call('HGET', p .. ':q:token', id) ~= ARGV[3] then return 0 end
 redis.call('ZREM', p .. ':q:leases', id)
 redis.call('HDEL', p .. ':q:token', id)
+redis.call('HINCRBY', p .. ':q:handed', id, 1)
 if redis.call('LPUSH', p .. ':q:ready', id) == 1 then redis.call('PUBLISH', p .. ':queue', 'ready') end
 return 1
 """
