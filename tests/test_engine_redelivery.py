@@ -194,3 +194,26 @@ def test_a_queued_run_of_a_task_that_never_existed_is_dead_lettered(make_schedul
         assert dead[0]["id"] == ghost.id
 
     asyncio.run(main())
+
+
+def test_runs_handed_back_at_graceful_stops_are_not_poisoned_and_say_so(make_scheduler, clock) -> None:
+    async def main() -> None:
+        async with make_scheduler(executor={"max_redeliveries": 0}) as scheduler:
+            engine, broker = await _prepared(scheduler, Task("t", job, every=3600))
+            run = await _fire_first(engine, "t")
+            for delivery_number in (1, 2):  # two workers stop gracefully while it runs
+                delivery = await broker.consume(0)
+                attempt_id = run.id if delivery_number == 1 else f"{run.id}.d{delivery_number}"
+                delivery.run.id = attempt_id
+                delivery.run.state = RunState.INTERRUPTED
+                await scheduler.backend.store.record_run(delivery.run)
+                delivery.run.id = run.id
+                assert await broker.release(delivery) is True
+            third = await broker.consume(0)
+            assert (third.delivery_count, third.handed_back) == (3, 2)
+            await engine._execute(third)
+            done = await scheduler.get_run(f"{run.id}.d3")
+        assert done.state is RunState.SUCCEEDED and "handed it back" in done.reason
+        assert calls == ["job"]
+
+    asyncio.run(main())
