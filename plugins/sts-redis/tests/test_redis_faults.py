@@ -8,7 +8,7 @@ records. Each test prints a one-line summary of its counts (``pytest -s`` shows 
 Every process runs in its own session with a log file in the test's ``tmp_path`` (a failed wait
 shows the tail of each); every process is stopped in a ``finally`` (SIGCONT, SIGTERM, 5 s,
 SIGKILL). Each test uses a fresh key prefix or a private server. ``FAULT_SCHEDULER_SECONDS``
-sets how long the two-scheduler test runs both schedulers (default 20, the issue says 60).
+sets how long the two-scheduler test runs both schedulers (default 60 s).
 """
 
 from __future__ import annotations
@@ -138,8 +138,8 @@ def test_sigkilled_worker_loses_no_run(cluster: Cluster) -> None:
 
 # -- 2. two schedulers: no duplicate and no missed fire; one killed, the other carries on ---------------------
 
-#: The issue asks for 60 s with both schedulers; 20 s keeps the suite short (set FAULT_SCHEDULER_SECONDS=60).
-BOTH_SCHEDULERS_SECONDS = float(os.environ.get("FAULT_SCHEDULER_SECONDS", "20"))
+#: How long both schedulers run side by side (the issue asks for 60 s; FAULT_SCHEDULER_SECONDS=20 for a quicker run).
+BOTH_SCHEDULERS_SECONDS = float(os.environ.get("FAULT_SCHEDULER_SECONDS", "60"))
 SECOND_US = 1_000_000
 
 
