@@ -98,6 +98,10 @@ class Engine(Firing, Working, Redelivery):
         self._record_and_ack = getattr(backend, "record_and_ack", None)
         self._unavailable: dict[str, float] = {}  # loop name -> current backoff, while the backend is away
         self._backing_off: set[asyncio.Event] = set()
+        self._changes: asyncio.Queue[str | None] | None = None
+        self._watching = False
+        # A process without a worker never sees its runs end: it does not track them for wait_idle.
+        self._local_worker = True
         self._max_batch = int(config.get("scheduler.max_batch", 1000))
         self._random = random.Random()
         self._clock_offset = 0.0
@@ -144,11 +148,14 @@ class Engine(Firing, Working, Redelivery):
     def start(self, *, scheduler: bool = True, worker: bool = True) -> None:
         """Start the loops as asyncio tasks on the running loop."""
         self._stopping = False
+        self._local_worker = worker
         self._bind_to_loop()
         watch = getattr(self.store, "watch", None)
         if watch is not None:
-            self._changes: asyncio.Queue[str | None] = asyncio.Queue()
-            watch(self._changes.put_nowait)
+            self._changes = asyncio.Queue()  # a new one per start: it belongs to this loop
+            if not self._watching:
+                watch(self._on_change)  # once: the store keeps its watchers
+                self._watching = True
             self._loops.append(asyncio.create_task(self._watch_loop(), name="sts-watch"))
         if scheduler:
             self._loops.append(asyncio.create_task(self._scheduler_loop(), name="sts-scheduler"))
@@ -184,7 +191,7 @@ class Engine(Firing, Working, Redelivery):
 
     async def _drain_queue(self) -> None:
         """Record the runs a non-durable broker still holds as cancelled: they die with us."""
-        if getattr(self.broker, "durable", True) or not hasattr(self.broker, "drain"):
+        if self._durable or not hasattr(self.broker, "drain"):
             return
         for run in await self.broker.drain():
             await self._record_unstarted(run, RunState.CANCELLED, "the scheduler stopped before it ran")
@@ -209,7 +216,11 @@ class Engine(Firing, Working, Redelivery):
         else:
             delay = LOOP_RETRY_DELAY
             log.exception("the %s loop failed; retrying in %gs", loop, delay)
-        retry_now = asyncio.Event()  # set when a shared store resyncs: the backend is back
+        await self._wait_for_backend(delay)
+
+    async def _wait_for_backend(self, delay: float) -> None:
+        """Wait ``delay`` seconds, or less if a shared store resyncs meanwhile (the backend is back)."""
+        retry_now = asyncio.Event()
         self._backing_off.add(retry_now)
         try:
             await self.clock.wait(retry_now, delay)
@@ -230,12 +241,7 @@ class Engine(Firing, Working, Redelivery):
                 if not warned:
                     log.warning("%s: %s; retrying until it is back", what, exc)
                     warned = True
-                retry_now = asyncio.Event()
-                self._backing_off.add(retry_now)
-                try:
-                    await self.clock.wait(retry_now, delay)
-                finally:
-                    self._backing_off.discard(retry_now)
+                await self._wait_for_backend(delay)
                 delay = min(delay * 2, MAX_BACKOFF)
                 continue
             if warned:
@@ -247,6 +253,10 @@ class Engine(Firing, Working, Redelivery):
             log.warning("%s loop: the backend is reachable again", loop)
 
     # -- task changes made by other processes ---------------------------------------------------
+
+    def _on_change(self, name: str | None) -> None:
+        if self._changes is not None:
+            self._changes.put_nowait(name)
 
     async def _watch_loop(self) -> None:
         """Apply task changes other processes made to a shared store, one at a time."""
@@ -261,6 +271,7 @@ class Engine(Firing, Working, Redelivery):
                 raise
             except Exception as exc:  # noqa: BLE001 - the next notice (or resync) repairs it
                 log.warning("could not apply a change of task %s: %s", name or "(all)", exc)
+            self.wake()  # a task's next fire may now be the earliest
             if name is None:
                 for retry_now in self._backing_off:
                     retry_now.set()
@@ -275,8 +286,10 @@ class Engine(Firing, Working, Redelivery):
                 self.plans.uninstall(name)
                 self.forget_task(name, current.task.version)
             return None
-        if current is not None and current.task.version == task.version:
-            return current
+        if current is not None and current.task.version >= task.version:
+            return current  # up to date, or a concurrent reload installed a newer version meanwhile
+        if task.version <= self._removed_upto.get(name, 0):
+            return None  # read before a delete that was applied meanwhile
         try:
             plan = self.compile(task)
         except Exception as exc:  # noqa: BLE001 - one bad stored task must not stop the others

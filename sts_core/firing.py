@@ -12,6 +12,7 @@ import attrs
 
 from sts_core import events as ev
 from sts_core.clock import Clock
+from sts_core.errors import BackendError
 from sts_core.eventbus import EventBus
 from sts_core.interfaces import DueFire
 from sts_core.model import Run, RunState, fire_id, new_run_id
@@ -35,6 +36,8 @@ class Firing:
     clock: Clock
     plans: TaskPlans
     events: EventBus
+    # and, from Working and Engine: _back_off, _backend_back, reload_task, _persist and the
+    # engine's state (_wake, _active, _claim_and_enqueue, ...)
 
     # -- scheduler loop -----------------------------------------------------------------------------
 
@@ -68,8 +71,8 @@ class Firing:
     async def _fire_safely(self, fire: DueFire, now: datetime) -> None:
         try:
             await self._fire(fire, now)
-        except asyncio.CancelledError:
-            raise
+        except (asyncio.CancelledError, BackendError):
+            raise  # the loop backs off; the fire stays due
         except Exception:
             # A trigger or task type that raises would otherwise be due again at once, forever.
             log.exception("firing %s failed; the task is unscheduled until it is added again", fire.task_name)
@@ -167,6 +170,7 @@ class Firing:
         *,
         limit_instances: bool = True,
         claim: tuple[DueFire, datetime | None] | None = None,
+        run_id: str | None = None,
     ) -> Run | None:
         """Create the first attempt of a fire and hand it to the broker, or record it skipped
         when ``max_instances`` runs of the task are already queued or running.
@@ -179,7 +183,7 @@ class Firing:
         fire = fire_id(task.name, scheduled_for)
         limit = task.max_instances if limit_instances else 1 << 30
         run = Run(
-            id=new_run_id(),
+            id=run_id or new_run_id(),
             task_name=task.name,
             task_version=task.version,
             scheduled_for=scheduled_for,
@@ -203,8 +207,9 @@ class Firing:
             return await self._record_skip(
                 plan, scheduled_for, f"max_instances={task.max_instances} reached: previous run still active"
             )
-        self._active.setdefault(task.name, set()).add(fire)
-        self.idle.clear()
+        if self._local_worker:
+            self._active.setdefault(task.name, set()).add(fire)
+            self.idle.clear()
         return run
 
     async def _record_skip(self, plan: TaskPlan, scheduled_for: datetime, reason: str) -> Run:

@@ -159,10 +159,11 @@ class Store(Protocol):
         """Runs, newest first."""
 
     # dependencies
-    async def parent_succeeded(self, child: str, parent: str, required: frozenset[str]) -> bool:
-        """Note that ``parent`` succeeded. When with it every parent in ``required`` has
-        succeeded since the child's last reset, reset the child's progress and return True:
-        atomically, so exactly one caller starts the child."""
+    async def parent_succeeded(self, child: str, parent: str, required: frozenset[str], token: str) -> bool:
+        """Note that ``parent`` succeeded (in the run ``token``). When with it every parent in
+        ``required`` has succeeded since the child's last reset, reset the child's progress and
+        return True: atomically, so exactly one caller starts the child. Asked again with the
+        token that completed the set, it answers True again (a repeated step), changing nothing."""
 
     async def reset_parents(self, child: str) -> None:
         """Forget the child's parent progress (it was skipped)."""

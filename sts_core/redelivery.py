@@ -29,6 +29,8 @@ class Redelivery:
     clock: Clock
     plans: TaskPlans
     events: EventBus
+    # and, from Working and Engine: _held, _persist, _after_outcome, _retry_of, _release,
+    # _forget_local, worker_id
 
     async def _previous_attempt(self, delivery: Delivery) -> Run | None:
         """The run is delivered again: the record of the previous delivery's attempt, marked
@@ -56,11 +58,12 @@ class Redelivery:
                     "completing it without running it again", previous.id, previous.state.value)
         next_run = self._retry_of(previous) if previous.state is RunState.RETRYING else None
         at = next_run.created_at if next_run is not None else None
-        if not await self.broker.ack(self._held(delivery), next_run, at):
-            return
         plan = await self.plans.for_version(previous.task_name, previous.task_version)
-        if plan is not None:
+        if plan is not None:  # dependents first, then the ack: a crash in between repeats them harmlessly
             await self._after_outcome(plan, previous, self.events.active)
+        if not await self._persist(f"acknowledging run {previous.id}",
+                                   lambda: self.broker.ack(self._held(delivery), next_run, at)):
+            return
         if next_run is None:
             await self._release(previous)
 

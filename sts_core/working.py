@@ -45,6 +45,8 @@ class Working:
     clock: Clock
     plans: TaskPlans
     events: EventBus
+    # and, from Firing, Redelivery and Engine: dispatch, _record_skip, _previous_attempt,
+    # _complete_recorded, _poison, _record_duplicate, _persist, reload_task and the engine's state
 
     # -- worker loop --------------------------------------------------------------------------------
 
@@ -105,8 +107,10 @@ class Working:
                 except Exception as exc:  # noqa: BLE001 - the next beat tries again
                     log.warning("renewing the lease of run %s failed: %s", run_id, exc)
                     continue
-                if not renewed:
-                    log.warning("run %s lost its lease; another worker may run it again", run_id)
+                if not renewed and self._deliveries.get(run_id, (None, 0.0))[0] is delivery:
+                    del self._deliveries[run_id]  # nothing left to renew
+                    if run_id in self._executing:
+                        log.warning("run %s lost its lease; another worker may run it again", run_id)
 
     def _finished(self, run_id: str, task: asyncio.Task[Any]) -> None:
         self._executing.pop(run_id, None)
@@ -282,39 +286,68 @@ class Working:
             self._forget_local(run)
             return None
         fire_over = next_run is None and follow_up
-        fire_ended = False
-        what = f"recording the outcome of run {run.id}"
         if delivery is None:
+            await self._persist(f"recording the outcome of run {run.id}", lambda: self.store.record_run(run))
+            log_run(run)
+            await self._after_outcome(plan, run, emit)
+            if fire_over:
+                await self._release(run)
+            return next_run
+        if await self._finish(plan, run, delivery, next_run, fire_over, emit):
+            return next_run
+        await self._record_duplicate(run)
+        return None
+
+    async def _finish(
+        self, plan: TaskPlan, run: Run, delivery: Delivery, next_run: Run | None, fire_over: bool, emit: bool
+    ) -> bool:
+        """Record a delivered run's outcome, start its dependents, ack it and queue its retry
+        (in the ack, so a crash cannot lose it). False, with nothing done, when the lease was
+        lost: another worker has the run.
+
+        With a backend offering ``record_and_ack``, a run without dependents takes one atomic,
+        fenced step. A run with dependents is recorded (fenced) first, its dependents started,
+        and only then acked: a worker lost in between is redelivered, and the redelivery
+        completes the recorded outcome, starting the dependents idempotently.
+        """
+        what = f"recording the outcome of run {run.id}"
+        then, at = (next_run, next_run.created_at) if next_run is not None else (None, None)
+        record_and_ack = self._record_and_ack
+        if record_and_ack is None:  # a backend without atomic steps (one process): record, ack, follow up
             await self._persist(what, lambda: self.store.record_run(run))
-        else:
-            # The retry is queued in the same step as the ack: a crash between them cannot lose it.
-            then, at = (next_run, next_run.created_at) if next_run is not None else (None, None)
-            if self._record_and_ack is not None:
-                # One step, and only while the lease is ours: a stale result overwrites nothing.
-                record_and_ack = self._record_and_ack
-                acked = fire_ended = await self._persist(
-                    what, lambda: record_and_ack(run, self._held(delivery), then, at, fire_over)
-                )
-            else:
-                await self._persist(what, lambda: self.store.record_run(run))
-                acked = await self._persist(what, lambda: self.broker.ack(self._held(delivery), then, at))
-            if not acked:
-                await self._record_duplicate(run)
-                return None
+            if not await self._persist(what, lambda: self.broker.ack(self._held(delivery), then, at)):
+                return False
+            log_run(run)
+            await self._after_outcome(plan, run, emit)
+            if fire_over:
+                await self._release(run)
+            return True
+        if not self.plans.children_of(run.task_name):
+            if not await self._persist(what, lambda: record_and_ack(run, self._held(delivery), then, at, fire_over)):
+                return False
+            log_run(run)
+            await self._after_outcome(plan, run, emit)
+            if fire_over:
+                self._forget_local(run)
+            return True
+        if not await self._persist(what, lambda: record_and_ack(run, self._held(delivery), None, None, False, False)):
+            return False
         log_run(run)
         await self._after_outcome(plan, run, emit)
+        ack = self.broker.ack
+        if not await self._persist(f"acknowledging run {run.id}", lambda: ack(self._held(delivery), then, at)):
+            log.warning("run %s: its lease was lost after its outcome was recorded; the worker given it "
+                        "completes it", run.id)
+            return True
         if fire_over:
-            if fire_ended:
-                self._forget_local(run)
-            else:
-                await self._release(run)
-        return next_run
+            await self._release(run)
+        return True
 
     def _retry_of(self, run: Run) -> Run:
         """The next attempt of a run recorded as retrying."""
         assert run.retry_at is not None
         return Run(
-            id=new_run_id(),
+            id=f"{run.id}.r",  # the same id each time it is derived: queuing it again does nothing
             task_name=run.task_name,
             task_version=run.task_version,
             scheduled_for=run.scheduled_for,
@@ -358,18 +391,28 @@ class Working:
             return
         if state is RunState.SUCCEEDED:
             for child in children:
-                await self._parent_succeeded(child, task.name)
+                await self._parent_succeeded(child, run)
         elif state in FAILED_STATES:
             await self._skip_descendants(task.name, f"upstream failed: {task.name}")
 
-    async def _parent_succeeded(self, child: str, parent: str) -> None:
+    async def _parent_succeeded(self, child: str, parent_run: Run) -> None:
+        """Note the parent's success; start the child when all its parents have succeeded.
+
+        Repeatable (a step retried after a lost reply, a redelivery completing a recorded
+        outcome): the store answers the same parent run the same way, and the child's run has
+        an id and fire time derived from the parent run, so it is queued once.
+        """
         plan = self.plans.current(child)
         if plan is None or not plan.task.enabled:
             return
+        parent = parent_run.task_name
         what = f"starting {child} after {parent}"
-        if await self._persist(what, lambda: self.store.parent_succeeded(child, parent, plan.parents)):
-            reason = f"parents succeeded: {', '.join(sorted(plan.parents))}"
-            await self._persist(what, lambda: self.dispatch(plan, self.clock.now(), reason))
+        parents = plan.parents
+        if await self._persist(what, lambda: self.store.parent_succeeded(child, parent, parents, parent_run.id)):
+            reason = f"parents succeeded: {', '.join(sorted(parents))}"
+            when = parent_run.ended_at or self.clock.now()
+            run_id = f"{parent_run.id}>{child}"
+            await self._persist(what, lambda: self.dispatch(plan, when, reason, run_id=run_id))
 
     async def _skip_descendants(self, name: str, reason: str) -> None:
         seen: set[str] = set()

@@ -112,7 +112,7 @@ class StoreContract(_BackendSuite):
             await store.put_task(_task("child", parent_tasks=["p1", "p2"]))
             await store.set_next_fire("child", now)
             both = frozenset({"p1", "p2"})
-            await store.parent_succeeded("child", "p1", both)
+            await store.parent_succeeded("child", "p1", both, "run-1")
             assert await store.begin_fire("child", "f1", 1) is True
             run = _run("child", now)
             await store.record_run(run)
@@ -122,7 +122,7 @@ class StoreContract(_BackendSuite):
             assert await store.get_next_fire("child") is None
             assert await store.next_due_time() is None
             assert await store.due_fires(now, 10) == []
-            assert await store.parent_succeeded("child", "p2", both) is False
+            assert await store.parent_succeeded("child", "p2", both, "run-2") is False
             assert await store.begin_fire("child", "f2", 1) is True
             assert await store.get_run(run.id) is not None
             assert await store.delete_task("child") is False
@@ -350,15 +350,27 @@ class StoreContract(_BackendSuite):
     ) -> None:
         async def body(store: Store, clock: FakeClock) -> None:
             both = frozenset({"p1", "p2"})
-            assert await store.parent_succeeded("child", "p1", both) is False
-            assert await store.parent_succeeded("child", "p1", both) is False
-            assert await store.parent_succeeded("other", "p2", frozenset({"p2", "p3"})) is False
-            assert await store.parent_succeeded("child", "p2", both) is True
-            assert await store.parent_succeeded("child", "p2", both) is False  # progress was reset
+            assert await store.parent_succeeded("child", "p1", both, "run-3") is False
+            assert await store.parent_succeeded("child", "p1", both, "run-4") is False
+            assert await store.parent_succeeded("other", "p2", frozenset({"p2", "p3"}), "run-5") is False
+            assert await store.parent_succeeded("child", "p2", both, "run-6") is True
+            assert await store.parent_succeeded("child", "p2", both, "run-7") is False  # progress was reset
             await store.reset_parents("child")
-            assert await store.parent_succeeded("child", "p1", both) is False
+            assert await store.parent_succeeded("child", "p1", both, "run-8") is False
             await store.reset_parents("never-seen")
-            assert await store.parent_succeeded("solo", "p", frozenset({"p"})) is True
+            assert await store.parent_succeeded("solo", "p", frozenset({"p"}), "run-9") is True
+
+        self.run_store(make_backend, body)
+
+    def test_parent_succeeded_asked_again_with_the_completing_token_answers_true_and_changes_nothing(
+        self, make_backend: Any
+    ) -> None:
+        async def body(store: Store, clock: FakeClock) -> None:
+            both = frozenset({"p1", "p2"})
+            assert await store.parent_succeeded("child", "p1", both, "a") is False
+            assert await store.parent_succeeded("child", "p2", both, "b") is True
+            assert await store.parent_succeeded("child", "p2", both, "b") is True  # the same step, repeated
+            assert await store.parent_succeeded("child", "p1", both, "c") is False  # progress stayed reset
 
         self.run_store(make_backend, body)
 
@@ -367,7 +379,7 @@ class StoreContract(_BackendSuite):
             parents = frozenset(f"p{i}" for i in range(8))
             for round_ in range(5):
                 results = await asyncio.gather(
-                    *(store.parent_succeeded("child", parent, parents) for parent in sorted(parents))
+                    *(store.parent_succeeded("child", p, parents, f"{round_}-{p}") for p in sorted(parents))
                 )
                 assert results.count(True) == 1, f"round {round_}: {results}"
 

@@ -50,6 +50,8 @@ class MemoryStore:
         self._recorded: deque[tuple[datetime, str]] = deque()  # (first recorded, id), for max_age
         # dependencies: child -> parents that succeeded since the child's last reset.
         self._parents: dict[str, set[str]] = {}
+        # child -> the parent run that last completed its parents (a repeated call answers the same)
+        self._completed_by: dict[str, str] = {}
         # fires queued or running per task (max_instances)
         self._active: dict[str, set[str]] = {}
 
@@ -112,6 +114,7 @@ class MemoryStore:
         existed = self._versions.pop(name, None) is not None
         self._next.pop(name, None)
         self._parents.pop(name, None)
+        self._completed_by.pop(name, None)
         self._active.pop(name, None)
         return existed
 
@@ -248,14 +251,17 @@ class MemoryStore:
 
     # -- dependencies -------------------------------------------------------------------------
 
-    async def parent_succeeded(self, child: str, parent: str, required: frozenset[str]) -> bool:
+    async def parent_succeeded(self, child: str, parent: str, required: frozenset[str], token: str) -> bool:
         """Note ``parent``'s success for ``child``; True (and reset) once every ``required`` parent succeeded."""
+        if self._completed_by.get(child) == token:
+            return True
         done = self._parents.get(child)
         if done is None:
             done = self._parents[child] = set()
         done.add(parent)
         if required <= done:
             del self._parents[child]
+            self._completed_by[child] = token
             return True
         return False
 

@@ -11,56 +11,46 @@ server, so steps the kernel would otherwise take one after the other can be made
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
 from sts_core.interfaces import Delivery, DueFire
 from sts_core.model import Run
 from sts_redis.broker_scripts import FORGET, PUSH
+from sts_redis.codec import run_json, to_us
 from sts_redis.connection import translated
-from sts_redis.store_scripts import RECORD
-from sts_redis.timeutil import to_us
+from sts_redis.store_scripts import ADMIT, CLAIM, RECORD
 
 # ARGV: prefix, task name, fire id, limit, now (us), fire expiry (us), run id, run json, at (us)
 # or '', then (optional) expected due (us) and next due (us) or ''.
 # Returns 0: the claim was lost; 1: queued; 2: claimed, but max_instances fires are active.
-CLAIM_AND_ENQUEUE = PUSH + """
+CLAIM_AND_ENQUEUE = PUSH + CLAIM + ADMIT + """
 local p, name = ARGV[1], ARGV[2]
-if ARGV[10] then
-  local due = p .. ':due'
-  local score = redis.call('ZSCORE', due, name)
-  if not score or tonumber(score) ~= tonumber(ARGV[10]) then return 0 end
-  if ARGV[11] == '' then redis.call('ZREM', due, name) else redis.call('ZADD', due, ARGV[11], name) end
-end
-local active = p .. ':active:' .. name
-redis.call('ZREMRANGEBYSCORE', active, '-inf', ARGV[5])
-if not redis.call('ZSCORE', active, ARGV[3]) and redis.call('ZCARD', active) >= tonumber(ARGV[4]) then
-  return 2
-end
-redis.call('ZADD', active, ARGV[6], ARGV[3])
+if ARGV[10] and claim(p, name, ARGV[10], ARGV[11]) == 0 then return 0 end
+if admit(p, name, ARGV[3], ARGV[4], ARGV[5], ARGV[6]) == 0 then return 2 end
 push(p, ARGV[7], ARGV[8], ARGV[9])
 return 1
 """
 
 # ARGV: prefix, message id, token, run id, task name, run json, now (us), max runs per task,
-# cutoff (us) or '', fire id to end or '', then (optional) next id, next json, next at or ''.
-# Returns 0 (nothing done) when the token is not current, else 1.
+# cutoff (us) or '', fire id to end or '', ack ('1' or '0'), then (optional) next id, next json,
+# next at or ''. Returns 0 (nothing done) when the token is not current, else 1; also 1 when
+# this very step already ran (its reply was lost and it is asked again).
 RECORD_AND_ACK = PUSH + FORGET + RECORD + """
 local p, msg = ARGV[1], ARGV[2]
-if redis.call('HGET', p .. ':q:token', msg) ~= ARGV[3] then return 0 end
+if redis.call('HGET', p .. ':q:token', msg) ~= ARGV[3] then
+  if ARGV[11] == '1' and redis.call('HGET', p .. ':runs', ARGV[4]) == ARGV[6] then return 1 end
+  return 0
+end
 record(p, ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9])
-forget(p, msg)
+if ARGV[11] == '1' then forget(p, msg) end
 if ARGV[10] ~= '' then redis.call('ZREM', p .. ':active:' .. ARGV[5], ARGV[10]) end
-if ARGV[11] then push(p, ARGV[11], ARGV[12], ARGV[13]) end
+if ARGV[12] then push(p, ARGV[12], ARGV[13], ARGV[14]) end
 return 1
 """
 
 _CLAIM_OUTCOMES = {0: "lost", 1: "queued", 2: "limited"}
 
-
-def _json(run: Run) -> str:
-    return json.dumps(run.to_dict(), separators=(",", ":"), ensure_ascii=False)
 
 
 class AtomicSteps:
@@ -81,7 +71,7 @@ class AtomicSteps:
             now = to_us(store.clock.now())
             args: list[Any] = [
                 store.prefix, run.task_name, run.fire_id, limit, now, now + store.fire_ttl_us,
-                run.id, _json(run), "" if at is None else to_us(at),
+                run.id, run_json(run), "" if at is None else to_us(at),
             ]
             if claim is not None:
                 fire, following = claim
@@ -89,18 +79,20 @@ class AtomicSteps:
             return _CLAIM_OUTCOMES[await self._run(CLAIM_AND_ENQUEUE, args)]
 
     async def record_and_ack(
-        self, run: Run, delivery: Delivery, then: Run | None, at: datetime | None, end_fire: bool
+        self, run: Run, delivery: Delivery, then: Run | None, at: datetime | None, end_fire: bool, ack: bool = True
     ) -> bool:
-        """If ``delivery``'s lease is current: record ``run``, ack, queue ``then``, end the fire (if
-        ``end_fire``), all at once, and return True; else do nothing and return False."""
+        """If ``delivery``'s lease is current: record ``run``, ack (if ``ack``), queue ``then``,
+        end the fire (if ``end_fire``), all at once, and return True; else do nothing and return
+        False. Asking again after a lost reply gives True again."""
         store = self._store
         with translated(store.connection.where):
             now = to_us(store.clock.now())
             args: list[Any] = [
-                store.prefix, delivery.run.id, delivery.token, run.id, run.task_name, _json(run), now,
+                store.prefix, delivery.run.id, delivery.token, run.id, run.task_name, run_json(run), now,
                 store.max_runs, "" if store.max_age_us is None else now - store.max_age_us,
                 (run.fire_id or "") if end_fire else "",
+                "1" if ack else "0",
             ]
             if then is not None:
-                args += [then.id, _json(then), "" if at is None else to_us(at)]
+                args += [then.id, run_json(then), "" if at is None else to_us(at)]
             return bool(await self._run(RECORD_AND_ACK, args))

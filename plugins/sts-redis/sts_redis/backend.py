@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -11,6 +12,8 @@ import attrs
 
 from sts_core.durations import parse_duration
 from sts_core.errors import ConfigError, Problem, did_you_mean
+from sts_core.interfaces import Delivery, DueFire
+from sts_core.model import Run
 from sts_redis.atomic import AtomicSteps
 from sts_redis.broker import RedisBroker
 from sts_redis.connection import RedisConnection, safe_url
@@ -48,13 +51,17 @@ class RedisBackend:
     def __attrs_post_init__(self) -> None:
         self.steps = AtomicSteps(self.store)
 
-    async def claim_and_enqueue(self, *args: Any) -> str:
+    async def claim_and_enqueue(
+        self, claim: tuple[DueFire, datetime | None] | None, run: Run, limit: int, at: datetime | None
+    ) -> str:
         """See ``AtomicSteps.claim_and_enqueue``."""
-        return await self.steps.claim_and_enqueue(*args)
+        return await self.steps.claim_and_enqueue(claim, run, limit, at)
 
-    async def record_and_ack(self, *args: Any) -> bool:
+    async def record_and_ack(
+        self, run: Run, delivery: Delivery, then: Run | None, at: datetime | None, end_fire: bool, ack: bool = True
+    ) -> bool:
         """See ``AtomicSteps.record_and_ack``."""
-        return await self.steps.record_and_ack(*args)
+        return await self.steps.record_and_ack(run, delivery, then, at, end_fire, ack)
 
 
 def build_backend(config: Any, clock: Any) -> RedisBackend:
@@ -119,7 +126,8 @@ def _check_url(value: Any) -> str | None:
         try:
             parts.port  # noqa: B018 - raises ValueError for a bad port
         except ValueError:
-            return f"the port in {safe_url(value)!r} is not a number from 1 to 65535"
+            return (f"the port in {safe_url(value)!r} is not a number from 1 to 65535 (characters such as / ? # @ "
+                    "in a password must be percent-encoded: / is %2F)")
         path = parts.path.strip("/")
         if path and not path.isdigit():
             return f"the database in {safe_url(value)!r} must be a number such as /0, got /{path}"

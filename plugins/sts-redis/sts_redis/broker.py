@@ -24,8 +24,8 @@ from typing import Any
 from sts_core.interfaces import Delivery
 from sts_core.model import Run
 from sts_redis import broker_scripts as lua
+from sts_redis.codec import run_json, to_us
 from sts_redis.connection import RedisConnection, translate_errors
-from sts_redis.timeutil import to_us
 
 log = logging.getLogger("sts.redis")
 
@@ -95,7 +95,7 @@ class RedisBroker:
         """Queue a snapshot of ``run`` now, or for delivery not before ``at``."""
         if at is not None and at.tzinfo is None:
             raise ValueError(f"enqueue of run {run.id!r}: expected a timezone-aware datetime for at, got {at!r}")
-        await self._call("ENQUEUE", run.id, _payload(run), "" if at is None else to_us(at))
+        await self._call("ENQUEUE", run.id, run_json(run), "" if at is None else to_us(at))
         self._wake_all()
 
     # -- consuming ----------------------------------------------------------------------------
@@ -191,7 +191,7 @@ class RedisBroker:
         if then is None:
             return bool(await self._call("ACK", delivery.run.id, delivery.token))
         following = "" if at is None else to_us(at)
-        return bool(await self._call("ACK", delivery.run.id, delivery.token, then.id, _payload(then), following))
+        return bool(await self._call("ACK", delivery.run.id, delivery.token, then.id, run_json(then), following))
 
     @translate_errors
     async def release(self, delivery: Delivery) -> bool:
@@ -219,10 +219,6 @@ class RedisBroker:
             pipe.zcard(f"{self._p}:q:leases")
             counts = await pipe.execute()
         return sum(counts)
-
-
-def _payload(run: Run) -> str:
-    return json.dumps(run.to_dict(), separators=(",", ":"), ensure_ascii=False)
 
 
 def _text(value: bytes | str) -> str:

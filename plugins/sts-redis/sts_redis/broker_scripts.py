@@ -7,10 +7,11 @@ token of its current lease in ``q:token``. ``ARGV[1]`` is always the key prefix.
 """
 
 # A Lua function the scripts that enqueue share: queue run ``id`` (JSON ``json``) now, or (``at``
-# not '') not before ``at`` us, and wake idle consumers of other processes.
+# not '') not before ``at`` us, and wake idle consumers of other processes. A run already
+# queued is left as it is, so a step repeated after a lost reply queues nothing twice.
 PUSH = """
 local function push(p, id, json, at)
-  redis.call('HSET', p .. ':q:msg', id, json)
+  if redis.call('HSETNX', p .. ':q:msg', id, json) == 0 then return end  -- queued already
   if at == '' then
     if redis.call('RPUSH', p .. ':q:ready', id) == 1 then redis.call('PUBLISH', p .. ':queue', 'ready') end
   else
@@ -54,7 +55,7 @@ if #ended > 0 then
 end
 local strays, taken = {}, {}
 local until_ = now + tonumber(ARGV[3])
-while #taken < 4 * limit and #strays < 100 do
+while #taken < 5 * limit and #strays < 100 do
   local id = redis.call('LPOP', ready)
   if not id then break end
   local json = redis.call('HGET', p .. ':q:msg', id)

@@ -12,9 +12,9 @@ import asyncio
 import contextlib
 import functools
 import logging
+import re
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, ParamSpec, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis import exceptions as rex
@@ -30,18 +30,23 @@ T = TypeVar("T")
 
 #: The pub/sub listener reconnects after a delay doubling up to this (seconds).
 MAX_RECONNECT_DELAY = 2.0
+_QUIET_WAIT = 5.0
 
 
 def safe_url(url: str) -> str:
-    """``url`` without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+    """``url`` without its password, for messages and logs.
+
+    Works on the text, not a parsed URL, so that a password holding ``/``, ``?`` or ``#``
+    (which breaks URL parsing) is hidden too; a ``password=`` query parameter is hidden as well.
+    """
+    scheme, sep, rest = url.partition("://")
+    if sep:
+        authority_end = rest.rfind("@")
+        if authority_end != -1:
+            user, colon, _ = rest[:authority_end].partition(":")
+            if colon:
+                rest = f"{user}:***{rest[authority_end:]}"
+    return re.sub(r"(?i)([?&]password=)[^&#]*", r"\1***", f"{scheme}{sep}{rest}")
 
 
 @contextlib.contextmanager
@@ -185,8 +190,12 @@ class RedisConnection:
                         log.warning("Redis at %s: notifications resumed; reloading what may have changed", self.where)
                         self._notify_all(None)
                     first, interrupted, delay = False, False, 0.5
-                    async for message in pubsub.listen():
-                        if message.get("type") != "message":
+                    while True:
+                        # A bounded wait, not listen(): a quiet channel must not hit socket_timeout.
+                        # get_message pings the server every health_check_interval, so a dead
+                        # connection is still noticed.
+                        message = await pubsub.get_message(timeout=_QUIET_WAIT)
+                        if message is None or message.get("type") != "message":
                             continue
                         channel = _text(message["channel"])
                         data = _text(message["data"])

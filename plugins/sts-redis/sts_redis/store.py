@@ -17,20 +17,16 @@ from sts_core.errors import TaskExistsError
 from sts_core.interfaces import DueFire
 from sts_core.model import Run, RunState, Task
 from sts_redis import store_scripts as lua
+from sts_redis.codec import from_us, run_json, to_json, to_us
 from sts_redis.connection import RedisConnection, translate_errors
-from sts_redis.timeutil import from_us, to_us
 
 _LIST_PAGE = 200
-
-
-def _dumps(data: Any) -> str:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
 def _task_json(task: Task) -> str:
     data = task.to_dict()
     data.pop("version", None)
-    return _dumps(data)
+    return to_json(data)
 
 
 def _load_task(version: int | str | bytes, text: str | bytes) -> Task:
@@ -67,7 +63,6 @@ class RedisStore:
         self.connection = connection
         self.clock = clock
         self.prefix = prefix
-        self._p = prefix
         self.max_runs = max_runs_per_task or 0
         self.max_age_us = None if max_age is None else int(max_age * 1_000_000)
         self.fire_ttl_us = int(fire_ttl * 1_000_000)
@@ -75,7 +70,7 @@ class RedisStore:
         connection.subscribe(f"{prefix}:changes", self._notice)
 
     async def _call(self, name: str, *args: Any) -> Any:
-        return await self.connection.run_script(getattr(lua, name), [self._p, *args])
+        return await self.connection.run_script(getattr(lua, name), [self.prefix, *args])
 
     async def open(self) -> None:
         """Connect (shared with the broker)."""
@@ -130,15 +125,15 @@ class RedisStore:
         """The current task (or one version of it); None when unknown or deleted."""
         client = self.connection.client
         if version is None:
-            value = await client.hget(f"{self._p}:tasks", name)
+            value = await client.hget(f"{self.prefix}:tasks", name)
             return None if value is None else _split_current(value)
-        text = await client.hget(f"{self._p}:task_versions:{name}", str(version))
+        text = await client.hget(f"{self.prefix}:task_versions:{name}", str(version))
         return None if text is None else _load_task(version, text)
 
     @translate_errors
     async def list_tasks(self) -> list[Task]:
         """The current version of every task, sorted by name."""
-        stored = await self.connection.client.hgetall(f"{self._p}:tasks")
+        stored = await self.connection.client.hgetall(f"{self.prefix}:tasks")
         tasks = [_split_current(value) for value in stored.values()]
         return sorted(tasks, key=lambda task: task.name)
 
@@ -150,7 +145,7 @@ class RedisStore:
     @translate_errors
     async def last_version(self, name: str) -> int:
         """The highest version ever stored under ``name`` (kept after delete), 0 if never."""
-        value = await self.connection.client.hget(f"{self._p}:task_seq", name)
+        value = await self.connection.client.hget(f"{self.prefix}:task_seq", name)
         return int(value or 0)
 
     # -- schedule -----------------------------------------------------------------------------
@@ -159,7 +154,7 @@ class RedisStore:
     async def set_next_fire(self, name: str, when: datetime | None) -> None:
         """Set (or with None clear) the task's next fire time."""
         if when is None:
-            await self.connection.client.zrem(f"{self._p}:due", name)
+            await self.connection.client.zrem(f"{self.prefix}:due", name)
             return
         try:
             us = to_us(when)
@@ -170,20 +165,20 @@ class RedisStore:
     @translate_errors
     async def get_next_fire(self, name: str) -> datetime | None:
         """The task's next fire time, or None."""
-        score = await self.connection.client.zscore(f"{self._p}:due", name)
+        score = await self.connection.client.zscore(f"{self.prefix}:due", name)
         return None if score is None else from_us(score)
 
     @translate_errors
     async def next_due_time(self) -> datetime | None:
         """The earliest next fire over all tasks: the first entry of the due index."""
-        first = await self.connection.client.zrange(f"{self._p}:due", 0, 0, withscores=True)
+        first = await self.connection.client.zrange(f"{self.prefix}:due", 0, 0, withscores=True)
         return from_us(first[0][1]) if first else None
 
     @translate_errors
     async def due_fires(self, now: datetime, limit: int) -> list[DueFire]:
         """Up to ``limit`` fires due at or before ``now``, earliest first; nothing is claimed."""
         entries = await self.connection.client.zrangebyscore(
-            f"{self._p}:due", "-inf", to_us(now), start=0, num=limit, withscores=True
+            f"{self.prefix}:due", "-inf", to_us(now), start=0, num=limit, withscores=True
         )
         return [DueFire(name.decode(), from_us(score)) for name, score in entries]
 
@@ -200,12 +195,12 @@ class RedisStore:
         """Insert or update the run's record; a new record applies history retention."""
         now = to_us(self.clock.now())
         cutoff = "" if self.max_age_us is None else now - self.max_age_us
-        await self._call("RECORD_RUN", run.id, run.task_name, _dumps(run.to_dict()), now, self.max_runs, cutoff)
+        await self._call("RECORD_RUN", run.id, run.task_name, run_json(run), now, self.max_runs, cutoff)
 
     @translate_errors
     async def get_run(self, run_id: str) -> Run | None:
         """The run record, or None (unknown or dropped by retention)."""
-        text = await self.connection.client.hget(f"{self._p}:runs", run_id)
+        text = await self.connection.client.hget(f"{self.prefix}:runs", run_id)
         return None if text is None else Run.from_dict(json.loads(text))
 
     @translate_errors
@@ -220,7 +215,7 @@ class RedisStore:
         if limit <= 0:
             return []
         client = self.connection.client
-        index = f"{self._p}:run_order" if task_name is None else f"{self._p}:task_runs:{task_name}"
+        index = f"{self.prefix}:run_order" if task_name is None else f"{self.prefix}:task_runs:{task_name}"
         found: list[Run] = []
         start = 0
         page = limit if wanted is None else max(limit, _LIST_PAGE)
@@ -229,7 +224,7 @@ class RedisStore:
             if not ids:
                 break
             start += len(ids)
-            for text in await client.hmget(f"{self._p}:runs", ids):
+            for text in await client.hmget(f"{self.prefix}:runs", ids):
                 if text is None:
                     continue  # dropped by retention meanwhile
                 run = Run.from_dict(json.loads(text))
@@ -242,14 +237,14 @@ class RedisStore:
     # -- dependencies -------------------------------------------------------------------------
 
     @translate_errors
-    async def parent_succeeded(self, child: str, parent: str, required: frozenset[str]) -> bool:
+    async def parent_succeeded(self, child: str, parent: str, required: frozenset[str], token: str) -> bool:
         """Note ``parent``'s success for ``child``; True (and reset) for the one caller that completes ``required``."""
-        return bool(await self._call("PARENT_SUCCEEDED", child, parent, *sorted(required)))
+        return bool(await self._call("PARENT_SUCCEEDED", child, parent, token, *sorted(required)))
 
     @translate_errors
     async def reset_parents(self, child: str) -> None:
         """Forget the child's parent progress."""
-        await self.connection.client.delete(f"{self._p}:parents:{child}")
+        await self.connection.client.delete(f"{self.prefix}:parents:{child}")
 
     # -- fires in flight ----------------------------------------------------------------------
 
@@ -263,9 +258,9 @@ class RedisStore:
     async def touch_fire(self, name: str, fire_id: str) -> None:
         """Renew the fire's expiry while its run executes."""
         expiry = to_us(self.clock.now()) + self.fire_ttl_us
-        await self.connection.client.zadd(f"{self._p}:active:{name}", {fire_id: expiry}, xx=True)
+        await self.connection.client.zadd(f"{self.prefix}:active:{name}", {fire_id: expiry}, xx=True)
 
     @translate_errors
     async def end_fire(self, name: str, fire_id: str) -> None:
         """The fire is over."""
-        await self.connection.client.zrem(f"{self._p}:active:{name}", fire_id)
+        await self.connection.client.zrem(f"{self.prefix}:active:{name}", fire_id)

@@ -30,7 +30,8 @@ return out
 DELETE_TASK = """
 local p, name = ARGV[1], ARGV[2]
 local existed = redis.call('HDEL', p .. ':tasks', name)
-redis.call('DEL', p .. ':task_versions:' .. name, p .. ':parents:' .. name, p .. ':active:' .. name)
+redis.call('DEL', p .. ':task_versions:' .. name, p .. ':parents:' .. name, p .. ':parents_done:' .. name,
+  p .. ':active:' .. name)
 redis.call('ZREM', p .. ':due', name)
 redis.call('PUBLISH', p .. ':changes', 'task:' .. name)
 return existed
@@ -46,14 +47,18 @@ if first[1] == name then redis.call('PUBLISH', p .. ':changes', 'due:' .. name) 
 return 1
 """
 
-# ARGV: prefix, name, expected microseconds, next microseconds or ''. Compare and set.
-CLAIM_FIRE = """
-local due = ARGV[1] .. ':due'
-local score = redis.call('ZSCORE', due, ARGV[2])
-if not score or tonumber(score) ~= tonumber(ARGV[3]) then return 0 end
-if ARGV[4] == '' then redis.call('ZREM', due, ARGV[2]) else redis.call('ZADD', due, ARGV[4], ARGV[2]) end
-return 1
+# A Lua function: compare and set the due time of task ``name`` from ``expected`` to ``following``
+# ('' clears it); 1 if it was ``expected``. CLAIM_FIRE's ARGV: prefix, name, expected, following.
+CLAIM = """
+local function claim(p, name, expected, following)
+  local due = p .. ':due'
+  local score = redis.call('ZSCORE', due, name)
+  if not score or tonumber(score) ~= tonumber(expected) then return 0 end
+  if following == '' then redis.call('ZREM', due, name) else redis.call('ZADD', due, following, name) end
+  return 1
+end
 """
+CLAIM_FIRE = CLAIM + "return claim(ARGV[1], ARGV[2], ARGV[3], ARGV[4])"
 
 # A Lua function the scripts that record runs share: insert or update run ``id`` of ``task``;
 # a new run applies retention (``max`` runs per task, 0: no limit; runs first recorded before
@@ -70,7 +75,8 @@ local function record(p, id, task, json, now, max, cutoff)
   if cutoff ~= '' then redis.call('ZADD', times, now, id) end
   max = tonumber(max)
   if max > 0 then
-    local extra = redis.call('ZCARD', mine) - max
+    -- at most 1000 per call (unpack's limit), so lowering the limit trims over several records
+    local extra = math.min(redis.call('ZCARD', mine) - max, 1000)
     if extra > 0 then
       local old = redis.call('ZRANGE', mine, 0, extra - 1)
       redis.call('ZREMRANGEBYRANK', mine, 0, extra - 1)
@@ -101,26 +107,30 @@ end
 # ARGV: prefix, run id, task name, json, now (us), max runs per task, cutoff (us) or ''.
 RECORD_RUN = RECORD + "return record(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])"
 
-# ARGV: prefix, child, parent, required parents... Returns 1 (and resets) once all succeeded.
+# ARGV: prefix, child, parent, token (the parent's run id), required parents... Returns 1 (and
+# resets) once all succeeded; 1 again, changing nothing, for the token that completed the set.
 PARENT_SUCCEEDED = """
-local key = ARGV[1] .. ':parents:' .. ARGV[2]
+local key, completed = ARGV[1] .. ':parents:' .. ARGV[2], ARGV[1] .. ':parents_done:' .. ARGV[2]
+if redis.call('GET', completed) == ARGV[4] then return 1 end
 redis.call('SADD', key, ARGV[3])
-for i = 4, #ARGV do
+for i = 5, #ARGV do
   if redis.call('SISMEMBER', key, ARGV[i]) == 0 then return 0 end
 end
 redis.call('DEL', key)
+redis.call('SET', completed, ARGV[4], 'EX', 86400)
 return 1
 """
 
-# ARGV: prefix, name, fire id, limit, now (us), expiry (us). Returns 1 if the fire now counts.
-BEGIN_FIRE = """
-local key = ARGV[1] .. ':active:' .. ARGV[2]
-redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[5])
-if redis.call('ZSCORE', key, ARGV[3]) then
-  redis.call('ZADD', key, ARGV[6], ARGV[3])
+# A Lua function: count ``fire`` as active for ``name`` (until ``expiry`` us, dropping expired
+# entries) unless ``limit`` fires already are; 1 if it now counts. BEGIN_FIRE's ARGV: prefix,
+# name, fire id, limit, now (us), expiry (us).
+ADMIT = """
+local function admit(p, name, fire, limit, now, expiry)
+  local key = p .. ':active:' .. name
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  if not redis.call('ZSCORE', key, fire) and redis.call('ZCARD', key) >= tonumber(limit) then return 0 end
+  redis.call('ZADD', key, expiry, fire)
   return 1
 end
-if redis.call('ZCARD', key) >= tonumber(ARGV[4]) then return 0 end
-redis.call('ZADD', key, ARGV[6], ARGV[3])
-return 1
 """
+BEGIN_FIRE = ADMIT + "return admit(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])"

@@ -99,3 +99,29 @@ def test_record_and_ack_does_everything_with_a_current_lease_and_nothing_with_a_
             await backend.store.close()
 
     asyncio.run(main())
+
+
+def test_steps_asked_again_after_a_lost_reply_do_nothing_twice(redis_url: str) -> None:
+    async def main() -> None:
+        clock = FakeClock()
+        backend = build_backend(StubConfig({"redis": {"url": redis_url, "key_prefix": "i"}}), clock)
+        await backend.store.open()
+        await backend.broker.open()
+        try:
+            now = clock.now()
+            run = _run("a", now)
+            assert await backend.claim_and_enqueue(None, run, 5, None) == "queued"
+            assert await backend.claim_and_enqueue(None, run, 5, None) == "queued"
+            assert await backend.broker.depth() == 1  # queued once
+            delivery = await backend.broker.consume(0)
+            done = Run.from_dict({**run.to_dict(), "state": "succeeded"})
+            assert await backend.record_and_ack(done, delivery, None, None, True) is True
+            assert await backend.record_and_ack(done, delivery, None, None, True) is True  # the same step again
+            assert await backend.broker.depth() == 0
+            other = Run.from_dict({**run.to_dict(), "state": "failed"})
+            assert await backend.record_and_ack(other, delivery, None, None, True) is False  # not the same step
+        finally:
+            await backend.broker.close()
+            await backend.store.close()
+
+    asyncio.run(main())

@@ -54,3 +54,12 @@ def test_a_url_with_a_password_is_shown_without_it() -> None:
     assert safe_url("redis://:secret@h:6379/0") == "redis://:***@h:6379/0"
     assert safe_url("rediss://user:secret@h/1") == "rediss://user:***@h/1"
     assert safe_url("redis://h:6379/0") == "redis://h:6379/0"
+    assert safe_url("redis://:Zx9/q+Wk#Tp2@h:6379/0") == "redis://:***@h:6379/0"  # unparsable as a URL
+    assert safe_url("redis://h/0?password=abc&db=1") == "redis://h/0?password=***&db=1"
+
+
+def test_a_password_that_breaks_the_url_is_not_shown_in_the_error() -> None:
+    with pytest.raises(ConfigError) as caught:
+        build_backend(StubConfig({"redis": {"url": "redis://:Zx9/q+Wk#Tp2@h:6379/0"}}), FakeClock())
+    text = "\n".join(caught.value.lines())
+    assert "Zx9" not in text and "percent-encoded" in text

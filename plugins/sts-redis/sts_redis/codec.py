@@ -1,4 +1,5 @@
-"""Times as whole microseconds since the Unix epoch: the scores Redis sorted sets hold.
+"""How values are written to Redis: JSON text for tasks and runs (never pickle), and times as
+whole microseconds since the Unix epoch, the scores sorted sets hold.
 
 Whole microseconds below 2**53 are exact in a double (Redis scores, Lua numbers), so a
 stored fire time compares equal to the ``datetime`` it came from.
@@ -6,7 +7,11 @@ stored fire time compares equal to the ``datetime`` it came from.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sts_core.model import Run
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -22,3 +27,13 @@ def to_us(when: datetime) -> int:
 def from_us(us: int | float | bytes | str) -> datetime:
     """The UTC datetime of a microsecond score."""
     return EPOCH + timedelta(microseconds=int(float(us)))
+
+
+def to_json(data: Any) -> str:
+    """Compact JSON text (UTF-8 kept as is)."""
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def run_json(run: Run) -> str:
+    """A run as the JSON text stored in run records and queued messages."""
+    return to_json(run.to_dict())
