@@ -664,6 +664,34 @@ def test_the_scheduler_loop_survives_a_failing_store(make_scheduler, clock):
     asyncio.run(main())
 
 
+def test_a_backend_error_while_firing_leaves_the_fire_due_instead_of_unscheduling_the_task(make_scheduler, clock):
+    from sts_core.errors import BackendUnavailableError
+
+    async def main():
+        job = Recorder(clock)
+        async with make_scheduler() as scheduler:
+            await scheduler.add_task(Task("t", job, every="10s"))
+            store = scheduler.backend.store
+            real_begin_fire = store.begin_fire
+            failures = [1]
+
+            async def flaky_begin_fire(name, fire, limit):
+                if failures:
+                    failures.pop()
+                    raise BackendUnavailableError("Redis at redis://x is unreachable (connection refused)")
+                return await real_begin_fire(name, fire, limit)
+
+            store.begin_fire = flaky_begin_fire
+            await scheduler.start()
+            await advance(clock, 30, steps=30)
+            next_fire = await scheduler.next_fire_time("t")
+            await scheduler.stop()
+        assert next_fire is not None  # still scheduled
+        assert len(job.calls) >= 2
+
+    asyncio.run(main())
+
+
 def test_a_run_longer_than_its_lease_is_renewed_and_runs_once(make_scheduler, clock):
     gate = asyncio.Event()
     calls = []

@@ -294,3 +294,25 @@ def test_a_full_redis_refuses_the_write_with_a_clear_error(redis_server_factory:
             await backend.store.close()
 
     asyncio.run(main())
+
+
+def test_a_next_fire_moved_earlier_by_another_process_wakes_the_sleeping_scheduler(redis_url: str) -> None:
+    async def main() -> None:
+        from datetime import UTC, datetime
+
+        running = scheduler(redis_url)
+        other = scheduler(redis_url)
+        await running.add_task(Task("hourly", function="record", every="1h"))
+        await running.start()
+        try:
+            await asyncio.sleep(0.3)  # the scheduler now sleeps towards the next fire, an hour away
+            moved = time.monotonic()
+            await other.open()
+            await other.backend.store.set_next_fire("hourly", datetime.now(UTC))
+            await until(lambda: calls, timeout=3, what="the fire moved to now")
+            assert calls[0][2] - moved < 1.0
+        finally:
+            await running.stop()
+            await other.close()
+
+    asyncio.run(main())
