@@ -81,7 +81,7 @@ def _no_retry() -> Retry:
     return Retry(NoBackoff(), 0)
 
 
-def _die_with_parent_preexec() -> Callable[[], None] | None:
+def die_with_parent_preexec() -> Callable[[], None] | None:
     """Return a ``preexec_fn`` making the child get SIGKILL when this process dies, or None.
 
     This covers what ``atexit`` cannot: a test run that is itself killed. It is used only on Linux and
@@ -340,7 +340,7 @@ class RedisServer:
                 stderr=subprocess.STDOUT,
                 cwd=self._dir,
                 start_new_session=True,  # Ctrl-C in the terminal is for pytest; teardown stops the server.
-                preexec_fn=_die_with_parent_preexec(),  # SIGKILL if the test run dies
+                preexec_fn=die_with_parent_preexec(),  # SIGKILL if the test run dies
             )
         self._process = process
         if self._wait_ready(process, port):

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -27,33 +25,15 @@ import fault_jobs
 import redis
 
 from sts_core.model import Run
+from sts_redis.testing import die_with_parent_preexec
 
 TESTS_DIR = Path(__file__).resolve().parent
 STS_SCRIPT = Path(sys.executable).with_name("sts")
-_PR_SET_PDEATHSIG = 1
 
 
 def sts_command() -> list[str]:
     """The ``sts`` console script of this venv (``python -m sts_core.cli`` when it is missing)."""
     return [str(STS_SCRIPT)] if STS_SCRIPT.exists() else [sys.executable, "-m", "sts_core.cli"]
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """A ``preexec_fn`` that makes the child get SIGKILL when the test run dies (Linux, main thread)."""
-    if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return preexec
 
 
 class Execution(NamedTuple):
@@ -100,7 +80,7 @@ class StsProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C in the terminal is for pytest
-                preexec_fn=_die_with_parent(),
+                preexec_fn=die_with_parent_preexec(),
             )
         self.pids.append(self.process.pid)
         self.stopped_by_signal = False
