@@ -98,6 +98,9 @@ class Engine(Firing, Working, Redelivery):
         self._record_and_ack = getattr(backend, "record_and_ack", None)
         self._unavailable: dict[str, float] = {}  # loop name -> current backoff, while the backend is away
         self._backing_off: set[asyncio.Event] = set()
+        if not getattr(self.store, "shared", False):
+            # Nothing to wait out in one process: take each step directly (the hot path's cost).
+            self._persist = _take_step  # type: ignore[method-assign]
         self._changes: asyncio.Queue[str | None] | None = None
         self._watching = False
         # A process without a worker never sees its runs end: it does not track them for wait_idle.
@@ -339,3 +342,8 @@ class Engine(Firing, Working, Redelivery):
     async def wait_idle(self) -> None:
         """Wait until no run is queued or executing (tests, ``run`` of a one-shot scheduler)."""
         await self.idle.wait()
+
+
+def _take_step(what: str, step: Callable[[], Awaitable[T]]) -> Awaitable[T]:
+    """``Engine._persist`` for a backend in this process: the step itself, no retrying."""
+    return step()
