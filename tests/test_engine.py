@@ -640,22 +640,25 @@ def test_a_trigger_that_raises_unschedules_its_task_and_the_others_keep_firing(m
     asyncio.run(main())
 
 
+def _fail_once(store: Any, method: str, error: Exception) -> None:
+    """Make ``store.<method>`` raise ``error`` on its first call, then behave."""
+    real = getattr(store, method)
+    failures = [error]
+
+    async def flaky(*args: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return await real(*args)
+
+    setattr(store, method, flaky)
+
+
 def test_the_scheduler_loop_survives_a_failing_store(make_scheduler, clock):
     async def main():
         job = Recorder(clock)
         async with make_scheduler() as scheduler:
             await scheduler.add_task(Task("t", job, every="10s"))
-            store = scheduler.backend.store
-            real_due_fires = store.due_fires
-            failures = [1]
-
-            async def flaky_due_fires(now, limit):
-                if failures:
-                    failures.pop()
-                    raise ConnectionError("backend down")
-                return await real_due_fires(now, limit)
-
-            store.due_fires = flaky_due_fires
+            _fail_once(scheduler.backend.store, "due_fires", ConnectionError("backend down"))
             await scheduler.start()
             await advance(clock, 30, steps=30)
             await scheduler.stop()
@@ -671,17 +674,8 @@ def test_a_backend_error_while_firing_leaves_the_fire_due_instead_of_unschedulin
         job = Recorder(clock)
         async with make_scheduler() as scheduler:
             await scheduler.add_task(Task("t", job, every="10s"))
-            store = scheduler.backend.store
-            real_begin_fire = store.begin_fire
-            failures = [1]
-
-            async def flaky_begin_fire(name, fire, limit):
-                if failures:
-                    failures.pop()
-                    raise BackendUnavailableError("Redis at redis://x is unreachable (connection refused)")
-                return await real_begin_fire(name, fire, limit)
-
-            store.begin_fire = flaky_begin_fire
+            error = BackendUnavailableError("Redis at redis://x is unreachable (connection refused)")
+            _fail_once(scheduler.backend.store, "begin_fire", error)
             await scheduler.start()
             await advance(clock, 30, steps=30)
             next_fire = await scheduler.next_fire_time("t")
