@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -508,6 +509,25 @@ def _sleep_until_phase(cluster: Cluster, phase: float) -> None:
     time.sleep((target - now_us) / SECOND_US)
 
 
+def _ticking(cluster: Cluster, count: int, *, lease: str, seconds: float) -> tuple[Any, Callable[[float], set[str]]]:
+    """Start `sts run` with ``count`` tasks firing every second (each running ``seconds``) and wait
+    until every one has fired; returns the process and ``fired_since(wall)``: the tasks that
+    started at or after that wall time."""
+    config = cluster.config(lease=lease)
+    task_file = cluster.task_file(
+        {"name": f"tick{i}", "function": "fault_jobs:record", "every": "1s", "kwargs": {"seconds": seconds}}
+        for i in range(count)
+    )
+    sts = cluster.start("run", "run", str(task_file), "--config", str(config))
+    cluster.wait_started(sts)
+
+    def fired_since(wall: float) -> set[str]:
+        return {e.task for e in cluster.ledger() if e.started >= wall}
+
+    cluster.wait_until(lambda: len(fired_since(0)) == count, 15, "every task to fire once")
+    return sts, fired_since
+
+
 @pytest.mark.timeout(120)
 def test_redis_restart_under_running_scheduler(tmp_path: Path, redis_server_factory: ServerFactory) -> None:
     server = redis_server_factory(appendonly=True)
@@ -515,18 +535,7 @@ def test_redis_restart_under_running_scheduler(tmp_path: Path, redis_server_fact
     count = 10
     down_for = 3.0
     try:
-        config = cluster.config(lease=LEASE)
-        task_file = cluster.task_file(
-            {"name": f"tick{i}", "function": "fault_jobs:record", "every": "1s", "kwargs": {"seconds": 0.005}}
-            for i in range(count)
-        )
-        sts = cluster.start("run", "run", str(task_file), "--config", str(config))
-        cluster.wait_started(sts)
-
-        def fired_since(wall: float) -> set[str]:
-            return {e.task for e in cluster.ledger() if e.started >= wall}
-
-        cluster.wait_until(lambda: len(fired_since(0)) == count, 15, "every task to fire once")
+        sts, fired_since = _ticking(cluster, count, lease=LEASE, seconds=0.005)
         time.sleep(1.0)
         _sleep_until_phase(cluster, 0.5)  # between two bursts of fires: no run is in flight
         log_before = len(sts.log_text())
@@ -578,18 +587,7 @@ def test_redis_restart_with_runs_in_flight(tmp_path: Path, redis_server_factory:
     cluster = Cluster(tmp_path, server.url, _prefix("inflight"))
     count = 10
     try:
-        config = cluster.config(lease="30s")
-        task_file = cluster.task_file(
-            {"name": f"tick{i}", "function": "fault_jobs:record", "every": "1s", "kwargs": {"seconds": 0.4}}
-            for i in range(count)
-        )
-        sts = cluster.start("run", "run", str(task_file), "--config", str(config))
-        cluster.wait_started(sts)
-
-        def fired_since(wall: float) -> set[str]:
-            return {e.task for e in cluster.ledger() if e.started >= wall}
-
-        cluster.wait_until(lambda: len(fired_since(0)) == count, 15, "every task to fire once")
+        sts, fired_since = _ticking(cluster, count, lease="30s", seconds=0.4)
         time.sleep(1.0)
         _sleep_until_phase(cluster, 0.2)
         in_flight = sum(1 for e in cluster.ledger() if e.ended is None)
