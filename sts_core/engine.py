@@ -98,7 +98,9 @@ class Engine(Firing, Working, Redelivery):
         self._record_and_ack = getattr(backend, "record_and_ack", None)
         self._unavailable: dict[str, float] = {}  # loop name -> current backoff, while the backend is away
         self._backing_off: set[asyncio.Event] = set()
-        if not getattr(self.store, "shared", False):
+        # A store other processes change too: plans may lag behind it and are reloaded on demand.
+        self._shared = getattr(self.store, "shared", False)
+        if not self._shared:
             # Nothing to wait out in one process: take each step directly (the hot path's cost).
             self._persist = _take_step  # type: ignore[method-assign]
         self._changes: asyncio.Queue[str | None] | None = None
@@ -279,10 +281,12 @@ class Engine(Firing, Working, Redelivery):
                 for retry_now in self._backing_off:
                     retry_now.set()
 
-    async def reload_task(self, name: str, task: Task | None = None, *, known: bool = False) -> TaskPlan | None:
-        """Make the plan of ``name`` match the store (``task``: the stored task, if already read)."""
-        if not known:
-            task = await self.store.get_task(name)
+    async def reload_task(self, name: str) -> TaskPlan | None:
+        """Make the plan of ``name`` match the store."""
+        return self._apply_stored(name, await self.store.get_task(name))
+
+    def _apply_stored(self, name: str, task: Task | None) -> TaskPlan | None:
+        """Make the plan of ``name`` match ``task``, its stored version (None: not stored)."""
         current = self.plans.current(name)
         if task is None:
             if current is not None:
@@ -307,9 +311,9 @@ class Engine(Firing, Working, Redelivery):
         stored = {task.name: task for task in await self.store.list_tasks()}
         for name, _ in self.plans.items():
             if name not in stored:
-                await self.reload_task(name, None, known=True)
+                self._apply_stored(name, None)
         for name, task in stored.items():
-            await self.reload_task(name, task, known=True)
+            self._apply_stored(name, task)
 
     def forget_task(self, name: str, version: int) -> None:
         """The task was removed: its queued runs (up to ``version``) are cancelled when delivered.

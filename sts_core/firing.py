@@ -106,7 +106,7 @@ class Firing:
 
     async def _fire(self, fire: DueFire, now: datetime) -> None:
         plan = self.plans.current(fire.task_name)
-        if plan is None and getattr(self.store, "shared", False):
+        if plan is None and self._shared:
             plan = await self.reload_task(fire.task_name)  # added by another process just now
         if plan is None:
             await self.store.claim_fire(fire, None)

@@ -197,7 +197,7 @@ class Working:
                 + ("handed it back when it stopped" if handed_back else "was lost"),
             )
         plan = await self.plans.for_version(run.task_name, run.task_version)
-        if plan is not None and self.plans.current(run.task_name) is None and getattr(self.store, "shared", False):
+        if plan is not None and self.plans.current(run.task_name) is None and self._shared:
             await self.reload_task(run.task_name)  # stored by another process; its notice is still on the way
         if plan is None and run.task_version > await self.store.last_version(run.task_name):
             await self._poison(delivery, f"unknown task {run.task_name!r} (version {run.task_version})")
