@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from sts_core.clock import Clock
 from sts_core.config import Config
 from sts_core.errors import SchedulerStateError
+from sts_core.health import Health
 from sts_core.model import Run, RunState, Task
 from sts_core.plugins import PluginManager
 from sts_core.scheduler import AsyncTaskScheduler, TaskRef
@@ -82,6 +83,10 @@ class TaskScheduler:
     def running(self) -> bool:
         """True between ``start()`` and ``stop()``."""
         return self._scheduler.running
+
+    def health(self) -> Health:
+        """How this process is doing (see ``AsyncTaskScheduler.health``)."""
+        return self._scheduler.health()
 
     def _call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         loop = self._ensure_loop()

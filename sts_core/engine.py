@@ -25,6 +25,7 @@ from sts_core.clock import Clock
 from sts_core.errors import BackendUnavailableError
 from sts_core.eventbus import EventBus
 from sts_core.firing import Firing
+from sts_core.health import Health
 from sts_core.interfaces import Backend, Delivery
 from sts_core.model import Run, RunState, Task
 from sts_core.plans import PlanDefaults, TaskPlan, TaskPlans, compile_plan
@@ -96,6 +97,8 @@ class Engine(Firing, Working, Redelivery):
         self._claim_and_enqueue = getattr(backend, "claim_and_enqueue", None)
         # record_and_ack(run, delivery, then, at, end_fire) -> bool: a finished run's steps as one.
         self._record_and_ack = getattr(backend, "record_and_ack", None)
+        self.roles: tuple[str, ...] = ()
+        self.beats: dict[str, datetime] = {}  # loop name -> when it last finished a step
         self._unavailable: dict[str, float] = {}  # loop name -> current backoff, while the backend is away
         self._backing_off: set[asyncio.Event] = set()
         # A store other processes change too: plans may lag behind it and are reloaded on demand.
@@ -144,6 +147,17 @@ class Engine(Firing, Working, Redelivery):
         self.wake()
         return first
 
+    def health(self, *, running: bool) -> Health:
+        """A snapshot of the loops' state; cheap, and safe to take from any thread."""
+        return Health(
+            running=running,
+            scheduler_id=self.scheduler_id,
+            roles=self.roles if running else (),
+            runs_in_flight=len(self._executing),
+            beats=dict(self.beats),
+            backend_unavailable=bool(self._unavailable),
+        )
+
     def wake(self) -> None:
         """Make the scheduler loop look at the store again (a task changed)."""
         self._wake.set()
@@ -154,6 +168,8 @@ class Engine(Firing, Working, Redelivery):
         """Start the loops as asyncio tasks on the running loop."""
         self._stopping = False
         self._local_worker = worker
+        self.roles = tuple(role for role, on in (("scheduler", scheduler), ("worker", worker)) if on)
+        self.beats = {}
         self._bind_to_loop()
         watch = getattr(self.store, "watch", None)
         if watch is not None:
@@ -253,7 +269,9 @@ class Engine(Firing, Working, Redelivery):
                 log.warning("%s: done, the backend is back", what)
             return result
 
-    def _backend_back(self, loop: str) -> None:
+    def _loop_alive(self, loop: str) -> None:
+        """``loop`` finished a step: note when (for ``health()``), and say so if the backend had been away."""
+        self.beats[loop] = self.clock.now()
         if self._unavailable and self._unavailable.pop(loop, None) is not None:
             log.warning("%s loop: the backend is reachable again", loop)
 

@@ -105,6 +105,22 @@ class RunCancelled(RunEvent):
 
 
 @attrs.frozen
+class RunLost(RunEvent):
+    """The worker running this attempt was lost (crashed, or stalled past its lease) before it
+    recorded an outcome; the run was delivered again as a new attempt (``run.state`` is ``lost``)."""
+
+    kind: ClassVar[str] = "run.lost"
+
+
+@attrs.frozen
+class RunDuplicate(RunEvent):
+    """An attempt finished after its lease was lost, so another worker was given the run too; its
+    outcome is recorded as ``duplicate`` and nothing follows from it (no retry, no dependents)."""
+
+    kind: ClassVar[str] = "run.duplicate"
+
+
+@attrs.frozen
 class FireMissed(Event):
     """The misfire policy applied: a fire was later than the grace time, or several fires of a
     task were due at once (scheduler down or busy, wall clock moved forward)."""

@@ -36,7 +36,7 @@ class Firing:
     clock: Clock
     plans: TaskPlans
     events: EventBus
-    # and, from Working and Engine: _back_off, _backend_back, reload_task, _persist and the
+    # and, from Working and Engine: _back_off, _loop_alive, reload_task, _persist and the
     # engine's state (_wake, _active, _claim_and_enqueue, ...)
 
     # -- scheduler loop -----------------------------------------------------------------------------
@@ -46,7 +46,7 @@ class Firing:
         while not self._stopping:
             try:
                 await self._scheduler_pass()
-                self._backend_back("scheduler")
+                self._loop_alive("scheduler")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - logged by _back_off

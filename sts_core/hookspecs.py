@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from sts_core.config import Config
     from sts_core.events import Event
     from sts_core.registry import (
+        RegisterAlertOptions,
         RegisterBackend,
         RegisterCommand,
         RegisterConfigSection,
@@ -64,6 +65,20 @@ def register_commands(register: RegisterCommand) -> None:
 
     ``add_arguments(parser)`` adds argparse options; ``handler(args, config)`` returns the
     exit status.
+    """
+
+
+@hookspec
+def register_alert_options(register: RegisterAlertOptions) -> None:
+    """Register what a task may say to an alerting plugin: ``register(name, validate)``.
+
+    A task's ``alerts`` option maps such names to plugin-specific values, for example
+    ``alerts: {slack: {webhook: data-team}}`` to route a task's alerts or ``{slack: false}`` to
+    silence them. ``validate(value)`` returns a list of ``(key_path, message)`` problems, key
+    paths relative to ``alerts.<name>`` (empty when valid). A task naming an unregistered
+    ``alerts`` key is rejected with a "did you mean" before anything is stored.
+
+    .. versionadded:: 0.2
     """
 
 

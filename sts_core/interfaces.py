@@ -246,6 +246,10 @@ class Broker(Protocol):
     async def depth(self) -> int:
         """How many runs wait (ready and delayed)."""
 
+    # Optional: ``async def queue_counts(self) -> dict[str, int]`` with the keys ``ready`` (due,
+    # waiting for a worker), ``delayed`` (due later: retries, scheduled deliveries), ``leased``
+    # (held by a worker) and ``dead`` (in the dead-letter queue), for metrics and health checks.
+
 
 class Backend(Protocol):
     """A store and a broker built from the config."""

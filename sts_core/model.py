@@ -256,6 +256,7 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "enabled": _bool,
     "tags": _str_tuple,
     "description": _optional_str,
+    "alerts": _mapping,
 }
 
 
@@ -299,6 +300,8 @@ class Task:
     enabled: bool = True
     tags: tuple[str, ...] = ()
     description: str | None = None
+    #: What this task tells alerting plugins, by plugin: ``{"slack": {"webhook": "data-team"}}``.
+    alerts: Mapping[str, Any] = attrs.field(factory=dict)
     version: int = 0
 
     def __attrs_post_init__(self) -> None:

@@ -33,6 +33,7 @@ REGISTRATION_HOOKS = (
     "register_backends",
     "register_config_sections",
     "register_commands",
+    "register_alert_options",
 )
 
 
@@ -229,6 +230,10 @@ class PluginManager:
     def commands(self) -> dict[str, Registration]:
         """Extra CLI commands by name (value: help text; extra: add_arguments, handler)."""
         return self._registry("register_commands")
+
+    def alert_options(self) -> dict[str, Registration]:
+        """Names a task may use under its ``alerts`` option (value: the validator)."""
+        return self._registry("register_alert_options")
 
     def lookup(self, kind: str, name: str) -> Registration:
         """The registration of ``name`` in ``kind`` ("trigger", "task type", "backend").

@@ -48,6 +48,8 @@ class Redelivery:
         )
         await self.store.record_run(previous)
         log_run(previous)
+        if self.events.active:
+            self.events.emit(ev.RunLost(previous.ended_at, attrs.evolve(previous), None))
         return previous
 
     async def _complete_recorded(self, delivery: Delivery, previous: Run) -> None:
@@ -96,13 +98,16 @@ class Redelivery:
 
     async def _record_duplicate(self, run: Run) -> None:
         """The run's lease was lost before its outcome was acked: another worker was given it,
-        so this execution is a duplicate. Recorded as such; no retry, no dependents, no events."""
+        so this execution is a duplicate. Recorded as such and announced with ``RunDuplicate``;
+        no retry, no dependents."""
         outcome = run.state.value
         run.state = RunState.DUPLICATE
         run.retry_at = None
         run.reason = f"finished ({outcome}) after its lease was lost; another worker was given the run"
         await self._persist(f"recording duplicate run {run.id}", lambda: self.store.record_run(run))
         log_run(run)
+        if self.events.active:
+            self.events.emit(ev.RunDuplicate(run.ended_at or self.clock.now(), attrs.evolve(run), None))
         self._forget_local(run)
 
 

@@ -27,6 +27,13 @@ class RegisterConfigSection(Protocol):
     def __call__(self, name: str, defaults: Mapping[str, Any], *, validate: SectionValidator | None = None) -> None: ...
 
 
+AlertOptionsValidator = Callable[[Any], Sequence[tuple[str, str]]]
+
+
+class RegisterAlertOptions(Protocol):
+    def __call__(self, name: str, validate: AlertOptionsValidator) -> None: ...
+
+
 class RegisterCommand(Protocol):
     def __call__(
         self,

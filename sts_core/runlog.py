@@ -6,6 +6,7 @@ Lines carry structured fields in ``extra={"sts": {...}}`` so the JSON log format
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from sts_core.durations import format_duration
 from sts_core.model import FAILED_STATES, Run, RunState
@@ -26,23 +27,37 @@ _SYMBOL = {
     RunState.POISON: "☠",
 }
 
+_WITH_TRACEBACK = frozenset({RunState.FAILED, RunState.TIMED_OUT, RunState.RETRYING})
 _WARN = frozenset({RunState.FAILED, RunState.TIMED_OUT, RunState.LOST, RunState.DUPLICATE, RunState.POISON})
 
 
 def fields(run: Run) -> dict[str, object]:
-    """The structured fields of a run event."""
-    return {
+    """The structured fields of a run event: the run record's own values (``task`` and ``run_id``
+    are its ``task_name`` and ``id``), with the traceback only when an attempt failed."""
+    entry: dict[str, object] = {
         "task": run.task_name,
         "run_id": run.id,
         "attempt": run.attempt,
         "state": run.state.value,
         "version": run.task_version,
-        "scheduled_for": run.scheduled_for.isoformat(),
+        "fire_id": run.fire_id,
+        "scheduled_for": _iso(run.scheduled_for),
+        "started_at": _iso(run.started_at),
+        "ended_at": _iso(run.ended_at),
         "duration": run.duration,
         "error_type": run.error_type,
         "error_message": run.error_message,
         "reason": run.reason,
+        "worker": run.worker,
+        "retry_at": _iso(run.retry_at),
     }
+    if run.traceback and run.state in _WITH_TRACEBACK:
+        entry["traceback"] = run.traceback
+    return entry
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
 
 
 def log_run(run: Run) -> None:

@@ -27,6 +27,7 @@ from sts_core.errors import (
     TaskValidationError,
 )
 from sts_core.functions import FunctionRegistry
+from sts_core.health import Health
 from sts_core.model import Run, RunState, Task
 from sts_core.plans import TaskPlan
 from sts_core.plugins import PluginManager
@@ -115,6 +116,11 @@ class AsyncTaskScheduler:
     def running(self) -> bool:
         """True between ``start()`` and ``stop()``."""
         return self._running
+
+    def health(self) -> Health:
+        """How this process is doing: running, its roles, runs in flight here, and when each
+        loop was last seen alive. Cheap, and safe to call from any thread (a metrics server's)."""
+        return self.engine.health(running=self._running)
 
     # -- tasks -------------------------------------------------------------------------------------
 

@@ -40,7 +40,8 @@ def check_tasks(
     Returns ``(index into tasks, Problem)`` pairs, each Problem's key path relative to its
     task; an empty list means the whole batch may be applied. A task in ``tasks`` replaces
     the existing task of the same name. Checked: the trigger kind is installed and accepts
-    the spec, the task type is installed and accepts the task, names are unique within
+    the spec, the task type is installed and accepts the task, each ``alerts`` entry names an
+    installed alerting plugin that accepts its value, names are unique within
     ``tasks``, every parent exists, and no dependency cycle runs through the batch.
     """
     problems: list[tuple[int, Problem]] = []
@@ -50,6 +51,8 @@ def check_tasks(
         if trigger_problem is not None:
             problems.append((index, trigger_problem))
         problems.extend((index, p) for p in _task_type_problems(task, plugins, resolve_function))
+        if task.alerts:
+            problems.extend((index, p) for p in _alert_problems(task, plugins))
     first_index = _first_index_by_name(tasks, problems)
     graph = {**existing, **{name: tasks[i] for name, i in first_index.items()}}
     problems.extend(_unknown_parent_problems(tasks, graph))
@@ -137,6 +140,27 @@ def _task_type_problems(task: Task, plugins: PluginManager, resolve_function: Re
             )
         ]
     return [_as_problem(item) for item in found or ()]
+
+
+def _alert_problems(task: Task, plugins: PluginManager) -> list[Problem]:
+    known = plugins.alert_options()
+    problems = []
+    for name, value in task.alerts.items():
+        registration = known.get(name)
+        if registration is None:
+            installed = ", ".join(sorted(known)) or "none (no alerting plugin is installed and enabled)"
+            problems.append(Problem(f"alerts.{name}", f"unknown alerting plugin {name!r}{did_you_mean(name, known)}; "
+                                    f"installed: {installed}"))
+            continue
+        try:
+            found = registration.value(value)
+        except Exception as exc:  # noqa: BLE001 - a plugin bug must not escape as a traceback
+            found = [("", f"plugin {registration.plugin!r} failed to check it: {type(exc).__name__}: {exc}")]
+        for item in found or ():
+            problem = _as_problem(item)
+            path = f"alerts.{name}.{problem.key_path}" if problem.key_path else f"alerts.{name}"
+            problems.append(Problem(path, problem.message))
+    return problems
 
 
 def _as_problem(item: Any) -> Problem:

@@ -9,7 +9,7 @@ import functools
 import logging
 import traceback
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import attrs
@@ -45,6 +45,7 @@ class Working:
     clock: Clock
     plans: TaskPlans
     events: EventBus
+    beats: dict[str, datetime]
     # and, from Firing, Redelivery and Engine: dispatch, _record_skip, _previous_attempt,
     # _complete_recorded, _poison, _record_duplicate, _persist, reload_task and the engine's state
 
@@ -65,7 +66,7 @@ class Working:
                 else:
                     delivery = await self.broker.consume(1.0)
                     deliveries = [] if delivery is None else [delivery]
-                self._backend_back("worker")
+                self._loop_alive("worker")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - logged by _back_off
@@ -94,6 +95,7 @@ class Working:
         handed to another worker."""
         while not self._stopping:
             await self.clock.wait(None, HEARTBEAT_INTERVAL)
+            self.beats["worker"] = self.clock.now()  # alive even while every slot is busy
             now = self.clock.monotonic()
             for run_id, (delivery, length) in list(self._deliveries.items()):
                 if delivery.lease_until - now > length / 2:
@@ -283,6 +285,8 @@ class Working:
                 log.warning("run %s could not be handed back (%s); it is delivered again when its lease ends",
                             run.id, exc)
             log_run(run)
+            if emit:
+                self.events.emit(ev.RunCancelled(run.ended_at, attrs.evolve(run), task))
             self._forget_local(run)
             return None
         fire_over = next_run is None and follow_up

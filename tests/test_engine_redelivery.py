@@ -39,6 +39,16 @@ class Events:
         self.seen.append(event)
 
 
+async def _seen(events: Events, kind: type) -> list[Any]:
+    """The events of ``kind`` once one has reached the listener (events arrive on their own thread)."""
+    for _ in range(200):
+        found = [e for e in events.seen if isinstance(e, kind)]
+        if found:
+            return found
+        await asyncio.sleep(0.01)
+    return []
+
+
 async def _prepared(scheduler: AsyncTaskScheduler, *tasks: Task) -> Any:
     calls.clear()
     await scheduler.add_tasks(list(tasks))
@@ -52,8 +62,12 @@ async def _fire_first(engine: Any, name: str) -> Any:
 
 
 def test_a_redelivered_run_marks_the_lost_attempt_and_runs_as_a_new_attempt(make_scheduler, clock) -> None:
+    events = Events()
+
     async def main() -> None:
-        async with make_scheduler() as scheduler:
+        from sts_core.plugins import PluginManager
+
+        async with make_scheduler(plugins=PluginManager(plugins=[("events", events)])) as scheduler:
             engine, broker = await _prepared(scheduler, Task("t", job, parent_tasks=[], every=3600))
             run = await _fire_first(engine, "t")
             first = await broker.consume(0)
@@ -66,7 +80,9 @@ def test_a_redelivered_run_marks_the_lost_attempt_and_runs_as_a_new_attempt(make
             await engine._execute(second)
             lost = await scheduler.get_run(run.id)
             redo = await scheduler.get_run(f"{run.id}.d2")
+            announced = await _seen(events, ev.RunLost)
         assert lost.state is RunState.LOST and "w1:dead" in lost.error_message
+        assert [e.run.id for e in announced] == [run.id] and announced[0].run.state is RunState.LOST
         assert redo.state is RunState.SUCCEEDED and redo.attempt == 2 and "redelivered" in redo.reason
         assert redo.fire_id == run.fire_id
         assert calls == ["job"]
@@ -157,8 +173,12 @@ def test_a_run_recorded_retrying_before_its_worker_died_gets_its_retry_queued(ma
 def test_a_worker_that_finishes_after_losing_its_lease_records_a_duplicate_and_nothing_follows(
     make_scheduler, clock
 ) -> None:
+    events = Events()
+
     async def main() -> None:
-        async with make_scheduler() as scheduler:
+        from sts_core.plugins import PluginManager
+
+        async with make_scheduler(plugins=PluginManager(plugins=[("events", events)])) as scheduler:
             engine, broker = await _prepared(
                 scheduler, Task("t", failing, every=3600, retries=2),
                 Task("child", job, parent_tasks=["t"]),
@@ -171,7 +191,9 @@ def test_a_worker_that_finishes_after_losing_its_lease_records_a_duplicate_and_n
             record = await scheduler.get_run(run.id)
             assert await broker.depth() == 1  # only the current delivery
             assert await broker.ack(current) is True
+            announced = await _seen(events, ev.RunDuplicate)
         assert record.state is RunState.DUPLICATE and "lease was lost" in record.reason
+        assert [e.run.state for e in announced] == [RunState.DUPLICATE]
         assert calls == ["failing"]
 
     asyncio.run(main())

@@ -240,6 +240,23 @@ class BrokerContract(_BackendSuite):
 
         self.run_broker(make_backend, body)
 
+    def test_queue_counts_split_the_depth_by_where_runs_are(self, make_backend: Any) -> None:
+        async def body(broker: Broker, clock: FakeClock) -> None:
+            queue_counts = getattr(broker, "queue_counts", None)
+            if queue_counts is None:
+                pytest.skip("this broker does not offer queue_counts (optional)")
+            assert await queue_counts() == {"ready": 0, "delayed": 0, "leased": 0, "dead": 0}
+            for name in "abc":
+                await broker.enqueue(_run(name, clock.now()))
+            await broker.enqueue(_run("d", clock.now()), clock.now() + timedelta(seconds=60))
+            leased = await broker.consume(0)
+            dead = await broker.consume(0)
+            assert leased is not None and dead is not None
+            assert await broker.dead_letter(dead, "poison") is True
+            assert await queue_counts() == {"ready": 1, "delayed": 1, "leased": 1, "dead": 1}
+
+        self.run_broker(make_backend, body)
+
     def test_every_waiting_consumer_gets_work_when_several_runs_arrive(self, make_backend: Any) -> None:
         async def body(broker: Broker, clock: FakeClock) -> None:
             consumers = [asyncio.create_task(broker.consume(100)) for _ in range(3)]

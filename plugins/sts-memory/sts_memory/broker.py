@@ -295,3 +295,12 @@ class MemoryBroker:
     async def depth(self) -> int:
         """Runs ready, delayed, and delivered but not yet acked."""
         return len(self._ready) + len(self._delayed) + len(self._inflight)
+
+    async def queue_counts(self) -> dict[str, int]:
+        """Runs ready, delayed, leased (delivered, not yet acked) and dead-lettered (as kept)."""
+        return {
+            "ready": len(self._ready),
+            "delayed": len(self._delayed),
+            "leased": len(self._inflight),
+            "dead": len(self._dead),
+        }

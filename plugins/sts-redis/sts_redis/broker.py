@@ -212,13 +212,19 @@ class RedisBroker:
     @translate_errors
     async def depth(self) -> int:
         """Runs ready, delayed, and delivered but not yet acked."""
+        counts = await self.queue_counts()
+        return counts["ready"] + counts["delayed"] + counts["leased"]
+
+    async def queue_counts(self) -> dict[str, int]:
+        """Runs ready, delayed, leased (delivered, not yet acked) and dead-lettered, in one round trip."""
         client = self.connection.client
         async with client.pipeline(transaction=False) as pipe:
             pipe.llen(f"{self._p}:q:ready")
             pipe.zcard(f"{self._p}:q:delayed")
             pipe.zcard(f"{self._p}:q:leases")
-            counts = await pipe.execute()
-        return sum(counts)
+            pipe.llen(f"{self._p}:q:dead")
+            ready, delayed, leased, dead = await pipe.execute()
+        return {"ready": ready, "delayed": delayed, "leased": leased, "dead": dead}
 
 
 def _text(value: bytes | str) -> str:

@@ -1,0 +1,26 @@
+"""A snapshot of how one scheduler process is doing, for metrics, health checks and the API."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+import attrs
+
+
+@attrs.frozen
+class Health:
+    """What ``AsyncTaskScheduler.health()`` reports about this process.
+
+    ``beats`` maps each loop running here (``scheduler``, ``worker``) to the last time it was seen
+    alive, by the scheduler's clock. The scheduler loop beats at least every 30 seconds while it
+    waits for the next due fire; the worker loop at least every few seconds, busy or idle. A beat
+    much older than that means the loop is stuck (or the event loop is blocked).
+    """
+
+    running: bool
+    scheduler_id: str
+    roles: tuple[str, ...]
+    runs_in_flight: int
+    beats: Mapping[str, datetime]
+    backend_unavailable: bool
