@@ -90,6 +90,7 @@ class PluginManager:
         self._pm: pluggy.PluginManager | None = None
         self._infos: dict[str, PluginInfo] = {}
         self._registries: dict[str, dict[str, Registration]] = {}
+        self._switched_off: frozenset[str] = frozenset()
 
     # -- loading ----------------------------------------------------------------------------
 
@@ -260,7 +261,20 @@ class PluginManager:
 
     def configure(self, config: Any) -> None:
         """Give every plugin the config (historic hook: late registrations get it too)."""
+        self._switched_off = self.switched_off(config)
         self.pm.hook.configure.call_historic(kwargs={"config": config})
+
+    def switched_off(self, config: Any) -> frozenset[str]:
+        """Plugins switched off in ``config``: those whose config section has an ``enabled`` key
+        set to false. They are still configured (their section is checked), but get no events
+        and no ``scheduler_started``/``scheduler_stopping`` calls, so they cost nothing."""
+        return frozenset(
+            registration.plugin
+            for name, registration in self.config_sections().items()
+            if isinstance(registration.value, Mapping)
+            and "enabled" in registration.value
+            and config.get(f"{name}.enabled", registration.value["enabled"]) is False
+        )
 
     async def scheduler_started(self, scheduler: Any) -> None:
         """Call ``scheduler_started`` on every plugin, awaiting async implementations."""
@@ -272,6 +286,8 @@ class PluginManager:
 
     async def _call_lifecycle(self, hook_name: str, scheduler: Any) -> None:
         for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+            if impl.plugin_name in self._switched_off:
+                continue
             try:
                 result = call_hook_impl(impl, scheduler=scheduler)
                 if inspect.isawaitable(result):
@@ -280,10 +296,12 @@ class PluginManager:
                 log.exception("plugin %r failed in %s", impl.plugin_name, hook_name)
 
     def event_listeners(self) -> list[tuple[str, Callable[[Any], Any]]]:
-        """``(plugin name, listener)`` pairs, prepared once for the event path; ``listener(event)``."""
+        """``(plugin name, listener)`` pairs, prepared once for the event path; ``listener(event)``.
+        Plugins switched off in the config (see ``switched_off``) are left out."""
         return [
             (impl.plugin_name, functools.partial(call_hook_impl, impl))
             for impl in self.pm.hook.handle_event.get_hookimpls()
+            if impl.plugin_name not in self._switched_off
         ]
 
 

@@ -333,6 +333,42 @@ def test_async_lifecycle_hooks_are_awaited(make_scheduler):
     assert [call.split()[0] for call in calls] == ["started", "stopping"]
 
 
+class Switchable(AsyncLifecycle, Listener):
+    """A plugin the user switches on in config: its section has an ``enabled`` key."""
+
+    def __init__(self) -> None:
+        AsyncLifecycle.__init__(self)
+        Listener.__init__(self)
+        self.configured: list[Any] = []
+
+    @hookimpl
+    def register_config_sections(self, register: Any) -> None:
+        register("pager", {"enabled": False, "team": "ops"})
+
+    @hookimpl
+    def configure(self, config: Any) -> None:
+        self.configured.append(config.get("pager.team"))
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+def test_a_plugin_switched_off_in_config_gets_no_events_and_no_lifecycle_calls(make_scheduler, enabled):
+    plugin = Switchable()
+
+    async def main() -> None:
+        plugins = PluginManager(plugins=[("pager", plugin)])
+        scheduler = make_scheduler(plugins=plugins, pager={"enabled": enabled})
+        assert scheduler.engine.events.active is enabled  # no events are even built when off
+        await scheduler.add_task(Task("t", "sts_core.testing:noop"))
+        await scheduler.start()
+        await scheduler.wait_idle()
+        await scheduler.stop()
+
+    asyncio.run(main())
+    assert plugin.configured == ["ops"]  # configured either way: its section is still checked
+    assert bool(plugin.calls) is enabled
+    assert bool(plugin.events) is enabled
+
+
 def test_a_hook_implementation_may_take_fewer_arguments_than_the_spec():
     plugin = StartsWithoutArguments()
     plugins = PluginManager(entry_points=False, plugins=[("terse", plugin)])
