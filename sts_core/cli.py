@@ -164,16 +164,29 @@ def cmd_validate(args: argparse.Namespace, config: Any) -> int:
 
 def cmd_plugins(args: argparse.Namespace, config: Any) -> int:
     """List every discovered plugin."""
+    from sts_core.errors import ConfigError
     from sts_core.tables import render_table
 
-    infos = _plugins(config).plugin_infos()
+    plugins = _plugins(config)
+    infos = plugins.plugin_infos()
+    try:
+        off = plugins.switched_off(config.validate_sections(plugins))
+    except ConfigError:
+        off = frozenset()  # `sts plugins` must work with a broken config; `sts validate` reports it
     rows = [
-        [i.name, i.distribution, i.version, i.status if not i.error else f"{i.status}: {i.error}",
-         ",".join(i.provides), ",".join(i.hooks)]
+        [i.name, i.distribution, i.version, _plugin_status(i, off), ",".join(i.provides), ",".join(i.hooks)]
         for i in infos
     ]
     print(render_table(["name", "distribution", "version", "status", "provides", "hooks"], rows, max_width=80))
     return EXIT_FAILED if any(i.status == "failed" for i in infos) else EXIT_OK
+
+
+def _plugin_status(info: Any, off: frozenset[str]) -> str:
+    if info.error:
+        return f"{info.status}: {info.error}"
+    if info.status == "enabled" and info.name in off:
+        return "enabled, off in config (enabled: false)"
+    return str(info.status)
 
 
 def cmd_tasks(args: argparse.Namespace, config: Any) -> int:
