@@ -152,6 +152,7 @@ def cmd_validate(args: argparse.Namespace, config: Any) -> int:
 
     plugins = _plugins(config)
     config.validate_sections(plugins)
+    plugins.configure(config)  # plugins check task options against their settings (say, webhook names)
     tasks = validate_task_file(
         args.task_file,
         plugins=plugins,

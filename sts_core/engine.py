@@ -61,6 +61,7 @@ class Engine(Firing, Working, Redelivery):
         clock: Clock,
         resolve_function: Callable[[Any], Callable[..., Any]],
         scheduler_id: str,
+        owner: Any = None,
     ) -> None:
         self.config = config
         self.plugins = plugins
@@ -70,7 +71,8 @@ class Engine(Firing, Working, Redelivery):
         self.resolve_function = resolve_function
         self.scheduler_id = scheduler_id
         self.worker_id = f"{socket.gethostname()}:{scheduler_id}"
-        self.events = EventBus(plugins.event_listeners())
+        # ``owner``: the scheduler this engine works for, handed to event listeners.
+        self.events = EventBus(plugins.event_listeners(), scheduler=owner)
         self.defaults = PlanDefaults.from_config(config)
         self.plans = TaskPlans(self.compile, self.store.get_task)
         # fire ids this engine dispatched whose runs are not over yet (for wait_idle); the store

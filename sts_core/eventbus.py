@@ -20,10 +20,12 @@ _STOP = object()
 
 
 class EventBus:
-    """Fan-out of events to listeners, in one background thread."""
+    """Fan-out of events to listeners, in one background thread; each listener is told which
+    ``scheduler`` emitted the event (one process may run several)."""
 
-    def __init__(self, listeners: list[tuple[str, Callable[..., Any]]]) -> None:
+    def __init__(self, listeners: list[tuple[str, Callable[..., Any]]], *, scheduler: Any = None) -> None:
         self._listeners = listeners
+        self._scheduler = scheduler
         self.active = bool(listeners)
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -50,7 +52,7 @@ class EventBus:
                 return
             for plugin_name, listener in self._listeners:
                 try:
-                    listener(event=event)
+                    listener(event=event, scheduler=self._scheduler)
                 except Exception:
                     log.exception("plugin %r failed handling %s", plugin_name, getattr(event, "kind", event))
 

@@ -60,6 +60,10 @@ class RunEvent(Event):
 
     run: Run
     task: Task | None = None
+    #: True when a worker completes a run whose previous worker recorded the outcome but was
+    #: lost before acknowledging it: the event may have been emitted already by that worker.
+    #: Alerts should still go out (none is lost); counters should skip it.
+    repeated: bool = False
 
 
 @attrs.frozen

@@ -101,10 +101,23 @@ def scheduler_stopping(scheduler: Any) -> Any:
 
 
 @hookspec
-def handle_event(event: Event) -> None:
-    """React to an event (``sts_core.events``).
+def scheduler_stopped(scheduler: Any) -> Any:
+    """The scheduler has stopped: its runs are over and every event was delivered to
+    ``handle_event``. Flush and close what must outlive the runs (an alert sender, say). May
+    be async; ``stop()`` waits for it, so keep it bounded.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
+def handle_event(event: Event, scheduler: Any) -> None:
+    """React to an event (``sts_core.events``) emitted by ``scheduler``.
 
     Called off the engine's path, in the scheduler's event thread, in order of emission. An
     exception is logged with the plugin's name and changes nothing else; a slow
-    implementation delays other listeners, never runs. Must be synchronous.
+    implementation delays other listeners, never runs. Must be synchronous. An
+    implementation may leave out ``scheduler``; it tells apart the schedulers of one process.
+
+    .. versionchanged:: 0.2 ``scheduler`` added.
     """

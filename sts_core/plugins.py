@@ -267,7 +267,8 @@ class PluginManager:
     def switched_off(self, config: Any) -> frozenset[str]:
         """Plugins switched off in ``config``: those whose config section has an ``enabled`` key
         set to false. They are still configured (their section is checked), but get no events
-        and no ``scheduler_started``/``scheduler_stopping`` calls, so they cost nothing."""
+        and no ``scheduler_started``/``scheduler_stopping``/``scheduler_stopped`` calls, so they
+        cost nothing."""
         return frozenset(
             registration.plugin
             for name, registration in self.config_sections().items()
@@ -283,6 +284,10 @@ class PluginManager:
     async def scheduler_stopping(self, scheduler: Any) -> None:
         """Call ``scheduler_stopping`` on every plugin, awaiting async implementations."""
         await self._call_lifecycle("scheduler_stopping", scheduler)
+
+    async def scheduler_stopped(self, scheduler: Any) -> None:
+        """Call ``scheduler_stopped`` on every plugin, awaiting async implementations."""
+        await self._call_lifecycle("scheduler_stopped", scheduler)
 
     async def _call_lifecycle(self, hook_name: str, scheduler: Any) -> None:
         for impl in getattr(self.pm.hook, hook_name).get_hookimpls():

@@ -62,7 +62,7 @@ class Redelivery:
         at = next_run.created_at if next_run is not None else None
         plan = await self.plans.for_version(previous.task_name, previous.task_version)
         if plan is not None:  # dependents first, then the ack: a crash in between repeats them harmlessly
-            await self._after_outcome(plan, previous, self.events.active)
+            await self._after_outcome(plan, previous, self.events.active, repeated=True)
         if not await self._persist(f"acknowledging run {previous.id}",
                                    lambda: self.broker.ack(self._held(delivery), next_run, at)):
             return

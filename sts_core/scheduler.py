@@ -88,6 +88,7 @@ class AsyncTaskScheduler:
             clock=self.clock,
             resolve_function=self.functions.resolve,
             scheduler_id=self.id,
+            owner=self,
         )
         self._opened = False
         self._running = False
@@ -324,6 +325,7 @@ class AsyncTaskScheduler:
         await self.plugins.scheduler_stopping(self)
         await self.engine.stop(grace or 0.0)
         await self.close()
+        await self.plugins.scheduler_stopped(self)
         log.info("STS stopped")
         if self._stopped is not None:
             self._stopped.set()

@@ -377,7 +377,7 @@ class Working:
         remote = getattr(error, "remote_traceback", None)
         run.traceback = remote or "".join(traceback.format_exception(error))
 
-    async def _after_outcome(self, plan: TaskPlan, run: Run, emit: bool) -> None:
+    async def _after_outcome(self, plan: TaskPlan, run: Run, emit: bool, *, repeated: bool = False) -> None:
         task = plan.task
         state = run.state
         if emit:
@@ -389,7 +389,7 @@ class Working:
                 RunState.CANCELLED: ev.RunCancelled,
                 RunState.INTERRUPTED: ev.RunCancelled,
             }[state]
-            self.events.emit(event_class(run.ended_at, attrs.evolve(run), task))
+            self.events.emit(event_class(run.ended_at, attrs.evolve(run), task, repeated))
         children = self.plans.children_of(task.name)
         if not children:
             return

@@ -127,8 +127,12 @@ def test_a_run_delivered_more_often_than_max_redeliveries_is_dead_lettered_as_po
 def test_a_run_whose_outcome_was_recorded_before_its_worker_died_is_completed_not_run_again(
     make_scheduler, clock
 ) -> None:
+    events = Events()
+
     async def main() -> None:
-        async with make_scheduler() as scheduler:
+        from sts_core.plugins import PluginManager
+
+        async with make_scheduler(plugins=PluginManager(plugins=[("events", events)])) as scheduler:
             engine, broker = await _prepared(
                 scheduler, Task("parent", job, every=3600), Task("child", job, kwargs={"label": "child"},
                                                                    parent_tasks=["parent"]),
@@ -143,7 +147,9 @@ def test_a_run_whose_outcome_was_recorded_before_its_worker_died_is_completed_no
             child = await broker.consume(0)
             recorded = await scheduler.get_run(run.id)
             assert await scheduler.get_run(f"{run.id}.d2") is None
+            announced = await _seen(events, ev.RunSucceeded)
         assert calls == []  # not run again
+        assert [(e.run.id, e.repeated) for e in announced] == [(run.id, True)]  # the lost worker may have said so
         assert recorded.state is RunState.SUCCEEDED
         assert child is not None and child.run.task_name == "child"  # its dependent still starts
 

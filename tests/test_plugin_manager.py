@@ -134,6 +134,11 @@ class AsyncLifecycle:
         await asyncio.sleep(0)
         self.calls.append(f"stopping {scheduler.id}")
 
+    @hookimpl
+    async def scheduler_stopped(self, scheduler: Any) -> None:
+        await asyncio.sleep(0)
+        self.calls.append(f"stopped {scheduler.id} running={scheduler.running}")
+
 
 # -- a plugin that cannot be imported ----------------------------------------------------------------
 
@@ -330,7 +335,39 @@ def test_async_lifecycle_hooks_are_awaited(make_scheduler):
         return lifecycle.calls
 
     calls = asyncio.run(main())
-    assert [call.split()[0] for call in calls] == ["started", "stopping"]
+    assert [call.split()[0] for call in calls] == ["started", "stopping", "stopped"]
+    assert calls[2].endswith("running=False")
+
+
+class SchedulerAwareListener:
+    """Records which scheduler emitted each run event."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str]] = []
+
+    @hookimpl
+    def handle_event(self, event: ev.Event, scheduler: Any) -> None:
+        if isinstance(event, ev.RunSucceeded):
+            self.seen.append((event.run.task_name, scheduler.id))
+
+
+def test_listeners_are_told_which_of_several_schedulers_emitted_an_event(make_scheduler, clock):
+    listener = SchedulerAwareListener()
+
+    async def main() -> list[str]:
+        plugins = PluginManager(plugins=[("aware", listener)])
+        first, second = make_scheduler(plugins=plugins), make_scheduler(plugins=plugins)
+        for name, scheduler in (("a", first), ("b", second)):
+            await scheduler.add_task(Task(name, "sts_core.testing:noop"))
+            await scheduler.start()
+        await clock.settle()
+        for scheduler in (first, second):
+            await scheduler.wait_idle()
+            await scheduler.stop()
+        return [first.id, second.id]
+
+    ids = asyncio.run(main())
+    assert sorted(listener.seen) == [("a", ids[0]), ("b", ids[1])]
 
 
 class Switchable(AsyncLifecycle, Listener):
