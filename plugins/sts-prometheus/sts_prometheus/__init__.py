@@ -1,0 +1,1 @@
+"""The ``prometheus`` plugin of STS: each scheduler process serves its metrics at ``/metrics``."""

@@ -1,0 +1,58 @@
+"""Hook implementations of the ``prometheus`` plugin.
+
+``scheduler_started`` starts an exporter for each scheduler whose config says
+``prometheus.enabled: true`` (``sts run``, ``sts scheduler`` and ``sts worker`` all start one);
+``scheduler_stopping`` stops it and frees its port; ``handle_event`` feeds events to it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sts_core.events import Event
+from sts_core.hookspecs import hookimpl
+from sts_core.registry import RegisterConfigSection
+from sts_prometheus.config import DEFAULTS, Settings, validate_section
+from sts_prometheus.exporter import Exporter
+
+#: The running exporters by scheduler id: one process may run several schedulers.
+_exporters: dict[str, Exporter] = {}
+
+
+def exporter_for(scheduler: Any) -> Exporter | None:
+    """The running exporter of ``scheduler`` (``.url``, ``.address``, ``.metrics``), or None when
+    the plugin is not enabled for it, it could not listen, or it is stopped."""
+    return _exporters.get(scheduler.id)
+
+
+@hookimpl
+def register_config_sections(register: RegisterConfigSection) -> None:
+    """Provide the ``prometheus`` section (enabled, address, sample_interval, process_metrics, buckets)."""
+    register("prometheus", dict(DEFAULTS), validate=validate_section)
+
+
+@hookimpl
+async def scheduler_started(scheduler: Any) -> None:
+    """Serve the scheduler's metrics when ``prometheus.enabled``; a port in use is logged, not raised."""
+    settings = Settings.from_config(scheduler.config)
+    if not settings.enabled or scheduler.id in _exporters:
+        return
+    exporter = Exporter(scheduler, settings)
+    if exporter.start():
+        _exporters[scheduler.id] = exporter
+
+
+@hookimpl
+async def scheduler_stopping(scheduler: Any) -> None:
+    """Stop sampling and serving; the port is free afterwards."""
+    exporter = _exporters.pop(scheduler.id, None)
+    if exporter is not None:
+        await exporter.stop()
+
+
+@hookimpl
+def handle_event(event: Event, scheduler: Any) -> None:
+    """Update the metrics of the scheduler that emitted ``event`` (never blocks)."""
+    exporter = _exporters.get(scheduler.id)
+    if exporter is not None:
+        exporter.handle(event)

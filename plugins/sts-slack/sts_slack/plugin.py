@@ -1,0 +1,189 @@
+"""Hook implementations of the ``slack`` plugin.
+
+``SlackPlugin`` keeps one ``Instance`` (alerter and sender) per scheduler, keyed by the
+scheduler's id, so several schedulers in one process each alert with their own config. The
+entry point registers this module, whose hook functions are the methods of one
+``SlackPlugin``; tests and embedded applications may register their own instance instead
+(``PluginManager(entry_points=False, plugins=[("slack", SlackPlugin(...))])``).
+
+Lifecycle of an instance: it is built from ``scheduler.config`` at the scheduler's first
+event or at ``scheduler_started``, which starts its sender thread. ``scheduler_stopped`` (the
+runs are over and every event has been handled, so the failures of runs that ended during the
+shutdown grace are in) closes it: pending throttle summaries are sent and what is queued is
+delivered within ``slack.shutdown_grace``. ``configure`` only reads the section for checking tasks'
+``alerts.slack`` options and registers the webhook URLs as secrets for log redaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from sts_core.config import Config
+from sts_core.events import Event
+from sts_core.hookspecs import hookimpl
+from sts_core.registry import RegisterAlertOptions, RegisterConfigSection
+from sts_slack.alerter import Alerter
+from sts_slack.config import DEFAULTS, SlackSettings, settings_from_config, validate_section
+from sts_slack.messages import Style
+from sts_slack.options import validate_task_options
+from sts_slack.redaction import SECRETS, install_filters
+from sts_slack.sender import Post, Sender
+
+log = logging.getLogger("sts.slack")
+#: How often (real seconds, at most) the sender thread looks for throttle summaries that are due.
+SUMMARY_CHECK_EVERY = 30.0
+
+
+@attrs.define
+class Instance:
+    """The plugin's state for one scheduler."""
+
+    settings: SlackSettings
+    alerter: Alerter
+    sender: Sender
+
+
+class SlackPlugin:
+    """The Slack alerting plugin. ``post``, ``wait`` and ``host`` are for tests."""
+
+    def __init__(
+        self,
+        *,
+        post: Post | None = None,
+        wait: Callable[[float], bool] | None = None,
+        host: str | None = None,
+        summary_check_every: float = SUMMARY_CHECK_EVERY,
+    ) -> None:
+        self._post = post
+        self._wait = wait
+        self._host = host
+        self._summary_check_every = summary_check_every
+        #: The section ``configure`` last read (for checking tasks' options).
+        self.settings: SlackSettings | None = None
+        self._instances: dict[str, Instance] = {}
+        self._lock = threading.Lock()
+
+    def instance(self, scheduler_id: str) -> Instance | None:
+        """The state kept for the scheduler with this id (None before its first event or start)."""
+        return self._instances.get(scheduler_id)
+
+    # -- registration -----------------------------------------------------------------------------
+
+    @hookimpl
+    def register_config_sections(self, register: RegisterConfigSection) -> None:
+        """Provide the ``slack`` section (webhook_url, webhooks, alert_on, throttle, ...)."""
+        register("slack", _copy(DEFAULTS), validate=validate_section)
+
+    @hookimpl
+    def register_alert_options(self, register: RegisterAlertOptions) -> None:
+        """Let tasks say ``alerts: {slack: false | {enabled, webhook, alert_on}}``."""
+        register("slack", self.validate_task_options)
+
+    def validate_task_options(self, value: Any) -> list[tuple[str, str]]:
+        """Problems with a task's ``alerts.slack`` (webhook names checked once configured)."""
+        names = self.settings.webhook_names if self.settings is not None else None
+        return validate_task_options(value, names)
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    @hookimpl
+    def configure(self, config: Config) -> None:
+        """Read the ``slack`` section: for checking tasks' options, and to mask its URLs in logs."""
+        self.settings = settings_from_config(config)
+        if self.settings.enabled:
+            SECRETS.add(self.settings.secrets())
+            install_filters()
+
+    @hookimpl
+    async def scheduler_started(self, scheduler: Any) -> None:
+        """Start the sender thread of ``scheduler``'s instance."""
+        instance = self._instance(scheduler)
+        if instance is None:
+            return
+        alerter, clock = instance.alerter, scheduler.clock
+        throttle = instance.settings.throttle  # no throttle, no summaries: the check may be rare
+        every = min(self._summary_check_every, max(throttle / 4, 1.0)) if throttle else self._summary_check_every
+        instance.sender.start(on_idle=lambda: alerter.tick(clock.now()), idle_every=every)
+
+    @hookimpl
+    async def scheduler_stopped(self, scheduler: Any) -> None:
+        """Send pending throttle summaries, deliver what is queued within ``slack.shutdown_grace``
+        (plus at most one request timeout) and stop the sender thread."""
+        with self._lock:
+            instance = self._instances.pop(scheduler.id, None)
+        if instance is not None:
+            await asyncio.to_thread(self._close, scheduler, instance)
+
+    @staticmethod
+    def _close(scheduler: Any, instance: Instance) -> None:
+        instance.alerter.flush(scheduler.clock.now())
+        instance.sender.close(instance.settings.shutdown_grace)
+
+    # -- events ---------------------------------------------------------------------------------------
+
+    @hookimpl
+    def handle_event(self, event: Event, scheduler: Any) -> None:
+        """Decide whether ``event`` alerts and queue the message; never blocks."""
+        instance = self._instance(scheduler)
+        if instance is not None:
+            instance.alerter.handle(event)
+
+    def _instance(self, scheduler: Any) -> Instance | None:
+        """``scheduler``'s instance, built on first use from its config (None when off)."""
+        key = scheduler.id
+        instance = self._instances.get(key)
+        if instance is not None:
+            return instance
+        with self._lock:
+            instance = self._instances.get(key)
+            if instance is None:
+                instance = self._build(settings_from_config(scheduler.config), scheduler.config)
+                if instance is not None:
+                    self._instances[key] = instance
+        return instance
+
+    def _build(self, settings: SlackSettings, config: Any) -> Instance | None:
+        if not settings.enabled:
+            return None
+        SECRETS.add(settings.secrets())
+        install_filters()
+        retries = config.get("retries")
+        style = Style(
+            host=self._host or socket.gethostname(),
+            dashboard_url=settings.dashboard_url,
+            traceback_lines=settings.traceback_lines,
+            username=settings.username,
+            icon=settings.icon,
+            default_retries=retries if isinstance(retries, int) else None,
+        )
+        sender = Sender(
+            timeout=settings.timeout,
+            max_attempts=settings.max_attempts,
+            backoff=settings.backoff,
+            max_retry_after=settings.max_retry_after,
+            max_queue=settings.max_queue,
+            post=self._post,
+            wait=self._wait,
+        )
+        return Instance(settings, Alerter(settings, style, sender.submit), sender)
+
+
+def _copy(defaults: dict[str, Any]) -> dict[str, Any]:
+    return {key: dict(value) if isinstance(value, dict) else value for key, value in defaults.items()}
+
+
+#: The instance the ``sts`` entry point uses (one per process; state per scheduler inside).
+PLUGIN = SlackPlugin()
+register_config_sections = PLUGIN.register_config_sections
+register_alert_options = PLUGIN.register_alert_options
+configure = PLUGIN.configure
+scheduler_started = PLUGIN.scheduler_started
+scheduler_stopped = PLUGIN.scheduler_stopped
+handle_event = PLUGIN.handle_event

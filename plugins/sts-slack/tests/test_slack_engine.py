@@ -1,0 +1,167 @@
+"""End to end: a real ``AsyncTaskScheduler`` on the memory backend with the Slack plugin."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from sts_slack_helpers import headers
+
+import sts_memory.plugin
+import sts_tasks.plugin
+import sts_triggers.plugin
+from sts_core.config import Config
+from sts_core.model import RunState, Task
+from sts_core.plugins import PluginManager
+from sts_core.scheduler import AsyncTaskScheduler
+from sts_core.testing import FakeClock
+from sts_slack.plugin import SlackPlugin
+from sts_slack.testing import FakeSlack
+
+
+def build(slack_section: dict[str, Any], plugin: SlackPlugin, clock: Any = None) -> AsyncTaskScheduler:
+    config = Config({"logging": {"loglevel": "WARNING"}, "slack": {"enabled": True, **slack_section}})
+    plugins = PluginManager(entry_points=False, plugins=[
+        ("memory", sts_memory.plugin), ("triggers", sts_triggers.plugin), ("tasks", sts_tasks.plugin),
+        ("slack", plugin),
+    ])
+    return AsyncTaskScheduler(config, clock=clock, plugins=plugins)
+
+
+class Flaky:
+    """Fails its first ``failures`` calls, then succeeds."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls = 0
+
+    async def __call__(self) -> str:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise ConnectionError(f"warehouse unreachable (call {self.calls})")
+        return "loaded"
+
+
+def test_retries_a_final_failure_and_the_recovery_reach_slack_from_a_real_scheduler(slack: FakeSlack):
+    clock = FakeClock()
+    plugin = SlackPlugin(host="web-1")
+    section = {"webhook_url": slack.url(), "alert_on": {"retry": True}, "throttle": 0,
+               "dashboard_url": "https://sts.example.com/runs/{run_id}"}
+
+    async def main() -> list[Any]:
+        async with build(section, plugin, clock) as scheduler:
+            await scheduler.add_task(Task("load", Flaky(failures=2), every="1m", retries=1, retry_delay="10s"))
+            await scheduler.add_task(Task("quiet", Flaky(failures=9), every="1m", alerts={"slack": False}))
+            await scheduler.start()
+            for _ in range(30):  # two fires of "load": fail, retry fails; then success
+                clock.advance(5)
+                await clock.settle()
+            runs = await scheduler.runs("load")
+            await scheduler.stop()
+        return runs
+
+    runs = asyncio.run(main())
+    assert RunState.SUCCEEDED in [r.state for r in runs]
+    assert headers(slack.payloads) == [
+        ":warning: load failed attempt 1; retrying",
+        ":red_circle: load failed",
+        ":large_green_circle: load recovered",
+    ]
+    failure = slack.payloads[1]
+    assert "ConnectionError: warehouse unreachable (call 2)" in failure["text"]
+    assert "(attempt 2 of 2)" in failure["text"] and "host web-1" in failure["text"]
+    assert failure["blocks"][-2]["elements"][0]["url"].startswith("https://sts.example.com/runs/")
+    assert "raise ConnectionError" in next(
+        b["text"]["text"] for b in failure["blocks"] if b.get("text", {}).get("text", "").startswith("*Traceback*"))
+
+
+def test_a_hanging_slack_does_not_delay_runs_or_the_stop():
+    plugin = SlackPlugin(host="web-1")
+    started: list[float] = []
+
+    async def healthy() -> None:
+        started.append(time.monotonic())
+
+    async def broken() -> None:
+        raise RuntimeError("always")
+
+    async def main(url: str) -> tuple[list[Any], float, Any]:
+        section = {"webhook_url": url, "throttle": 0, "timeout": "500ms", "max_attempts": 2, "backoff": "50ms",
+                   "shutdown_grace": "300ms"}
+        async with build(section, plugin) as scheduler:
+            await scheduler.add_task(Task("broken", broken, every=0.1))
+            await scheduler.add_task(Task("healthy", healthy, every=0.2))
+            await scheduler.start()
+            await asyncio.sleep(2.0)
+            runs = await scheduler.runs("healthy", limit=1000)
+            sender = plugin.instance(scheduler.id).sender
+            began = time.monotonic()
+            await scheduler.stop()
+            stop_took = time.monotonic() - began
+        return runs, stop_took, sender
+
+    with FakeSlack(hang_seconds=30) as hanging:
+        hanging.answer(then="hang")
+        runs, stop_took, sender = asyncio.run(main(hanging.url()))
+        assert hanging.requests, "the sender did try"
+    assert sender.sent == 0 and sender.failed >= 1
+    succeeded = [r for r in runs if r.state is RunState.SUCCEEDED]
+    assert len(succeeded) >= 8  # every 0.2 s for 2 s
+    late = [(r.started_at - r.scheduled_for).total_seconds() for r in succeeded]
+    assert max(late) < 0.3, late  # a blocked loop would show the 0.5 s HTTP timeout here
+    assert stop_took < 1.0
+
+
+def test_the_entry_point_plugin_alerts_when_switched_on_in_the_config(slack: FakeSlack):
+
+    clock = FakeClock()
+
+    async def broken() -> None:
+        raise LookupError("no such partition")
+
+    async def main() -> None:
+        config = Config({"logging": {"loglevel": "WARNING"},
+                         "slack": {"enabled": True, "webhook_url": slack.url(), "throttle": 0}})
+        async with AsyncTaskScheduler(config, clock=clock) as scheduler:  # plugins found through entry points
+            await scheduler.add_task(Task("nightly", broken, every="1m"))
+            await scheduler.start()
+            for _ in range(3):
+                clock.advance(30)
+                await clock.settle()
+            await scheduler.stop()
+
+    asyncio.run(main())
+    assert headers(slack.payloads) == [":red_circle: nightly failed"]
+    assert "LookupError: no such partition" in slack.payloads[0]["text"]
+
+
+def test_two_schedulers_in_one_process_alert_with_their_own_settings(slack: FakeSlack):
+    clock = FakeClock()
+    plugin = SlackPlugin(host="web-1")
+    plugins = PluginManager(entry_points=False, plugins=[
+        ("memory", sts_memory.plugin), ("triggers", sts_triggers.plugin), ("tasks", sts_tasks.plugin),
+        ("slack", plugin),
+    ])
+
+    async def broken() -> None:
+        raise RuntimeError("down")
+
+    def config(name: str) -> Config:
+        return Config({"logging": {"loglevel": "WARNING"}, "slack": {"enabled": True, "webhook_url": slack.url(name)}})
+
+    async def main() -> None:
+        first = AsyncTaskScheduler(config("first"), clock=clock, plugins=plugins)
+        second = AsyncTaskScheduler(config("second"), clock=clock, plugins=plugins)
+        for name, scheduler in (("a", first), ("b", second)):
+            await scheduler.add_task(Task(name, broken, every="1m"))
+            await scheduler.start()
+        clock.advance(61)
+        await clock.settle()
+        for scheduler in (first, second):
+            await scheduler.wait_idle()
+            await scheduler.stop()
+
+    asyncio.run(main())
+    assert headers(slack.payloads_to("first")) == [":red_circle: a failed"]
+    assert headers(slack.payloads_to("second")) == [":red_circle: b failed"]
