@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import traceback
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,6 +25,7 @@ from sts_core.redelivery import RECORDED_OUTCOMES, delivery_run_id
 from sts_core.runcontext import reset_current_run, set_current_run
 from sts_core.runlog import log_run
 from sts_core.threadpool import DaemonThreadPool
+from sts_core.tracebacks import task_traceback
 
 log = logging.getLogger("sts.engine")
 
@@ -375,7 +375,12 @@ class Working:
         run.error_type = getattr(error, "remote_type", None) or type(error).__name__
         run.error_message = getattr(error, "remote_message", None) or str(error)
         remote = getattr(error, "remote_traceback", None)
-        run.traceback = remote or "".join(traceback.format_exception(error))
+        run.traceback = remote or task_traceback(error, self._internal_packages(plan))
+
+    @staticmethod
+    def _internal_packages(plan: TaskPlan) -> tuple[str, str]:
+        """The packages whose frames lead a task's traceback: the kernel's and its task type's."""
+        return "sts_core", type(plan.task_type).__module__.partition(".")[0]
 
     async def _after_outcome(self, plan: TaskPlan, run: Run, emit: bool, *, repeated: bool = False) -> None:
         task = plan.task

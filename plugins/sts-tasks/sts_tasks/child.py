@@ -22,9 +22,10 @@ import inspect
 import json
 import os
 import sys
-import traceback
 from collections.abc import Awaitable
 from typing import Any
+
+from sts_core.tracebacks import task_traceback
 
 
 def main() -> int:
@@ -76,7 +77,7 @@ def _failure(exc: BaseException) -> dict[str, Any]:
         "ok": False,
         "type": type(exc).__qualname__,
         "message": str(exc),
-        "traceback": "".join(traceback.format_exception(exc)),
+        "traceback": task_traceback(exc, ("__main__", "sts_tasks", "sts_core")),  # this module runs as __main__
     }
 
 

@@ -49,6 +49,7 @@ def test_an_exception_in_the_child_comes_back_as_a_remote_error(make_context, re
     assert str(caught.value) == "ValueError: it broke"
     assert caught.value.remote_type == "ValueError"
     assert "in fail" in caught.value.remote_traceback
+    assert "child.py" not in caught.value.remote_traceback  # it starts at the task's own code
     assert "it broke" in str(caught.value.__cause__)
 
 
