@@ -63,4 +63,7 @@ class EventBus:
             return
         self._queue.put(_STOP)
         thread.join(timeout)
+        if thread.is_alive():
+            log.warning("event listeners were still busy %gs after the stop; the events they have not "
+                        "handled yet may not reach them before the scheduler is reported stopped", timeout)
         self._thread = None

@@ -134,3 +134,4 @@ class FireMissed(Event):
     first_missed: datetime
     missed_count: int
     policy: str
+    task: Task | None = None

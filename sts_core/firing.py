@@ -143,7 +143,8 @@ class Firing:
         log.warning("%s has %d fire(s) due since %s (misfire policy %s)", name, len(due), due[0].isoformat(),
                     plan.misfire)
         if self.events.active:
-            self.events.emit(ev.FireMissed(now, name, due[0], len(due) - 1 if timely else len(due), plan.misfire))
+            missed = len(due) - 1 if timely else len(due)
+            self.events.emit(ev.FireMissed(now, name, due[0], missed, plan.misfire, plan.task))
 
     async def _handle_misfire(self, plan: TaskPlan, due: list[datetime], now: datetime) -> None:
         """Several fires are due at once, or one is later than the grace time: the scheduler

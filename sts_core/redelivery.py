@@ -13,7 +13,7 @@ from sts_core import events as ev
 from sts_core.clock import Clock
 from sts_core.eventbus import EventBus
 from sts_core.interfaces import Delivery
-from sts_core.model import Run, RunState
+from sts_core.model import Run, RunState, Task
 from sts_core.plans import TaskPlans
 from sts_core.runlog import log_run
 
@@ -49,7 +49,7 @@ class Redelivery:
         await self.store.record_run(previous)
         log_run(previous)
         if self.events.active:
-            self.events.emit(ev.RunLost(previous.ended_at, attrs.evolve(previous), None))
+            self.events.emit(ev.RunLost(previous.ended_at, attrs.evolve(previous), self._task_named(previous)))
         return previous
 
     async def _complete_recorded(self, delivery: Delivery, previous: Run) -> None:
@@ -93,8 +93,13 @@ class Redelivery:
         await self.store.record_run(run)
         log_run(run)
         if self.events.active:
-            self.events.emit(ev.RunFailed(now, attrs.evolve(run), None))
+            self.events.emit(ev.RunFailed(now, attrs.evolve(run), self._task_named(run)))
         await self._release(run)
+
+    def _task_named(self, run: Run) -> Task | None:
+        """The task's current definition, for an event about a run of it (None if unknown here)."""
+        plan = self.plans.current(run.task_name)
+        return plan.task if plan is not None else None
 
     async def _record_duplicate(self, run: Run) -> None:
         """The run's lease was lost before its outcome was acked: another worker was given it,
@@ -107,7 +112,8 @@ class Redelivery:
         await self._persist(f"recording duplicate run {run.id}", lambda: self.store.record_run(run))
         log_run(run)
         if self.events.active:
-            self.events.emit(ev.RunDuplicate(run.ended_at or self.clock.now(), attrs.evolve(run), None))
+            when = run.ended_at or self.clock.now()
+            self.events.emit(ev.RunDuplicate(when, attrs.evolve(run), self._task_named(run)))
         self._forget_local(run)
 
 

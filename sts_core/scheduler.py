@@ -331,7 +331,9 @@ class AsyncTaskScheduler:
             self._stopped.set()
 
     async def close(self) -> None:
-        """Release the backend and threads."""
+        """Release the backend and threads (event listeners get the last events first)."""
+        # Synchronous on purpose: at interpreter exit (a signal, atexit) no executor thread can
+        # be started. It blocks only while a listener is still busy, and at most 5 seconds.
         self.engine.close()
         if self._opened:
             await self.backend.broker.close()
