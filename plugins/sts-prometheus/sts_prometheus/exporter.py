@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import ipaddress
 import logging
 import os
 from importlib import metadata
@@ -55,10 +56,19 @@ class Exporter:
         self.sampler.start()
         self.active = True
         log.info("Prometheus metrics at %s (prometheus.address %s)", self.url, self.settings.address)
+        if not _is_loopback(self.address[0]):
+            log.warning("prometheus.address %s is reachable from other hosts: /metrics has no "
+                        "authentication (task names are visible); put it behind a firewall or proxy",
+                        self.settings.address)
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             log.warning("PROMETHEUS_MULTIPROC_DIR is set, but sts-prometheus does not aggregate "
                         "processes: each process serves its own metrics at its own prometheus.address")
         return True
+
+    async def stop_sampling(self) -> None:
+        """Stop sampling (the backend closes soon); ``/metrics`` is still served, and events
+        still counted, while the runs in flight finish."""
+        await self.sampler.stop()
 
     async def stop(self) -> None:
         """Stop sampling and serving; the port is free when this returns."""
@@ -70,6 +80,13 @@ class Exporter:
         """Apply an event of this exporter's scheduler (ignored once stopped)."""
         if self.active:
             self.listener.handle(event)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _bind_error(address: str, exc: OSError) -> str:

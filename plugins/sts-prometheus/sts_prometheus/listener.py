@@ -25,7 +25,8 @@ class MetricsListener:
       skipped, cancelled, interrupted, lost, duplicate): ``sts_runs_total{task,state}``, the
       duration when the attempt executed, retries, error types, and the last success time.
     - ``FireMissed``: ``sts_fires_missed_total`` by ``missed_count``.
-    - ``TaskRemoved``: the task's last-success series is dropped.
+    - ``TaskAdded`` and the first run event of a task: its zero-valued series (``Metrics.track``).
+    - ``TaskRemoved``: every series of the task is dropped.
     """
 
     def __init__(self, metrics: Metrics) -> None:
@@ -41,8 +42,10 @@ class MetricsListener:
             self._ended(event)
         elif isinstance(event, ev.FireMissed):
             self._metrics.fires_missed.labels(event.task_name, event.policy).inc(max(event.missed_count, 0))
+        elif isinstance(event, ev.TaskAdded):
+            self._metrics.track(event.task.name)
         elif isinstance(event, ev.TaskRemoved):
-            self._metrics.last_success.forget(event.task_name)
+            self._metrics.forget(event.task_name)
 
     def _started(self, event: ev.RunStarted) -> None:
         run = event.run
@@ -58,6 +61,7 @@ class MetricsListener:
             return
         metrics = self._metrics
         task = run.task_name
+        metrics.track(task)
         metrics.runs.labels(task, state.value).inc()
         if run.duration is not None:
             metrics.run_duration.labels(task).observe(max(run.duration, 0.0))

@@ -8,6 +8,7 @@ at ``MAX_ERROR_TYPES``; never run ids or error messages.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +25,10 @@ from sts_prometheus.config import Settings
 MAX_ERROR_TYPES = 20
 #: The longest ``error_type`` label value; longer ones are cut.
 MAX_ERROR_TYPE_LENGTH = 100
+#: The ``sts_runs_total`` states every known task has a series for from the start, at 0. A
+#: counter series that first appears at 1 shows no increase() in Prometheus, so without these
+#: the first failure of a task would never alert.
+PRESET_STATES = ("succeeded", "failed", "timed_out", "retrying", "poison")
 
 
 @attrs.define
@@ -41,6 +46,47 @@ class Metrics:
     queue_sample_errors: Counter
     plugin_load_errors: Gauge
     last_success: LastSuccess
+    #: Tasks whose series exist (see ``track``).
+    tasks: set[str] = attrs.field(factory=set)
+    #: Tracked tasks the last ``keep_only`` did not find.
+    _missing: set[str] = attrs.field(factory=set)
+    # The event thread (track, forget) and the sampler on the loop (keep_only) both change them.
+    _lock: threading.Lock = attrs.field(factory=threading.Lock)
+
+    def track(self, task: str) -> None:
+        """Give a task its zero-valued run and retry series (once), so its first failure counts
+        as an increase."""
+        if task in self.tasks:
+            return
+        with self._lock:
+            self.tasks.add(task)
+            for state in PRESET_STATES:
+                self.runs.labels(task, state)
+            self.run_retries.labels(task)
+
+    def forget(self, task: str) -> None:
+        """Drop every series of a removed task: tasks come and go, memory and scrapes must not grow."""
+        with self._lock:
+            self._forget(task)
+
+    def _forget(self, task: str) -> None:
+        self.tasks.discard(task)
+        labels = {"task": task}
+        for metric in (self.runs, self.run_duration, self.run_lateness, self.run_retries, self.run_errors,
+                       self.fires_missed):
+            metric.remove_by_labels(labels)
+        self.last_success.forget(task)
+
+    def keep_only(self, tasks: set[str]) -> None:
+        """Track every task in ``tasks``; forget a tracked task missing from two calls in a row (the
+        list may have been read just before another process added it)."""
+        for task in tasks:
+            self.track(task)
+        with self._lock:
+            missing = self.tasks - tasks
+            for task in missing & self._missing:
+                self._forget(task)
+            self._missing = missing - self._missing
 
 
 def build_metrics(settings: Settings, *, health: Callable[[], Any], backend: str, version: str) -> Metrics:

@@ -2,7 +2,8 @@
 
 ``scheduler_started`` starts an exporter for each scheduler whose config says
 ``prometheus.enabled: true`` (``sts run``, ``sts scheduler`` and ``sts worker`` all start one);
-``scheduler_stopping`` stops it and frees its port; ``handle_event`` feeds events to it.
+``scheduler_stopping`` stops its sampling, ``scheduler_stopped`` its server (freeing the port);
+``handle_event`` feeds events to it.
 """
 
 from __future__ import annotations
@@ -44,7 +45,15 @@ async def scheduler_started(scheduler: Any) -> None:
 
 @hookimpl
 async def scheduler_stopping(scheduler: Any) -> None:
-    """Stop sampling and serving; the port is free afterwards."""
+    """Stop sampling; ``/metrics`` stays up while the runs in flight finish."""
+    exporter = _exporters.get(scheduler.id)
+    if exporter is not None:
+        await exporter.stop_sampling()
+
+
+@hookimpl
+async def scheduler_stopped(scheduler: Any) -> None:
+    """Stop serving once the scheduler has stopped and its last events are counted; the port is free afterwards."""
     exporter = _exporters.pop(scheduler.id, None)
     if exporter is not None:
         await exporter.stop()

@@ -108,8 +108,8 @@ class Sampler:
 
     async def _reconcile_tasks(self) -> None:
         names = {task.name for task in await self._bounded(self._scheduler.list_tasks())}
+        self._metrics.keep_only(names)
         last_success = self._metrics.last_success
-        last_success.keep_only(names)
         self._looked_up &= names
         for name in sorted(names - self._looked_up):
             runs = await self._bounded(self._scheduler.runs(name, state="succeeded", limit=1))

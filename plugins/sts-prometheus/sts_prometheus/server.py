@@ -83,6 +83,8 @@ class _IPv6Server(_Server):
 
 
 class _QuietHandler(WSGIRequestHandler):
+    timeout = 10  # seconds: an idle or stalled connection does not hold its thread for ever
+
     def log_message(self, format: str, *args: Any) -> None:
         """Scrapes are not logged."""
 

@@ -29,6 +29,11 @@ class Scrape:
         """Every sample named ``name``, by label set."""
         return {labels: value for (sample, labels), value in self.samples.items() if sample == name}
 
+    def counted(self, name: str) -> dict[frozenset[tuple[str, str]], float]:
+        """The samples named ``name`` that are not 0 (every known task has its run series at 0
+        from the start)."""
+        return {labels: value for labels, value in self.labelled(name).items() if value}
+
 
 def scrape_text(url: str) -> str:
     """GET ``url`` and return the body (text format)."""

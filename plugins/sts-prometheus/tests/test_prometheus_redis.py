@@ -57,7 +57,7 @@ def test_a_scheduler_process_and_a_worker_process_each_serve_their_own_metrics(r
     scheduler, worker, ports = asyncio.run(main())
     assert len(ports) == 2
     assert roles(scheduler) == "scheduler" and roles(worker) == "worker"
-    assert scheduler.labelled("sts_runs_total") == {}  # runs are counted where they execute
+    assert scheduler.counted("sts_runs_total") == {}  # runs are counted where they execute
     assert set(scheduler.labelled("sts_scheduler_heartbeat_timestamp_seconds")) == {frozenset({("loop", "scheduler")})}
     assert set(worker.labelled("sts_scheduler_heartbeat_timestamp_seconds")) == {frozenset({("loop", "worker")})}
     for result in (scheduler, worker):  # the same shared queue, seen from both

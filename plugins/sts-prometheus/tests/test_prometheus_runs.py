@@ -75,7 +75,7 @@ def expected_runs_total() -> dict[tuple[str, str], float]:
 def runs_total(scrape: Scrape) -> dict[tuple[str, str], float]:
     return {
         (dict(labels)["task"], dict(labels)["state"]): value
-        for labels, value in scrape.labelled("sts_runs_total").items()
+        for labels, value in scrape.counted("sts_runs_total").items()
     }
 
 
@@ -85,7 +85,7 @@ def test_every_final_outcome_is_counted_by_task_and_state(make_scheduler, clock)
         key for key, count in expected_runs_total().items() for _ in range(int(count))
     )
     assert scrape.value("sts_run_retries_total", task="flaky") == 2
-    assert scrape.labelled("sts_run_retries_total").keys() == {frozenset({("task", "flaky")})}
+    assert scrape.counted("sts_run_retries_total").keys() == {frozenset({("task", "flaky")})}
     assert scrape.value("sts_run_errors_total", task="flaky", error_type="ConnectionError") == 3
     assert scrape.value("sts_run_errors_total", task="slow", error_type="TimeoutError") == 1
     assert len(scrape.labelled("sts_run_errors_total")) == 2
@@ -191,3 +191,22 @@ def test_an_outcome_announced_again_after_a_lost_worker_is_not_counted_twice() -
     listener.handle(ev.RunSucceeded(now, run))
     listener.handle(ev.RunSucceeded(now, run, None, True))  # the next worker completes it again
     assert metrics.registry.get_sample_value("sts_runs_total", {"task": "t", "state": "succeeded"}) == 1
+
+
+def test_a_known_task_has_its_run_series_at_zero_before_it_first_runs(make_scheduler, clock) -> None:
+    """A counter series that first appears at 1 shows no increase() in Prometheus: the first
+    failure of a task would never alert."""
+
+    async def main() -> Scrape:
+        async with make_scheduler() as scheduler:
+            await scheduler.add_task(Task("nightly", succeed, cron="0 3 * * *"))
+            await scheduler.start()
+            result = await scrape_until(exporter_for(scheduler).url,
+                                        lambda s: s.value("sts_runs_total", task="nightly", state="failed") == 0)
+            await scheduler.stop()
+        return result
+
+    result = asyncio.run(main())
+    for state in ("succeeded", "failed", "timed_out", "retrying", "poison"):
+        assert result.value("sts_runs_total", task="nightly", state=state) == 0
+    assert result.value("sts_run_retries_total", task="nightly") == 0

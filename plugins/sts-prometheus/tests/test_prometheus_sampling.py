@@ -213,9 +213,10 @@ def test_last_success_survives_a_restart_and_goes_with_its_task(make_scheduler, 
         return restarted, removed, run.ended_at.timestamp()
 
     restarted, removed, ended = asyncio.run(main())
-    assert restarted.value("sts_runs_total", task="nightly", state="succeeded") is None  # counters restart at 0
+    assert restarted.value("sts_runs_total", task="nightly", state="succeeded") == 0  # counters restart at 0
     assert restarted.value("sts_task_last_success_timestamp_seconds", task="nightly") == ended
     assert removed.labelled("sts_task_last_success_timestamp_seconds") == {}
+    assert removed.labelled("sts_runs_total") == {}  # a removed task's series go with it
 
 
 def test_missed_fires_are_counted_by_task_and_policy(make_scheduler, clock) -> None:

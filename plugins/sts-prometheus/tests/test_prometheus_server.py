@@ -96,6 +96,33 @@ def test_stopping_the_scheduler_stops_the_server_and_frees_the_port(make_schedul
     assert asyncio.run(main()).value("sts_scheduler_running") == 1
 
 
+def test_metrics_stay_served_while_runs_in_flight_finish_during_a_stop(make_scheduler) -> None:
+    release = asyncio.Event()
+
+    async def busy() -> None:
+        await release.wait()
+
+    async def main() -> tuple[Scrape, Scrape]:
+        async with make_scheduler() as scheduler:
+            await scheduler.add_task(Task("busy", busy))
+            await scheduler.start()
+            url = exporter_for(scheduler).url
+            await scrape_until(url, lambda s: s.value("sts_runs_in_flight") == 1)
+            stopping = asyncio.create_task(scheduler.stop(grace=30))
+            during = await scrape_until(url, lambda s: s.value("sts_scheduler_running") == 0)
+            release.set()
+            await stopping
+            return during, await asyncio.to_thread(_after_stop, url)
+
+    during, _ = asyncio.run(main())
+    assert during.value("sts_runs_in_flight") == 1  # the run still finishing is visible
+
+
+def _after_stop(url: str) -> None:
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(url, timeout=2)
+
+
 def test_only_metrics_is_served(make_scheduler) -> None:
     async def main() -> int:
         async with make_scheduler() as scheduler:
@@ -131,8 +158,8 @@ def test_two_schedulers_in_one_process_keep_their_metrics_apart(clock) -> None:
             for scheduler in (one, two, silent):
                 await scheduler.wait_idle()
             assert exporter_for(silent) is None  # prometheus.enabled is false by default
-            first = await scrape_until(exporter_for(one).url, lambda s: len(s.labelled("sts_runs_total")) == 1)
-            second = await scrape_until(exporter_for(two).url, lambda s: len(s.labelled("sts_runs_total")) == 2)
+            first = await scrape_until(exporter_for(one).url, lambda s: len(s.counted("sts_runs_total")) == 1)
+            second = await scrape_until(exporter_for(two).url, lambda s: len(s.counted("sts_runs_total")) == 2)
             await asyncio.sleep(0.05)  # let any stray event land before the last look
             again = await scrape(exporter_for(one).url)
             for scheduler in (one, two, silent):
@@ -140,7 +167,8 @@ def test_two_schedulers_in_one_process_keep_their_metrics_apart(clock) -> None:
         return first, second, again, one.id, two.id
 
     first, second, again, one_id, two_id = asyncio.run(main())
-    assert first.labelled("sts_runs_total") == {frozenset({("task", "one_job"), ("state", "succeeded")}): 1}
+    assert first.counted("sts_runs_total") == {frozenset({("task", "one_job"), ("state", "succeeded")}): 1}
+    assert {dict(labels)["task"] for labels in first.labelled("sts_runs_total")} == {"one_job"}
     assert {dict(labels)["task"] for labels in second.labelled("sts_runs_total")} == {"two_job", "two_other"}
     assert again.labelled("sts_runs_total") == first.labelled("sts_runs_total")
     assert info_labels(first) == {"scheduler_id": one_id, "roles": "scheduler,worker", "backend": "memory",
