@@ -502,6 +502,15 @@ class Run:
     worker: str | None = None
     retry_at: datetime | None = None
 
+    @property
+    def hit_timeout(self) -> bool:
+        """True when STS stopped this attempt at its task's ``timeout``: the state is ``timed_out``,
+        or ``retrying`` after a timeout. STS records its own timeouts as ``TimeoutError`` without a
+        traceback; a ``TimeoutError`` the task raised itself has one, so it does not count."""
+        if self.state is RunState.TIMED_OUT:
+            return True
+        return self.state is RunState.RETRYING and self.error_type == "TimeoutError" and self.traceback is None
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-safe data."""
         data = attrs.asdict(self, recurse=False)

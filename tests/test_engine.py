@@ -185,6 +185,26 @@ def test_a_timeout_is_retried_like_a_failure(make_scheduler, clock):
             runs = await scheduler.runs("slow")
             await scheduler.stop()
         assert sorted(r.state.value for r in runs) == ["retrying", "timed_out"]
+        assert all(r.hit_timeout for r in runs)  # the retried attempt too
+
+    asyncio.run(main())
+
+
+def test_a_timeout_error_raised_by_the_task_itself_is_a_failure_not_a_timeout(make_scheduler, clock):
+    async def flaky_socket() -> None:
+        raise TimeoutError("the socket read timed out")
+
+    async def main():
+        async with make_scheduler() as scheduler:
+            await scheduler.add_task(Task("read", flaky_socket, timeout=60, retries=1, retry_delay=5))
+            await scheduler.start()
+            await clock.settle()
+            await advance(clock, 5)
+            await scheduler.wait_idle()
+            runs = await scheduler.runs("read")
+            await scheduler.stop()
+        assert sorted(r.state.value for r in runs) == ["failed", "retrying"]
+        assert not any(r.hit_timeout for r in runs)
 
     asyncio.run(main())
 
