@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import collections
 import logging
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -21,7 +21,7 @@ from sts_slack.throttle import Summary, Throttle
 
 log = logging.getLogger("sts.slack")
 #: How many (run id, kind) pairs are remembered to drop a repeated event (a worker lost after
-#: recording an outcome has its events emitted again).
+#: recording an outcome has its events emitted again); the oldest are forgotten first.
 SEEN_LIMIT = 4096
 #: ``RunSkipped.run.reason`` of a run skipped because a parent failed starts with this.
 UPSTREAM_FAILED = "upstream failed"
@@ -32,7 +32,7 @@ def kind_of(event: ev.Event) -> str | None:
     if isinstance(event, ev.RunFailed):
         return "failure"
     if isinstance(event, ev.RunRetrying):
-        return "timeout" if event.run.error_type == "TimeoutError" else "retry"
+        return "timeout" if event.run.hit_timeout else "retry"
     if isinstance(event, ev.RunSkipped):
         return "skipped" if (event.run.reason or "").startswith(UPSTREAM_FAILED) else None
     if isinstance(event, ev.FireMissed):
@@ -56,11 +56,11 @@ class Alerter:
         self.submit = submit
         self.throttle = Throttle(settings.throttle)
         self.recovery = RecoveryTracker()
-        #: ``alerts`` of each task seen (events about poison runs and missed fires carry no task).
+        #: ``alerts`` of each task seen, for events that carry no task (a poison run or a lost
+        #: worker of a task the emitting process does not know). Dropped at ``TaskRemoved``.
         self._options: dict[str, TaskOptions] = {}
         self._tasks: dict[str, Task] = {}
-        #: The webhook each throttle key last used: its summary goes there too.
-        self._routes: dict[Hashable, str] = {}
+        #: (run id, kind) of the alerts already handled, at most ``SEEN_LIMIT``, oldest first.
         self._seen: collections.OrderedDict[tuple[str, str], None] = collections.OrderedDict()
 
     # -- events --------------------------------------------------------------------------------------
@@ -74,7 +74,9 @@ class Alerter:
         if isinstance(event, ev.TaskRemoved):
             self._forget(event.task_name)
             return
-        if isinstance(event, ev.RunEvent) and event.task is not None:
+        # Run events and FireMissed carry the task's definition when the emitting process knows
+        # it (a missed fire or a poison run may be the first this process hears of a task).
+        if isinstance(event, (ev.RunEvent, ev.FireMissed)) and event.task is not None:
             self._remember(event.task)
         if isinstance(event, ev.RunSucceeded):
             self._on_success(event)
@@ -121,8 +123,7 @@ class Alerter:
             return False
         key = (task, kind)
         webhook = options.webhook or DEFAULT_WEBHOOK
-        self._routes[key] = webhook
-        admitted, previous = self.throttle.admit(key, time, detail)
+        admitted, previous = self.throttle.admit(key, time, detail, route=webhook)
         if previous is not None:
             self._send_summaries([previous])
         if not admitted:
@@ -146,7 +147,7 @@ class Alerter:
     def _send_summaries(self, summaries: list[Summary]) -> None:
         for summary in summaries:
             task, kind = summary.key  # type: ignore[misc]
-            webhook = self._routes.get(summary.key, DEFAULT_WEBHOOK)
+            webhook = summary.route or DEFAULT_WEBHOOK
             payload = summary_alert(task, kind, summary, self.settings.throttle, self.style,
                                     self.recovery.last_success(task) if kind == "failure" else None)
             self._queue(webhook, payload, f"throttle summary ({summary.suppressed} {kind}) for task {task}")

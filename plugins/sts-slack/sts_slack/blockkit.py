@@ -127,11 +127,6 @@ def context(texts: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def divider() -> dict[str, Any]:
-    """A divider block."""
-    return {"type": "divider"}
-
-
 def link_button(label: str, url: str) -> dict[str, Any] | None:
     """An actions block with one link button, or None when the URL is too long for Slack."""
     if not url or len(url) > MAX_URL:

@@ -61,13 +61,22 @@ _PLACEHOLDERS = ("task", "run_id")
 _URL_EXAMPLE = "https://hooks.slack.com/services/..."
 
 
+def _redacted_url(url: str | None) -> str:
+    return "None" if url is None else repr(redact_url(url))
+
+
+def _redacted_webhooks(webhooks: Mapping[str, str]) -> str:
+    return "{" + ", ".join(f"{name!r}: {redact_url(url)!r}" for name, url in webhooks.items()) + "}"
+
+
 @attrs.frozen
 class SlackSettings:
-    """The validated ``slack`` section, durations in seconds."""
+    """The validated ``slack`` section, durations in seconds. Its repr shows the webhook URLs
+    as scheme and host only (they are secrets)."""
 
     enabled: bool = False
-    webhook_url: str | None = None
-    webhooks: Mapping[str, str] = attrs.field(factory=dict)
+    webhook_url: str | None = attrs.field(default=None, repr=_redacted_url)
+    webhooks: Mapping[str, str] = attrs.field(factory=dict, repr=_redacted_webhooks)
     alert_on: Mapping[str, bool] = attrs.field(factory=lambda: dict(DEFAULTS["alert_on"]))
     throttle: float = 600.0
     timeout: float = 5.0

@@ -6,12 +6,15 @@ entry point registers this module, whose hook functions are the methods of one
 ``SlackPlugin``; tests and embedded applications may register their own instance instead
 (``PluginManager(entry_points=False, plugins=[("slack", SlackPlugin(...))])``).
 
-Lifecycle of an instance: it is built from ``scheduler.config`` at the scheduler's first
-event or at ``scheduler_started``, which starts its sender thread. ``scheduler_stopped`` (the
-runs are over and every event has been handled, so the failures of runs that ended during the
-shutdown grace are in) closes it: pending throttle summaries are sent and what is queued is
-delivered within ``slack.shutdown_grace``. ``configure`` only reads the section for checking tasks'
-``alerts.slack`` options and registers the webhook URLs as secrets for log redaction.
+Lifecycle of an instance: it is built from ``scheduler.config`` at ``scheduler_started``, which
+starts its sender thread (or at an event of a running scheduler, should one come first).
+``scheduler_stopped`` (the runs are over and every event has been handled, so the failures of
+runs that ended during the shutdown grace are in) closes and drops it: pending throttle
+summaries are sent and what is queued is delivered within ``slack.shutdown_grace``. Events of
+a scheduler that has no instance and is not running (never started, or already stopped) are
+ignored, so no instance is built that nothing would close. ``configure`` only reads the
+section for checking tasks' ``alerts.slack`` options and registers the webhook URLs as secrets
+for log redaction.
 """
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ class SlackPlugin:
         self._lock = threading.Lock()
 
     def instance(self, scheduler_id: str) -> Instance | None:
-        """The state kept for the scheduler with this id (None before its first event or start)."""
+        """The state kept for the scheduler with this id (None unless it is started)."""
         return self._instances.get(scheduler_id)
 
     # -- registration -----------------------------------------------------------------------------
@@ -88,7 +91,8 @@ class SlackPlugin:
 
     def validate_task_options(self, value: Any) -> list[tuple[str, str]]:
         """Problems with a task's ``alerts.slack`` (webhook names checked once configured)."""
-        names = self.settings.webhook_names if self.settings is not None else None
+        # Names are checked only where Slack is on: a config with it off need not list the webhooks.
+        names = self.settings.webhook_names if self.settings is not None and self.settings.enabled else None
         return validate_task_options(value, names)
 
     # -- lifecycle ----------------------------------------------------------------------------------
@@ -104,7 +108,7 @@ class SlackPlugin:
     @hookimpl
     async def scheduler_started(self, scheduler: Any) -> None:
         """Start the sender thread of ``scheduler``'s instance."""
-        instance = self._instance(scheduler)
+        instance = self._instance(scheduler, build=True)
         if instance is None:
             return
         alerter, clock = instance.alerter, scheduler.clock
@@ -131,16 +135,22 @@ class SlackPlugin:
     @hookimpl
     def handle_event(self, event: Event, scheduler: Any) -> None:
         """Decide whether ``event`` alerts and queue the message; never blocks."""
-        instance = self._instance(scheduler)
+        running = bool(getattr(scheduler, "running", False))
+        instance = self._instance(scheduler, build=running)
         if instance is not None:
             instance.alerter.handle(event)
+        elif not running:
+            log.debug("slack: %s of scheduler %s ignored: the scheduler is not running", event.kind, scheduler.id)
 
-    def _instance(self, scheduler: Any) -> Instance | None:
-        """``scheduler``'s instance, built on first use from its config (None when off)."""
+    def _instance(self, scheduler: Any, *, build: bool) -> Instance | None:
+        """``scheduler``'s instance (None when off), built from its config if there is none yet
+        and ``build`` is true."""
         key = scheduler.id
         instance = self._instances.get(key)
         if instance is not None:
             return instance
+        if not build:
+            return None
         with self._lock:
             instance = self._instances.get(key)
             if instance is None:

@@ -9,6 +9,12 @@ after an exponential backoff, 429 after its ``Retry-After`` (capped), at most
 ``wait(seconds)``, which returns True when the sender is told to stop at once, so tests
 inject a wait that returns immediately, and shutdown never waits out a backoff.
 
+One thread sends one message at a time, so a webhook that hangs or fails holds up the
+messages behind it. To bound that, each webhook has a circuit breaker: after
+``breaker_failures`` messages in a row to it were not delivered, messages to it are dropped
+(counted, and logged in one line) for ``breaker_cooldown`` seconds; then the next message is
+tried again, and one more failure opens the breaker again.
+
 Logs go to ``sts.slack`` and name a webhook by its config name, never its URL.
 """
 
@@ -31,6 +37,10 @@ log = logging.getLogger("sts.slack")
 CLIENT_LOGGER = "slack_sdk.webhook.client"
 #: The longest backoff between two attempts (Retry-After has its own cap, ``max_retry_after``).
 MAX_BACKOFF = 30.0
+#: Messages in a row to one webhook that may fail before messages to it are dropped for a while.
+BREAKER_FAILURES = 3
+#: How long (seconds) messages to a failing webhook are dropped before it is tried again.
+BREAKER_COOLDOWN = 60.0
 _BODY_SHOWN = 200
 
 
@@ -92,6 +102,8 @@ class Sender:
         backoff: float = 1.0,
         max_retry_after: float = 60.0,
         max_queue: int = 1000,
+        breaker_failures: int = BREAKER_FAILURES,
+        breaker_cooldown: float = BREAKER_COOLDOWN,
         post: Post | None = None,
         wait: Callable[[float], bool] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
@@ -101,6 +113,8 @@ class Sender:
         self.backoff = backoff
         self.max_retry_after = max_retry_after
         self.max_queue = max_queue
+        self.breaker_failures = breaker_failures
+        self.breaker_cooldown = breaker_cooldown
         self._post = post
         self._injected_wait = wait
         self._monotonic = monotonic
@@ -112,10 +126,15 @@ class Sender:
         self._thread: threading.Thread | None = None
         self._on_idle: Callable[[], None] | None = None
         self._idle_every = 30.0
-        #: Counters for logs and tests.
+        #: Per webhook name (sender thread only): messages in a row not delivered, and for an
+        #: open breaker, until when (monotonic) and how many messages it dropped.
+        self._failures: dict[str, int] = {}
+        self._open: dict[str, tuple[float, int]] = {}
+        #: Counters for logs and tests (``skipped``: dropped by an open breaker).
         self.sent = 0
         self.failed = 0
         self.dropped = 0
+        self.skipped = 0
         self.attempts = 0
 
     # -- the caller's side (event thread) -------------------------------------------------------------
@@ -152,12 +171,12 @@ class Sender:
             self._thread = threading.Thread(target=self._run, name="sts-slack-sender", daemon=True)
             self._thread.start()
 
-    def close(self, grace: float) -> bool:
+    def close(self, grace: float) -> None:
         """Deliver what is queued for up to ``grace`` seconds, then stop (an HTTP request in
-        progress may add up to ``timeout``). Returns True when everything was delivered or given up."""
+        progress may add up to ``timeout``)."""
         thread = self._thread
         if thread is None:
-            return True
+            return
         with self._ready:
             self._closing = True
             self._deadline = self._monotonic() + grace
@@ -174,36 +193,58 @@ class Sender:
             with self._ready:
                 self._queue.clear()
         self._thread = None
-        return not thread.is_alive() and not left
-
-    def join(self, timeout: float | None = None) -> bool:
-        """Wait for the thread to end (after ``close``); True when it has."""
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
-            return not thread.is_alive()
-        return True
 
     # -- the thread --------------------------------------------------------------------------------------
 
     def _run(self) -> None:
         post = self._post or webhook_post()
         last_idle = self._monotonic()
-        while True:
-            with self._ready:
-                while not self._queue and not self._closing and not self._abort.is_set():
-                    remaining = self._idle_every - (self._monotonic() - last_idle)
-                    if remaining <= 0:
-                        break
-                    self._ready.wait(remaining)
-                if self._abort.is_set() or (self._closing and not self._queue):
-                    return
-                item = self._queue.popleft() if self._queue else None
-            if item is not None:
-                self._deliver(post, item)
-            if self._monotonic() - last_idle >= self._idle_every:
-                last_idle = self._monotonic()
-                self._idle()
+        try:
+            while True:
+                with self._ready:
+                    while not self._queue and not self._closing and not self._abort.is_set():
+                        remaining = self._idle_every - (self._monotonic() - last_idle)
+                        if remaining <= 0:
+                            break
+                        self._ready.wait(remaining)
+                    if self._abort.is_set() or (self._closing and not self._queue):
+                        return
+                    item = self._queue.popleft() if self._queue else None
+                if item is not None and self._breaker_allows(item.webhook):
+                    self._breaker_record(item.webhook, self._deliver(post, item))
+                if self._monotonic() - last_idle >= self._idle_every:
+                    last_idle = self._monotonic()
+                    self._idle()
+        finally:
+            for webhook in list(self._open):
+                self._breaker_report(webhook)
+
+    def _breaker_allows(self, webhook: str) -> bool:
+        """False (the message is dropped and counted) while ``webhook``'s breaker is open."""
+        if webhook not in self._open:
+            return True
+        until, skipped = self._open[webhook]
+        if self._monotonic() < until:
+            self._open[webhook] = (until, skipped + 1)
+            self.skipped += 1
+            return False
+        self._breaker_report(webhook)  # the cooldown is over: this message tries the webhook again
+        return True
+
+    def _breaker_record(self, webhook: str, delivered: bool) -> None:
+        if delivered:
+            self._failures.pop(webhook, None)
+            return
+        failures = self._failures[webhook] = self._failures.get(webhook, 0) + 1
+        if failures >= self.breaker_failures:
+            self._open[webhook] = (self._monotonic() + self.breaker_cooldown, 0)
+            log.error("slack: %d message(s) in a row via webhook %r were not delivered; messages to it are dropped "
+                      "for the next %gs", failures, webhook, self.breaker_cooldown)
+
+    def _breaker_report(self, webhook: str) -> None:
+        _, skipped = self._open.pop(webhook)
+        if skipped:
+            log.error("slack: %d message(s) via webhook %r were dropped while it was failing", skipped, webhook)
 
     def _idle(self) -> None:
         if self._on_idle is None:
@@ -219,7 +260,8 @@ class Sender:
             return self._injected_wait(seconds) or self._abort.is_set()
         return self._abort.wait(seconds)
 
-    def _deliver(self, post: Post, item: Outgoing) -> None:
+    def _deliver(self, post: Post, item: Outgoing) -> bool:
+        """Post ``item``, retrying as configured; True when Slack accepted it."""
         problem = "not tried"
         for attempt in range(1, self.max_attempts + 1):
             self.attempts += 1
@@ -231,7 +273,7 @@ class Sender:
                 if 200 <= answer.status < 300:
                     self.sent += 1
                     log.debug("slack: sent the %s via webhook %r (attempt %d)", item.label, item.webhook, attempt)
-                    return
+                    return True
                 problem = f"HTTP {answer.status} {_shown(answer.body)}".rstrip()
                 if answer.status == 429:
                     delay = min(_retry_after(answer.headers, self._backoff(attempt)), self.max_retry_after)
@@ -241,7 +283,7 @@ class Sender:
                     self.failed += 1
                     log.error("slack: Slack refused the %s via webhook %r: %s; not retried (check the webhook "
                               "and the payload)", item.label, item.webhook, problem)
-                    return
+                    return False
             if attempt == self.max_attempts:
                 break
             if self._deadline is not None and self._monotonic() + delay > self._deadline:
@@ -255,6 +297,7 @@ class Sender:
         self.failed += 1
         log.error("slack: could not deliver the %s via webhook %r after %d attempt(s): %s; the alert is dropped",
                   item.label, item.webhook, attempt, problem)
+        return False
 
     def _backoff(self, attempt: int) -> float:
         return min(self.backoff * 2 ** (attempt - 1), MAX_BACKOFF)

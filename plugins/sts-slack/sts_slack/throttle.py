@@ -35,10 +35,12 @@ class Summary:
     start: datetime
     end: datetime
     last_time: datetime
-    #: Whatever the caller gave with the last suppressed alert (for the summary's text and route).
+    #: Whatever the caller gave with the last suppressed alert (for the summary's text).
     last_detail: Any = None
     #: True when handed out before the window ended (shutdown).
     early: bool = False
+    #: Where the key's last alert went (the caller's ``route``): the summary goes there too.
+    route: Any = None
 
 
 @attrs.define
@@ -48,11 +50,12 @@ class _Window:
     suppressed: int = 0
     last_time: datetime | None = None
     last_detail: Any = None
+    route: Any = None
 
     def summary(self, key: Hashable, *, early: bool = False, now: datetime | None = None) -> Summary:
         assert self.last_time is not None
         end = now if early and now is not None else self.end
-        return Summary(key, self.suppressed, self.start, end, self.last_time, self.last_detail, early)
+        return Summary(key, self.suppressed, self.start, end, self.last_time, self.last_detail, early, self.route)
 
 
 class Throttle:
@@ -63,9 +66,13 @@ class Throttle:
         self._windows: dict[Hashable, _Window] = {}
         self._lock = threading.Lock()
 
-    def admit(self, key: Hashable, now: datetime, detail: Any = None) -> tuple[bool, Summary | None]:
+    def admit(
+        self, key: Hashable, now: datetime, detail: Any = None, route: Any = None
+    ) -> tuple[bool, Summary | None]:
         """Whether an alert for ``key`` at ``now`` is sent, and the summary of the key's
-        previous window when it is due now (send it before the alert)."""
+        previous window when it is due now (send it before the alert). ``route`` (where the
+        alert goes) is kept with the window, so the state of a key lives only as long as its
+        window."""
         if not self.window:
             return True, None
         with self._lock:
@@ -75,10 +82,10 @@ class Throttle:
                 summary = window.summary(key) if window.suppressed else None
                 window = None
             if window is None:
-                self._windows[key] = _Window(start=now, end=now + self.window)
+                self._windows[key] = _Window(start=now, end=now + self.window, route=route)
                 return True, summary
             window.suppressed += 1
-            window.last_time, window.last_detail = now, detail
+            window.last_time, window.last_detail, window.route = now, detail, route
             return False, None
 
     def due(self, now: datetime) -> list[Summary]:

@@ -27,6 +27,8 @@ class FakeScheduler:
     config: Any
     clock: FakeClock = attrs.field(factory=FakeClock)
     id: str = "sched-1"
+    #: As ``AsyncTaskScheduler.running``: true from just before ``scheduler_started`` until ``stop()``.
+    running: bool = True
 
 
 @attrs.define
@@ -51,6 +53,7 @@ class Harness:
 
     def stop(self) -> None:
         """Stop as a scheduler does: throttle summaries are flushed and the queue delivered."""
+        self.scheduler.running = False
 
         async def main() -> None:
             await self.plugin.scheduler_stopped(self.scheduler)

@@ -6,12 +6,15 @@ real sender to a fake Slack that checks every payload against Slack's limits.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
+import attrs
 import pytest
 from sts_slack_helpers import HOST, T0, all_text, headers, make_run, make_task
 
+import sts_slack.alerter
 from sts_core import events as ev
 from sts_core.model import RunState
 
@@ -99,8 +102,10 @@ def test_a_task_name_is_url_quoted_in_the_dashboard_link(make_plugin, slack):
 
 
 def _retrying(error_type: str = "ValueError", task: Any = None) -> ev.RunRetrying:
+    # STS records the timeouts it imposes as TimeoutError without a traceback (Run.hit_timeout).
+    extra = {"traceback": None} if error_type == "TimeoutError" else {}
     run = make_run(state=RunState.RETRYING, id=f"retry-{error_type}", attempt=1, error_type=error_type,
-                   retry_at=T0 + timedelta(seconds=30))
+                   retry_at=T0 + timedelta(seconds=30), **extra)
     return ev.RunRetrying(T0 + timedelta(seconds=4), run, task or make_task(retries=2))
 
 
@@ -131,6 +136,15 @@ def test_an_optional_kind_alerts_when_switched_on(make_plugin, slack, kind):
     harness.emit(OPTIONAL[kind][0]())
     harness.stop()
     assert headers(slack.payloads) == [OPTIONAL[kind][1]]
+
+
+def test_a_timeout_error_the_task_raised_itself_is_a_retry_not_a_timeout(make_plugin, slack):
+    harness = make_plugin(alert_on={"retry": True, "timeout": True})
+    raised = _retrying("ValueError")
+    raised.run.error_type = "TimeoutError"  # with its traceback: the task raised it
+    harness.emit(raised)
+    harness.stop()
+    assert headers(slack.payloads) == [":warning: etl failed attempt 1; retrying"]
 
 
 def test_failures_can_be_switched_off(make_plugin, slack):
@@ -277,6 +291,22 @@ def test_an_event_emitted_twice_for_the_same_run_alerts_once(make_plugin, slack)
     assert len(slack.payloads) == 1
 
 
+def test_an_outcome_announced_again_after_a_lost_worker_still_alerts_once(make_plugin, slack):
+    harness = make_plugin(throttle=0)
+    harness.emit(attrs.evolve(failed(at=4), repeated=True))  # this process never saw the first announcement
+    harness.emit(failed(at=8), attrs.evolve(failed(at=8), repeated=True))  # it saw both
+    harness.stop()
+    assert [p["text"].split(" - ")[0] for p in slack.payloads] == ["STS: task etl failed (attempt 1 of 3)"] * 2
+
+
+def test_the_run_ids_kept_to_drop_repeated_events_are_bounded(make_plugin, slack, monkeypatch):
+    monkeypatch.setattr(sts_slack.alerter, "SEEN_LIMIT", 5)
+    harness = make_plugin(throttle="1h")
+    harness.emit(*(failed(at=s) for s in range(20)))
+    assert list(harness.alerter._seen) == [(f"etl-{s}", "failure") for s in range(15, 20)]
+    harness.stop()
+
+
 # --- per-task options ----------------------------------------------------------------------------------------
 
 
@@ -323,3 +353,73 @@ def test_a_newer_task_version_replaces_the_options_an_older_event_would_bring(ma
     harness.emit(ev.RunFailed(T0, make_run(), make_task()))  # an event about version 1
     harness.stop()
     assert slack.payloads == []
+
+
+# --- events that may be the first this process hears of a task ------------------------------------------
+
+
+def missed(task: Any) -> ev.FireMissed:
+    return ev.FireMissed(T0 + timedelta(minutes=5), task.name, T0, 3, "coalesce", task)
+
+
+def test_a_missed_fire_of_a_task_never_seen_before_follows_the_tasks_own_options(make_plugin, slack):
+    harness = make_plugin(alert_on={"missed": True}, webhooks={"data-team": slack.url("data-team")})
+    harness.emit(missed(make_task("quiet", alerts={"slack": False})),
+                 missed(make_task("routed", alerts={"slack": {"webhook": "data-team"}})))
+    harness.stop()
+    assert headers(slack.payloads_to("data-team")) == [":alarm_clock: routed missed 3 fires"]
+    assert slack.payloads_to("default") == []
+
+
+def test_a_task_may_switch_missed_fire_alerts_on_for_itself_before_this_process_saw_it(make_plugin, slack):
+    harness = make_plugin()  # missed: false in the section
+    harness.emit(missed(make_task("watched", alerts={"slack": {"alert_on": {"missed": True}}})),
+                 missed(make_task("other")))
+    harness.stop()
+    assert headers(slack.payloads) == [":alarm_clock: watched missed 3 fires"]
+
+
+@pytest.mark.parametrize("state", [RunState.LOST, RunState.POISON])
+def test_lost_and_poison_events_follow_the_definition_they_carry(make_plugin, slack, state):
+    harness = make_plugin(alert_on={"lost": True}, webhooks={"data-team": slack.url("data-team")})
+    make = ev.RunLost if state is RunState.LOST else ev.RunFailed
+    quiet = make_run("quiet", state, id="q", error_type="WorkerLost", started_at=None)
+    routed = make_run("routed", state, id="r", error_type="WorkerLost", started_at=None)
+    harness.emit(make(T0, quiet, make_task("quiet", alerts={"slack": False})),
+                 make(T0, routed, make_task("routed", alerts={"slack": {"webhook": "data-team"}})))
+    harness.stop()
+    assert len(slack.payloads_to("data-team")) == 1 and slack.payloads_to("default") == []
+    assert "routed" in slack.payloads_to("data-team")[0]["text"]
+
+
+# --- memory: removed tasks leave nothing behind ------------------------------------------------------------
+
+
+def test_a_removed_task_leaves_no_state_behind(make_plugin, slack):
+    harness = make_plugin(throttle="1m", alert_on={"retry": True}, webhooks={"data-team": slack.url("data-team")})
+    for index in range(20):
+        task = make_task(f"gone-{index}", alerts={"slack": {"webhook": "data-team"}})
+        run = make_run(task.name, RunState.FAILED, id=f"run-{index}")
+        harness.emit(ev.TaskAdded(T0, task), ev.RunFailed(T0, run, task),
+                     ev.RunSucceeded(T0, attrs.evolve(run, id=f"ok-{index}", state=RunState.SUCCEEDED), task),
+                     ev.TaskRemoved(T0, task.name))
+    harness.emit(ev.RunStarted(T0 + timedelta(minutes=2), make_run("kept", RunState.RUNNING), None))  # windows end
+    alerter = harness.alerter
+    holders = {**vars(alerter), **{f"recovery.{k}": v for k, v in vars(alerter.recovery).items()},
+               "throttle._windows": alerter.throttle._windows}
+    for name, value in holders.items():
+        if isinstance(value, Mapping) and name != "_seen":  # _seen is bounded by SEEN_LIMIT, not per task
+            assert not [key for key in value if "gone-" in repr(key)], name
+    harness.stop()
+    assert len(slack.payloads_to("data-team")) == 40  # a failure and a recovery each
+
+
+def test_the_summary_of_a_removed_task_still_goes_to_its_webhook(make_plugin, slack):
+    harness = make_plugin(webhooks={"data-team": slack.url("data-team")})
+    routed = make_task("etl", alerts={"slack": {"webhook": "data-team"}})
+    harness.emit(ev.RunFailed(T0, make_run(id="a"), routed), ev.RunFailed(T0, make_run(id="b"), routed),
+                 ev.TaskRemoved(T0, "etl"))
+    harness.stop()
+    assert headers(slack.payloads_to("data-team")) == [":red_circle: etl failed",
+                                                       ":no_bell: etl: 1 failure alert suppressed"]
+    assert slack.payloads_to("default") == []

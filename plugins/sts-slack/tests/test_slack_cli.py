@@ -45,3 +45,17 @@ def test_sts_validate_names_the_bad_url_key_without_showing_the_url(tmp_path: Pa
     assert result.returncode == 2
     assert "slack.webhook_url: expected an http:// or https:// URL" in result.stderr
     assert "Zx9SecretToken" not in result.stderr + result.stdout
+
+
+def test_sts_validate_rejects_an_unknown_webhook_name_with_a_did_you_mean(tmp_path: Path):
+    config = tmp_path / "sts.yaml"
+    config.write_text("slack:\n  enabled: true\n  webhook_url: ${SLACK_WEBHOOK_URL}\n"
+                      "  webhooks:\n    data-team: ${SLACK_DATA_TEAM_WEBHOOK}\n")
+    tasks = tmp_path / "tasks.yaml"
+    tasks.write_text("tasks:\n  - name: t\n    function: sts_core.testing:noop\n    every: 1m\n"
+                     "    alerts:\n      slack: {webhook: dat-team}\n")
+    result = sts("validate", "--config", str(config), str(tasks), cwd=tmp_path,
+                 SLACK_WEBHOOK_URL=SECRET, SLACK_DATA_TEAM_WEBHOOK=SECRET + "2")
+    assert result.returncode != 0, result.stdout
+    assert "alerts.slack.webhook: unknown webhook 'dat-team' (did you mean 'data-team'?)" in result.stderr
+    assert "Zx9SecretToken" not in result.stderr + result.stdout

@@ -167,5 +167,32 @@ def test_a_task_may_opt_out_route_or_change_kinds(value):
 )
 def test_a_bad_task_option_is_rejected_with_its_key_path(value, expected):
     with pytest.raises(TaskValidationError) as caught:
-        add(value)
+        add(value, enabled=True, webhook_url=SECRET)
     assert expected in caught.value.render()
+
+
+def test_webhook_names_are_not_checked_where_slack_is_off():
+    """A development config with Slack off need not list the production webhooks."""
+    assert add({"webhook": "pagers"}).alerts == {"slack": {"webhook": "pagers"}}
+
+
+# --- no webhook URL in a repr ------------------------------------------------------------------------------
+
+
+def test_no_repr_shows_a_webhook_url(make_plugin, slack):
+    harness = make_plugin(webhooks={"data-team": slack.url("data-team")})
+    instance = harness.plugin.instance(harness.scheduler.id)
+    assert instance is not None
+    shown = {
+        "plugin.settings": repr(harness.plugin.settings),
+        "instance": repr(instance),
+        "instance.settings": str(instance.settings),
+        "alerter": repr(instance.alerter),
+        "alerter.settings": repr(instance.alerter.settings),
+    }
+    for name, text in shown.items():
+        for part in ("/services", "T0STS", "B0DEFAULT", "B0DATA-TEAM", "secret-token"):
+            assert part not in text, (name, part, text)
+    host = slack.url().split("/services")[0]
+    assert f"webhook_url='{host}/***', webhooks={{'data-team': '{host}/***'}}" in shown["instance"]
+    harness.stop()

@@ -31,9 +31,10 @@ def deliver(sender: Sender, *items: Outgoing, timeout: float = 10.0) -> None:
     for item in items:
         sender.submit(item)
     deadline = time.monotonic() + timeout
-    while sender.sent + sender.failed < len(items) and time.monotonic() < deadline:
+    while sender.sent + sender.failed + sender.skipped < len(items) and time.monotonic() < deadline:
         time.sleep(0.005)
-    assert sender.close(1.0)
+    assert sender.sent + sender.failed + sender.skipped == len(items)
+    sender.close(1.0)
 
 
 def message(url: str, label: str = "failure alert for task etl") -> Outgoing:
@@ -149,3 +150,40 @@ def test_each_attempt_posts_the_same_json_body(slack, answer):
     deliver(sender, message(slack.url()))
     assert all(p == PAYLOAD for p in slack.payloads)
     assert all(r.headers["Content-Type"].startswith("application/json") for r in slack.requests)
+
+
+def test_a_failing_webhook_is_paused_so_it_does_not_hold_up_the_others(slack, caplog):
+    with socket.socket() as probe:  # a port nobody listens on: each message to it fails
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    dead = f"http://127.0.0.1:{port}/services/T0STS/B0X/secret-token-dead"
+    now = [0.0]
+    sender, _ = make_sender(max_attempts=1, breaker_failures=2, breaker_cooldown=60.0, monotonic=lambda: now[0])
+    sender.start()
+
+    def send(*items: Outgoing) -> None:
+        target = sender.sent + sender.failed + sender.skipped + len(items)
+        for item in items:
+            sender.submit(item)
+        deadline = time.monotonic() + 10
+        while sender.sent + sender.failed + sender.skipped < target and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    to_dead = Outgoing("ops", dead, PAYLOAD, "failure alert for task etl")
+    send(to_dead, to_dead)  # two in a row failed: the breaker opens
+    send(to_dead, to_dead, to_dead, message(slack.url()))
+    assert (sender.failed, sender.skipped, sender.sent) == (2, 3, 1)  # dropped without trying; the other went out
+    now[0] = 61.0  # the cooldown is over: the next message tries the webhook again, and fails
+    send(to_dead, to_dead)
+    assert (sender.failed, sender.skipped) == (3, 4)
+    sender.close(1.0)
+    messages = [record.getMessage() for record in caplog.records if record.levelno == logging.ERROR]
+    errors = [text for text in messages if "in a row" in text or "while it was failing" in text]
+    paused = "via webhook 'ops' were not delivered; messages to it are dropped for the next 60s"
+    assert errors == [
+        f"slack: 2 message(s) in a row {paused}",
+        "slack: 3 message(s) via webhook 'ops' were dropped while it was failing",
+        f"slack: 3 message(s) in a row {paused}",
+        "slack: 1 message(s) via webhook 'ops' were dropped while it was failing",
+    ]
+    assert "secret-token" not in caplog.text
