@@ -8,7 +8,8 @@ from typing import Any
 import attrs
 
 from sts_core.durations import parse_duration
-from sts_core.errors import ConfigError, Problem, did_you_mean
+from sts_core.errors import ConfigError, Problem
+from sts_core.sections import check_section
 from sts_memory.broker import MemoryBroker
 from sts_memory.store import MemoryStore
 
@@ -41,16 +42,15 @@ def build_backend(config: Any, clock: Any) -> MemoryBackend:
 
 def validate_section(section: Mapping[str, Any]) -> list[tuple[str, str]]:
     """Problems in the ``memory`` section as ``(key_path, message)``, key paths relative to it."""
-    problems = []
-    for key, value in section.items():
-        if key not in DEFAULTS:
-            problems.append((str(key), f"unknown memory option{did_you_mean(str(key), DEFAULTS)}"))
-            continue
-        try:
-            _positive_duration(value)
-        except ValueError as exc:
-            problems.append((key, str(exc)))
-    return problems
+    return check_section("memory", section, {key: _duration_problem for key in DEFAULTS})
+
+
+def _duration_problem(value: Any) -> str | None:
+    try:
+        _positive_duration(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def _setting(config: Any, path: str, default: Any, convert: Any) -> Any:

@@ -8,8 +8,10 @@ from typing import Any
 
 import attrs
 
+from sts_core import sections
 from sts_core.durations import parse_duration
 from sts_core.errors import did_you_mean
+from sts_core.sections import format_address
 
 #: The ``prometheus`` config section with its defaults.
 DEFAULTS: dict[str, Any] = {
@@ -71,33 +73,12 @@ class Settings:
 
 def parse_address(value: Any) -> tuple[str, int]:
     """``"host:port"`` (``"[v6]:port"``) as ``(host, port)``; raises ``ValueError`` saying what is expected."""
-    if not isinstance(value, str):
-        raise ValueError(f"{ADDRESS_EXPECTED}; got {value!r}")
-    host, sep, port = value.strip().rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        host = ""  # an IPv6 address needs brackets to be told from its port
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"{ADDRESS_EXPECTED}; got {value!r}")
-    return host, int(port)
-
-
-def format_address(host: str, port: int) -> str:
-    """``host:port``, with an IPv6 host in brackets."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return sections.parse_address(value, ADDRESS_EXPECTED)
 
 
 def validate_section(section: Mapping[str, Any]) -> list[tuple[str, str]]:
     """Problems in the ``prometheus`` section as ``(key_path, message)``, key paths relative to it."""
-    problems: list[tuple[str, str]] = []
-    for key, value in section.items():
-        check = _CHECKS.get(str(key))
-        if check is None:
-            problems.append((str(key), f"unknown prometheus option{did_you_mean(str(key), DEFAULTS)}"))
-            continue
-        problems.extend((f"{key}.{path}" if path else str(key), message) for path, message in check(value))
-    return problems
+    return sections.check_section("prometheus", section, _CHECKS)
 
 
 def _check_enabled(value: Any) -> list[tuple[str, str]]:

@@ -14,6 +14,7 @@ from sts_core.durations import parse_duration
 from sts_core.errors import ConfigError, Problem, did_you_mean
 from sts_core.interfaces import Delivery, DueFire
 from sts_core.model import Run
+from sts_core.sections import check_section
 from sts_redis.atomic import AtomicSteps
 from sts_redis.broker import RedisBroker
 from sts_redis.connection import RedisConnection, safe_url
@@ -103,16 +104,7 @@ def build_backend(config: Any, clock: Any) -> RedisBackend:
 
 def validate_section(section: Mapping[str, Any]) -> list[tuple[str, str]]:
     """Problems in the ``redis`` section as ``(key_path, message)``, key paths relative to it."""
-    problems = []
-    for key, value in section.items():
-        check = _CHECKS.get(str(key))
-        if check is None:
-            problems.append((str(key), f"unknown redis option{did_you_mean(str(key), DEFAULTS)}"))
-            continue
-        message = check(value)
-        if message:
-            problems.append((str(key), message))
-    return problems
+    return check_section("redis", section, _CHECKS)
 
 
 def _check_url(value: Any) -> str | None:

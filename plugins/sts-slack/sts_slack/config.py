@@ -13,6 +13,7 @@ import attrs
 
 from sts_core.durations import parse_duration
 from sts_core.errors import ConfigError, Problem, did_you_mean, one_of
+from sts_core.sections import check_section
 from sts_slack.redaction import redact_url
 
 #: The alert kinds, in the order they are documented. Each maps to one event:
@@ -120,16 +121,8 @@ def validate_section(section: Mapping[str, Any]) -> list[tuple[str, str]]:
     No message contains a webhook URL: a bad one is shown as scheme and host at most.
     """
     values = merged_with_defaults(section)
-    problems: list[tuple[str, str]] = []
-    for key, value in values.items():
-        check = _CHECKS.get(str(key))
-        if key is True:
-            problems.append(("on", YAML_ON))
-            continue
-        if check is None:
-            problems.append((str(key), f"unknown slack option{did_you_mean(str(key), DEFAULTS)}"))
-            continue
-        problems.extend((_path(key, sub), message) for sub, message in check(value))
+    problems: list[tuple[str, str]] = [("on", YAML_ON)] if True in values else []
+    problems.extend(check_section("slack", {k: v for k, v in values.items() if k is not True}, _CHECKS))
     if values.get("enabled") is True and not values.get("webhook_url"):
         problems.append(("webhook_url", "required when slack.enabled is true: the incoming webhook URL, "
                                         "e.g. webhook_url: ${SLACK_WEBHOOK_URL}"))

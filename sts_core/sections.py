@@ -1,0 +1,59 @@
+"""Helpers for plugins' config sections: checking keys with a "did you mean", and listen addresses.
+
+A plugin registers its section with ``register_config_sections(register)``, giving a validator
+that returns ``(key_path, message)`` problems. ``check_section`` is the loop every such
+validator needs; ``parse_address`` reads the ``host:port`` a plugin's server listens on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from sts_core.errors import did_you_mean
+
+KeyCheck = Callable[[Any], "str | Sequence[tuple[str, str]] | None"]
+"""A check of one key's value: None (or no pairs) when valid, else a message about the key, or
+``(sub_path, message)`` pairs about keys below it (``""`` for the key itself)."""
+
+ADDRESS_EXPECTED = "expected host:port such as 127.0.0.1:8080 or [::1]:8080 (port 0 picks a free port)"
+
+
+def check_section(name: str, section: Mapping[str, Any], checks: Mapping[str, KeyCheck]) -> list[tuple[str, str]]:
+    """Problems in the config section ``name`` as ``(key_path, message)``, paths relative to it.
+
+    A key without a check is unknown, reported with a "did you mean" among the checked keys;
+    every other key's value goes through its check.
+    """
+    problems: list[tuple[str, str]] = []
+    for key, value in section.items():
+        check = checks.get(str(key))
+        if check is None:
+            problems.append((str(key), f"unknown {name} option{did_you_mean(str(key), checks)}"))
+            continue
+        found = check(value)
+        if isinstance(found, str):
+            problems.append((str(key), found))
+        elif found:
+            problems.extend((f"{key}.{path}" if path else str(key), message) for path, message in found)
+    return problems
+
+
+def parse_address(value: Any, expected: str = ADDRESS_EXPECTED) -> tuple[str, int]:
+    """``"host:port"`` (``"[v6]:port"``) as ``(host, port)``; raises ``ValueError`` with ``expected``
+    (what a valid value looks like, with the plugin's own example) and the value given."""
+    if not isinstance(value, str):
+        raise ValueError(f"{expected}; got {value!r}")
+    host, sep, port = value.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        host = ""  # an IPv6 address needs brackets to be told from its port
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"{expected}; got {value!r}")
+    return host, int(port)
+
+
+def format_address(host: str, port: int) -> str:
+    """``host:port``, with an IPv6 host in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
