@@ -73,6 +73,13 @@ def _positive_int(text: str) -> int:
 
 def cmd_run(args: argparse.Namespace, config: Any) -> int:
     """Run the tasks of a task file until Ctrl-C (or ``--for``): scheduler and worker in one process."""
+    api = getattr(args, "api", False)
+    if api and "api" not in _plugins(config).config_sections():
+        _print_error('--api needs the api plugin, which is not installed or is disabled: '
+                     'pip install "SimpleTaskScheduler[rest]"')
+        return EXIT_USAGE
+    if api:
+        config.set("api.enabled", True)  # the plugin's section: it serves the REST API once started
     return _serve(args, config, scheduler=True, worker=True)
 
 
@@ -268,6 +275,7 @@ def build_parser(plugin_commands: dict[str, Any] | None = None) -> argparse.Argu
                      help="stop after this long (e.g. 90s, 5m, 1h30m)")
     run.add_argument("--concurrency", type=_positive_int, metavar="N",
                      help="run at most N runs at once (default: executor.concurrency)")
+    run.add_argument("--api", action="store_true", help="also serve the REST API (the api plugin; api.enabled)")
     run.set_defaults(handler=cmd_run)
 
     scheduler = sub.add_parser("scheduler", parents=[common],

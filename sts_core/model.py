@@ -29,8 +29,9 @@ TRIGGER_KIND_BY_KEY: dict[str, str] = {"every": "interval", "cron": "cron", "at"
 MISFIRE_POLICIES: tuple[str, ...] = ("coalesce", "skip", "run_all")
 EXECUTORS: tuple[str, ...] = ("thread", "process")
 
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,199}$")
-_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,199}")
+_IMPORT_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+# Both are applied with fullmatch: "$" would also accept a trailing newline.
 
 
 class RunState(enum.StrEnum):
@@ -161,7 +162,7 @@ def _optional_mapping(value: Any) -> Mapping[str, Any] | None:
 
 
 def _name(value: Any) -> str:
-    if not isinstance(value, str) or not _NAME.match(value):
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
         raise ValueError(
             "expected a task name of letters, digits and _ . : - (1-200 characters, "
             f"not starting with punctuation), got {value!r}"
@@ -173,7 +174,7 @@ def _function(value: Any) -> Callable[..., Any] | str | None:
     if value is None or callable(value):
         return value
     if isinstance(value, str):
-        if ":" in value and not _IMPORT_PATH.match(value):
+        if ":" in value and not _IMPORT_PATH.fullmatch(value):
             raise ValueError(f"expected an import path 'package.module:function', got {value!r}")
         if not value:
             raise ValueError("expected a callable, an import path 'package.module:function' or a registered name")

@@ -181,10 +181,10 @@ class AsyncTaskScheduler:
         stored = {task.name: task for task in await self.add_tasks(changed, replace=True)} if changed else {}
         return [stored.get(task.name) or existing[task.name] for task in tasks]
 
-    async def get_task(self, name: str) -> Task | None:
-        """The current version of the task named ``name``, or None."""
+    async def get_task(self, name: str, version: int | None = None) -> Task | None:
+        """The current version of the task named ``name`` (or the given stored ``version``), or None."""
         await self.open()
-        return await self.backend.store.get_task(name)
+        return await self.backend.store.get_task(name, version)
 
     async def list_tasks(self) -> list[Task]:
         """Every stored task (current versions), sorted by name."""
@@ -241,6 +241,24 @@ class AsyncTaskScheduler:
         await self.open()
         plan = await self._plan_for_run(task)
         return await self.engine.execute_now(plan)
+
+    async def fire_now(self, name: str, reason: str = "manual") -> Run:
+        """Fire the stored task ``name`` now, as the scheduler loop would: the run is queued for
+        the workers (any worker process, with a shared backend) and counts toward
+        ``max_instances``. Returns the queued run, or a run recorded ``skipped`` (its ``reason``
+        says why) when ``max_instances`` runs are active. Raises ``TaskNotFoundError``.
+
+        Unlike ``run()``, it returns at once and does not execute in the caller.
+        """
+        await self.open()
+        plan = await self.engine.reload_task(name)  # the current version, also if another process stored it
+        if plan is None:
+            raise TaskNotFoundError(f"no task named {name!r}")
+        now = self.clock.now()
+        run = await self.engine.dispatch(plan, now, reason, now)
+        if run is None:  # the fire was already claimed: only if the same instant fired twice
+            raise SchedulerStateError(f"task {name!r} was fired at this instant already")
+        return run
 
     async def _plan_for_run(self, task: TaskRef) -> TaskPlan:
         if isinstance(task, str):

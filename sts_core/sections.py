@@ -14,7 +14,8 @@ from sts_core.errors import did_you_mean
 
 KeyCheck = Callable[[Any], "str | Sequence[tuple[str, str]] | None"]
 """A check of one key's value: None (or no pairs) when valid, else a message about the key, or
-``(sub_path, message)`` pairs about keys below it (``""`` for the key itself)."""
+``(sub_path, message)`` pairs about what is below it (``""`` for the key itself, ``"[2]"`` for a
+list item)."""
 
 ADDRESS_EXPECTED = "expected host:port such as 127.0.0.1:8080 or [::1]:8080 (port 0 picks a free port)"
 
@@ -35,8 +36,15 @@ def check_section(name: str, section: Mapping[str, Any], checks: Mapping[str, Ke
         if isinstance(found, str):
             problems.append((str(key), found))
         elif found:
-            problems.extend((f"{key}.{path}" if path else str(key), message) for path, message in found)
+            problems.extend((_below(str(key), path), message) for path, message in found)
     return problems
+
+
+def _below(key: str, path: str) -> str:
+    """The key path of ``path`` under ``key``: ``key.sub``, ``key[2]`` for a list item, or ``key``."""
+    if not path:
+        return key
+    return f"{key}{path}" if path.startswith("[") else f"{key}.{path}"
 
 
 def parse_address(value: Any, expected: str = ADDRESS_EXPECTED) -> tuple[str, int]:

@@ -831,3 +831,41 @@ def test_loading_a_task_file_again_stores_only_the_changed_tasks_as_new_versions
         assert [(t.name, t.version) for t in again] == [("a", 1), ("b", 2)]
 
     asyncio.run(main())
+
+
+def test_fire_now_queues_a_run_for_the_workers_and_respects_max_instances(make_scheduler, clock):
+    release = asyncio.Event()
+
+    async def busy() -> None:
+        await release.wait()
+
+    async def main():
+        async with make_scheduler() as scheduler:
+            await scheduler.add_task(Task("report", busy, every="1h"))
+            await scheduler.start()
+            fired = await scheduler.fire_now("report", "api")
+            await advance(clock, 1)
+            refused = await scheduler.fire_now("report", "api")  # max_instances 1: one is running
+            release.set()
+            await scheduler.wait_idle()
+            runs = await scheduler.runs("report")
+            with pytest.raises(TaskNotFoundError):
+                await scheduler.fire_now("nope")
+            await scheduler.stop()
+        assert fired.reason == "api" and fired.state is RunState.SCHEDULED
+        assert refused.state is RunState.SKIPPED and "max_instances" in refused.reason
+        assert {(r.id, r.state) for r in runs} >= {(fired.id, RunState.SUCCEEDED)}
+
+    asyncio.run(main())
+
+
+def test_an_older_version_of_a_task_can_be_read(make_scheduler):
+    async def main():
+        async with make_scheduler() as scheduler:
+            await scheduler.add_task(Task("t", "sts_core.testing:noop", every="1h"))
+            await scheduler.add_task(Task("t", "sts_core.testing:noop", every="2h"), replace=True)
+            first, current = await scheduler.get_task("t", 1), await scheduler.get_task("t")
+        assert (first.every, first.version) == (3600.0, 1)
+        assert (current.every, current.version) == (7200.0, 2)
+
+    asyncio.run(main())

@@ -59,6 +59,12 @@ def test_a_task_name_must_be_a_plain_identifier():
         Task("no spaces please", job)
 
 
+@pytest.mark.parametrize(("option", "value"), [("name", "report\n"), ("function", "reports:build\n")])
+def test_a_trailing_newline_is_not_part_of_a_valid_name(option, value):
+    with pytest.raises(TaskValidationError, match=option):
+        Task(**{"name": "report", "function": "reports:build", option: value})
+
+
 def test_durations_and_dates_are_normalised():
     task = Task("t", job, every="1h30m", at=None, timeout="250ms", start="2026-01-01T00:00:00+01:00")
     assert (task.every, task.timeout) == (5400.0, 0.25)

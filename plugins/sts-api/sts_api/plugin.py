@@ -1,0 +1,76 @@
+"""Hook implementations of the ``api`` plugin.
+
+``scheduler_started`` serves the REST API of each scheduler whose config says
+``api.enabled: true`` (``sts run --api`` and ``sts api`` set it); ``scheduler_stopping`` stops it
+before the scheduler drains its runs. ``sts api`` is the command for a process that serves only
+the API over a shared backend.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from typing import Any
+
+from sts_api.command import add_arguments, cmd_api
+from sts_api.config import DEFAULTS, Settings, validate_section
+from sts_api.server import ApiServer
+from sts_core.hookspecs import hookimpl
+from sts_core.registry import RegisterCommand, RegisterConfigSection
+
+log = logging.getLogger("sts.api")
+
+#: The running servers by scheduler id: one process may run several schedulers.
+_servers: dict[str, ApiServer] = {}
+
+
+def server_for(scheduler: Any) -> ApiServer | None:
+    """The running API server of ``scheduler`` (``.url``, ``.address``), or None when the API is
+    not enabled for it, could not listen, or is stopped."""
+    return _servers.get(scheduler.id)
+
+
+@hookimpl
+def register_config_sections(register: RegisterConfigSection) -> None:
+    """Provide the ``api`` section (enabled, address, tokens, limits, CORS, allowlists)."""
+    register("api", dict(DEFAULTS), validate=validate_section)
+
+
+@hookimpl
+def register_commands(register: RegisterCommand) -> None:
+    """Provide ``sts api``: serve the REST API over a shared backend, without running tasks."""
+    register("api", "serve the REST API over a shared backend such as redis (with memory: sts run --api)",
+             add_arguments=add_arguments, handler=cmd_api)
+
+
+@hookimpl
+async def scheduler_started(scheduler: Any) -> None:
+    """Serve the API when ``api.enabled``; an address that cannot be used is logged, not raised."""
+    settings = Settings.from_config(scheduler.config)
+    if not settings.enabled or scheduler.id in _servers:
+        return
+    server = ApiServer(scheduler, settings)
+    try:
+        await server.start()
+    except OSError as exc:
+        log.error("%s", _bind_error(settings.address, exc))
+        return
+    _servers[scheduler.id] = server
+    log.info("REST API at %s (api.address %s, %d token(s))", server.url, settings.address, len(settings.tokens))
+
+
+@hookimpl
+async def scheduler_stopping(scheduler: Any) -> None:
+    """Stop serving before the scheduler drains its runs; the port is free afterwards."""
+    server = _servers.pop(scheduler.id, None)
+    if server is not None:
+        await server.stop()
+
+
+def _bind_error(address: str, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        why = "the port is already in use (another sts process?)"
+    else:
+        why = exc.strerror or str(exc)
+    return (f"api.address {address}: cannot serve the REST API there: {why}. This process runs on without it; "
+            f"choose another address, e.g. STS_API__ADDRESS=127.0.0.1:8081")

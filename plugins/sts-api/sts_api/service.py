@@ -1,0 +1,250 @@
+"""The task operations behind the endpoints, on one ``AsyncTaskScheduler``, free of HTTP.
+
+Every change stores a new version through ``add_task`` (the kernel's validation, the same as
+for task files) after the allowlist has passed it; a rejected change stores nothing. Changes
+are made one at a time (one lock per API server), so a read-modify-write such as a ``PATCH``
+never loses a concurrent one. ``expected`` (from ``If-Match`` or a ``version`` in the body) makes
+a change conditional on the version it was based on: a mismatch is a 412 and changes nothing
+(checked after the body, so that an invalid body is a 422 whatever the version).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from sts_api.allowlist import Allowlist
+from sts_api.limits import limit_problems
+from sts_api.responses import ApiError, invalid, not_found
+from sts_core.errors import (
+    Problem,
+    SchedulerStateError,
+    TaskExistsError,
+    TaskNotFoundError,
+    TaskValidationError,
+    did_you_mean,
+)
+from sts_core.model import TASK_KEYS, Run, RunState, Task
+
+#: Why runs started through the API say they ran (``Run.reason``).
+RUN_REASON = "api"
+#: An expected version meaning "any version, as long as the task exists" (``If-Match: *``).
+ANY_VERSION = 0
+
+
+@attrs.frozen
+class TaskView:
+    """A stored task and when it fires next."""
+
+    task: Task
+    next_fire: Any
+
+
+class TaskService:
+    """Lists, creates, changes, pauses, resumes, deletes and runs tasks for the API."""
+
+    def __init__(self, scheduler: Any, allowlist: Allowlist) -> None:
+        self.scheduler = scheduler
+        self.allowlist = allowlist
+        self._changing = asyncio.Lock()
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    async def list(self) -> list[TaskView]:
+        """Every task with its next fire time, sorted by name."""
+        return [await self._view(task) for task in await self.scheduler.list_tasks()]
+
+    async def get(self, name: str) -> TaskView:
+        """The current version of ``name``; 404 when there is none."""
+        return await self._view(await self._require(name))
+
+    async def version(self, name: str, version: int) -> Task:
+        """Version ``version`` of task ``name`` as it was stored; 404 when the store no longer has it."""
+        task = await self.scheduler.get_task(name, version)
+        if task is None:
+            raise not_found(f"task {name!r} has no version {version} (unknown task or version, or deleted)")
+        return task
+
+    # -- changing ----------------------------------------------------------------------------------
+
+    async def create(self, data: Any) -> TaskView:
+        """Store a new task from task-file data; 409 when the name is taken. A ``version`` in the
+        body (a task read from the API, say) is checked for shape and otherwise ignored."""
+        _body_version(data, None)
+        task = self._build(data)
+        async with self._changing:
+            try:
+                stored = await self._store(task, replace=False)
+            except TaskExistsError:
+                raise ApiError(409, "exists", f"task {task.name!r} already exists; change it with PUT or "
+                                              f"PATCH /tasks/{task.name}") from None
+        return await self._view(stored)
+
+    async def replace(self, name: str, data: Any, expected: int | None) -> tuple[TaskView, bool]:
+        """Store ``data`` as the next version of ``name`` (or as a new task). Returns the view and
+        whether the task was created. An unchanged definition stores nothing."""
+        expected = _body_version(data, expected)
+        task = self._build(data, name=name)
+        async with self._changing:
+            current = await self.scheduler.get_task(name)
+            _check_expected(name, current, expected)
+            if current is not None and _same(current, task):
+                return await self._view(current), False
+            stored = await self._store(task, replace=True)
+        return await self._view(stored), current is None
+
+    async def patch(self, name: str, patch: Any, expected: int | None) -> TaskView:
+        """Merge ``patch`` (RFC 7396: ``null`` removes an option) into the current definition,
+        then validate and store the result as a whole."""
+        if not isinstance(patch, Mapping):
+            raise invalid([Problem("", "expected a JSON object of the options to change, e.g. {\"every\": \"5m\"}")])
+        unknown = [Problem(str(key), f"unknown task option{did_you_mean(str(key), TASK_KEYS)}")
+                   for key in patch if key not in TASK_KEYS]  # checked here: a null would merge them away
+        if unknown:
+            raise invalid(unknown)
+        expected = _body_version(patch, expected)
+        async with self._changing:
+            current = await self._require(name)
+            task = self._build(merge_patch(_editable(current), patch), name=name)
+            _check_expected(name, current, expected)
+            if _same(current, task):
+                return await self._view(current)
+            stored = await self._store(task, replace=True)
+        return await self._view(stored)
+
+    async def set_enabled(self, name: str, enabled: bool, expected: int | None) -> TaskView:
+        """Pause (``enabled`` false) or resume a task: a new version when that changes it. The
+        allowlist does not apply: what the task runs stays as it is."""
+        async with self._changing:
+            current = await self._require(name)
+            _check_expected(name, current, expected)
+            if current.enabled is enabled:
+                return await self._view(current)
+            stored = await self._store(attrs.evolve(current, enabled=enabled), replace=True)
+        return await self._view(stored)
+
+    async def delete(self, name: str, expected: int | None) -> None:
+        """Remove a task (its runs stay in the history); 409 while other tasks name it as a parent."""
+        async with self._changing:
+            current = await self._require(name)
+            _check_expected(name, current, expected)
+            children = sorted(t.name for t in await self.scheduler.list_tasks() if name in t.parent_tasks)
+            if children:
+                raise ApiError(409, "in_use", f"task {name!r} is a parent of {', '.join(children)}; "
+                                              f"remove or change those tasks first")
+            try:
+                await self.scheduler.delete_task(name)
+            except TaskValidationError as exc:
+                raise ApiError(409, "in_use", "; ".join(p.message for p in exc.problems)) from None
+
+    async def run_now(self, name: str) -> Run:
+        """Fire the current version of ``name`` now: the run goes to the workers like a scheduled
+        one (``reason`` is ``api``). 409 when ``max_instances`` runs are already active."""
+        await self._require(name)
+        try:
+            run = await self.scheduler.fire_now(name, RUN_REASON)
+        except TaskNotFoundError:
+            raise not_found(f"no task named {name!r}") from None
+        except SchedulerStateError as exc:
+            raise ApiError(409, "not_started", str(exc)) from None
+        if run.state is RunState.SKIPPED:
+            raise ApiError(409, "not_started", f"task {name!r} was not started: {run.reason}")
+        return run
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    def _build(self, data: Any, *, name: str | None = None) -> Task:
+        """A task from task-file data, checked for shape and against the allowlist."""
+        if not isinstance(data, Mapping):
+            raise invalid([Problem("", "expected a JSON object of task options, e.g. "
+                                       "{\"name\": \"report\", \"function\": \"reports:build\", \"every\": \"1h\"}")])
+        data = {key: value for key, value in data.items() if key != "version"}
+        if name is not None:
+            if "name" in data and data["name"] != name:
+                raise invalid([Problem("name", f"expected {name!r} (the name in the path) or no name, "
+                                               f"got {data['name']!r}; a task cannot be renamed")])
+            data["name"] = name
+        try:
+            task = Task.from_dict(data)
+        except TaskValidationError as exc:
+            raise invalid(exc.problems) from None
+        problems = [*limit_problems(task), *self.allowlist.problems(task)]
+        if problems:
+            raise invalid(problems)
+        return task
+
+    async def _store(self, task: Task, *, replace: bool) -> Task:
+        try:
+            return await self.scheduler.add_task(task, replace=replace)
+        except TaskValidationError as exc:
+            raise invalid(_relative(task.name, exc.problems)) from None
+
+    async def _require(self, name: str) -> Task:
+        task = await self.scheduler.get_task(name)
+        if task is None:
+            raise not_found(f"no task named {name!r}")
+        return task
+
+    async def _view(self, task: Task) -> TaskView:
+        return TaskView(task, await self.scheduler.next_fire_time(task.name))
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396 JSON merge patch: ``patch``'s objects merge into ``target``'s, ``null`` removes."""
+    if not isinstance(patch, Mapping):
+        return patch
+    result = dict(target) if isinstance(target, Mapping) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def _editable(task: Task) -> dict[str, Any]:
+    try:
+        return task.to_dict()
+    except TaskValidationError:
+        raise ApiError(409, "not_editable", f"task {task.name!r} runs a Python callable that has no import path; "
+                                            "it can be paused, resumed, run or deleted through the API, "
+                                            "not edited") from None
+
+
+def _body_version(data: Any, expected: int | None) -> int | None:
+    """The version a change is based on: ``If-Match``, or else ``version`` in the body."""
+    if not isinstance(data, Mapping) or "version" not in data:
+        return expected
+    version = data["version"]
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise invalid([Problem("version", f"expected the version this change is based on (a whole number "
+                                          f">= 1), got {version!r}")])
+    if expected is not None and expected != version:
+        raise invalid([Problem("version", f"is {version} but If-Match names version {expected}")])
+    return version
+
+
+def _check_expected(name: str, current: Task | None, expected: int | None) -> None:
+    if expected is None:
+        return
+    if current is None:
+        wanted = "any version" if expected == ANY_VERSION else f"version {expected}"
+        raise ApiError(412, "version_mismatch", f"task {name!r} does not exist, so it is not at {wanted}")
+    if expected != ANY_VERSION and current.version != expected:
+        raise ApiError(412, "version_mismatch", f"task {name!r} is at version {current.version}, not {expected}: "
+                                                "it was changed meanwhile; read it again and retry",
+                       headers={"ETag": f'"{current.version}"'})
+
+
+def _same(current: Task, task: Task) -> bool:
+    return attrs.evolve(current, version=0) == attrs.evolve(task, version=0)
+
+
+def _relative(name: str, problems: list[Problem]) -> list[Problem]:
+    """The kernel's problems name the task first (``report.cron``); the API's are relative to it."""
+    prefix = name + "."
+    return [Problem(p.key_path[len(prefix):] if p.key_path.startswith(prefix) else
+                    "" if p.key_path == name else p.key_path, p.message) for p in problems]

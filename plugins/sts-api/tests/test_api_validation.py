@@ -1,0 +1,120 @@
+"""Bad input is a 4xx naming what is wrong (key path and message, as for task files), never a
+500, and a rejected request leaves the stored task exactly as it was."""
+
+from __future__ import annotations
+
+import pytest
+from sts_api_helpers import RunningApi, running_api, task_body
+
+
+def problems(reply) -> list[tuple[str, str]]:
+    return [(p["path"], p["message"]) for p in reply.json["problems"]]
+
+
+@pytest.mark.parametrize(
+    ("body", "path", "message"),
+    [
+        ({"function": "sts_api_jobs:noop"}, "name", "required: every task needs a name"),
+        (task_body("t", retrys=2), "retrys", "unknown task option (did you mean 'retries'?)"),
+        (task_body("t", retries=-1), "retries", "expected a whole number >= 0, got -1"),
+        (task_body("t", retries="3"), "retries", "expected a whole number >= 0, got '3'"),
+        (task_body("t", cron="61 * * * *"), "cron", "invalid cron expression"),
+        (task_body("t", every="soon"), "every", "expected a duration such as 30s"),
+        (task_body("t", every="1h", cron="* * * * *"), "cron", "a task has at most one trigger"),
+        (task_body("t", timezone="Europe/Berln"), "timezone", "did you mean 'Europe/Berlin'?"),
+        (task_body("t", parent_tasks=["nobody"]), "parent_tasks", "unknown parent 'nobody'"),
+        (task_body("t", "nosuch"), "function", "module 'sts_api_jobs' has no attribute 'nosuch'"),
+        (task_body("t", kwargs={"x": 1}), "kwargs", "got an unexpected keyword argument 'x'"),
+        (task_body("t", type="nosuch"), "type", "task type 'nosuch' is not allowed through the API"),
+        (task_body("t", trigger={"kind": "lunar"}), "trigger.kind", "unknown trigger 'lunar'"),
+        (task_body("t", alerts={"slak": {}}), "alerts.slak", "unknown alerting plugin 'slak'"),
+        (task_body("bad name"), "name", "expected a task name of letters, digits"),
+        (task_body("trailing\n"), "name", "expected a task name of letters, digits"),
+        (task_body("t", jitter=1e300, every=1), "jitter", "expected a duration of at most ten years"),
+        (task_body("t", timeout="inf"), "timeout", "expected a duration of at most ten years"),
+        ([task_body("t")], "", "expected a JSON object of task options"),
+    ],
+)
+def test_invalid_tasks_are_422_with_the_key_path_and_message(api: RunningApi, body, path: str, message: str) -> None:
+    reply = api.client.post("/tasks", body)
+    assert reply.status == 422, reply.body
+    assert reply.json["error"] == "validation"
+    assert any(p == path and message in m for p, m in problems(reply)), problems(reply)
+    assert api.client.get("/tasks").json["tasks"] == []
+
+
+def test_every_problem_is_reported_at_once(api: RunningApi) -> None:
+    reply = api.client.post("/tasks", {"name": "t", "function": "sts_api_jobs:noop", "retries": -1, "colour": 1,
+                                       "every": "never"})
+    assert reply.status == 422
+    assert {path for path, _ in problems(reply)} == {"colour", "retries", "every"}
+    assert reply.json["message"] == "the request is invalid"
+
+
+@pytest.mark.parametrize(
+    ("raw", "content_type", "status", "error", "message"),
+    [
+        (b'{"name": "t",', "application/json", 400, "malformed_json", "malformed JSON at line 1, column 14"),
+        (b"", "application/json", 400, "malformed_json", "the request needs a JSON body"),
+        (b'{"name": NaN}', "application/json", 400, "malformed_json", "NaN is not a JSON number"),
+        (b"\xff\xfe", "application/json", 400, "malformed_json", "the body is not UTF-8 text"),
+        (b'{"name": "\\ud800"}', "application/json", 400, "malformed_json", "unpaired surrogate"),
+        (b"[" * 100_000, "application/json", 413, "too_large", "larger than 65536 bytes (api.max_body_bytes)"),
+        (b"[" * 5_000 + b"]" * 5_000, "application/json", 400, "malformed_json", ""),
+        (b"name=t", "application/x-www-form-urlencoded", 415, "unsupported_media_type", "expected a JSON body"),
+    ],
+)
+def test_bodies_that_are_not_json_are_refused_before_validation(api: RunningApi, raw: bytes, content_type: str,
+                                                                status: int, error: str, message: str) -> None:
+    reply = api.client.call("POST", "/tasks", raw=raw, headers={"Content-Type": content_type})
+    assert (reply.status, reply.json["error"]) == (status, error), reply.body
+    assert message in reply.json["message"]
+
+
+def test_a_body_streamed_past_the_limit_is_cut_off_at_the_limit() -> None:
+    with running_api(max_body_bytes=2048) as api:
+        chunked = api.client.call("POST", "/tasks", chunks=[b'{"name": "t", "description": "', b"x" * 1024] * 4)
+        assert chunked.status == 413 and "2048 bytes" in chunked.json["message"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("PATCH", "/tasks/keep", {"retries": -1}),
+        ("PATCH", "/tasks/keep", {"function": "os:system"}),
+        ("PATCH", "/tasks/keep", {"name": "renamed"}),
+        ("PATCH", "/tasks/keep", {"every": None, "parent_tasks": ["keep"]}),
+        ("PATCH", "/tasks/keep", ["not", "an", "object"]),
+        ("PATCH", "/tasks/keep", {"retrys": None}),
+        ("PUT", "/tasks/keep", {"function": "sts_api_jobs:say", "every": "1h", "timezone": "Mars/Olympus"}),
+        ("PUT", "/tasks/keep", {"function": "sts_api_jobs:say", "cron": "* * *"}),
+    ],
+)
+def test_a_rejected_change_leaves_the_stored_task_exactly_as_it_was(api: RunningApi, method: str, path: str,
+                                                                    body) -> None:
+    api.client.post("/tasks", task_body("keep", "say", kwargs={"text": "kept"}, every="1h", retries=1))
+    before = api.client.get("/tasks/keep").json
+    reply = api.client.call(method, path, body)
+    assert reply.status == 422, reply.body
+    assert api.client.get("/tasks/keep").json == before
+    assert api.client.get("/tasks/keep/versions/2").status == 404
+
+
+def test_a_run_query_with_bad_parameters_names_each(api: RunningApi) -> None:
+    reply = api.client.get("/runs?limit=0&offset=-1&state=done&since=yesterday&stat=failed")
+    assert reply.status == 422
+    found = dict(problems(reply))
+    assert found["query.limit"] == "expected a whole number from 1 to 1000, got '0'"
+    assert found["query.offset"] == "expected a whole number from 0 to 100000, got '-1'"
+    assert found["query.state"].startswith("expected one of scheduled, running, succeeded")
+    assert found["query.since"].startswith("expected an ISO 8601 date-time")
+    assert found["query.stat"].startswith("unknown parameter (did you mean 'state'?)")
+
+
+def test_unknown_paths_and_methods_answer_json(api: RunningApi) -> None:
+    missing = api.client.get("/nowhere")
+    assert missing.status == 404 and missing.json["error"] == "not_found"
+    wrong = api.client.call("PUT", "/runs")
+    assert wrong.status == 405 and wrong.headers["allow"] == "GET" and wrong.json["error"] == "method_not_allowed"
+    slash = api.client.get("/tasks/")
+    assert slash.status == 404
