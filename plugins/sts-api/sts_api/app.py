@@ -29,6 +29,7 @@ from sts_api.allowlist import Allowlist
 from sts_api.auth import ADMIN, READ, AuthError, TokenTable
 from sts_api.bodies import read_json
 from sts_api.config import Settings
+from sts_api.hosts import HostCheck, host_check_needed
 from sts_api.resources import health_resource, plugin_resource, run_resource, task_definition, task_resource
 from sts_api.responses import COMMON_HEADERS, ApiError, json_response, not_found
 from sts_api.runquery import RunQuery, find_runs
@@ -68,13 +69,16 @@ class Operation:
 def build_app(scheduler: Any, settings: Settings) -> Starlette:
     """The ASGI application serving ``scheduler`` as ``settings`` say."""
     allowlist = Allowlist(task_types=settings.allowed_task_types, functions=settings.allowed_functions,
-                          commands=settings.allowed_commands)
-    api = Api(scheduler, settings, TaskService(scheduler, allowlist), TokenTable(settings.tokens))
+                          commands=settings.allowed_commands, cwds=settings.allowed_cwds)
+    service = TaskService(scheduler, allowlist, run_any_task=settings.run_any_task)
+    api = Api(scheduler, settings, service, TokenTable(settings.tokens))
     by_path: dict[str, dict[str, Operation]] = {}
     for operation in OPERATIONS:
         by_path.setdefault(operation.path, {})[operation.method] = operation
     routes = [Route(path, _Endpoint(api, operations)) for path, operations in by_path.items()]
     middleware = []
+    if host_check_needed(settings.host, settings.allowed_hosts):  # outermost: before CORS, auth and routing
+        middleware.append(Middleware(HostCheck, allowed=settings.allowed_hosts))
     if settings.cors_origins:
         middleware.append(Middleware(
             CORSMiddleware, allow_origins=list(settings.cors_origins), allow_credentials=False,
@@ -162,6 +166,15 @@ def _if_match(request: Request) -> int | None:
     return int(text) if text.isascii() and text.isdigit() and 0 < len(text) < 10 else _NO_VERSION
 
 
+def _authenticated(api: Api, request: Request) -> bool:
+    """True when the request carries a valid token (of any scope)."""
+    try:
+        api.tokens.authenticate(request.headers.get("authorization"))
+    except AuthError:
+        return False
+    return True
+
+
 def _task_response(view: TaskView, status: int = 200, location: bool = False) -> Response:
     headers = {"ETag": f'"{view.task.version}"'}
     if location:
@@ -182,15 +195,19 @@ async def health(api: Api, request: Request) -> Response:
 
 
 async def ready(api: Api, request: Request) -> Response:
-    """Readiness: the scheduler runs and its backend answers within ``READY_TIMEOUT``."""
+    """Readiness: the scheduler runs and its backend answers within ``READY_TIMEOUT``. Why the
+    backend failed (an address, say) is told only to a caller with a valid token."""
     checks = {"scheduler": "ok" if api.scheduler.running else "not running"}
     try:
         await asyncio.wait_for(api.scheduler.backend.store.next_due_time(), READY_TIMEOUT)
         checks["backend"] = "ok"
     except TimeoutError:
         checks["backend"] = f"no answer within {READY_TIMEOUT:g}s"
-    except Exception as exc:  # noqa: BLE001 - any failure means "not ready", with the reason
-        checks["backend"] = f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
+        if _authenticated(api, request):
+            checks["backend"] = f"{type(exc).__name__}: {exc}"
+        else:
+            checks["backend"] = "unavailable (send a token for the details)"
     is_ready = all(value == "ok" for value in checks.values())
     return json_response({"ready": is_ready, "checks": checks}, 200 if is_ready else 503)
 
@@ -221,7 +238,7 @@ async def list_tasks(api: Api, request: Request) -> Response:
 
 async def create_task(api: Api, request: Request) -> Response:
     """Create a task."""
-    data = await read_json(request, api.settings.max_body_bytes)
+    data = await read_json(request, api.settings.max_body_bytes, api.settings.request_timeout)
     return _task_response(await api.service.create(data), 201, location=True)
 
 
@@ -232,14 +249,14 @@ async def get_task(api: Api, request: Request) -> Response:
 
 async def replace_task(api: Api, request: Request) -> Response:
     """Replace a task's definition (or create it)."""
-    data = await read_json(request, api.settings.max_body_bytes)
+    data = await read_json(request, api.settings.max_body_bytes, api.settings.request_timeout)
     view, created = await api.service.replace(_name(request), data, _if_match(request))
     return _task_response(view, 201 if created else 200, location=created)
 
 
 async def patch_task(api: Api, request: Request) -> Response:
     """Change some options of a task."""
-    data = await read_json(request, api.settings.max_body_bytes)
+    data = await read_json(request, api.settings.max_body_bytes, api.settings.request_timeout)
     return _task_response(await api.service.patch(_name(request), data, _if_match(request)))
 
 

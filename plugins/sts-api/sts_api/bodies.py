@@ -1,51 +1,60 @@
-"""Reading a request's JSON body within ``api.max_body_bytes``.
+"""Reading a request's JSON body within ``api.max_body_bytes`` and ``api.request_timeout``.
 
-A body larger than the limit is refused with 413 as soon as its ``Content-Length`` says so, or
-as soon as that many bytes have arrived, so a client cannot make the server buffer more.
-Malformed JSON, ``NaN``/``Infinity``, unpaired surrogate escapes and nesting deeper than task data
-needs are 400; a media
-type other than JSON is 415.
+* The body must be sent as ``application/json`` or ``application/merge-patch+json`` (parameters
+  such as ``charset=utf-8`` aside); any other ``Content-Type``, or none, is 415.
+* A body larger than the limit is refused with 413 as soon as its ``Content-Length`` says so, or
+  as soon as that many bytes have arrived, so a client cannot make the server buffer more.
+* A body that has not arrived within ``request_timeout`` is 408 (and the connection is closed),
+  so a client trickling bytes cannot hold a request open for ever.
+* Malformed JSON, ``NaN``/``Infinity``, unpaired surrogate escapes and nesting deeper than task
+  data needs are 400.
+* A number too large for a float (``1e400`` reads as infinity) is 422, naming its key path.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import math
 from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
 
-from sts_api.responses import ApiError
+from sts_api.responses import MAX_PROBLEMS, ApiError, invalid
+from sts_core.errors import Problem
 
-#: Media types a body may be sent as: JSON, and JSON merge patch (RFC 7396) for PATCH.
+#: Media types a body may be sent as: JSON, and JSON merge patch (RFC 7396).
 JSON_TYPES = ("application/json", "application/merge-patch+json")
 MAX_DEPTH = 32
+#: The default of ``api.request_timeout``: seconds a request's head, and then its body, may take to arrive.
+REQUEST_TIMEOUT = 10.0
 
 
-async def read_json(request: Request, limit: int) -> Any:
-    """The parsed JSON body; raises ``ApiError`` 400, 413 or 415."""
+async def read_json(request: Request, limit: int, timeout: float = REQUEST_TIMEOUT) -> Any:
+    """The parsed JSON body; raises ``ApiError`` 400, 408, 413, 415 or 422."""
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type and media_type not in JSON_TYPES and not media_type.endswith("+json"):
+    if media_type not in JSON_TYPES:
+        got = f"got {media_type[:100]!r}" if media_type else "got no Content-Type"
         raise ApiError(415, "unsupported_media_type",
-                       f"expected a JSON body (Content-Type: application/json), got {media_type!r}")
+                       f"expected a JSON body sent as Content-Type: application/json (or application/merge-patch+json "
+                       f"for PATCH), {got}")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise _too_large(limit)
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise ApiError(400, "incomplete_body", "the client closed the connection before the body was sent") from None
-    raw = b"".join(chunks)
+    raw = await _read(request, limit, timeout)
     if not raw.strip():
         raise ApiError(400, "malformed_json", "the request needs a JSON body")
+    overflowed = []
+
+    def parse_float(text: str) -> float:
+        number = float(text)
+        if not math.isfinite(number):
+            overflowed.append(text)
+        return number
+
     try:
         text = raw.decode("utf-8")
-        data = json.loads(text, parse_constant=_refuse_constant)
+        data = json.loads(text, parse_constant=_refuse_constant, parse_float=parse_float)
     except UnicodeDecodeError:
         raise ApiError(400, "malformed_json", "the body is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
@@ -60,7 +69,45 @@ async def read_json(request: Request, limit: int) -> Any:
     except UnicodeEncodeError:
         raise ApiError(400, "malformed_json", "the body holds an unpaired surrogate escape (such as \\ud800), "
                                               "which is not text") from None
+    if overflowed:
+        raise invalid(non_finite_problems(data), count=len(overflowed))
     return data
+
+
+async def _read(request: Request, limit: int, timeout: float) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large(limit)
+                chunks.append(chunk)
+    except ClientDisconnect:
+        raise ApiError(400, "incomplete_body", "the client closed the connection before the body was sent") from None
+    except TimeoutError:
+        raise ApiError(408, "timeout", f"the body did not arrive within {timeout:g}s (api.request_timeout)",
+                       headers={"Connection": "close"}) from None
+    return b"".join(chunks)
+
+
+def non_finite_problems(data: Any) -> list[Problem]:
+    """A problem for each number in ``data`` that is not finite (at most ``MAX_PROBLEMS``), by key
+    path: ``kwargs.limit``, ``args[0]``."""
+    problems = []
+    stack: list[tuple[Any, str]] = [(data, "")]
+    while stack and len(problems) < MAX_PROBLEMS:
+        item, path = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            problems.append(Problem(path, "expected a finite number: this one is too large for a 64-bit float "
+                                          "(it reads as infinity)"))
+        elif isinstance(item, dict):
+            prefix = f"{path}." if path else ""
+            stack.extend((value, prefix + str(key)[:200]) for key, value in reversed(item.items()))
+        elif isinstance(item, list):
+            stack.extend((value, f"{path}[{index}]") for index, value in reversed(list(enumerate(item))))
+    return problems
 
 
 def _too_large(limit: int) -> ApiError:

@@ -12,6 +12,7 @@ from typing import Any
 import attrs
 
 from sts_core import sections
+from sts_core.durations import parse_duration
 from sts_core.errors import did_you_mean
 
 #: The ``api`` config section with its defaults.
@@ -26,12 +27,20 @@ DEFAULTS: dict[str, Any] = {
     "allowed_functions": [],
     "allowed_task_types": ["python"],
     "allowed_commands": [],
+    "allowed_cwds": [],
+    "run_any_task": False,
+    "allowed_hosts": [],
+    "request_timeout": 10,
+    "max_connections": 100,
 }
 
 SCOPES: tuple[str, ...] = ("read", "admin")
 MIN_TOKEN_LENGTH = 16
 MIN_BODY_BYTES = 1024
 MAX_BODY_BYTES = 16 * 1024 * 1024
+MIN_REQUEST_TIMEOUT = 0.1
+MAX_REQUEST_TIMEOUT = 600.0
+MAX_CONNECTIONS = 100_000
 ADDRESS_EXPECTED = (
     "expected host:port such as 127.0.0.1:8080 (this host only), 0.0.0.0:8080 (every interface) "
     "or [::1]:8080; port 0 picks a free port"
@@ -62,6 +71,11 @@ class Settings:
     allowed_functions: tuple[str, ...] = ()
     allowed_task_types: tuple[str, ...] = ("python",)
     allowed_commands: tuple[str, ...] = ()
+    allowed_cwds: tuple[str, ...] = ()
+    run_any_task: bool = False
+    allowed_hosts: tuple[str, ...] = ()
+    request_timeout: float = 10.0
+    max_connections: int = 100
 
     @property
     def address(self) -> str:
@@ -83,6 +97,11 @@ class Settings:
             allowed_functions=tuple(section["allowed_functions"] or ()),
             allowed_task_types=tuple(section["allowed_task_types"] or ()),
             allowed_commands=tuple(section["allowed_commands"] or ()),
+            allowed_cwds=tuple(section["allowed_cwds"] or ()),
+            run_any_task=bool(section["run_any_task"]),
+            allowed_hosts=tuple(host.lower() for host in section["allowed_hosts"] or ()),
+            request_timeout=parse_duration(section["request_timeout"]),
+            max_connections=int(section["max_connections"]),
         )
 
 
@@ -220,6 +239,46 @@ def _origin_problem(origin: str) -> str | None:
     return f"expected an origin such as https://ops.example.com (scheme, host and port, no path) or *, got {origin!r}"
 
 
+def _function_pattern_problem(pattern: str) -> str | None:
+    if pattern.count(":") > 1:
+        return f"expected 'module:function' (one ':') or a registered name, got {pattern!r}"
+    module, colon, attribute = pattern.partition(":")
+    if colon and (not module or not attribute):
+        return f"expected a module pattern and a function pattern around the ':', such as myapp.jobs:*, got {pattern!r}"
+    return None
+
+
+def _cwd_problem(path: str) -> str | None:
+    parts = path.split("/")
+    if not path.startswith("/") or ".." in parts or "\x00" in path:
+        return f"expected an absolute directory such as /srv/reports (no '..'), got {path!r}"
+    return None
+
+
+def _host_problem(host: str) -> str | None:
+    if host == "*" or re.fullmatch(r"(\*\.)?[A-Za-z0-9_.\-]+|\[[0-9A-Fa-f:.]+\]", host):
+        return None
+    return (f"expected a host name or address without port, such as api.example.com, *.example.com, 10.0.0.5, "
+            f"[fd00::5] or * (any), got {host!r}")
+
+
+def _check_request_timeout(value: Any) -> Found:
+    try:
+        seconds = parse_duration(value)
+    except ValueError:
+        seconds = -1.0
+    if MIN_REQUEST_TIMEOUT <= seconds <= MAX_REQUEST_TIMEOUT:
+        return []
+    return [("", f"expected a duration from {MIN_REQUEST_TIMEOUT:g}s to {MAX_REQUEST_TIMEOUT:g}s such as 10s, "
+                 f"got {value!r}")]
+
+
+def _check_connections(value: Any) -> Found:
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_CONNECTIONS:
+        return []
+    return [("", f"expected a whole number of connections from 1 to {MAX_CONNECTIONS}, got {value!r}")]
+
+
 _CHECKS: dict[str, Callable[[Any], Found]] = {
     "enabled": _check_bool,
     "address": _check_address,
@@ -228,7 +287,12 @@ _CHECKS: dict[str, Callable[[Any], Found]] = {
     "tokens": _check_tokens,
     "max_body_bytes": _check_body_limit,
     "cors_origins": _string_list("origins", _origin_problem),
-    "allowed_functions": _string_list("patterns"),
+    "allowed_functions": _string_list("patterns", _function_pattern_problem),
     "allowed_task_types": _string_list("task type names"),
     "allowed_commands": _string_list("patterns"),
+    "allowed_cwds": _string_list("absolute paths", _cwd_problem),
+    "run_any_task": _check_bool,
+    "allowed_hosts": _string_list("host names", _host_problem),
+    "request_timeout": _check_request_timeout,
+    "max_connections": _check_connections,
 }

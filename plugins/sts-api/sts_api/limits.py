@@ -3,26 +3,76 @@ plausibly hold but a client (or a fuzzer) can send.
 
 * ``name`` must match the name rule exactly: the kernel's check lets a trailing newline through,
   and such a name cannot appear in a URL or a header.
-* Durations must be finite and at most ``MAX_DURATION`` (ten years): the kernel accepts
-  ``jitter: 1e300`` or ``timeout: inf``, and a fire or retry that far away cannot be computed,
-  which would unschedule the task at its first fire.
+* Durations (also ``every`` and ``delay`` inside ``trigger``) must be finite and at most
+  ``MAX_DURATION`` (ten years). The kernel refuses more than 100 years; the API's limit is
+  stricter and checked first, on the raw values, so its message is the one given.
+* ``backoff`` is at most ``MAX_BACKOFF``, ``retries`` at most ``MAX_RETRIES`` and
+  ``max_instances`` at most ``MAX_INSTANCES``: larger values serve no schedule and only make
+  the arithmetic on them overflow.
+* ``at``, ``start`` and ``end`` (also inside ``trigger``) lie between the years ``MIN_YEAR`` and
+  ``MAX_YEAR``: near the ends of what ``datetime`` holds, adding a jitter or converting a time
+  zone overflows.
+* A body with more than ``MAX_PROBLEMS`` unknown options is refused after the first
+  ``MAX_PROBLEMS`` of them, without a "did you mean" for each of thousands of keys.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
 
-from sts_core.errors import Problem
-from sts_core.model import Task
+from sts_api.responses import MAX_PROBLEMS
+from sts_core.errors import Problem, did_you_mean
+from sts_core.model import TASK_KEYS, Task
 
 #: The kernel's task name rule, matched in full.
 NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,199}")
 #: The longest duration the API accepts, in seconds (ten years of 365.25 days).
 MAX_DURATION = 315_576_000.0
+MAX_BACKOFF = 100.0
+MAX_RETRIES = 1000
+MAX_INSTANCES = 10_000
+MIN_YEAR = 1900
+MAX_YEAR = 9000
 DURATION_OPTIONS: tuple[str, ...] = (
     "every", "delay", "jitter", "retry_delay", "max_retry_delay", "retry_jitter", "timeout", "misfire_grace_time",
 )
+TRIGGER_DURATIONS: tuple[str, ...] = ("every", "delay")
+DATETIME_OPTIONS: tuple[str, ...] = ("at", "start", "end")
+
+_UNITS = {"ms": 0.001, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|sec|min|s|m|h|d|w)")
+_TEXT = re.compile(r"(?:\s*\d+(?:\.\d+)?\s*(?:ms|sec|min|s|m|h|d|w))+\s*")
+
+
+def unknown_key_problems(data: Mapping[Any, Any]) -> list[Problem]:
+    """The unknown options of ``data`` with a "did you mean", for at most ``MAX_PROBLEMS`` of them."""
+    problems = []
+    for key in data:
+        if key not in TASK_KEYS:
+            if len(problems) == MAX_PROBLEMS:
+                break
+            problems.append(Problem(str(key)[:200], f"unknown task option{did_you_mean(str(key)[:200], TASK_KEYS)}"))
+    return problems
+
+
+def count_unknown_keys(data: Mapping[Any, Any]) -> int:
+    """How many keys of ``data`` are not task options (cheap: no "did you mean")."""
+    return sum(1 for key in data if key not in TASK_KEYS)
+
+
+def data_problems(data: Mapping[str, Any]) -> list[Problem]:
+    """What the API refuses in the raw task data before the kernel reads it: durations over
+    ten years and date-times out of range, also inside ``trigger``."""
+    problems = [*_duration_problems(data, DURATION_OPTIONS, ""), *_datetime_problems(data, "")]
+    trigger = data.get("trigger")
+    if isinstance(trigger, Mapping):
+        problems.extend(_duration_problems(trigger, TRIGGER_DURATIONS, "trigger."))
+        problems.extend(_datetime_problems(trigger, "trigger."))
+    return problems
 
 
 def limit_problems(task: Task) -> list[Problem]:
@@ -31,9 +81,78 @@ def limit_problems(task: Task) -> list[Problem]:
     if not NAME.fullmatch(task.name):
         problems.append(Problem("name", "expected a task name of letters, digits and _ . : - (1-200 characters, "
                                         f"not starting with punctuation), got {task.name!r}"))
-    for key in DURATION_OPTIONS:
-        value = getattr(task, key)
-        if value is not None and not (math.isfinite(value) and value <= MAX_DURATION):
-            problems.append(Problem(key, f"expected a duration of at most ten years ({MAX_DURATION:.0f}s), "
-                                         f"got {value!r}"))
+    problems.extend(_duration_problems({key: getattr(task, key) for key in DURATION_OPTIONS}, DURATION_OPTIONS, ""))
+    problems.extend(_datetime_problems({key: getattr(task, key) for key in DATETIME_OPTIONS}, ""))
+    if task.backoff is not None and not task.backoff <= MAX_BACKOFF:
+        problems.append(Problem("backoff", f"expected a number from 1 to {MAX_BACKOFF:g}, got {task.backoff!r}"))
+    if task.retries is not None and task.retries > MAX_RETRIES:
+        problems.append(Problem("retries", f"expected a whole number from 0 to {MAX_RETRIES}, "
+                                           f"got {_short(task.retries)}"))
+    if task.max_instances > MAX_INSTANCES:
+        problems.append(Problem("max_instances", f"expected a whole number from 1 to {MAX_INSTANCES}, "
+                                                 f"got {_short(task.max_instances)}"))
     return problems
+
+
+def merged(first: Iterable[Problem], then: Iterable[Problem]) -> list[Problem]:
+    """``first``, then the problems of ``then`` about other key paths (the API's message about a
+    key replaces the kernel's)."""
+    first = list(first)
+    taken = {problem.key_path for problem in first}
+    return first + [problem for problem in then if problem.key_path not in taken]
+
+
+def seconds_of(value: Any) -> float | None:
+    """The seconds a duration value says, however long (None when it is no duration: the kernel
+    reports that). Infinity for numbers too large for a float."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        try:
+            return float(value)
+        except OverflowError:  # an int beyond any float
+            return math.inf
+    if isinstance(value, str):
+        text = value.strip().lower()
+        try:
+            return float(text)
+        except ValueError:
+            pass
+        if _TEXT.fullmatch(text):
+            return sum(float(number) * _UNITS[unit] for number, unit in _PART.findall(text))
+    return None
+
+
+def _duration_problems(values: Mapping[str, Any], keys: Iterable[str], prefix: str) -> list[Problem]:
+    problems = []
+    for key in keys:
+        value = values.get(key)
+        seconds = seconds_of(value)
+        if seconds is not None and seconds > MAX_DURATION:  # also infinity; NaN and negatives: the kernel's
+            problems.append(Problem(prefix + key, f"expected a duration of at most ten years ({MAX_DURATION:.0f}s), "
+                                                  f"got {_short(value)}"))
+    return problems
+
+
+def _datetime_problems(values: Mapping[str, Any], prefix: str) -> list[Problem]:
+    problems = []
+    for key in DATETIME_OPTIONS:
+        value = values.get(key)
+        when = value
+        if isinstance(value, str):
+            try:
+                when = datetime.fromisoformat(value.strip())
+            except ValueError:
+                continue  # not a date-time: the kernel (or the trigger) says what is expected
+        if isinstance(when, datetime) and not MIN_YEAR <= when.year <= MAX_YEAR:
+            shown = _short(value if isinstance(value, str) else when.isoformat())
+            problems.append(Problem(prefix + key, f"expected a date-time between the years {MIN_YEAR} and {MAX_YEAR}, "
+                                                  f"got {shown}"))
+    return problems
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, int) and value.bit_length() > 200:
+        return f"a number of about {int(value.bit_length() * math.log10(2)) + 1} digits"
+    text = repr(value)
+    return text if len(text) <= 100 else text[:97] + "..."

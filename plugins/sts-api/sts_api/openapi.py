@@ -15,7 +15,7 @@ import functools
 from importlib import metadata
 from typing import Any
 
-from sts_api.limits import MAX_DURATION
+from sts_api.limits import MAX_BACKOFF, MAX_DURATION, MAX_INSTANCES, MAX_RETRIES, MAX_YEAR, MIN_YEAR
 from sts_core.model import EXECUTORS, MISFIRE_POLICIES, RunState
 
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,199}$"
@@ -41,7 +41,8 @@ _INTERVAL: Schema = {
     "anyOf": [{"type": "number", "exclusiveMinimum": 0, "maximum": MAX_DURATION}, {"type": "string"}],
 }
 _NAMES: Schema = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
-_DATETIME_TEXT: Schema = {"type": "string", "description": "ISO 8601 date-time, e.g. 2026-12-01T09:30:00+01:00"}
+_DATETIME_TEXT: Schema = {"type": "string", "description": "ISO 8601 date-time, e.g. 2026-12-01T09:30:00+01:00, "
+                                                           f"in the years {MIN_YEAR} to {MAX_YEAR}"}
 
 #: Task options as JSON: the keys and values of a task-file entry. ``nullable`` options take
 #: their default (or the config's) when null.
@@ -64,15 +65,15 @@ _TASK_OPTIONS: dict[str, tuple[Schema, bool]] = {
     "start": (_DATETIME_TEXT, True),
     "end": (_DATETIME_TEXT, True),
     "jitter": (_DURATION, True),
-    "retries": ({"type": "integer", "minimum": 0}, True),
+    "retries": ({"type": "integer", "minimum": 0, "maximum": MAX_RETRIES}, True),
     "retry_delay": (_DURATION, True),
-    "backoff": ({"type": "number", "minimum": 1}, True),
+    "backoff": ({"type": "number", "minimum": 1, "maximum": MAX_BACKOFF}, True),
     "max_retry_delay": (_DURATION, True),
     "retry_jitter": (_DURATION, True),
     "timeout": (_DURATION, True),
     "executor": ({"type": "string", "enum": list(EXECUTORS)}, True),
     "parent_tasks": (_NAMES, True),
-    "max_instances": ({"type": "integer", "minimum": 1}, False),
+    "max_instances": ({"type": "integer", "minimum": 1, "maximum": MAX_INSTANCES}, False),
     "misfire": ({"type": "string", "enum": list(MISFIRE_POLICIES)}, True),
     "misfire_grace_time": (_DURATION, True),
     "enabled": ({"type": "boolean"}, False),
@@ -229,13 +230,22 @@ _ERRORS: dict[int, str] = {
     401: "No bearer token, or an unknown one.",
     403: "The token's scope does not allow this operation (it needs admin).",
     404: "No such task, version or run.",
+    408: "The body did not arrive within api.request_timeout; the connection is closed.",
     409: "Conflict: see the message.",
     412: "If-Match (or the body's version) names another version than the stored one: nothing changed.",
     413: "The body is larger than api.max_body_bytes.",
-    415: "The body is not sent as JSON.",
+    415: "The body is not sent as application/json (or application/merge-patch+json).",
+    421: "The Host header names a host this API does not answer for (api.allowed_hosts; on loopback: "
+         "localhost and loopback addresses only).",
     422: "Invalid input: each problem names its key path. Nothing was changed.",
     503: "The backend (e.g. Redis) cannot be reached; retry later.",
 }
+#: Operations that start what a task runs: their 403 also means the allowlist refuses the task.
+_STARTS = ("resumeTask", "runTask")
+_NOT_ALLOWED = ("The token's scope does not allow this operation (it needs admin), or (error not_allowed) the "
+                "allowlist refuses the stored task: the API runs and resumes only tasks it could create "
+                "(api.allowed_task_types, api.allowed_functions, api.allowed_commands, api.allowed_cwds) unless "
+                "api.run_any_task is true. Nothing was changed.")
 _ETAG = {"ETag": {"description": "the task's version, quoted", "schema": {"type": "string"}}}
 _LOCATION = {"Location": {"description": "where the new resource is", "schema": {"type": "string"}}}
 _IF_MATCH = {
@@ -258,7 +268,7 @@ _TASK_LINKS = {
 _TASK_LINKS["GetTaskVersion"] = {"operationId": "getTaskVersion", "parameters": {
     "name": "$response.body#/task/name", "version": "$response.body#/task/version"}}
 _RUN_LINKS = {"GetRun": {"operationId": "getRun", "parameters": {"run_id": "$response.body#/run/id"}}}
-_JSON_BODY_ERRORS = (400, 413, 415, 422)
+_JSON_BODY_ERRORS = (400, 408, 413, 415, 422)
 
 
 def _json(schema: Schema) -> dict[str, Any]:
@@ -287,7 +297,7 @@ def _operation(
     parameters: list[dict[str, Any]] | None = None,
     body: tuple[str, tuple[str, ...], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    all_errors = set(errors)
+    all_errors = set(errors) | {421}
     if scope is not None:
         all_errors |= {401, 503}
     if scope == "admin":
@@ -295,7 +305,8 @@ def _operation(
     if body is not None:
         all_errors |= set(_JSON_BODY_ERRORS)
     merged = {**{str(code): value for code, value in responses.items()},
-              **{str(code): {"description": _ERRORS[code], "content": _json(_ref("Error"))}
+              **{str(code): {"description": _NOT_ALLOWED if code == 403 and operation_id in _STARTS else _ERRORS[code],
+                             "content": _json(_ref("Error"))}
                  for code in sorted(all_errors)}}
     item: dict[str, Any] = {
         "operationId": operation_id,

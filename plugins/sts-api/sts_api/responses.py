@@ -18,6 +18,8 @@ from starlette.responses import Response
 from sts_core.errors import Problem
 
 JSON = "application/json"
+#: At most this many problems are listed in one answer (the message counts them all).
+MAX_PROBLEMS = 50
 #: Headers every response carries: nothing is cached, nothing is sniffed.
 COMMON_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
@@ -53,10 +55,15 @@ class ApiError(Exception):
         return json_response(self.body(), self.status, self.headers)
 
 
-def invalid(problems: Iterable[Problem], message: str = "the request is invalid") -> ApiError:
-    """A 422 listing ``problems``."""
+def invalid(problems: Iterable[Problem], message: str = "the request is invalid", *, count: int = 0) -> ApiError:
+    """A 422 listing ``problems``: at most ``MAX_PROBLEMS`` of them, and the message says how many
+    there are when more (``count``, when the caller stopped looking early) were found."""
     problems = list(problems)
-    if len(problems) == 1:
+    total = max(count, len(problems))
+    problems = problems[:MAX_PROBLEMS]
+    if total > len(problems):
+        message = f"{message}: {total} problems, the first {len(problems)} listed"
+    elif len(problems) == 1:
         only = problems[0]
         message = f"{only.key_path}: {only.message}" if only.key_path else only.message
     return ApiError(422, "validation", message, problems=problems)

@@ -5,6 +5,15 @@ The socket is bound here, before uvicorn starts, so that an address in use is on
 (uvicorn would exit the process) and port 0 gives a known port at once. uvicorn's signal
 handling is left out: the scheduler's process owns SIGINT and SIGTERM and stops the server
 through ``scheduler_stopping``.
+
+Against slow clients (slowloris): while no request is being served (before the first one, and
+after each response) the next request's head must arrive within ``api.request_timeout`` of the
+connection opening or of its first byte, else the connection is closed (uvicorn itself waits
+for ever, and a byte now and then would keep it waiting); the body then has ``request_timeout``
+again (``sts_api.bodies``, 408). An idle kept-alive connection is closed
+after ``KEEP_ALIVE`` seconds, and at most ``api.max_connections`` connections are served at once
+(uvicorn's ``limit_concurrency``: beyond it a request is answered 503, in plain text). A request
+h11 cannot parse is answered 400 in JSON, like every other error.
 """
 
 from __future__ import annotations
@@ -16,16 +25,21 @@ import socket
 from collections.abc import Iterator
 from typing import Any
 
+import h11
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from sts_api.app import build_app
 from sts_api.config import Settings
+from sts_api.responses import encode
 from sts_core.sections import format_address
 
 log = logging.getLogger("sts.api")
 
 #: How long ``stop`` lets requests in flight finish before closing their connections (seconds).
 GRACEFUL_SHUTDOWN = 3.0
+#: Seconds an idle kept-alive connection stays open (uvicorn's ``timeout_keep_alive``).
+KEEP_ALIVE = 5
 _BACKLOG = 128
 
 
@@ -35,6 +49,70 @@ class _EmbeddedServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+
+class _Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline for each request's head and JSON for a malformed
+    request. ``head_timeout`` is set per server (see ``_protocol``)."""
+
+    head_timeout: float = 10.0
+    _head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._watch_head()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._watch_head()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_head_timer()
+        super().connection_lost(exc)
+
+    def _waiting_for_head(self) -> bool:
+        """True while no request is being served: before the first, and after each response (also
+        while a client sends the rest of a body no handler reads)."""
+        served = self.cycle is not None and not self.cycle.response_complete
+        return not served and not self.transport.is_closing()
+
+    def _watch_head(self) -> None:
+        """Start the clock when a request's head is awaited, stop it once a request is served."""
+        if not self._waiting_for_head():
+            self._stop_head_timer()
+        elif self._head_timer is None:
+            self._head_timer = self.loop.call_later(self.head_timeout, self._head_timed_out)
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self._waiting_for_head():
+            self._stop_keep_alive()
+            with contextlib.suppress(h11.LocalProtocolError):
+                self.conn.send(h11.ConnectionClosed())
+            self.transport.close()
+
+    def _stop_keep_alive(self) -> None:
+        if self.timeout_keep_alive_task is not None:
+            self.timeout_keep_alive_task.cancel()
+            self.timeout_keep_alive_task = None
+
+    def send_400_response(self, msg: str) -> None:
+        body = encode({"error": "malformed_request", "message": f"the request is not valid HTTP/1.1: {msg}"})
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                   (b"connection", b"close"), (b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff")]
+        self.transport.write(self.conn.send(h11.Response(status_code=400, headers=headers, reason=b"Bad Request")))
+        self.transport.write(self.conn.send(h11.Data(data=body)))
+        self.transport.write(self.conn.send(h11.EndOfMessage()))
+        self.transport.close()
+
+
+def _protocol(head_timeout: float) -> type[_Protocol]:
+    return type("ApiProtocol", (_Protocol,), {"head_timeout": head_timeout})
 
 
 class ApiServer:
@@ -63,8 +141,9 @@ class ApiServer:
         host, port = sock.getsockname()[:2]
         self._bound = (str(host), int(port))
         config = uvicorn.Config(
-            self.app, lifespan="off", log_config=None, access_log=False, http="h11", ws="none",
-            server_header=False, timeout_graceful_shutdown=int(GRACEFUL_SHUTDOWN), backlog=_BACKLOG,
+            self.app, lifespan="off", log_config=None, access_log=False, http=_protocol(self.settings.request_timeout),
+            ws="none", server_header=False, timeout_graceful_shutdown=int(GRACEFUL_SHUTDOWN), backlog=_BACKLOG,
+            timeout_keep_alive=KEEP_ALIVE, limit_concurrency=self.settings.max_connections,
         )
         server = _EmbeddedServer(config)
         self._server = server

@@ -6,6 +6,11 @@ are made one at a time (one lock per API server), so a read-modify-write such as
 never loses a concurrent one. ``expected`` (from ``If-Match`` or a ``version`` in the body) makes
 a change conditional on the version it was based on: a mismatch is a 412 and changes nothing
 (checked after the body, so that an invalid body is a 422 whatever the version).
+
+Run-now and resume start what a task runs, so unless ``api.run_any_task`` is true they apply
+the allowlist to the stored task too (403 ``not_allowed``): a shell task from a task file, or a
+python task whose function is not listed, cannot be started through the API. Pause and delete
+stay unrestricted.
 """
 
 from __future__ import annotations
@@ -17,17 +22,15 @@ from typing import Any
 import attrs
 
 from sts_api.allowlist import Allowlist
-from sts_api.limits import limit_problems
-from sts_api.responses import ApiError, invalid, not_found
+from sts_api.limits import count_unknown_keys, data_problems, limit_problems, merged, unknown_key_problems
+from sts_api.responses import MAX_PROBLEMS, ApiError, invalid, not_found
 from sts_core.errors import (
     Problem,
-    SchedulerStateError,
     TaskExistsError,
     TaskNotFoundError,
     TaskValidationError,
-    did_you_mean,
 )
-from sts_core.model import TASK_KEYS, Run, RunState, Task
+from sts_core.model import Run, RunState, Task
 
 #: Why runs started through the API say they ran (``Run.reason``).
 RUN_REASON = "api"
@@ -46,9 +49,10 @@ class TaskView:
 class TaskService:
     """Lists, creates, changes, pauses, resumes, deletes and runs tasks for the API."""
 
-    def __init__(self, scheduler: Any, allowlist: Allowlist) -> None:
+    def __init__(self, scheduler: Any, allowlist: Allowlist, *, run_any_task: bool = False) -> None:
         self.scheduler = scheduler
         self.allowlist = allowlist
+        self.run_any_task = run_any_task
         self._changing = asyncio.Lock()
 
     # -- reading -----------------------------------------------------------------------------------
@@ -101,10 +105,8 @@ class TaskService:
         then validate and store the result as a whole."""
         if not isinstance(patch, Mapping):
             raise invalid([Problem("", "expected a JSON object of the options to change, e.g. {\"every\": \"5m\"}")])
-        unknown = [Problem(str(key), f"unknown task option{did_you_mean(str(key), TASK_KEYS)}")
-                   for key in patch if key not in TASK_KEYS]  # checked here: a null would merge them away
-        if unknown:
-            raise invalid(unknown)
+        if count_unknown_keys(patch):  # checked here: a null would merge them away
+            raise invalid(unknown_key_problems(patch), count=count_unknown_keys(patch))
         expected = _body_version(patch, expected)
         async with self._changing:
             current = await self._require(name)
@@ -116,13 +118,15 @@ class TaskService:
         return await self._view(stored)
 
     async def set_enabled(self, name: str, enabled: bool, expected: int | None) -> TaskView:
-        """Pause (``enabled`` false) or resume a task: a new version when that changes it. The
-        allowlist does not apply: what the task runs stays as it is."""
+        """Pause (``enabled`` false) or resume a task: a new version when that changes it. Pausing
+        works on every task; resuming one the allowlist refuses is 403 (unless ``run_any_task``)."""
         async with self._changing:
             current = await self._require(name)
             _check_expected(name, current, expected)
             if current.enabled is enabled:
                 return await self._view(current)
+            if enabled:
+                self._check_startable(current, "resumed")
             stored = await self._store(attrs.evolve(current, enabled=enabled), replace=True)
         return await self._view(stored)
 
@@ -131,25 +135,21 @@ class TaskService:
         async with self._changing:
             current = await self._require(name)
             _check_expected(name, current, expected)
-            children = sorted(t.name for t in await self.scheduler.list_tasks() if name in t.parent_tasks)
-            if children:
-                raise ApiError(409, "in_use", f"task {name!r} is a parent of {', '.join(children)}; "
-                                              f"remove or change those tasks first")
-            try:
+            try:  # the scheduler refuses to remove a parent, asking the store when it is shared
                 await self.scheduler.delete_task(name)
             except TaskValidationError as exc:
-                raise ApiError(409, "in_use", "; ".join(p.message for p in exc.problems)) from None
+                message = "; ".join(p.message for p in exc.problems)
+                raise ApiError(409, "in_use", f"task {name!r} {message}") from None
 
     async def run_now(self, name: str) -> Run:
         """Fire the current version of ``name`` now: the run goes to the workers like a scheduled
-        one (``reason`` is ``api``). 409 when ``max_instances`` runs are already active."""
-        await self._require(name)
+        one (``reason`` is ``api``). 409 when ``max_instances`` runs are already active, 403 when
+        the allowlist refuses the task (unless ``run_any_task``)."""
+        self._check_startable(await self._require(name), "run")
         try:
             run = await self.scheduler.fire_now(name, RUN_REASON)
         except TaskNotFoundError:
             raise not_found(f"no task named {name!r}") from None
-        except SchedulerStateError as exc:
-            raise ApiError(409, "not_started", str(exc)) from None
         if run.state is RunState.SKIPPED:
             raise ApiError(409, "not_started", f"task {name!r} was not started: {run.reason}")
         return run
@@ -167,14 +167,32 @@ class TaskService:
                 raise invalid([Problem("name", f"expected {name!r} (the name in the path) or no name, "
                                                f"got {data['name']!r}; a task cannot be renamed")])
             data["name"] = name
+        unknown = count_unknown_keys(data)
+        if unknown > MAX_PROBLEMS:  # a "did you mean" for each of thousands of keys would block the loop
+            raise invalid(unknown_key_problems(data), count=unknown)
+        problems = data_problems(data)  # before the kernel's checks: the API's stricter limits name the key
         try:
             task = Task.from_dict(data)
         except TaskValidationError as exc:
-            raise invalid(exc.problems) from None
-        problems = [*limit_problems(task), *self.allowlist.problems(task)]
+            raise invalid(merged(problems, exc.problems)) from None
+        problems = [*merged(problems, limit_problems(task)), *self.allowlist.problems(task)]
         if problems:
             raise invalid(problems)
         return task
+
+    def _check_startable(self, task: Task, what: str) -> None:
+        """403 when ``task`` is one the API could not have created (unless ``run_any_task``)."""
+        if self.run_any_task:
+            return
+        problems = self.allowlist.problems(task)
+        if problems:
+            first = problems[0]
+            raise ApiError(403, "not_allowed",
+                           f"task {task.name!r} cannot be {what} through the API: {first.key_path}: {first.message}; "
+                           f"the API starts only tasks it could create (api.allowed_task_types, "
+                           f"api.allowed_functions, api.allowed_commands, api.allowed_cwds), or every task with "
+                           f"api.run_any_task: true",
+                           problems=problems[:MAX_PROBLEMS])
 
     async def _store(self, task: Task, *, replace: bool) -> Task:
         try:

@@ -46,6 +46,11 @@ class Reply:
         """The body as JSON."""
         return json.loads(self.body)
 
+    @property
+    def text(self) -> str:
+        """The body as text."""
+        return self.body.decode("utf-8", "replace")
+
 
 @attrs.frozen
 class ApiClient:
@@ -55,12 +60,13 @@ class ApiClient:
 
     def call(self, method: str, path: str, body: Any = None, *, token: str | None = ADMIN,
              headers: Mapping[str, str] | None = None, raw: bytes | None = None,
-             chunks: list[bytes] | None = None) -> Reply:
-        """One request; ``body`` is sent as JSON, ``raw`` as it is, ``chunks`` with chunked encoding."""
+             chunks: list[bytes] | None = None, content_type: str | None = "application/json") -> Reply:
+        """One request; ``body`` is sent as JSON, ``raw`` as it is, ``chunks`` with chunked encoding,
+        each as ``content_type`` (None: no Content-Type header)."""
         parts = urlsplit(self.url)
         connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
         has_body = body is not None or raw is not None or chunks is not None
-        sent = {"Content-Type": "application/json"} if has_body else {}
+        sent = {"Content-Type": content_type} if has_body and content_type is not None else {}
         if token is not None:
             sent["Authorization"] = f"Bearer {token}"
         sent.update(headers or {})

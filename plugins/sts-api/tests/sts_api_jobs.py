@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import os  # noqa: F401 - the allowlist must refuse sts_api_jobs:os.system
+import subprocess
 import time
 from subprocess import run  # noqa: F401 - the allowlist must refuse sts_api_jobs:run (defined elsewhere)
 
@@ -31,3 +33,34 @@ def slow(seconds: float = 1.0) -> None:
 def collect(**values: object) -> dict[str, object]:
     """Take any keyword arguments and return them."""
     return values
+
+
+async def later(value: int = 1) -> int:
+    """A coroutine function: allowed like a plain one."""
+    return value
+
+
+# Callables that are not plain functions defined here: the allowlist refuses each.
+
+
+class Shell(subprocess.Popen):
+    """A class (callable, defined here) that runs whatever ``args`` says with ``shell=True``."""
+
+
+class _Job:
+    def go(self) -> int:
+        return 1
+
+    @classmethod
+    def make(cls) -> _Job:
+        return cls()
+
+    @staticmethod
+    def plain() -> int:
+        return 2
+
+
+bound = _Job().go
+part = functools.partial(print, "x")
+builtin = len
+instance = _Job()

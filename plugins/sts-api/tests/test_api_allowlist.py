@@ -4,12 +4,14 @@ command on the workers."""
 
 from __future__ import annotations
 
+import sys
+import time
 from collections.abc import Iterator
 
 import pytest
 from sts_api_helpers import RunningApi, running_api, task_body, wait_for
 
-from sts_api.allowlist import Allowlist
+from sts_api.allowlist import Allowlist, FunctionPattern
 from sts_core.model import Task
 
 
@@ -41,10 +43,76 @@ def test_a_changed_function_must_be_allowed_too(api: RunningApi) -> None:
         ("sts_api_jobs:run", "is not defined in 'sts_api_jobs' (it comes from 'subprocess')"),
     ],
 )
-def test_an_allowed_module_cannot_be_used_to_reach_what_it_imports(api: RunningApi, function: str,
-                                                                   message: str) -> None:
-    (problem,) = refused(api.client.post("/tasks", {"name": "sneaky", "function": function}))
-    assert problem[0] == "function" and message in problem[1]
+def test_an_allowed_module_cannot_be_used_to_reach_what_it_imports(function: str, message: str) -> None:
+    with running_api(allowed_functions=["sts_api_jobs:**"]) as api:  # ** lets the pattern reach os.system
+        (problem,) = refused(api.client.post("/tasks", {"name": "sneaky", "function": function}))
+        assert problem[0] == "function" and message in problem[1]
+
+
+@pytest.mark.parametrize(
+    ("function", "allowed"),
+    [
+        ("subprocess:getoutput", False),  # 'sub*' is for registered names: '*' never matches ':'
+        ("os:popen", False),
+        ("os.path:join", False),
+        ("sub", True),  # a registered name
+        ("sts_api_jobs:say", True),
+    ],
+)
+def test_a_pattern_without_a_colon_matches_registered_names_only(function: str, allowed: bool,
+                                                                 tmp_path) -> None:
+    touched = tmp_path / "pwned"
+    with running_api(allowed_functions=["sub*", "os*", "sts_api_jobs:*"]) as api:
+        api.scheduler.register_function("sub", lambda: None)
+        reply = api.client.post("/tasks", {"name": "p", "function": function, "args": [f"touch {touched}"]}
+                                if function.startswith(("subprocess", "os")) else {"name": "p", "function": function})
+        if allowed:
+            assert reply.status == 201, reply.body
+        else:
+            assert refused(reply) == [("function", f"{function!r} is not allowed through the API: it matches none of "
+                                                   "api.allowed_functions (sub*, os*, sts_api_jobs:*)")]
+    assert not touched.exists()
+
+
+@pytest.mark.parametrize(
+    ("function", "kind"),
+    [
+        ("sts_api_jobs:Shell", "is a class"),  # a Popen subclass: would run args with shell=True
+        ("sts_api_jobs:bound", "is a bound method"),
+        ("sts_api_jobs:_Job.make", "is a bound method"),  # a classmethod
+        ("sts_api_jobs:part", "is a partial object"),
+        ("sts_api_jobs:builtin", "is a builtin"),
+        ("sts_api_jobs:instance", "is not callable"),
+    ],
+)
+def test_only_plain_functions_pass_never_classes_methods_builtins_or_partials(function: str, kind: str,
+                                                                             tmp_path) -> None:
+    touched = tmp_path / "pwned"
+    with running_api(allowed_functions=["sts_api_jobs:**"]) as api:
+        reply = api.client.post("/tasks", {"name": "c", "function": function,
+                                           "kwargs": {"args": f"touch {touched}", "shell": True}})
+        (problem,) = refused(reply)
+        assert problem[0] == "function" and kind in problem[1], problem
+        assert api.client.get("/tasks/c").status == 404
+    assert not touched.exists()
+
+
+def test_a_coroutine_function_and_a_static_method_defined_in_the_module_pass() -> None:
+    with running_api(allowed_functions=["sts_api_jobs:later", "sts_api_jobs:_Job.*"]) as api:
+        assert api.client.post("/tasks", {"name": "co", "function": "sts_api_jobs:later", "every": "1h"}).status == 201
+        assert api.client.post("/tasks", {"name": "st", "function": "sts_api_jobs:_Job.plain",
+                                          "every": "1h"}).status == 201
+
+
+def test_no_module_is_imported_for_a_function_the_patterns_refuse() -> None:
+    sys.modules.pop("sts_api_marker", None)
+    with running_api(allowed_functions=["sts_api_marker:allowed_*", "sts_api_jobs:*"]) as api:
+        for function in ("sts_api_marker:other", "sts_api_marker:allowed_job.__call__",
+                         "sts_api_marker.sub:allowed_job"):
+            assert refused(api.client.post("/tasks", {"name": "m", "function": function}))[0][0] == "function"
+            assert "sts_api_marker" not in sys.modules, function
+        assert api.client.post("/tasks", {"name": "m", "function": "sts_api_marker:allowed_job"}).status == 201
+        assert "sts_api_marker" in sys.modules
 
 
 def test_shell_tasks_are_off_by_default(api: RunningApi) -> None:
@@ -90,12 +158,94 @@ def test_a_shell_environment_cannot_be_set_through_the_api(shell_api: RunningApi
     assert refused(reply)[0][0] == "params.env"
 
 
-def test_pause_resume_and_run_do_not_need_the_allowlist(api: RunningApi) -> None:
-    api.scheduler.add_task(Task("from_file", function="sts_core.testing:noop", every=3600))  # not allowed via API
-    assert api.client.post("/tasks/from_file/pause").status == 200
-    assert api.client.post("/tasks/from_file/resume").status == 200
-    assert api.client.post("/tasks/from_file/run").status == 202
-    assert refused(api.client.call("PATCH", "/tasks/from_file", {"every": "2h"}))[0][0] == "function"
+def test_run_and_resume_refuse_a_task_the_api_could_not_create(api: RunningApi, tmp_path) -> None:
+    log = tmp_path / "ran.log"
+    api.scheduler.add_task(Task("maint", type="shell", command=f"echo ran >> {log}", enabled=False))
+    api.scheduler.add_task(Task("nightly", function="sts_core.testing:noop", cron="0 3 * * *"))  # not allowed via API
+    resumed = api.client.post("/tasks/maint/resume")
+    assert resumed.status == 403 and resumed.json["error"] == "not_allowed"
+    assert resumed.json["message"].startswith("task 'maint' cannot be resumed through the API: type: task type "
+                                              "'shell' is not allowed through the API")
+    assert "api.run_any_task" in resumed.json["message"] and resumed.json["problems"][0]["path"] == "type"
+    ran = api.client.post("/tasks/nightly/run")
+    assert ran.status == 403 and ran.json["problems"][0]["path"] == "function"
+    assert "'sts_core.testing:noop' is not allowed through the API" in ran.json["message"]
+    assert api.client.get("/tasks/maint").json["state"] == "paused" and api.runs("nightly") == []
+    assert api.client.post("/tasks/nightly/pause").status == 200  # pausing and deleting stay possible
+    assert api.client.call("DELETE", "/tasks/maint").status == 204
+    assert refused(api.client.call("PATCH", "/tasks/nightly", {"retries": 2}))[0][0] == "function"
+    time.sleep(0.3)
+    assert not log.exists()
+
+
+def test_run_any_task_lets_run_and_resume_start_every_task() -> None:
+    with running_api(run_any_task=True) as api:
+        api.scheduler.add_task(Task("from_file", function="sts_core.testing:noop", every=3600, enabled=False))
+        assert api.client.post("/tasks/from_file/resume").status == 200
+        assert api.client.post("/tasks/from_file/run").status == 202
+        assert refused(api.client.call("PATCH", "/tasks/from_file", {"every": "2h"}))[0][0] == "function"
+
+
+def test_an_allowed_task_is_run_and_resumed(api: RunningApi) -> None:
+    api.client.post("/tasks", task_body("mine", every="1h", enabled=False))
+    assert api.client.post("/tasks/mine/resume").json["state"] == "active"
+    assert api.client.post("/tasks/mine/run").status == 202
+
+
+def test_a_working_directory_must_be_listed_in_allowed_cwds(shell_api: RunningApi, tmp_path) -> None:
+    (tmp_path / "Makefile").write_text("all:\n\ttouch pwned\n")
+    body = {"name": "mk", "type": "shell", "command": "echo hi", "params": {"cwd": str(tmp_path)}}
+    (problem,) = refused(shell_api.client.post("/tasks", body))
+    assert problem == ("params.cwd", f"{str(tmp_path)!r} is not allowed through the API: the working directory changes "
+                                     "what a command runs (a Makefile, ./script); it must be one of api.allowed_cwds "
+                                     "(empty: no working directory may be set)")
+    with running_api(allowed_task_types=["shell"], allowed_commands=["pwd"], allowed_cwds=[str(tmp_path)]) as api:
+        listed = api.client.post("/tasks", {"name": "pwd", "type": "shell", "command": "pwd",
+                                            "params": {"cwd": f"{tmp_path}/"}})
+        assert listed.status == 201, listed.body
+        (run,) = wait_for(lambda: api.runs("pwd", state="succeeded"))
+        assert api.client.get(f"/runs/{run['id']}").json["output"] == f"{tmp_path}\n"
+        other = api.client.post("/tasks", {"name": "up", "type": "shell", "command": "pwd",
+                                           "params": {"cwd": f"{tmp_path}/.."}})
+        assert refused(other)[0][0] == "params.cwd"
+
+
+def test_a_command_list_is_matched_argument_by_argument() -> None:
+    allowlist = Allowlist(task_types=["shell"], functions=[], commands=["find /data -name *", "echo *"])
+    assert allowlist.command_allowed(["find", "/data", "-name", "x.log"])
+    assert not allowlist.command_allowed(["find", "/data", "-name", "x", "-o", "-delete"])  # one * = one argument
+    assert not allowlist.command_allowed(["find", "/data", "-name", "x -delete; id"])
+    assert allowlist.command_allowed(["echo", "hello world"])
+    assert not allowlist.command_allowed(["echo", "a\x00b"])
+    # A command line is matched as a whole: there '*' also matches spaces, and so options.
+    assert allowlist.command_allowed("find /data -name x -o -delete")
+
+
+@pytest.mark.parametrize(
+    ("pattern", "ref", "matches"),
+    [
+        ("myapp.jobs:*", "myapp.jobs:report", True),
+        ("myapp.jobs:*", "myapp.jobs:Report.run", False),  # '*' stays within one segment
+        ("myapp.jobs:*", "myapp.jobs.secret:report", False),
+        ("myapp.*:build_*", "myapp.reports:build_pdf", True),
+        ("myapp.*:build_*", "myapp.reports.daily:build_pdf", False),
+        ("myapp.*:build_*", "myapp:build_pdf", False),
+        ("myapp.**:*", "myapp:report", True),  # '**' is any number of segments, none included
+        ("myapp.**:*", "myapp.reports.daily:report", True),
+        ("myapp.**:*", "myappx:report", False),
+        ("**:report", "any.module:report", True),
+        ("myapp.jobs:*.*", "myapp.jobs:Report.run", True),
+        ("myapp.jobs:**", "myapp.jobs:report.__call__", False),  # never a dunder attribute
+        ("my*", "myapp.jobs:report", False),  # no ':' in the pattern: registered names only
+        ("my*", "my_cleanup", True),
+        ("myapp.jobs:report", "myapp.jobs:report", True),
+        ("myapp.jobs:report", "myapp.jobs:reports", False),
+        ("myapp.jobs:rep?rt", "myapp.jobs:report", True),
+        ("myapp.jobs:[rs]*", "myapp.jobs:send", True),
+    ],
+)
+def test_function_patterns(pattern: str, ref: str, matches: bool) -> None:
+    assert FunctionPattern(pattern).matches(ref) is matches
 
 
 def test_patterns() -> None:

@@ -27,7 +27,16 @@ def test_the_defaults_keep_the_api_off_on_loopback_and_allow_nothing(monkeypatch
     settings = settings_of({})
     assert settings == Settings(enabled=False, host="127.0.0.1", port=8080, tokens=(), max_body_bytes=65536,
                                 cors_origins=(), allowed_functions=(), allowed_task_types=("python",),
-                                allowed_commands=())
+                                allowed_commands=(), allowed_cwds=(), run_any_task=False, allowed_hosts=(),
+                                request_timeout=10.0, max_connections=100)
+
+
+def test_the_hardening_settings_are_read() -> None:
+    settings = settings_of({"api": {"allowed_cwds": ["/srv/reports"], "run_any_task": True,
+                                    "allowed_hosts": ["API.example.com"], "request_timeout": "2.5s",
+                                    "max_connections": 20}})
+    assert (settings.allowed_cwds, settings.run_any_task, settings.allowed_hosts, settings.request_timeout,
+            settings.max_connections) == (("/srv/reports",), True, ("api.example.com",), 2.5, 20)
 
 
 def test_tokens_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -71,6 +80,17 @@ def test_a_saved_config_keeps_the_reference_not_the_token(monkeypatch: pytest.Mo
         ({"allowed_task_types": [""]}, "api.allowed_task_types[0]: expected task type name"),
         ({"allowed_fuctions": []}, "api.allowed_fuctions: unknown api option (did you mean 'allowed_functions'?)"),
         ({"enabled": "yes"}, "api.enabled: expected true or false, got 'yes'"),
+        ({"allowed_functions": ["myapp:jobs:*"]}, "api.allowed_functions[0]: expected 'module:function' (one ':')"),
+        ({"allowed_functions": ["myapp:"]}, "api.allowed_functions[0]: expected a module pattern and a function "
+                                            "pattern around the ':'"),
+        ({"allowed_cwds": ["srv/app"]}, "api.allowed_cwds[0]: expected an absolute directory such as /srv/reports"),
+        ({"allowed_cwds": ["/srv/../etc"]}, "api.allowed_cwds[0]: expected an absolute directory"),
+        ({"run_any_task": "no"}, "api.run_any_task: expected true or false, got 'no'"),
+        ({"allowed_hosts": ["https://api.example.com"]}, "api.allowed_hosts[0]: expected a host name or address "
+                                                         "without port"),
+        ({"request_timeout": 0}, "api.request_timeout: expected a duration from 0.1s to 600s such as 10s, got 0"),
+        ({"request_timeout": "forever"}, "api.request_timeout: expected a duration from 0.1s to 600s"),
+        ({"max_connections": 0}, "api.max_connections: expected a whole number of connections from 1 to 100000"),
     ],
 )
 def test_a_bad_setting_is_an_error_naming_its_key_path(section: dict, expected: str) -> None:

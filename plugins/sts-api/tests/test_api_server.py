@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import socket
+import time
+from urllib.parse import urlsplit
 
 import pytest
-from sts_api_helpers import READ, ApiClient, api_config, running_api, task_body, wait_for
+from sts_api_helpers import ADMIN, READ, ApiClient, api_config, running_api, task_body, wait_for
 
 from sts_api.plugin import server_for
 from sts_core.config import Config
+from sts_core.errors import BackendUnavailableError
 from sts_core.model import Task
 from sts_core.scheduler import AsyncTaskScheduler
 
@@ -133,3 +138,128 @@ def test_two_schedulers_in_one_process_serve_their_own_tasks() -> None:
         one.client.post("/tasks", task_body("only_here", every="1h"))
         wait_for(lambda: one.client.get("/tasks/only_here").status == 200)
         assert two.client.get("/tasks/only_here").status == 404
+
+
+def raw_exchange(url: str, data: bytes, wait: float = 10.0) -> tuple[bytes, float]:
+    """Send ``data`` on a fresh connection; everything the server sends until it closes, and when it closed."""
+    parts = urlsplit(url)
+    started = time.monotonic()
+    with socket.create_connection((parts.hostname, parts.port)) as sock:
+        sock.settimeout(wait)
+        if data:
+            sock.sendall(data)
+        received = b""
+        with contextlib.suppress(TimeoutError, ConnectionResetError):
+            while chunk := sock.recv(65536):
+                received += chunk
+    return received, time.monotonic() - started
+
+
+@pytest.mark.parametrize(
+    ("host", "status"),
+    [("evil.example", 421), ("evil.example:8080", 421), ("127.0.0.1.nip.io", 421), ("localhost", 200),
+     ("localhost:8080", 200), ("127.0.0.1", 200), ("127.0.0.1:9", 200), ("[::1]:8080", 200), ("LOCALHOST", 200)],
+)
+def test_on_loopback_only_loopback_host_names_are_answered(api, host: str, status: int) -> None:
+    reply = api.client.get("/tasks", headers={"Host": host})
+    assert reply.status == status, reply.body
+    if status == 421:  # before authentication: also without a token, and as JSON
+        assert reply.json["error"] == "misdirected_request" and "api.allowed_hosts" in reply.json["message"]
+        assert api.client.get("/health", token=None, headers={"Host": host}).status == 421
+
+
+def test_allowed_hosts_replace_the_loopback_names() -> None:
+    with running_api(allowed_hosts=["api.example.com", "*.ops.example.com"]) as api:
+        assert api.client.get("/tasks", headers={"Host": "api.example.com:443"}).status == 200
+        assert api.client.get("/tasks", headers={"Host": "eu.ops.example.com"}).status == 200
+        assert api.client.get("/tasks", headers={"Host": "ops.example.com.evil.example"}).status == 421
+        assert api.client.get("/tasks", headers={"Host": "localhost"}).status == 421
+
+
+def test_readiness_tells_why_the_backend_failed_only_to_a_token_holder(api, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def unreachable() -> None:
+        raise BackendUnavailableError("cannot reach redis at 10.1.2.3:6379 (secret-host.internal)")
+
+    monkeypatch.setattr(api.scheduler.asyncio_scheduler.backend.store, "next_due_time", unreachable)
+    anonymous = api.client.get("/ready", token=None)
+    assert anonymous.status == 503 and "10.1.2.3" not in anonymous.text
+    assert anonymous.json["checks"]["backend"] == "unavailable (send a token for the details)"
+    assert "10.1.2.3" not in api.client.get("/ready", token="not-a-valid-token-0123456789").text
+    detailed = api.client.get("/ready", token=READ)
+    assert detailed.status == 503 and detailed.json["checks"]["backend"] == (
+        "BackendUnavailableError: cannot reach redis at 10.1.2.3:6379 (secret-host.internal)")
+    monkeypatch.undo()
+
+
+def test_a_body_that_does_not_arrive_in_time_is_408_and_the_connection_closed() -> None:
+    with running_api(request_timeout="0.5s") as api:
+        head = (f"POST /tasks HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {ADMIN}\r\n"
+                "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"name\": ").encode()
+        received, took = raw_exchange(api.client.url, head)
+        assert received.startswith(b"HTTP/1.1 408 ") and 0.4 < took < 3, (received, took)
+        assert b'"error": "timeout"' in received and b"api.request_timeout" in received
+        assert api.client.get("/tasks").json["tasks"] == []
+
+
+@pytest.mark.parametrize("data", [b"", b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n"])
+def test_a_connection_whose_request_head_stalls_is_closed(data: bytes) -> None:
+    with running_api(request_timeout="0.5s") as api:
+        received, took = raw_exchange(api.client.url, data)
+        assert received == b"" and 0.4 < took < 3, (received, took)
+        assert api.client.get("/health").status == 200
+
+
+def test_a_kept_alive_connection_has_the_same_deadline_for_its_next_request() -> None:
+    with running_api(request_timeout="0.5s") as api:
+        parts = urlsplit(api.client.url)
+        with socket.create_connection((parts.hostname, parts.port)) as sock:
+            sock.settimeout(10)
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            first = b""
+            while not first.endswith(b"}"):
+                first += sock.recv(65536)
+            assert first.startswith(b"HTTP/1.1 200 ")
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and never the blank line
+            started = time.monotonic()
+            assert sock.recv(65536) == b""
+            assert time.monotonic() - started < 3
+
+
+def test_a_client_trickling_a_body_no_handler_reads_is_cut_off() -> None:
+    with running_api(request_timeout="0.5s") as api:
+        parts = urlsplit(api.client.url)
+        with socket.create_connection((parts.hostname, parts.port)) as sock:
+            sock.settimeout(10)
+            sock.sendall(f"POST /tasks/nope/run HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {ADMIN}\r\n"
+                         "Content-Length: 100000\r\n\r\n".encode())
+            answer = b""
+            while not answer.endswith(b"}"):
+                answer += sock.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 404 ")
+            started = time.monotonic()
+            with contextlib.suppress(OSError):
+                while time.monotonic() - started < 5:  # a byte every 0.1 s would keep uvicorn waiting for ever
+                    sock.sendall(b"x")
+                    time.sleep(0.1)
+            assert time.monotonic() - started < 3
+
+
+def test_connections_beyond_max_connections_are_refused_with_503() -> None:
+    with running_api(max_connections=3) as api:
+        parts = urlsplit(api.client.url)
+        idle = [socket.create_connection((parts.hostname, parts.port)) for _ in range(3)]
+        try:
+            time.sleep(0.2)
+            assert api.client.get("/health").status == 503
+        finally:
+            for sock in idle:
+                sock.close()
+        wait_for(lambda: api.client.get("/health").status == 200)
+
+
+def test_a_request_that_is_not_http_is_a_json_400(api) -> None:
+    request = b"POST /tasks HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: +1\r\n\r\n{"
+    received, _ = raw_exchange(api.client.url, request)
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ") and b"content-type: application/json" in head.lower()
+    assert json.loads(body)["error"] == "malformed_request"

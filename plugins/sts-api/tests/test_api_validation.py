@@ -32,6 +32,23 @@ def problems(reply) -> list[tuple[str, str]]:
         (task_body("trailing\n"), "name", "expected a task name of letters, digits"),
         (task_body("t", jitter=1e300, every=1), "jitter", "expected a duration of at most ten years"),
         (task_body("t", timeout="inf"), "timeout", "expected a duration of at most ten years"),
+        (task_body("t", timeout="1000w"), "timeout", "expected a duration of at most ten years"),  # < 100 years
+        (task_body("t", retry_delay="6000w"), "retry_delay", "expected a duration of at most ten years"),  # > 100
+        (task_body("t", trigger={"kind": "interval", "every": 3e11}), "trigger.every",
+         "expected a duration of at most ten years"),
+        (task_body("t", trigger={"kind": "delay", "delay": "1e400"}), "trigger.delay",
+         "expected a duration of at most ten years"),
+        (task_body("t", backoff=1e308, retries=5), "backoff", "expected a number from 1 to 100, got 1e+308"),
+        (task_body("t", retries=10**30), "retries", "expected a whole number from 0 to 1000"),
+        (task_body("t", max_instances=10**30), "max_instances", "expected a whole number from 1 to 10000"),
+        (task_body("t", at="9999-12-31T23:59:59+00:00", jitter=100), "at",
+         "expected a date-time between the years 1900 and 9000, got '9999-12-31T23:59:59+00:00'"),
+        (task_body("t", every="1h", start="9001-01-01T00:00:00"), "start", "between the years 1900 and 9000"),
+        (task_body("t", every="1h", end="0001-01-01T00:00:00+00:00"), "end", "between the years 1900 and 9000"),
+        (task_body("t", trigger={"kind": "date", "at": "9999-12-31T23:59:59"}), "trigger.at",
+         "between the years 1900 and 9000"),
+        (task_body("t", trigger={"kind": "cron", "cron": "* * * * *", "start": "9999-12-31T23:59:30+00:00"}),
+         "trigger.start", "between the years 1900 and 9000"),
         ([task_body("t")], "", "expected a JSON object of task options"),
     ],
 )
@@ -62,13 +79,54 @@ def test_every_problem_is_reported_at_once(api: RunningApi) -> None:
         (b"[" * 100_000, "application/json", 413, "too_large", "larger than 65536 bytes (api.max_body_bytes)"),
         (b"[" * 5_000 + b"]" * 5_000, "application/json", 400, "malformed_json", ""),
         (b"name=t", "application/x-www-form-urlencoded", 415, "unsupported_media_type", "expected a JSON body"),
+        (b'{"name": "t"}', None, 415, "unsupported_media_type", "got no Content-Type"),
+        (b'{"name": "t"}', "application/evil+json", 415, "unsupported_media_type", "got 'application/evil+json'"),
+        (b'{"name": "t"}', "text/json", 415, "unsupported_media_type", "got 'text/json'"),
+        (b'{"name": "t", "every": 1e400}', "application/json", 422, "validation",
+         "every: expected a finite number: this one is too large for a 64-bit float (it reads as infinity)"),
+        (b'{"name": "t", "every": -1e400}', "application/json", 422, "validation", "every: expected a finite number"),
+        (b'{"name": "t", "kwargs": {"x": [1, {"y": 1e999}]}}', "application/json", 422, "validation",
+         "kwargs.x[1].y: expected a finite number"),
+        (b"1e400", "application/json", 422, "validation", "expected a finite number"),
     ],
 )
-def test_bodies_that_are_not_json_are_refused_before_validation(api: RunningApi, raw: bytes, content_type: str,
+def test_bodies_that_are_not_json_are_refused_before_validation(api: RunningApi, raw: bytes, content_type: str | None,
                                                                 status: int, error: str, message: str) -> None:
-    reply = api.client.call("POST", "/tasks", raw=raw, headers={"Content-Type": content_type})
+    reply = api.client.call("POST", "/tasks", raw=raw, content_type=content_type)
     assert (reply.status, reply.json["error"]) == (status, error), reply.body
     assert message in reply.json["message"]
+    assert api.client.get("/tasks").json["tasks"] == []
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "Application/JSON; charset=utf-8",
+                                          "application/merge-patch+json"])
+def test_json_media_types_are_accepted(api: RunningApi, content_type: str) -> None:
+    reply = api.client.call("POST", "/tasks", raw=b'{"name": "t", "function": "sts_api_jobs:noop", "every": "1h"}',
+                            content_type=content_type)
+    assert reply.status == 201, reply.body
+
+
+def test_non_finite_numbers_are_refused_anywhere_and_counted(api: RunningApi) -> None:
+    args = ", ".join(["1e400"] * 80)
+    reply = api.client.call("POST", "/tasks", raw=f'{{"name": "t", "args": [{args}]}}'.encode())
+    assert reply.status == 422
+    assert reply.json["message"] == "the request is invalid: 80 problems, the first 50 listed"
+    assert [p["path"] for p in reply.json["problems"]] == [f"args[{i}]" for i in range(50)]
+    patched = api.client.call("PATCH", "/tasks/t", raw=b'{"retry_delay": 1e400}',
+                              content_type="application/merge-patch+json")
+    assert patched.status == 422 and patched.json["problems"][0]["path"] == "retry_delay"
+
+
+def test_thousands_of_unknown_options_are_cut_off_after_fifty(api: RunningApi) -> None:
+    body = task_body("t", **{f"retrx{i}": 1 for i in range(4000)})
+    reply = api.client.post("/tasks", body)
+    assert reply.status == 422
+    assert reply.json["message"] == "the request is invalid: 4000 problems, the first 50 listed"
+    assert len(reply.json["problems"]) == 50
+    assert reply.json["problems"][0] == {"path": "retrx0", "message": "unknown task option (did you mean 'retries'?)"}
+    api.client.post("/tasks", task_body("keep", every="1h"))
+    patched = api.client.call("PATCH", "/tasks/keep", {f"retrx{i}": 1 for i in range(4000)})
+    assert patched.status == 422 and len(patched.json["problems"]) == 50 and "4000 problems" in patched.json["message"]
 
 
 def test_a_body_streamed_past_the_limit_is_cut_off_at_the_limit() -> None:
