@@ -7,6 +7,7 @@ exactly these keys. ``CORE_KEYS`` and ``CORE_SECTIONS`` are derived from it. ``C
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -45,9 +46,9 @@ def _whole(minimum: int, *, optional: bool = False) -> Check:
 
 def _number(minimum: float) -> Check:
     def check(value: Any) -> str | None:
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= minimum:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and minimum <= value < math.inf:
             return None
-        return _expected(f"a number >= {minimum}", value)
+        return _expected(f"a finite number >= {minimum}", value)
 
     _NUMERIC_CHECKS.add(check)
     return check

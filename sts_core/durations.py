@@ -15,6 +15,9 @@ _UNITS = {
     "d": 86400.0,
     "w": 604800.0,
 }
+#: The longest duration accepted: 100 years. Longer ones (or infinity) would overflow date-time
+#: arithmetic when a trigger or retry adds them to the current time.
+MAX_DURATION = 100 * 365.25 * 86400.0
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|sec|min|s|m|h|d|w)")
 _WHOLE = re.compile(r"^(?:\s*\d+(?:\.\d+)?\s*(?:ms|sec|min|s|m|h|d|w))+\s*$")
 
@@ -24,7 +27,7 @@ def parse_duration(value: object) -> float:
 
     Accepts a number of seconds, a ``timedelta``, or a string made of ``<number><unit>``
     parts (units: ms, s, m, h, d, w), e.g. ``"1h30m"``. Raises ``ValueError`` with the
-    accepted forms when the value is none of these, or negative.
+    accepted forms when the value is none of these, negative, or longer than 100 years.
     """
     if isinstance(value, bool):
         raise ValueError(f"expected a duration such as 30s, 5m or 1h30m, got {value!r}")
@@ -46,6 +49,8 @@ def parse_duration(value: object) -> float:
         raise ValueError(f"expected a duration such as 30s, 5m or 1h30m, got {value!r}")
     if seconds < 0 or seconds != seconds:
         raise ValueError(f"expected a duration of zero or more, got {value!r}")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"expected a duration of at most 100 years, got {value!r}")
     return seconds
 
 

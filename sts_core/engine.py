@@ -72,7 +72,7 @@ class Engine(Firing, Working, Redelivery):
         self.scheduler_id = scheduler_id
         self.worker_id = f"{socket.gethostname()}:{scheduler_id}"
         # ``owner``: the scheduler this engine works for, handed to event listeners.
-        self.events = EventBus(plugins.event_listeners(), scheduler=owner)
+        self.events = EventBus(plugins.event_listeners(plugins.switched_off(config)), scheduler=owner)
         self.defaults = PlanDefaults.from_config(config)
         self.plans = TaskPlans(self.compile, self.store.get_task)
         # fire ids this engine dispatched whose runs are not over yet (for wait_idle); the store
@@ -133,21 +133,27 @@ class Engine(Firing, Working, Redelivery):
         """Compile ``task`` (validated beforehand) into a plan."""
         return compile_plan(task, defaults=self.defaults, plugins=self.plugins, resolve_function=self.resolve_function)
 
-    async def schedule_first(self, plan: TaskPlan) -> datetime | None:
-        """Set the first fire time of a newly stored task and wake the scheduler loop."""
+    def first_fire(self, plan: TaskPlan) -> datetime | None:
+        """When a task stored now fires first: its trigger's first time, now for a task with
+        neither trigger nor parents (it runs once), None when disabled or started by parents.
+        Raises what the trigger raises (``OverflowError`` for a time past year 9999)."""
         task = plan.task
         now = self.clock.now()
         if not task.enabled:
-            first = None
-        elif plan.trigger is not None:
-            first = plan.trigger.first_fire(now)
-        elif not plan.parents:
-            first = now  # no trigger and no parents: run once, now
-        else:
-            first = None  # started by its parents
-        await self.store.set_next_fire(task.name, first)
+            return None
+        if plan.trigger is not None:
+            return plan.trigger.first_fire(now)
+        return None if plan.parents else now
+
+    async def schedule_first(self, plan: TaskPlan, first: datetime | None) -> None:
+        """Set the first fire time of a newly stored task and wake the scheduler loop."""
+        await self.store.set_next_fire(plan.task.name, first)
         self.wake()
-        return first
+
+    @property
+    def shared(self) -> bool:
+        """True when other processes share the store (and change its tasks)."""
+        return self._shared
 
     def health(self, *, running: bool) -> Health:
         """A snapshot of the loops' state; cheap, and safe to take from any thread."""

@@ -118,6 +118,8 @@ def handle_event(event: Event, scheduler: Any) -> None:
     exception is logged with the plugin's name and changes nothing else; a slow
     implementation delays other listeners, never runs. Must be synchronous. An
     implementation may leave out ``scheduler``; it tells apart the schedulers of one process.
+    From this thread, read only ``scheduler.id``, ``.config``, ``.clock``, ``.running`` and
+    ``.health()``: the rest belongs to the scheduler's event loop.
 
     .. versionchanged:: 0.2 ``scheduler`` added.
     """

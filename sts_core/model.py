@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import enum
 import itertools
+import math
 import re
 import secrets
 from collections.abc import Callable, Mapping
@@ -87,8 +88,8 @@ def _optional_number(minimum: float) -> Callable[[Any], float | None]:
     def convert(value: Any) -> float | None:
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
-            raise ValueError(f"expected a number >= {minimum}, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not minimum <= value < math.inf:
+            raise ValueError(f"expected a finite number >= {minimum}, got {value!r}")
         return float(value)
 
     return convert
@@ -118,7 +119,7 @@ def check_timezone(name: str) -> ZoneInfo:
     """Return the zone for ``name`` or raise ``ValueError`` naming what was expected."""
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "Europe" names a directory
         from zoneinfo import available_timezones
 
         hint = did_you_mean(name, available_timezones())

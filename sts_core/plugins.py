@@ -90,7 +90,6 @@ class PluginManager:
         self._pm: pluggy.PluginManager | None = None
         self._infos: dict[str, PluginInfo] = {}
         self._registries: dict[str, dict[str, Registration]] = {}
-        self._switched_off: frozenset[str] = frozenset()
 
     # -- loading ----------------------------------------------------------------------------
 
@@ -261,7 +260,6 @@ class PluginManager:
 
     def configure(self, config: Any) -> None:
         """Give every plugin the config (historic hook: late registrations get it too)."""
-        self._switched_off = self.switched_off(config)
         self.pm.hook.configure.call_historic(kwargs={"config": config})
 
     def switched_off(self, config: Any) -> frozenset[str]:
@@ -290,8 +288,11 @@ class PluginManager:
         await self._call_lifecycle("scheduler_stopped", scheduler)
 
     async def _call_lifecycle(self, hook_name: str, scheduler: Any) -> None:
+        # Per scheduler: several schedulers may share this manager with different configs.
+        config = getattr(scheduler, "config", None)
+        off = self.switched_off(config) if config is not None else frozenset()
         for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
-            if impl.plugin_name in self._switched_off:
+            if impl.plugin_name in off:
                 continue
             try:
                 result = call_hook_impl(impl, scheduler=scheduler)
@@ -300,13 +301,13 @@ class PluginManager:
             except Exception:
                 log.exception("plugin %r failed in %s", impl.plugin_name, hook_name)
 
-    def event_listeners(self) -> list[tuple[str, Callable[[Any], Any]]]:
+    def event_listeners(self, off: frozenset[str] = frozenset()) -> list[tuple[str, Callable[[Any], Any]]]:
         """``(plugin name, listener)`` pairs, prepared once for the event path; ``listener(event)``.
-        Plugins switched off in the config (see ``switched_off``) are left out."""
+        Plugins in ``off`` (switched off in the scheduler's config, see ``switched_off``) are left out."""
         return [
             (impl.plugin_name, functools.partial(call_hook_impl, impl))
             for impl in self.pm.hook.handle_event.get_hookimpls()
-            if impl.plugin_name not in self._switched_off
+            if impl.plugin_name not in off
         ]
 
 

@@ -101,7 +101,7 @@ class Redelivery:
         plan = self.plans.current(run.task_name)
         return plan.task if plan is not None else None
 
-    async def _record_duplicate(self, run: Run) -> None:
+    async def _record_duplicate(self, run: Run, task: Task) -> None:
         """The run's lease was lost before its outcome was acked: another worker was given it,
         so this execution is a duplicate. Recorded as such and announced with ``RunDuplicate``;
         no retry, no dependents."""
@@ -112,8 +112,7 @@ class Redelivery:
         await self._persist(f"recording duplicate run {run.id}", lambda: self.store.record_run(run))
         log_run(run)
         if self.events.active:
-            when = run.ended_at or self.clock.now()
-            self.events.emit(ev.RunDuplicate(when, attrs.evolve(run), self._task_named(run)))
+            self.events.emit(ev.RunDuplicate(run.ended_at, attrs.evolve(run), task))
         self._forget_local(run)
 
 

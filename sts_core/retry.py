@@ -28,7 +28,10 @@ class RetryPolicy:
 
     def delay_after(self, attempt: int, rand: random.Random | None = None) -> float:
         """Seconds to wait before the attempt that follows the failed ``attempt`` (1-based)."""
-        base = self.delay * self.backoff ** (attempt - 1)
+        try:
+            base = self.delay * self.backoff ** (attempt - 1)
+        except OverflowError:  # a huge backoff or many retries: the cap applies (no delay stays none)
+            base = self.max_delay if self.delay > 0 else 0.0
         wait = min(base, self.max_delay)
         if self.jitter > 0:
             wait += (rand or random).uniform(0.0, self.jitter)

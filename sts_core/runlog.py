@@ -6,7 +6,6 @@ Lines carry structured fields in ``extra={"sts": {...}}`` so the JSON log format
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 
 from sts_core.durations import format_duration
 from sts_core.model import FAILED_STATES, Run, RunState
@@ -41,23 +40,19 @@ def fields(run: Run) -> dict[str, object]:
         "state": run.state.value,
         "version": run.task_version,
         "fire_id": run.fire_id,
-        "scheduled_for": _iso(run.scheduled_for),
-        "started_at": _iso(run.started_at),
-        "ended_at": _iso(run.ended_at),
+        "scheduled_for": run.scheduled_for,
+        "started_at": run.started_at,
+        "ended_at": run.ended_at,
         "duration": run.duration,
         "error_type": run.error_type,
         "error_message": run.error_message,
         "reason": run.reason,
         "worker": run.worker,
-        "retry_at": _iso(run.retry_at),
+        "retry_at": run.retry_at,
     }
     if run.traceback and run.state in _WITH_TRACEBACK:
         entry["traceback"] = run.traceback
     return entry
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
 
 
 def log_run(run: Run) -> None:

@@ -155,11 +155,12 @@ class AsyncTaskScheduler:
                  for i, p in problems]
             )
         plans = [self.engine.compile(task) for task in tasks]
+        firsts = [self.engine.first_fire(plan) for plan in plans]  # checked by validation: cannot fail
         stored = await self.backend.store.put_tasks(tasks, replace=replace)
-        for plan, task in zip(plans, stored, strict=True):
+        for plan, task, first in zip(plans, stored, firsts, strict=True):
             plan.task = task
             self.engine.plans.install(plan)
-            await self.engine.schedule_first(plan)
+            await self.engine.schedule_first(plan, first)
             if self.engine.events.active:
                 self.engine.events.emit(ev.TaskAdded(self.clock.now(), task))
         return stored
@@ -209,7 +210,10 @@ class AsyncTaskScheduler:
         """Like ``remove_task`` but returns False instead of raising when the task is absent."""
         await self.open()
         name = _name_of(task)
-        children = self.engine.plans.children_of(name)
+        if self.engine.shared:  # other processes change tasks too: ask the store, not our plans
+            children = sorted(t.name for t in await self.backend.store.list_tasks() if name in t.parent_tasks)
+        else:
+            children = self.engine.plans.children_of(name)
         if children:
             raise TaskValidationError(
                 [Problem(name, f"is a parent of {', '.join(children)}; remove or change those tasks first")]
@@ -256,8 +260,7 @@ class AsyncTaskScheduler:
             raise TaskNotFoundError(f"no task named {name!r}")
         now = self.clock.now()
         run = await self.engine.dispatch(plan, now, reason, now)
-        if run is None:  # the fire was already claimed: only if the same instant fired twice
-            raise SchedulerStateError(f"task {name!r} was fired at this instant already")
+        assert run is not None  # None only when a claimed fire was lost; this one claims nothing
         return run
 
     async def _plan_for_run(self, task: TaskRef) -> TaskPlan:
@@ -311,7 +314,7 @@ class AsyncTaskScheduler:
         """
         if self._running:
             raise SchedulerStateError("the scheduler is already running")
-        if not (scheduler and worker) and not getattr(self.backend.store, "shared", False):
+        if not (scheduler and worker) and not self.engine.shared:
             role = "a worker" if worker else "a scheduler"
             raise SchedulerStateError(
                 f"running only {role} needs a backend shared between processes, such as redis; scheduler_backend "
@@ -324,7 +327,7 @@ class AsyncTaskScheduler:
         await self.plugins.scheduler_started(self)
         if self.engine.events.active:
             self.engine.events.emit(ev.SchedulerStarted(self.clock.now(), self.id))
-        roles = " + ".join(name for name, on in (("scheduler", scheduler), ("worker", worker)) if on)
+        roles = " + ".join(self.engine.roles) or "no loops"
         log.info(
             "STS started (backend %s, %d task(s), %s, id %s)",
             self.config.get("scheduler_backend"), len(await self.backend.store.list_tasks()), roles, self.id,

@@ -12,18 +12,21 @@ from collections.abc import Collection
 from types import TracebackType
 
 
-def task_traceback(error: BaseException, internal_packages: Collection[str]) -> str:
-    """The formatted traceback of ``error`` without its leading frames from ``internal_packages``
-    (top-level package names). When every frame is internal (the failure is STS's own), the
-    whole traceback is kept."""
+def task_traceback(error: BaseException, internal: Collection[str]) -> str:
+    """The formatted traceback of ``error`` without its leading frames from the ``internal``
+    modules (a name covers its submodules: ``sts_core`` is every kernel module). When every frame
+    is internal (the failure is STS's own), the whole traceback is kept."""
     tb = error.__traceback__
-    while tb is not None and _package_of(tb) in internal_packages:
+    while tb is not None and _is_internal(_module_of(tb), internal):
         tb = tb.tb_next
     if tb is None:
         tb = error.__traceback__
     return "".join(traceback.format_exception(type(error), error, tb))
 
 
-def _package_of(tb: TracebackType) -> str:
-    module = tb.tb_frame.f_globals.get("__name__") or ""
-    return str(module).partition(".")[0]
+def _module_of(tb: TracebackType) -> str:
+    return str(tb.tb_frame.f_globals.get("__name__") or "")
+
+
+def _is_internal(module: str, internal: Collection[str]) -> bool:
+    return any(module == name or module.startswith(f"{name}.") for name in internal)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -115,7 +116,11 @@ def _build_trigger(task: Task, plugins: PluginManager, zones: _ZoneCache) -> tup
     if isinstance(zone, str):
         return None, Problem("timezone", zone)
     try:
-        return registration.value(task.trigger_spec(), zone), None
+        trigger = registration.value(task.trigger_spec(), zone)
+        trigger.first_fire(datetime.now(UTC))  # a time past year 9999 fails here, not once stored
+        return trigger, None
+    except OverflowError as exc:
+        return None, Problem(key, f"no first fire time can be computed ({exc}); expected times before the year 9999")
     except ValueError as exc:
         return None, Problem(key, str(exc))
     except Exception as exc:  # noqa: BLE001 - a plugin bug must not escape as a traceback

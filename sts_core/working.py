@@ -95,7 +95,8 @@ class Working:
         handed to another worker."""
         while not self._stopping:
             await self.clock.wait(None, HEARTBEAT_INTERVAL)
-            self.beats["worker"] = self.clock.now()  # alive even while every slot is busy
+            if self._free_slots <= 0:  # the worker loop is parked until a run ends: busy, not stuck
+                self.beats["worker"] = self.clock.now()
             now = self.clock.monotonic()
             for run_id, (delivery, length) in list(self._deliveries.items()):
                 if delivery.lease_until - now > length / 2:
@@ -285,8 +286,7 @@ class Working:
                 log.warning("run %s could not be handed back (%s); it is delivered again when its lease ends",
                             run.id, exc)
             log_run(run)
-            if emit:
-                self.events.emit(ev.RunCancelled(run.ended_at, attrs.evolve(run), task))
+            await self._after_outcome(plan, run, emit)  # RunCancelled; an interrupted run starts no dependents
             self._forget_local(run)
             return None
         fire_over = next_run is None and follow_up
@@ -299,7 +299,7 @@ class Working:
             return next_run
         if await self._finish(plan, run, delivery, next_run, fire_over, emit):
             return next_run
-        await self._record_duplicate(run)
+        await self._record_duplicate(run, task)
         return None
 
     async def _finish(
@@ -379,8 +379,9 @@ class Working:
 
     @staticmethod
     def _internal_packages(plan: TaskPlan) -> tuple[str, str]:
-        """The packages whose frames lead a task's traceback: the kernel's and its task type's."""
-        return "sts_core", type(plan.task_type).__module__.partition(".")[0]
+        """The modules whose frames lead a task's traceback: the kernel and its task type's module
+        (only that module: an application's own task type may share a package with its jobs)."""
+        return "sts_core", type(plan.task_type).__module__
 
     async def _after_outcome(self, plan: TaskPlan, run: Run, emit: bool, *, repeated: bool = False) -> None:
         task = plan.task

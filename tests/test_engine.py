@@ -869,3 +869,24 @@ def test_an_older_version_of_a_task_can_be_read(make_scheduler):
         assert (current.every, current.version) == (7200.0, 2)
 
     asyncio.run(main())
+
+
+def test_a_trigger_whose_first_fire_cannot_be_computed_stores_nothing(make_scheduler):
+    async def main():
+        async with make_scheduler() as scheduler:
+            await scheduler.add_task(Task("t", "sts_core.testing:noop", every="1h"))
+            with pytest.raises(TaskValidationError, match=r"t\.cron: no first fire time can be computed"):
+                await scheduler.add_task(
+                    Task("t", "sts_core.testing:fake_clock", cron="* * * * *", start="9999-12-31T23:59:30+00:00"),
+                    replace=True,
+                )
+            kept = await scheduler.get_task("t")
+        assert (kept.version, kept.every, kept.function) == (1, 3600.0, "sts_core.testing:noop")
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("zone", ["Europe", "America", "x" * 300])
+def test_a_time_zone_that_names_a_folder_or_is_too_long_is_a_clear_error(zone):
+    with pytest.raises(TaskValidationError, match="unknown time zone"):
+        Task("t", "sts_core.testing:noop", every="1h", timezone=zone)

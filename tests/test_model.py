@@ -131,6 +131,19 @@ def test_bad_durations_say_what_is_expected(bad):
         parse_duration(bad)
 
 
+@pytest.mark.parametrize("huge", [1e300, "inf", float("inf"), "5300w", 100 * 366 * 86400])
+def test_durations_longer_than_a_century_are_refused(huge):
+    """Longer ones would overflow date-time arithmetic at the first fire or retry."""
+    with pytest.raises(ValueError, match="at most 100 years"):
+        parse_duration(huge)
+
+
+@pytest.mark.parametrize("backoff", [float("nan"), float("inf")])
+def test_a_backoff_must_be_a_finite_number(backoff):
+    with pytest.raises(TaskValidationError, match=r"backoff: expected a finite number >= 1\.0"):
+        Task("t", job, backoff=backoff)
+
+
 def test_durations_are_formatted_compactly():
     assert [format_duration(s) for s in (0.0123, 4.25, 42, 245, 7300)] == ["12ms", "4.2s", "42s", "4m05s", "2h01m"]
 

@@ -406,6 +406,23 @@ def test_a_plugin_switched_off_in_config_gets_no_events_and_no_lifecycle_calls(m
     assert bool(plugin.events) is enabled
 
 
+def test_schedulers_sharing_a_plugin_manager_each_switch_a_plugin_on_or_off(make_scheduler):
+    plugin = Switchable()
+
+    async def main() -> tuple[str, str]:
+        plugins = PluginManager(plugins=[("pager", plugin)])
+        on = make_scheduler(plugins=plugins, pager={"enabled": True})
+        off = make_scheduler(plugins=plugins, pager={"enabled": False})  # configured last
+        for scheduler in (on, off):
+            await scheduler.start()
+        for scheduler in (on, off):
+            await scheduler.stop()
+        return on.id, off.id
+
+    on_id, _ = asyncio.run(main())
+    assert [call.split()[:2] for call in plugin.calls] == [["started", on_id], ["stopping", on_id], ["stopped", on_id]]
+
+
 def test_a_hook_implementation_may_take_fewer_arguments_than_the_spec():
     plugin = StartsWithoutArguments()
     plugins = PluginManager(entry_points=False, plugins=[("terse", plugin)])

@@ -17,6 +17,15 @@ def test_the_delay_is_capped():
     assert [policy.delay_after(n) for n in (1, 2, 3, 4)] == [10.0, 20.0, 25.0, 25.0]
 
 
+def test_a_backoff_too_large_for_a_float_waits_the_cap_instead_of_failing():
+    policy = RetryPolicy(retries=3, delay=1.0, backoff=1e308, max_delay=60.0)
+    assert [policy.delay_after(n) for n in (1, 2, 3)] == [1.0, 60.0, 60.0]
+
+
+def test_no_delay_stays_no_delay_however_large_the_backoff():
+    assert RetryPolicy(retries=3, delay=0.0, backoff=1e308, max_delay=60.0).delay_after(3) == 0.0
+
+
 def test_jitter_adds_at_most_its_value():
     policy = RetryPolicy(retries=3, delay=5.0, jitter=2.0)
     rand = random.Random(7)

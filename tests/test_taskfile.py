@@ -20,14 +20,21 @@ from sts_core.taskfile import load_task_file, validate_task_file
 # --- fakes ---------------------------------------------------------------------------------------
 
 
-def _trigger(spec: Mapping[str, Any], zone: ZoneInfo) -> object:
-    return object()
+class _Never:
+    """A trigger that never fires."""
+
+    def first_fire(self, now: Any) -> None:
+        return None
 
 
-def _cron(spec: Mapping[str, Any], zone: ZoneInfo) -> object:
+def _trigger(spec: Mapping[str, Any], zone: ZoneInfo) -> _Never:
+    return _Never()
+
+
+def _cron(spec: Mapping[str, Any], zone: ZoneInfo) -> _Never:
     if len(spec["cron"].split()) != 5:
         raise ValueError(f"expected 5 cron fields, got {spec['cron']!r}")
-    return object()
+    return _Never()
 
 
 class _Python:

@@ -127,7 +127,7 @@ def _check_url(value: Any) -> str | None:
 
 
 def _check_prefix(value: Any) -> str | None:
-    if isinstance(value, str) and _PREFIX.match(value):
+    if isinstance(value, str) and _PREFIX.fullmatch(value):
         return None
     return f"expected a key prefix of letters, digits and _.-{{}} such as sts or sts-prod, got {value!r}"
 

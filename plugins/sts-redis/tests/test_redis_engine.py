@@ -18,7 +18,7 @@ import pytest
 
 from sts.config import Config
 from sts.task import Task, current_run
-from sts_core.errors import BackendError, BackendUnavailableError
+from sts_core.errors import BackendError, BackendUnavailableError, TaskValidationError
 from sts_core.model import Run, RunState, new_run_id
 from sts_core.scheduler import AsyncTaskScheduler
 from sts_redis.backend import build_backend
@@ -124,6 +124,22 @@ def test_a_task_added_by_a_process_that_does_not_run_is_fired_by_the_scheduler_w
         finally:
             await fires_only.stop()
             await runs_only.stop()
+            await api_like.close()
+
+    asyncio.run(main())
+
+
+def test_a_parent_stored_by_another_process_cannot_be_removed_while_a_child_names_it(redis_url: str) -> None:
+    async def main() -> None:
+        writer, api_like = scheduler(redis_url), scheduler(redis_url)
+        try:
+            await writer.add_tasks([Task("extract", function="record", every=60),
+                                    Task("load", function="record", parent_tasks=["extract"])])
+            with pytest.raises(TaskValidationError, match="is a parent of load"):
+                await api_like.delete_task("extract")  # its own plans know neither task
+            assert await writer.get_task("extract") is not None
+        finally:
+            await writer.close()
             await api_like.close()
 
     asyncio.run(main())

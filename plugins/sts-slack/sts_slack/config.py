@@ -187,7 +187,7 @@ def _url_problem(value: Any) -> str | None:
     if scheme not in ("http", "https") or not parts.hostname:
         if scheme in ("http", "https"):
             given = f"{scheme}:// without a host"
-        elif _SCHEME.match(scheme):
+        elif _SCHEME.fullmatch(scheme):
             given = f"a URL starting {scheme}://"
         else:
             given = "text that does not start with http:// or https://"
@@ -215,7 +215,7 @@ def _webhooks(value: Any) -> Found:
     for name, url in value.items():
         if name == DEFAULT_WEBHOOK:
             problems.append((str(name), f"{DEFAULT_WEBHOOK!r} is the name of slack.webhook_url; choose another name"))
-        elif not isinstance(name, str) or not _WEBHOOK_NAME.match(name):
+        elif not isinstance(name, str) or not _WEBHOOK_NAME.fullmatch(name):
             problems.append((str(name), "expected a webhook name of letters, digits and _ . - (at most 64)"))
         elif url is None or url == "":
             problems.append((name, "no URL: set it, e.g. ${SLACK_DATA_TEAM_WEBHOOK}, or remove the entry"))
@@ -291,7 +291,7 @@ def _text(limit: int) -> Callable[[Any], Found]:
 def _icon(value: Any) -> Found:
     if value is None or value == "":
         return []
-    if isinstance(value, str) and (_EMOJI.match(value) or urlsplit(value).scheme in ("http", "https")):
+    if isinstance(value, str) and (_EMOJI.fullmatch(value) or urlsplit(value).scheme in ("http", "https")):
         return []
     return [("", f"expected an emoji such as :rotating_light: or an http(s) image URL, got {value!r}")]
 
