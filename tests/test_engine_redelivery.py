@@ -13,6 +13,7 @@ from typing import Any
 from sts_core import events as ev
 from sts_core.hookspecs import hookimpl
 from sts_core.model import RunState, Task
+from sts_core.plugins import PluginManager
 from sts_core.scheduler import AsyncTaskScheduler
 
 calls: list[str] = []
@@ -37,6 +38,11 @@ class Events:
     @hookimpl
     def handle_event(self, event: Any) -> None:
         self.seen.append(event)
+
+
+def _listened(make_scheduler: Any, events: Events, **config: Any) -> AsyncTaskScheduler:
+    """A scheduler whose events reach ``events``."""
+    return make_scheduler(plugins=PluginManager(plugins=[("events", events)]), **config)
 
 
 async def _seen(events: Events, kind: type) -> list[Any]:
@@ -65,9 +71,7 @@ def test_a_redelivered_run_marks_the_lost_attempt_and_runs_as_a_new_attempt(make
     events = Events()
 
     async def main() -> None:
-        from sts_core.plugins import PluginManager
-
-        async with make_scheduler(plugins=PluginManager(plugins=[("events", events)])) as scheduler:
+        async with _listened(make_scheduler, events) as scheduler:
             engine, broker = await _prepared(scheduler, Task("t", job, parent_tasks=[], every=3600))
             run = await _fire_first(engine, "t")
             first = await broker.consume(0)
@@ -94,10 +98,7 @@ def test_a_run_delivered_more_often_than_max_redeliveries_is_dead_lettered_as_po
     events = Events()
 
     async def main() -> None:
-        from sts_core.plugins import PluginManager
-
-        plugins = PluginManager(plugins=[("events", events)])
-        async with make_scheduler(plugins=plugins, executor={"max_redeliveries": 1}) as scheduler:
+        async with _listened(make_scheduler, events, executor={"max_redeliveries": 1}) as scheduler:
             engine, broker = await _prepared(scheduler, Task("t", job, every=3600))
             run = await _fire_first(engine, "t")
             await broker.consume(0)
@@ -130,9 +131,7 @@ def test_a_run_whose_outcome_was_recorded_before_its_worker_died_is_completed_no
     events = Events()
 
     async def main() -> None:
-        from sts_core.plugins import PluginManager
-
-        async with make_scheduler(plugins=PluginManager(plugins=[("events", events)])) as scheduler:
+        async with _listened(make_scheduler, events) as scheduler:
             engine, broker = await _prepared(
                 scheduler, Task("parent", job, every=3600), Task("child", job, kwargs={"label": "child"},
                                                                    parent_tasks=["parent"]),
@@ -182,9 +181,7 @@ def test_a_worker_that_finishes_after_losing_its_lease_records_a_duplicate_and_n
     events = Events()
 
     async def main() -> None:
-        from sts_core.plugins import PluginManager
-
-        async with make_scheduler(plugins=PluginManager(plugins=[("events", events)])) as scheduler:
+        async with _listened(make_scheduler, events) as scheduler:
             engine, broker = await _prepared(
                 scheduler, Task("t", failing, every=3600, retries=2),
                 Task("child", job, parent_tasks=["t"]),
