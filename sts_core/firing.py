@@ -172,16 +172,18 @@ class Firing:
         limit_instances: bool = True,
         claim: tuple[DueFire, datetime | None] | None = None,
         run_id: str | None = None,
+        fire: str | None = None,
     ) -> Run | None:
         """Create the first attempt of a fire and hand it to the broker, or record it skipped
         when ``max_instances`` runs of the task are already queued or running.
 
         With ``claim`` (a due fire and the next fire time) the fire is claimed first; None
         when another scheduler won it. A backend with ``claim_and_enqueue`` does it all in
-        one atomic step.
+        one atomic step. ``fire`` overrides the fire's id (a manual fire is not the scheduled
+        fire of the same instant).
         """
         task = plan.task
-        fire = fire_id(task.name, scheduled_for)
+        fire = fire or fire_id(task.name, scheduled_for)
         limit = task.max_instances if limit_instances else 1 << 30
         run = Run(
             id=run_id or new_run_id(),

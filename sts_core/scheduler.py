@@ -28,7 +28,7 @@ from sts_core.errors import (
 )
 from sts_core.functions import FunctionRegistry
 from sts_core.health import Health
-from sts_core.model import Run, RunState, Task
+from sts_core.model import Run, RunState, Task, fire_id, new_run_id
 from sts_core.plans import TaskPlan
 from sts_core.plugins import PluginManager
 from sts_core.taskfile import validate_task_file
@@ -259,7 +259,11 @@ class AsyncTaskScheduler:
         if plan is None:
             raise TaskNotFoundError(f"no task named {name!r}")
         now = self.clock.now()
-        run = await self.engine.dispatch(plan, now, reason, now)
+        run_id = new_run_id()
+        # An id of its own: two manual fires in one instant, or one at a scheduled fire's instant,
+        # are separate fires, each counted toward max_instances.
+        fire = f"{fire_id(name, now)}~{run_id}"
+        run = await self.engine.dispatch(plan, now, reason, now, run_id=run_id, fire=fire)
         assert run is not None  # None only when a claimed fire was lost; this one claims nothing
         return run
 
