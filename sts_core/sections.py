@@ -7,6 +7,7 @@ validator needs; ``parse_address`` reads the ``host:port`` a plugin's server lis
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -60,6 +61,16 @@ def parse_address(value: Any, expected: str = ADDRESS_EXPECTED) -> tuple[str, in
     if not sep or not host or not port.isdigit() or int(port) > 65535:
         raise ValueError(f"{expected}; got {value!r}")
     return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` (a name or address, IPv6 without brackets) reaches this machine only."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def format_address(host: str, port: int) -> str:

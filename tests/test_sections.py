@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sts_core.sections import check_section, format_address, parse_address
+from sts_core.sections import check_section, format_address, is_loopback, parse_address
 
 
 def _port(value: object) -> str | None:
@@ -47,3 +47,9 @@ def test_addresses_are_host_and_port(text: str, expected: tuple[str, int]) -> No
 def test_a_bad_address_says_what_is_expected_with_the_plugins_example(text: object) -> None:
     with pytest.raises(ValueError, match=r"^expected host:port like 127.0.0.1:9999; got"):
         parse_address(text, "expected host:port like 127.0.0.1:9999")
+
+
+@pytest.mark.parametrize(("host", "loopback"), [("127.0.0.1", True), ("::1", True), ("localhost", True),
+                                                ("LOCALHOST.", True), ("0.0.0.0", False), ("example.com", False)])
+def test_loopback_hosts_are_told_from_the_others(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback

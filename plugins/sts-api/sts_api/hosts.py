@@ -17,24 +17,12 @@ Anything else is answered 421 (JSON) before authentication or routing. A request
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Sequence
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sts_api.responses import json_response
-
-LOOPBACK_NAMES = ("localhost",)
-
-
-def is_loopback(host: str) -> bool:
-    """True when ``host`` (a name or address, IPv6 without brackets) is this machine only."""
-    if host.lower().rstrip(".") in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+from sts_core.sections import is_loopback
 
 
 def host_name(header: str) -> str:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import ipaddress
 import logging
 import os
 from importlib import metadata
 from typing import Any
 
 from sts_core import events as ev
+from sts_core.sections import is_loopback
 from sts_prometheus.config import Settings
 from sts_prometheus.listener import MetricsListener
 from sts_prometheus.metrics import Metrics, build_metrics
@@ -56,7 +56,7 @@ class Exporter:
         self.sampler.start()
         self.active = True
         log.info("Prometheus metrics at %s (prometheus.address %s)", self.url, self.settings.address)
-        if not _is_loopback(self.address[0]):
+        if not is_loopback(self.address[0]):
             log.warning("prometheus.address %s is reachable from other hosts: /metrics has no "
                         "authentication (task names are visible); put it behind a firewall or proxy",
                         self.settings.address)
@@ -80,13 +80,6 @@ class Exporter:
         """Apply an event of this exporter's scheduler (ignored once stopped)."""
         if self.active:
             self.listener.handle(event)
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 def _bind_error(address: str, exc: OSError) -> str:
