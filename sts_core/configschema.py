@@ -80,9 +80,9 @@ def _choice(choices: tuple[str, ...], *, any_case: bool = False) -> Check:
     return check
 
 
-def _text(example: str) -> Check:
+def _text(example: str, *, optional: bool = False) -> Check:
     def check(value: Any) -> str | None:
-        if isinstance(value, str) and value.strip():
+        if (isinstance(value, str) and value.strip()) or (optional and value is None):
             return None
         return _expected(example, value)
 
@@ -108,6 +108,7 @@ def _timezone(value: Any) -> str | None:
 #: The rule of every core key, by key path. ``default.yaml`` holds exactly these keys.
 CORE_RULES: dict[str, Check] = {
     "scheduler_backend": _text("a backend name such as memory or redis"),
+    "broker": _text("a broker name such as rabbitmq, or null for the backend's own", optional=True),
     "timezone": _timezone,
     "retries": _whole(0),
     "retry_delay": _duration(),

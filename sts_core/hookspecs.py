@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from sts_core.registry import (
         RegisterAlertOptions,
         RegisterBackend,
+        RegisterBroker,
         RegisterCommand,
         RegisterConfigSection,
         RegisterTaskType,
@@ -48,6 +49,19 @@ def register_task_types(register: RegisterTaskType) -> None:
 def register_backends(register: RegisterBackend) -> None:
     """Register backends: ``register(name, factory)``; ``factory(config, clock)`` returns a
     ``sts_core.interfaces.Backend`` (a Store and a Broker)."""
+
+
+@hookspec
+def register_brokers(register: RegisterBroker) -> None:
+    """Register brokers: ``register(name, factory)``; ``factory(config, clock)`` returns a
+    ``sts_core.interfaces.Broker``.
+
+    A broker registered here delivers runs in place of the backend's own when the config's
+    ``broker`` key names it, while the backend (``scheduler_backend``) keeps the store: say,
+    tasks and history in Redis and delivery through RabbitMQ.
+
+    .. versionadded:: 0.3
+    """
 
 
 @hookspec

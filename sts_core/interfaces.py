@@ -260,3 +260,7 @@ class Backend(Protocol):
 
 BackendFactory = Callable[[Any, Any], Backend]
 """``factory(config, clock) -> Backend``."""
+
+BrokerFactory = Callable[[Any, Any], Broker]
+"""``factory(config, clock) -> Broker``: a broker that replaces the backend's own when the
+config's ``broker`` key names it (the backend keeps providing the store)."""

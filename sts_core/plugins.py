@@ -31,6 +31,7 @@ REGISTRATION_HOOKS = (
     "register_triggers",
     "register_task_types",
     "register_backends",
+    "register_brokers",
     "register_config_sections",
     "register_commands",
     "register_alert_options",
@@ -223,6 +224,10 @@ class PluginManager:
         """Backends by name (value: a ``BackendFactory``)."""
         return self._registry("register_backends")
 
+    def brokers(self) -> dict[str, Registration]:
+        """Brokers by name (value: a ``BrokerFactory``), used in place of a backend's own."""
+        return self._registry("register_brokers")
+
     def config_sections(self) -> dict[str, Registration]:
         """Config sections by name (value: defaults; ``extra['validate']`` optional)."""
         return self._registry("register_config_sections")
@@ -236,7 +241,7 @@ class PluginManager:
         return self._registry("register_alert_options")
 
     def lookup(self, kind: str, name: str) -> Registration:
-        """The registration of ``name`` in ``kind`` ("trigger", "task type", "backend").
+        """The registration of ``name`` in ``kind`` ("trigger", "task type", "backend", "broker").
 
         Raises ``PluginError`` naming the installed ones, with a "did you mean", and the
         plugin that failed to load if one might have provided it.
@@ -245,6 +250,7 @@ class PluginManager:
             "trigger": self.triggers,
             "task type": self.task_types,
             "backend": self.backends,
+            "broker": self.brokers,
         }[kind]()
         if name in registry:
             return registry[name]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from sts_core.interfaces import BackendFactory, TaskType, TriggerFactory
+from sts_core.interfaces import BackendFactory, BrokerFactory, TaskType, TriggerFactory
 
 
 class RegisterTrigger(Protocol):
@@ -18,6 +18,10 @@ class RegisterTaskType(Protocol):
 
 class RegisterBackend(Protocol):
     def __call__(self, name: str, factory: BackendFactory) -> None: ...
+
+
+class RegisterBroker(Protocol):
+    def __call__(self, name: str, factory: BrokerFactory) -> None: ...
 
 
 SectionValidator = Callable[[Mapping[str, Any]], Sequence[tuple[str, str]]]

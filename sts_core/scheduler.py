@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sts_core import events as ev
+from sts_core.backends import build_backend
 from sts_core.clock import Clock, SystemClock
 from sts_core.config import Config
 from sts_core.engine import Engine
 from sts_core.errors import (
-    ConfigError,
-    PluginError,
     Problem,
     SchedulerStateError,
     TaskExistsError,
@@ -75,12 +74,7 @@ class AsyncTaskScheduler:
         self.clock: Clock = clock or SystemClock()
         self.functions = FunctionRegistry()
         self.id = secrets.token_hex(4)
-        backend_name = self.config.get("scheduler_backend")
-        try:
-            factory = self.plugins.lookup("backend", backend_name).value
-        except PluginError as exc:
-            raise ConfigError([Problem("scheduler_backend", str(exc))], source=self.config.source) from None
-        self.backend = factory(self.config, self.clock)
+        self.backend = build_backend(self.plugins, self.config, self.clock)
         self.engine = Engine(
             config=self.config,
             plugins=self.plugins,
@@ -333,8 +327,10 @@ class AsyncTaskScheduler:
             self.engine.events.emit(ev.SchedulerStarted(self.clock.now(), self.id))
         roles = " + ".join(self.engine.roles) or "no loops"
         log.info(
-            "STS started (backend %s, %d task(s), %s, id %s)",
-            self.config.get("scheduler_backend"), len(await self.backend.store.list_tasks()), roles, self.id,
+            "STS started (backend %s%s, %d task(s), %s, id %s)",
+            self.config.get("scheduler_backend"),
+            f", broker {self.config.get('broker')}" if self.config.get("broker") else "",
+            len(await self.backend.store.list_tasks()), roles, self.id,
         )
 
     async def stop(self, grace: float | None = None) -> None:

@@ -16,15 +16,10 @@ This module imports only the standard library, pytest and redis-py.
 
 import atexit
 import contextlib
-import ctypes
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,6 +31,8 @@ import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from sts_core.testing.processes import die_with_parent_preexec, free_port
 
 __all__ = [
     "INSTALL_HINT",
@@ -55,7 +52,6 @@ _STOP_TIMEOUT = 5.0
 _PORT_ATTEMPTS = 5
 _LOG_TAIL_LINES = 20
 _BIND_FAILURE_MARKERS = ("Address already in use", "Failed listening on port")
-_PR_SET_PDEATHSIG = 1
 
 
 def find_redis_server() -> str | None:
@@ -69,38 +65,9 @@ def find_redis_server() -> str | None:
     return None
 
 
-def _free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((_HOST, 0))
-        return int(sock.getsockname()[1])
-
-
 def _no_retry() -> Retry:
     """A redis-py retry policy that does not retry (redis-py 6 retries 3 times with random backoff by default)."""
     return Retry(NoBackoff(), 0)
-
-
-def die_with_parent_preexec() -> Callable[[], None] | None:
-    """Return a ``preexec_fn`` making the child get SIGKILL when this process dies, or None.
-
-    This covers what ``atexit`` cannot: a test run that is itself killed. It is used only on Linux and
-    only from the main thread, because the kernel ties the signal to the *thread* that started the child.
-    """
-    if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-        if os.getppid() != parent:  # The parent died before prctl took effect.
-            os._exit(1)
-
-    return preexec
 
 
 class RedisServer:
@@ -195,7 +162,7 @@ class RedisServer:
         fixed_port = self._port is not None
         error = ""
         for _attempt in range(_PORT_ATTEMPTS):
-            port = self._port if fixed_port else _free_port()
+            port = self._port if fixed_port else free_port(_HOST)
             assert port is not None
             ok, error, bind_failed = self._launch(port)
             if ok:

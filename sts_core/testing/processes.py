@@ -1,0 +1,43 @@
+"""Helpers for tests that start real server processes: free ports and children that die with
+the test run. Standard library only."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Callable
+
+_PR_SET_PDEATHSIG = 1
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that was free a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def die_with_parent_preexec() -> Callable[[], None] | None:
+    """Return a ``preexec_fn`` making the child get SIGKILL when this process dies, or None.
+
+    This covers what ``atexit`` cannot: a test run that is itself killed. It is used only on Linux and
+    only from the main thread, because the kernel ties the signal to the *thread* that started the child.
+    """
+    if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent:  # The parent died before prctl took effect.
+            os._exit(1)
+
+    return preexec
