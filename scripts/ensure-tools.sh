@@ -11,6 +11,7 @@ set -euo pipefail
 TOOLS=(
     "redis-server redis-server redis-server"
     "promtool prometheus prometheus"
+    "rabbitmq-server rabbitmq-server rabbitmq-server"
 )
 
 find_program() {

@@ -204,8 +204,8 @@ class Firing:
             if claim is not None and not await self.store.claim_fire(*claim):
                 return None  # another scheduler fired it, or the task changed meanwhile
             admitted = await self.store.begin_fire(task.name, fire, limit)
-            if admitted:
-                await self.broker.enqueue(run, at)
+            if admitted:  # claimed: from here the run must reach the broker, so wait out an outage
+                await self._persist(f"queuing run {run.id} of {task.name}", lambda: self.broker.enqueue(run, at))
         if not admitted:
             return await self._record_skip(
                 plan, scheduled_for, f"max_instances={task.max_instances} reached: previous run still active"

@@ -8,6 +8,7 @@ validator needs; ``parse_address`` reads the ``host:port`` a plugin's server lis
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -76,3 +77,47 @@ def is_loopback(host: str) -> bool:
 def format_address(host: str, port: int) -> str:
     """``host:port``, with an IPv6 host in brackets."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def safe_url(url: str) -> str:
+    """``url`` without its password, for messages and logs.
+
+    Works on the text, not a parsed URL, so that a password holding ``/``, ``?`` or ``#``
+    (which breaks URL parsing) is hidden too; a ``password=`` query parameter is hidden as well.
+    """
+    scheme, sep, rest = url.partition("://")
+    if sep:
+        authority_end = rest.rfind("@")
+        if authority_end != -1:
+            user, colon, _ = rest[:authority_end].partition(":")
+            if colon:
+                rest = f"{user}:***{rest[authority_end:]}"
+    return re.sub(r"(?i)([?&]password=)[^&#]*", r"\1***", f"{scheme}{sep}{rest}")
+
+
+def duration_check(*, allow_zero: bool = False) -> KeyCheck:
+    """A check of a duration option: greater than zero (or also zero), such as ``30s``."""
+    from sts_core.durations import parse_duration
+
+    def check(value: Any) -> str | None:
+        try:
+            seconds = parse_duration(value)
+        except ValueError:
+            seconds = -1.0
+        if seconds > 0 or (allow_zero and seconds == 0):
+            return None
+        least = "of zero or more" if allow_zero else "greater than zero"
+        return f"expected a duration {least} such as 30s, got {value!r}"
+
+    return check
+
+
+def count_check(minimum: int = 1) -> KeyCheck:
+    """A check of a whole-number option of ``minimum`` or more."""
+
+    def check(value: Any) -> str | None:
+        if isinstance(value, int) and not isinstance(value, bool) and value >= minimum:
+            return None
+        return f"expected a whole number of {minimum} or more, got {value!r}"
+
+    return check

@@ -14,10 +14,10 @@ from sts_core.durations import parse_duration
 from sts_core.errors import ConfigError, Problem, did_you_mean
 from sts_core.interfaces import Delivery, DueFire
 from sts_core.model import Run
-from sts_core.sections import check_section
+from sts_core.sections import check_section, count_check, duration_check, safe_url
 from sts_redis.atomic import AtomicSteps
 from sts_redis.broker import RedisBroker
-from sts_redis.connection import RedisConnection, safe_url
+from sts_redis.connection import RedisConnection
 from sts_redis.store import RedisStore
 
 #: The ``redis`` config section with its defaults.
@@ -132,31 +132,15 @@ def _check_prefix(value: Any) -> str | None:
     return f"expected a key prefix of letters, digits and _.-{{}} such as sts or sts-prod, got {value!r}"
 
 
-def _check_duration(value: Any, *, allow_zero: bool = False) -> str | None:
-    try:
-        seconds = parse_duration(value)
-    except ValueError:
-        seconds = -1.0
-    if seconds > 0 or (allow_zero and seconds == 0):
-        return None
-    return f"expected a duration greater than zero such as 30s, got {value!r}"
-
-
-def _check_count(value: Any) -> str | None:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-        return None
-    return f"expected a whole number of 1 or more, got {value!r}"
-
-
 _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "url": _check_url,
     "key_prefix": _check_prefix,
-    "lease_time": _check_duration,
-    "fire_ttl": _check_duration,
-    "connect_timeout": _check_duration,
-    "socket_timeout": lambda value: _check_duration(value, allow_zero=True),
-    "poll_interval": _check_duration,
-    "max_dead_letters": _check_count,
+    "lease_time": duration_check(),
+    "fire_ttl": duration_check(),
+    "connect_timeout": duration_check(),
+    "socket_timeout": duration_check(allow_zero=True),
+    "poll_interval": duration_check(),
+    "max_dead_letters": count_check(),
 }
 
 

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import re
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, ParamSpec, TypeVar
 
@@ -22,6 +21,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from sts_core.errors import BackendError, BackendUnavailableError
+from sts_core.sections import safe_url
 
 log = logging.getLogger("sts.redis")
 
@@ -31,22 +31,6 @@ T = TypeVar("T")
 #: The pub/sub listener reconnects after a delay doubling up to this (seconds).
 MAX_RECONNECT_DELAY = 2.0
 _QUIET_WAIT = 5.0
-
-
-def safe_url(url: str) -> str:
-    """``url`` without its password, for messages and logs.
-
-    Works on the text, not a parsed URL, so that a password holding ``/``, ``?`` or ``#``
-    (which breaks URL parsing) is hidden too; a ``password=`` query parameter is hidden as well.
-    """
-    scheme, sep, rest = url.partition("://")
-    if sep:
-        authority_end = rest.rfind("@")
-        if authority_end != -1:
-            user, colon, _ = rest[:authority_end].partition(":")
-            if colon:
-                rest = f"{user}:***{rest[authority_end:]}"
-    return re.sub(r"(?i)([?&]password=)[^&#]*", r"\1***", f"{scheme}{sep}{rest}")
 
 
 @contextlib.contextmanager

@@ -1,0 +1,19 @@
+"""Hook implementations of the ``rabbitmq`` plugin: the broker and its config section."""
+
+from __future__ import annotations
+
+from sts_core.hookspecs import hookimpl
+from sts_core.registry import RegisterBroker, RegisterConfigSection
+from sts_rabbitmq.settings import DEFAULTS, build_broker, validate_section
+
+
+@hookimpl
+def register_brokers(register: RegisterBroker) -> None:
+    """Provide the ``rabbitmq`` broker (``broker: rabbitmq``)."""
+    register("rabbitmq", build_broker)
+
+
+@hookimpl
+def register_config_sections(register: RegisterConfigSection) -> None:
+    """Provide the ``rabbitmq`` config section (url, prefix, prefetch, ...)."""
+    register("rabbitmq", dict(DEFAULTS), validate=validate_section)
