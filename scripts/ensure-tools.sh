@@ -3,6 +3,7 @@
 # missing in one apt-get call:
 #   redis-server  (package redis-server)  the Redis tests start their own throwaway servers
 #   promtool      (package prometheus)    the metrics tests check /metrics and the alert rules
+#   rabbitmq-server (package rabbitmq-server) the RabbitMQ tests start their own throwaway nodes
 # Does nothing for a program already found. A package that starts its own system service has
 # that service stopped: the tests start what they need on loopback. Prints one line per program.
 set -euo pipefail

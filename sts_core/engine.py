@@ -99,6 +99,15 @@ class Engine(Firing, Working, Redelivery):
         self._claim_and_enqueue = getattr(backend, "claim_and_enqueue", None)
         # record_and_ack(run, delivery, then, at, end_fire) -> bool: a finished run's steps as one.
         self._record_and_ack = getattr(backend, "record_and_ack", None)
+        # Without that atomic step, a store with an outbox stages each run in the step that claims
+        # its fire (stage_fire), and the run is published and then unstaged; a run left staged by a
+        # scheduler that died in between is published by the next sweep of any scheduler.
+        self._stage = getattr(self.store, "stage_fire", None) if self._claim_and_enqueue is None else None
+        self._next_sweep = 0.0
+        # start_run(run) -> existing record or None: where the broker may deliver a run twice,
+        # a first delivery starts only if its run id was never recorded.
+        start_run = getattr(self.store, "start_run", None)
+        self._start_once = start_run if getattr(self.broker, "may_duplicate", False) else None
         self.roles: tuple[str, ...] = ()
         self.beats: dict[str, datetime] = {}  # loop name -> when it last finished a step
         self._unavailable: dict[str, float] = {}  # loop name -> current backoff, while the backend is away
@@ -110,6 +119,7 @@ class Engine(Firing, Working, Redelivery):
             self._persist = _take_step  # type: ignore[method-assign]
         self._changes: asyncio.Queue[str | None] | None = None
         self._watching = False
+        self._watching_broker = False
         # A process without a worker never sees its runs end: it does not track them for wait_idle.
         self._local_worker = True
         self._max_batch = int(config.get("scheduler.max_batch", 1000))
@@ -186,6 +196,10 @@ class Engine(Firing, Working, Redelivery):
                 watch(self._on_change)  # once: the store keeps its watchers
                 self._watching = True
             self._loops.append(asyncio.create_task(self._watch_loop(), name="sts-watch"))
+        watch_broker = getattr(self.broker, "watch_availability", None)
+        if watch_broker is not None and not self._watching_broker:
+            watch_broker(self._retry_now)  # once: the broker keeps its watchers
+            self._watching_broker = True
         if scheduler:
             self._loops.append(asyncio.create_task(self._scheduler_loop(), name="sts-scheduler"))
         if worker:
@@ -304,8 +318,13 @@ class Engine(Firing, Working, Redelivery):
                 log.warning("could not apply a change of task %s: %s", name or "(all)", exc)
             self.wake()  # a task's next fire may now be the earliest
             if name is None:
-                for retry_now in self._backing_off:
-                    retry_now.set()
+                self._retry_now()
+
+    def _retry_now(self) -> None:
+        """The backend is back (a store resynced, a broker reconnected): steps waiting out an
+        outage try again at once rather than at the end of their backoff."""
+        for retry_now in self._backing_off:
+            retry_now.set()
 
     async def reload_task(self, name: str) -> TaskPlan | None:
         """Make the plan of ``name`` match the store."""

@@ -25,6 +25,12 @@ log = logging.getLogger("sts.engine")
 MAX_SLEEP = 30.0
 #: Upper bound on catch-up fires computed for one task after downtime.
 MAX_CATCH_UP = 10_000
+#: With an outbox: a run staged longer ago than this without being published was left by a
+#: scheduler that died (or is stuck); a sweep every OUTBOX_SWEEP_INTERVAL seconds publishes it.
+OUTBOX_GRACE = 15.0
+OUTBOX_SWEEP_INTERVAL = 5.0
+#: The most stranded runs one sweep publishes.
+OUTBOX_SWEEP_BATCH = 100
 
 
 class Firing:
@@ -37,7 +43,7 @@ class Firing:
     plans: TaskPlans
     events: EventBus
     # and, from Working and Engine: _back_off, _loop_alive, reload_task, _persist and the
-    # engine's state (_wake, _active, _claim_and_enqueue, ...)
+    # engine's state (_wake, _active, _claim_and_enqueue, _stage, _next_sweep, ...)
 
     # -- scheduler loop -----------------------------------------------------------------------------
 
@@ -57,6 +63,9 @@ class Firing:
         """Fire what is due, or sleep until the next due time (or a wake-up)."""
         self._wake.clear()
         await self._notice_clock_jump()
+        if self._stage is not None and self.clock.monotonic() >= self._next_sweep:
+            self._next_sweep = self.clock.monotonic() + OUTBOX_SWEEP_INTERVAL
+            await self._publish_stranded()
         now = self.clock.now()
         due = await self.store.due_fires(now, self._max_batch)
         if due:
@@ -66,6 +75,8 @@ class Firing:
             return
         next_due = await self.store.next_due_time()
         timeout = MAX_SLEEP if next_due is None else (next_due - now).total_seconds()
+        if self._stage is not None:
+            timeout = min(timeout, self._next_sweep - self.clock.monotonic())
         await self.clock.wait(self._wake, min(max(timeout, 0.0), MAX_SLEEP))
 
     async def _fire_safely(self, fire: DueFire, now: datetime) -> None:
@@ -200,6 +211,13 @@ class Firing:
             if outcome == "lost":
                 return None
             admitted = outcome == "queued"
+        elif self._stage is not None:
+            outcome = await self._stage(claim, run, limit, at)
+            if outcome == "lost":
+                return None
+            admitted = outcome == "staged"
+            if admitted:
+                await self._publish_staged(run, at)
         else:
             if claim is not None and not await self.store.claim_fire(*claim):
                 return None  # another scheduler fired it, or the task changed meanwhile
@@ -214,6 +232,22 @@ class Firing:
             self._active.setdefault(task.name, set()).add(fire)
             self.idle.clear()
         return run
+
+    async def _publish_staged(self, run: Run, at: datetime | None) -> None:
+        """Hand a staged run to the broker (waiting out an outage), then unstage it. A crash in
+        between leaves it staged: the sweep publishes it again and the copy is recorded as a
+        duplicate, not run twice."""
+        what = f"queuing run {run.id} of {run.task_name}"
+        await self._persist(what, lambda: self.broker.enqueue(run, at))
+        await self._persist(what, lambda: self.store.unstage(run.id))
+
+    async def _publish_stranded(self) -> None:
+        """Publish runs another scheduler staged but never published (it died in between)."""
+        before = self.clock.now() - timedelta(seconds=OUTBOX_GRACE)
+        for run, at in await self.store.take_stranded(before, OUTBOX_SWEEP_BATCH):
+            log.warning("run %s of %s was claimed by a scheduler that did not queue it (it stopped or died); "
+                        "queuing it now", run.id, run.task_name)
+            await self._publish_staged(run, at)
 
     async def _record_skip(self, plan: TaskPlan, scheduled_for: datetime, reason: str) -> Run:
         now = self.clock.now()

@@ -150,6 +150,12 @@ class Store(Protocol):
 
     async def get_run(self, run_id: str) -> Run | None: ...
 
+    # Optional: ``async def start_run(self, run: Run) -> Run | None``: record ``run`` unless a
+    # record with its id exists, atomically, and return the existing record (storing nothing)
+    # if one does. The engine starts first deliveries with it when the broker may deliver one
+    # run twice (``Broker.may_duplicate``), so a second copy is recorded as a duplicate instead
+    # of running again.
+
     async def list_runs(
         self,
         task_name: str | None = None,
@@ -208,6 +214,10 @@ class Broker(Protocol):
     ``async drain() -> list[Run]`` (remove and return every queued, unleased run): on stop the
     engine records those runs as cancelled instead of losing them silently.
 
+    A broker that may deliver one run twice sets ``may_duplicate = True``: a publish whose
+    confirm was lost is repeated, and both copies arrive. With a store offering ``start_run``
+    the engine then runs the first copy and records the second as a duplicate.
+
     A store and broker shared by several processes (``durable = True``) lets other workers
     pick up what this one hands back with ``release``. A broker behind a network may also
     offer ``async consume_many(limit, timeout) -> list[Delivery]``: up to ``limit`` ready runs
@@ -245,6 +255,10 @@ class Broker(Protocol):
 
     async def depth(self) -> int:
         """How many runs wait (ready and delayed)."""
+
+    # Optional: ``watch_availability(on_back: Callable[[], None]) -> None``: the broker calls
+    # ``on_back()`` on the event loop whenever its connection comes back after a loss, so steps
+    # waiting out the outage try again at once.
 
     # Optional: ``async def queue_counts(self) -> dict[str, int]`` with the keys ``ready`` (due,
     # waiting for a worker), ``delayed`` (due later: retries, scheduled deliveries), ``leased``

@@ -116,6 +116,26 @@ class Redelivery:
         self._forget_local(run)
 
 
+    async def _drop_copy(self, delivery: Delivery, run: Run, existing: Run, task: Task) -> None:
+        """A second copy of a run's message was delivered (a publish repeated after its confirm
+        was lost): the run is already recorded, so this copy is acked without running, and
+        recorded as a duplicate under an id of its own, announced with ``RunDuplicate``."""
+        copy = attrs.evolve(
+            run,
+            id=f"{run.id}.copy{delivery.token}",
+            state=RunState.DUPLICATE,
+            started_at=None,
+            ended_at=self.clock.now(),
+            reason=f"a second copy of run {run.id} was delivered (the run is {existing.state.value}); not run again",
+        )
+        log.warning("run %s: %s", copy.id, copy.reason)
+        await self._persist(f"acknowledging the copy of run {run.id}", lambda: self.broker.ack(self._held(delivery)))
+        await self._persist(f"recording duplicate run {copy.id}", lambda: self.store.record_run(copy))
+        log_run(copy)
+        if self.events.active:
+            self.events.emit(ev.RunDuplicate(copy.ended_at, attrs.evolve(copy), task))
+
+
 #: Outcomes a worker records before it acknowledges the run: a redelivery after one of these
 #: completes the run instead of executing it again.
 RECORDED_OUTCOMES = frozenset(

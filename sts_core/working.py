@@ -47,7 +47,8 @@ class Working:
     events: EventBus
     beats: dict[str, datetime]
     # and, from Firing, Redelivery and Engine: dispatch, _record_skip, _previous_attempt,
-    # _complete_recorded, _poison, _record_duplicate, _persist, reload_task and the engine's state
+    # _complete_recorded, _poison, _record_duplicate, _drop_copy, _persist, reload_task, _start_once
+    # and the engine's state
 
     # -- worker loop --------------------------------------------------------------------------------
 
@@ -225,7 +226,15 @@ class Working:
         run.state = RunState.RUNNING
         run.started_at = clock.now()
         run.worker = self.worker_id
-        await self._persist(f"recording the start of run {run.id}", lambda: self.store.record_run(run))
+        what = f"recording the start of run {run.id}"
+        start_once = self._start_once
+        if start_once is not None and delivery is not None and delivery.delivery_count == 1:
+            existing = await self._persist(what, lambda: start_once(run))
+            if existing is not None:
+                await self._drop_copy(delivery, run, existing, task)
+                return None
+        else:
+            await self._persist(what, lambda: self.store.record_run(run))
         log_run(run)
         emit = self.events.active
         if emit:

@@ -280,6 +280,26 @@ class StoreContract(_BackendSuite):
 
         self.run_store(make_backend, body)
 
+    def test_start_run_records_a_new_run_once_and_answers_a_copy_with_the_first_record(
+        self, make_backend: Any
+    ) -> None:
+        from sts_core.model import RunState
+
+        async def body(store: Store, clock: FakeClock) -> None:
+            start_run = getattr(store, "start_run", None)
+            if start_run is None:
+                pytest.skip("this store does not offer start_run (optional)")
+            run = _run("a", clock.now(), state=RunState.RUNNING, worker="w1")
+            assert await start_run(run) is None
+            copy = _run("a", clock.now(), id=run.id, state=RunState.RUNNING, worker="w2")
+            existing = await start_run(copy)
+            assert existing is not None and existing.to_dict() == run.to_dict()
+            fetched = await store.get_run(run.id)
+            assert fetched is not None and fetched.worker == "w1"
+            assert [r.id for r in await store.list_runs("a")] == [run.id]
+
+        self.run_store(make_backend, body)
+
     def test_list_runs_gives_newest_first_filtered_by_task_and_states(self, make_backend: Any) -> None:
         from sts_core.model import RunState
 

@@ -184,6 +184,14 @@ class MemoryStore:
 
     # -- runs ---------------------------------------------------------------------------------
 
+    async def start_run(self, run: Run) -> Run | None:
+        """Record ``run`` unless its id is recorded already; then return that record instead."""
+        existing = self._runs.get(run.id)
+        if existing is not None:
+            return copy_run(existing)
+        await self.record_run(run)
+        return None
+
     async def record_run(self, run: Run) -> None:
         """Insert or update a copy of ``run``; a new run may push the task's oldest out of history."""
         runs = self._runs

@@ -31,7 +31,8 @@ class Exporter:
             settings, health=scheduler.health, backend=backend, version=_sts_version()
         )
         self.listener = MetricsListener(self.metrics)
-        self.sampler = Sampler(scheduler, self.metrics, interval=settings.sample_interval, broker_label=backend)
+        broker = str(scheduler.config.get("broker") or backend)  # a broker plugin in place of the backend's own
+        self.sampler = Sampler(scheduler, self.metrics, interval=settings.sample_interval, broker_label=broker)
         self.server = MetricsServer(self.metrics.registry, settings.host, settings.port)
         self.active = False
 

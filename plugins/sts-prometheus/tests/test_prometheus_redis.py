@@ -65,3 +65,44 @@ def test_a_scheduler_process_and_a_worker_process_each_serve_their_own_metrics(r
         assert states == {"ready", "delayed", "leased", "dead"}
         assert {dict(labels)["broker"] for labels in result.labelled("sts_queue_runs")} == {"redis"}
     assert worker.value("sts_task_last_success_timestamp_seconds", task="tick") is not None
+
+
+def test_queue_metrics_name_rabbitmq_when_it_delivers_the_runs(request) -> None:
+    pytest.importorskip("sts_redis")
+    pytest.importorskip("sts_rabbitmq")
+    from sts_rabbitmq.testing import delete_topology
+
+    url = request.getfixturevalue("redis_url")
+    server = request.getfixturevalue("rabbitmq_server")
+    prefix = f"prom-{secrets.token_hex(4)}"
+    config = Config({
+        "logging": {"loglevel": "WARNING"},
+        "scheduler_backend": "redis",
+        "broker": "rabbitmq",
+        "redis": {"url": url, "key_prefix": prefix},
+        "rabbitmq": {"url": server.url(), "prefix": prefix},
+        "scheduler": {"shutdown_grace": "1s"},
+        "prometheus": {"enabled": True, "address": "127.0.0.1:0", "process_metrics": False,
+                       "sample_interval": "100ms"},
+    })
+
+    async def main() -> Scrape:
+        sched = AsyncTaskScheduler(config)
+        await sched.start()
+        try:
+            await sched.add_task(Task("tick", function="sts_core.testing:noop", every=0.2))
+            return await scrape_until(
+                exporter_for(sched).url,
+                lambda s: (s.value("sts_runs_total", task="tick", state="succeeded") or 0) >= 2
+                and bool(s.labelled("sts_queue_runs")),
+            )
+        finally:
+            await sched.stop()
+
+    try:
+        result = asyncio.run(main())
+    finally:
+        delete_topology(server, prefix)
+    assert {dict(labels)["broker"] for labels in result.labelled("sts_queue_runs")} == {"rabbitmq"}
+    assert {dict(labels)["state"] for labels in result.labelled("sts_queue_runs")} == {
+        "ready", "delayed", "leased", "dead"}

@@ -26,6 +26,7 @@ import collections
 import itertools
 import logging
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -82,6 +83,8 @@ class RabbitBroker:
     """Runs delivered through RabbitMQ quorum queues; see the module docstring."""
 
     durable = True
+    # A publish whose confirm is lost (the connection dropped) is repeated: both copies may arrive.
+    may_duplicate = True
 
     def __init__(self, settings: RabbitSettings, clock: Clock) -> None:
         self.settings = settings
@@ -151,6 +154,10 @@ class RabbitBroker:
         await call(lambda ch, cb: ch.basic_qos(prefetch_count=self.settings.prefetch, callback=cb), channel)
         if self._consuming:
             self._consumer_tag = channel.basic_consume(names.runs, self._on_message, auto_ack=False)
+
+    def watch_availability(self, on_back: Callable[[], None]) -> None:
+        """Call ``on_back()`` each time the connection comes back after a loss."""
+        self.link.on_reconnect.append(on_back)
 
     def _channel_lost(self) -> None:
         # The server requeues every unacked message of the lost channel; none of ours is valid.

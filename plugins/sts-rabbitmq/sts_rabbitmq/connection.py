@@ -85,6 +85,8 @@ class AmqpLink:
         self._get_empty_hooked: set[int] = set()
         self._reconnector: asyncio.Task[None] | None = None
         self.reconnected = asyncio.Event()
+        #: Called (on the loop) after every successful reconnection.
+        self.on_reconnect: list[Callable[[], None]] = []
 
     # -- state ----------------------------------------------------------------------------------------
 
@@ -241,6 +243,11 @@ class AmqpLink:
                 continue
             log.warning("RabbitMQ at %s: reconnected", self.where)
             self.reconnected.set()
+            for on_back in self.on_reconnect:
+                try:
+                    on_back()
+                except Exception:
+                    log.exception("RabbitMQ at %s: a reconnect watcher failed", self.where)
             return
 
     # -- publishing with confirms ---------------------------------------------------------------------

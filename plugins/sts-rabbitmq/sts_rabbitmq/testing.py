@@ -12,7 +12,8 @@ A node takes about 5 s to start on a 2-core machine, so the fixtures share one:
 * ``rabbitmq_server_factory`` -- ``make()`` starts private nodes (for tests that kill or restart
   them), all stopped at the end of the test.
 
-This module imports only the standard library, pytest and pika.
+``delete_topology(server, prefix)`` removes the queues and exchanges a broker declared under a
+name prefix. This module imports the standard library, pytest, pika and the plugin's own names.
 """
 
 from __future__ import annotations
@@ -33,13 +34,16 @@ from typing import Any, Self
 from urllib.parse import quote
 
 import pika
+import pika.exceptions
 import pytest
 
 from sts_core.testing.processes import die_with_parent_preexec, free_port
+from sts_rabbitmq.topology import Names
 
 __all__ = [
     "INSTALL_HINT",
     "RabbitServer",
+    "delete_topology",
     "find_rabbitmq_server",
     "rabbitmq_server",
     "rabbitmq_server_factory",
@@ -302,6 +306,21 @@ class RabbitServer:
             time.sleep(0.05)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, signal.SIGKILL)
+
+
+def delete_topology(server: RabbitServer, prefix: str) -> None:
+    """Delete every queue and exchange under ``prefix`` on ``server``."""
+    names = Names(prefix)
+    with contextlib.suppress(pika.exceptions.AMQPError, OSError):
+        connection = server.connection()
+        try:
+            channel = connection.channel()
+            for queue in names.all_queues():
+                channel.queue_delete(queue)
+            for exchange in names.all_exchanges():
+                channel.exchange_delete(exchange)
+        finally:
+            connection.close()
 
 
 def _require_rabbitmq_server() -> None:

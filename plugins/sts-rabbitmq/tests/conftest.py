@@ -3,19 +3,16 @@ prefix of its own whose queues and exchanges are deleted afterwards."""
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
 
-import pika.exceptions
 import pytest
 
 from sts_core.testing import StubConfig
 from sts_rabbitmq.settings import build_broker
-from sts_rabbitmq.testing import RabbitServer
-from sts_rabbitmq.topology import Names
+from sts_rabbitmq.testing import RabbitServer, delete_topology
 
 
 class _NoStore:
@@ -24,21 +21,6 @@ class _NoStore:
     async def open(self) -> None: ...
 
     async def close(self) -> None: ...
-
-
-def delete_topology(server: RabbitServer, prefix: str) -> None:
-    """Delete every queue and exchange under ``prefix`` on ``server``."""
-    names = Names(prefix)
-    with contextlib.suppress(pika.exceptions.AMQPError, OSError):
-        connection = server.connection()
-        try:
-            channel = connection.channel()
-            for queue in names.all_queues():
-                channel.queue_delete(queue)
-            for exchange in names.all_exchanges():
-                channel.exchange_delete(exchange)
-        finally:
-            connection.close()
 
 
 @pytest.fixture

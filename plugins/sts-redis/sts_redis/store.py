@@ -198,6 +198,14 @@ class RedisStore:
         await self._call("RECORD_RUN", run.id, run.task_name, run_json(run), now, self.max_runs, cutoff)
 
     @translate_errors
+    async def start_run(self, run: Run) -> Run | None:
+        """Record ``run`` unless its id is recorded already (one script); then return that record."""
+        now = to_us(self.clock.now())
+        cutoff = "" if self.max_age_us is None else now - self.max_age_us
+        existing = await self._call("START_RUN", run.id, run.task_name, run_json(run), now, self.max_runs, cutoff)
+        return None if existing is None else Run.from_dict(json.loads(existing))
+
+    @translate_errors
     async def get_run(self, run_id: str) -> Run | None:
         """The run record, or None (unknown or dropped by retention)."""
         text = await self.connection.client.hget(f"{self.prefix}:runs", run_id)
@@ -254,6 +262,39 @@ class RedisStore:
         now = to_us(self.clock.now())
         return bool(await self._call("BEGIN_FIRE", name, fire_id, limit, now, now + self.fire_ttl_us))
 
+    # -- the outbox (a broker outside Redis) -----------------------------------------------------
+
+    @translate_errors
+    async def stage_fire(
+        self, claim: tuple[DueFire, datetime | None] | None, run: Run, limit: int, at: datetime | None
+    ) -> str:
+        """Claim the fire (if ``claim``), count it under ``limit`` and stage ``run`` (to be
+        published for ``at``) in one script: "lost", "staged" or "limited"."""
+        now = to_us(self.clock.now())
+        entry = json.dumps({"run": run.to_dict(), "at": None if at is None else at.isoformat()})
+        args: list[Any] = [run.task_name, run.fire_id, limit, now, now + self.fire_ttl_us, run.id, entry]
+        if claim is not None:
+            fire, following = claim
+            args += [to_us(fire.scheduled_for), "" if following is None else to_us(following)]
+        return _STAGE_OUTCOMES[await self._call("STAGE_FIRE", *args)]
+
+    @translate_errors
+    async def unstage(self, run_id: str) -> None:
+        """The staged run was published: forget it."""
+        await self._call("UNSTAGE", run_id)
+
+    @translate_errors
+    async def take_stranded(self, staged_before: datetime, limit: int) -> list[tuple[Run, datetime | None]]:
+        """Up to ``limit`` runs staged before ``staged_before`` and never unstaged (their scheduler
+        died before publishing them), each marked taken now."""
+        entries = await self._call("TAKE_STRANDED", to_us(staged_before), to_us(self.clock.now()), limit)
+        stranded = []
+        for entry in entries:
+            data = json.loads(entry)
+            at = data.get("at")
+            stranded.append((Run.from_dict(data["run"]), None if at is None else datetime.fromisoformat(at)))
+        return stranded
+
     @translate_errors
     async def touch_fire(self, name: str, fire_id: str) -> None:
         """Renew the fire's expiry while its run executes."""
@@ -264,3 +305,6 @@ class RedisStore:
     async def end_fire(self, name: str, fire_id: str) -> None:
         """The fire is over."""
         await self.connection.client.zrem(f"{self.prefix}:active:{name}", fire_id)
+
+
+_STAGE_OUTCOMES = {0: "lost", 1: "staged", 2: "limited"}

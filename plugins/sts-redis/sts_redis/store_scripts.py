@@ -107,6 +107,14 @@ end
 # ARGV: prefix, run id, task name, json, now (us), max runs per task, cutoff (us) or ''.
 RECORD_RUN = RECORD + "return record(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])"
 
+# As RECORD_RUN, unless run id is recorded: then return its record and change nothing.
+START_RUN = RECORD + """
+local existing = redis.call('HGET', ARGV[1] .. ':runs', ARGV[2])
+if existing then return existing end
+record(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
+return false
+"""
+
 # ARGV: prefix, child, parent, token (the parent's run id), required parents... Returns 1 (and
 # resets) once all succeeded; 1 again, changing nothing, for the token that completed the set.
 PARENT_SUCCEEDED = """
@@ -134,3 +142,43 @@ local function admit(p, name, fire, limit, now, expiry)
 end
 """
 BEGIN_FIRE = ADMIT + "return admit(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])"
+
+# The outbox, for a broker outside Redis (a run is staged here in the step that claims its fire,
+# published, then unstaged; a scheduler that dies in between leaves it staged for another).
+# STAGE_FIRE's ARGV: prefix, name, fire id, limit, now (us), expiry (us), run id, entry json,
+# then (optional) the claim: expected due time (us), following ('' clears). Returns 0 (claim
+# lost), 1 (staged) or 2 (max_instances reached).
+STAGE_FIRE = CLAIM + ADMIT + """
+local p, name = ARGV[1], ARGV[2]
+if ARGV[9] and claim(p, name, ARGV[9], ARGV[10]) == 0 then return 0 end
+if admit(p, name, ARGV[3], ARGV[4], ARGV[5], ARGV[6]) == 0 then return 2 end
+redis.call('HSET', p .. ':outbox', ARGV[7], ARGV[8])
+redis.call('ZADD', p .. ':outbox_times', ARGV[5], ARGV[7])
+return 1
+"""
+
+# ARGV: prefix, run id.
+UNSTAGE = """
+redis.call('HDEL', ARGV[1] .. ':outbox', ARGV[2])
+redis.call('ZREM', ARGV[1] .. ':outbox_times', ARGV[2])
+return 1
+"""
+
+# ARGV: prefix, cutoff (us), now (us), limit. Entries staged at or before the cutoff, each
+# marked as taken now, so another scheduler sweeping within the grace time leaves them alone.
+TAKE_STRANDED = """
+local p = ARGV[1]
+local ids = redis.call('ZRANGEBYSCORE', p .. ':outbox_times', '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[4]))
+local out = {}
+for _, id in ipairs(ids) do
+  local entry = redis.call('HGET', p .. ':outbox', id)
+  if entry then
+    redis.call('ZADD', p .. ':outbox_times', ARGV[3], id)
+    out[#out + 1] = entry
+  else
+    redis.call('ZREM', p .. ':outbox_times', id)
+  end
+end
+return out
+"""
+
