@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from sts_core.clock import Clock
-from sts_core.errors import BackendUnavailableError
+from sts_core.errors import BackendError, BackendUnavailableError
 from sts_core.eventbus import EventBus
 from sts_core.firing import Firing
 from sts_core.health import Health
@@ -120,6 +120,7 @@ class Engine(Firing, Working, Redelivery):
         self._changes: asyncio.Queue[str | None] | None = None
         self._watching = False
         self._watching_broker = False
+        self._side_tasks: set[asyncio.Task[Any]] = set()  # copies being dropped (see Working._start)
         # A process without a worker never sees its runs end: it does not track them for wait_idle.
         self._local_worker = True
         self._max_batch = int(config.get("scheduler.max_batch", 1000))
@@ -216,6 +217,7 @@ class Engine(Firing, Working, Redelivery):
         for task in others:
             task.cancel()
         await asyncio.gather(*others, return_exceptions=True)
+        await self._stop_consuming()
         in_flight = dict(self._executing)
         if in_flight:
             log.info("waiting up to %ss for %d run(s) in flight", grace, len(in_flight))
@@ -229,8 +231,22 @@ class Engine(Firing, Working, Redelivery):
         for task in heartbeat:
             task.cancel()
         await asyncio.gather(*heartbeat, return_exceptions=True)
+        for task in list(self._side_tasks):
+            task.cancel()
+        await asyncio.gather(*self._side_tasks, return_exceptions=True)
         self._loops.clear()
         await self._drain_queue()
+
+    async def _stop_consuming(self) -> None:
+        """Tell a broker that pushes runs to stop: runs it has not handed over go back to the
+        queue for other workers while this one finishes its runs in flight."""
+        stop_consuming = getattr(self.broker, "stop_consuming", None)
+        if stop_consuming is None or "worker" not in self.roles:
+            return
+        try:
+            await stop_consuming()
+        except BackendError as exc:
+            log.warning("could not stop taking runs from the broker (%s); it takes them back when we disconnect", exc)
 
     async def _drain_queue(self) -> None:
         """Record the runs a non-durable broker still holds as cancelled: they die with us."""

@@ -256,6 +256,10 @@ class Broker(Protocol):
     async def depth(self) -> int:
         """How many runs wait (ready and delayed)."""
 
+    # Optional: ``async def stop_consuming(self) -> None``: a broker that pushes runs to a worker
+    # ahead of ``consume`` stops doing so and hands back what it holds but has not handed over;
+    # the engine calls it first when a worker stops.
+
     # Optional: ``watch_availability(on_back: Callable[[], None]) -> None``: the broker calls
     # ``on_back()`` on the event loop whenever its connection comes back after a loss, so steps
     # waiting out the outage try again at once.

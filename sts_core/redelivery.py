@@ -5,6 +5,7 @@ stale worker's late result as a duplicate. Part of ``sts_core.engine.Engine``.""
 from __future__ import annotations
 
 import logging
+import secrets
 from typing import Any
 
 import attrs
@@ -116,20 +117,21 @@ class Redelivery:
         self._forget_local(run)
 
 
-    async def _drop_copy(self, delivery: Delivery, run: Run, existing: Run, task: Task) -> None:
+    async def _drop_copy(self, delivery: Delivery, run: Run, existing: Run, task: Task | None) -> None:
         """A second copy of a run's message was delivered (a publish repeated after its confirm
         was lost): the run is already recorded, so this copy is acked without running, and
         recorded as a duplicate under an id of its own, announced with ``RunDuplicate``."""
+        if not await self._persist(f"acknowledging a copy of run {run.id}", lambda: self.broker.ack(delivery)):
+            return  # that copy's lease was lost too: whoever holds it now decides
         copy = attrs.evolve(
             run,
-            id=f"{run.id}.copy{delivery.token}",
+            id=f"{run.id}.copy-{secrets.token_hex(4)}",
             state=RunState.DUPLICATE,
             started_at=None,
             ended_at=self.clock.now(),
             reason=f"a second copy of run {run.id} was delivered (the run is {existing.state.value}); not run again",
         )
         log.warning("run %s: %s", copy.id, copy.reason)
-        await self._persist(f"acknowledging the copy of run {run.id}", lambda: self.broker.ack(self._held(delivery)))
         await self._persist(f"recording duplicate run {copy.id}", lambda: self.store.record_run(copy))
         log_run(copy)
         if self.events.active:

@@ -99,7 +99,11 @@ class AsyncTaskScheduler:
         if self._opened:
             return
         await self.backend.store.open()
-        await self.backend.broker.open()
+        try:
+            await self.backend.broker.open()
+        except BaseException:
+            await self.backend.store.close()  # a separate broker failed: leave nothing open
+            raise
         self._opened = True
         for task in await self.backend.store.list_tasks():
             try:

@@ -79,6 +79,11 @@ class Working:
     def _start(self, delivery: Delivery) -> None:
         run_id = delivery.run.id
         if run_id in self._executing:
+            held = self._deliveries.get(run_id, (None, 0.0))[0]
+            if self._start_once is not None and held is not None:
+                # The broker may deliver a run twice: a copy, unless our own lease ran out.
+                self._track(asyncio.create_task(self._copy_or_renewal(held, delivery)))
+                return
             # Our lease ran out while the run still executes here: hold the new lease.
             self._deliveries[run_id] = (delivery, self._lease_length(delivery))
             return
@@ -87,6 +92,29 @@ class Working:
         task = asyncio.create_task(self._execute(delivery))
         self._executing[run_id] = (task, delivery.run)
         task.add_done_callback(functools.partial(self._finished, run_id))
+
+    async def _copy_or_renewal(self, held: Delivery, delivery: Delivery) -> None:
+        """A run executing here was delivered again: with our lease still current it is a second
+        copy of its message (dropped and recorded as a duplicate), else our lease ran out and the
+        new one is held instead."""
+        run_id = delivery.run.id
+        if await self._persist(f"checking the lease of run {run_id}", lambda: self.broker.extend(held)):
+            executing = self._executing.get(run_id)
+            plan = self.plans.current(delivery.run.task_name)
+            existing = executing[1] if executing is not None else delivery.run
+            await self._drop_copy(delivery, delivery.run, existing, plan.task if plan is not None else None)
+        elif run_id in self._executing:
+            self._deliveries[run_id] = (delivery, self._lease_length(delivery))
+
+    def _track(self, task: asyncio.Task[Any]) -> None:
+        """Keep a side task referenced until it ends, logging a failure."""
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_task_done)
+
+    def _side_task_done(self, task: asyncio.Task[Any]) -> None:
+        self._side_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("handling a repeated delivery failed", exc_info=task.exception())
 
     def _lease_length(self, delivery: Delivery) -> float:
         return max(delivery.lease_until - self.clock.monotonic(), 0.0)
@@ -230,7 +258,8 @@ class Working:
         start_once = self._start_once
         if start_once is not None and delivery is not None and delivery.delivery_count == 1:
             existing = await self._persist(what, lambda: start_once(run))
-            if existing is not None:
+            ours = existing is not None and (existing.worker, existing.started_at) == (run.worker, run.started_at)
+            if existing is not None and not ours:  # (ours: a retried step whose first reply was lost)
                 await self._drop_copy(delivery, run, existing, task)
                 return None
         else:
@@ -326,10 +355,18 @@ class Working:
         what = f"recording the outcome of run {run.id}"
         then, at = (next_run, next_run.created_at) if next_run is not None else (None, None)
         record_and_ack = self._record_and_ack
-        if record_and_ack is None:  # a backend without atomic steps (one process): record, ack, follow up
+        if record_and_ack is None:  # no atomic steps: check the lease, record, ack, follow up
+            if not await self._persist(what, lambda: self.broker.extend(self._held(delivery))):
+                return False  # lost before anything was recorded: another worker has the run
             await self._persist(what, lambda: self.store.record_run(run))
             if not await self._persist(what, lambda: self.broker.ack(self._held(delivery), then, at)):
-                return False
+                # Recorded, then the lease was lost (say, a broker connection dropped): the run is
+                # delivered again, and that delivery completes the recorded outcome (its retry, its
+                # dependents, its events) without running it again.
+                log.warning("run %s: its lease was lost after its outcome was recorded; the worker given it "
+                            "completes it", run.id)
+                log_run(run)
+                return True
             log_run(run)
             await self._after_outcome(plan, run, emit)
             if fire_over:

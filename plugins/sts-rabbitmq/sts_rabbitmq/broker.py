@@ -26,7 +26,7 @@ import collections
 import itertools
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,11 +45,12 @@ from sts_rabbitmq.settings import RabbitSettings
 from sts_rabbitmq.topology import (
     LEVELS,
     MAX_DELAY_MS,
-    QUORUM,
     Names,
+    dead_queue_arguments,
     delay_queue_arguments,
     delay_route,
     level_pattern,
+    runs_queue_arguments,
 )
 
 log = logging.getLogger("sts.rabbitmq")
@@ -113,19 +114,25 @@ class RabbitBroker:
 
     async def open(self) -> None:
         """Connect and declare the queues; raises ``BackendUnavailableError`` naming the server."""
+        self._arrived = asyncio.Event()  # bound to this event loop (a scheduler may start on a new one)
         await self.link.open()
+
+    async def stop_consuming(self) -> None:
+        """Take no more runs (the worker stops) and hand back those pushed here but not taken."""
+        self._consuming = False
+        if not self.link.up:
+            return
+        try:
+            await self._stop_consumer()
+            while self._pushed:
+                await self._hand_back_unstarted(self._pushed.popleft())
+        except BackendError as exc:
+            log.warning("RabbitMQ at %s: handing back unstarted runs failed (%s); the server requeues them",
+                        self.settings.where, exc)
 
     async def close(self) -> None:
         """Stop consuming, hand back runs pushed here but never started, and disconnect."""
-        self._consuming = False
-        if self.link.up:
-            try:
-                await self._stop_consumer()
-                while self._pushed:
-                    await self._hand_back_unstarted(self._pushed.popleft())
-            except BackendError as exc:
-                log.warning("RabbitMQ at %s: handing back unstarted runs failed (%s); the server requeues them",
-                            self.settings.where, exc)
+        await self.stop_consuming()
         self._pushed.clear()
         self._held.clear()
         await self.link.close()
@@ -135,9 +142,10 @@ class RabbitBroker:
         names = self.names
         call = self.link.call
         await call(lambda ch, cb: ch.exchange_declare(names.deliver, "fanout", durable=True, callback=cb), channel)
-        await call(lambda ch, cb: ch.queue_declare(names.runs, durable=True, arguments=QUORUM, callback=cb), channel)
+        await call(lambda ch, cb: ch.queue_declare(names.runs, durable=True, arguments=runs_queue_arguments(names),
+                                                    callback=cb), channel)
         await call(lambda ch, cb: ch.queue_bind(names.runs, names.deliver, callback=cb), channel)
-        dead_arguments = {**QUORUM, "x-max-length": self.settings.max_dead_letters}
+        dead_arguments = dead_queue_arguments(self.settings.max_dead_letters)
         await call(lambda ch, cb: ch.queue_declare(names.dead, durable=True, arguments=dead_arguments, callback=cb),
                    channel)
         for level in range(LEVELS):
@@ -152,8 +160,17 @@ class RabbitBroker:
             await call(lambda ch, cb, lv=level: ch.exchange_bind(names.below(lv), names.delay(lv),
                                                                   level_pattern(lv, "0"), callback=cb), channel)
         await call(lambda ch, cb: ch.basic_qos(prefetch_count=self.settings.prefetch, callback=cb), channel)
+        channel.add_on_cancel_callback(self._consumer_cancelled)
         if self._consuming:
             self._consumer_tag = channel.basic_consume(names.runs, self._on_message, auto_ack=False)
+
+    def _consumer_cancelled(self, _frame: Any) -> None:
+        """The server cancelled our consumer (its queue was deleted or moved): start again from a
+        new connection, which declares the queues and consumes anew."""
+        self._consumer_tag = None
+        log.warning("RabbitMQ at %s cancelled the consumer of %s; reconnecting", self.settings.where,
+                    self.names.runs)
+        self.link.drop("the server cancelled the consumer")
 
     def watch_availability(self, on_back: Callable[[], None]) -> None:
         """Call ``on_back()`` each time the connection comes back after a loss."""
@@ -249,13 +266,14 @@ class RabbitBroker:
             try:
                 run = codec.decode_run(message.body)
             except ValueError as exc:
-                await self._reject_unreadable(message, str(exc))
+                if not await self._settle_aside(message, taken, self._reject_unreadable(message, str(exc))):
+                    break
                 continue
             envelope, redelivered = codec.envelope_of(message.properties)
             if envelope.not_before_ms is not None and envelope.not_before_ms > codec.epoch_ms(self.clock.now()):
-                await self._publish_run(run, _from_epoch_ms(envelope.not_before_ms),
-                                        attrs.evolve(envelope, deliveries=envelope.deliveries + redelivered))
-                self._basic_ack(message)
+                again = attrs.evolve(envelope, deliveries=envelope.deliveries + redelivered)
+                if not await self._settle_aside(message, taken, self._send_round_again(message, run, again)):
+                    break
                 continue
             token = next(self._tokens)
             count = envelope.deliveries + redelivered + 1
@@ -264,6 +282,28 @@ class RabbitBroker:
             taken.append(Delivery(run=run, token=token, lease_until=lease_until, delivery_count=count,
                                   handed_back=envelope.handed_back))
         return taken
+
+    async def _settle_aside(self, message: _Message, taken: list[Delivery], step: Awaitable[None]) -> bool:
+        """Take ``step`` for a message that is not handed out (it moves elsewhere). If it fails,
+        the message goes back to its queue; the failure is raised unless runs were already taken
+        in this call (they are handed out; it is logged instead): False then ends the batch."""
+        try:
+            await step
+        except (BackendError, asyncio.CancelledError) as exc:
+            if message.generation == self.link.generation and self.link.up:
+                self.link.channel.basic_nack(message.tag, requeue=True)
+            if not taken or isinstance(exc, asyncio.CancelledError):
+                raise
+            log.warning("RabbitMQ at %s: moving message %s failed (%s); it went back to %s", self.settings.where,
+                        message.properties.message_id, exc, self.names.runs)
+            return False
+        return True
+
+    async def _send_round_again(self, message: _Message, run: Run, envelope: Envelope) -> None:
+        """A run delayed beyond the ladder's reach arrived early: through the ladder once more."""
+        assert envelope.not_before_ms is not None
+        await self._publish_run(run, _from_epoch_ms(envelope.not_before_ms), envelope)
+        self._basic_ack(message)
 
     async def _reject_unreadable(self, message: _Message, reason: str) -> None:
         log.error("RabbitMQ at %s: message %s in %s is not a run (%s); moved to %s", self.settings.where,
@@ -296,6 +336,8 @@ class RabbitBroker:
         if held.message.generation != self.link.generation:
             del self._held[delivery.token]  # the channel it came on is gone: the server requeued it
             return None
+        if not self.link.up:
+            return None  # the connection is lost: the server requeues the message for another worker
         return held
 
     async def extend(self, delivery: Delivery) -> bool:

@@ -98,7 +98,8 @@ class AmqpLink:
     def channel(self) -> Channel:
         """The open channel; raises ``BackendUnavailableError`` while there is none."""
         if not self._up or self._channel is None or not self._channel.is_open:
-            raise BackendUnavailableError(f"RabbitMQ at {self.where} is unreachable ({self._down_reason})")
+            reason = self._down_reason if not self._up else "its channel is closing"
+            raise BackendUnavailableError(f"RabbitMQ at {self.where} is unreachable ({reason})")
         return self._channel
 
     # -- open and close -------------------------------------------------------------------------------
@@ -106,7 +107,16 @@ class AmqpLink:
     async def open(self) -> None:
         """Connect, or raise ``BackendUnavailableError`` saying why."""
         self._closing = False
+        self._get_lock = asyncio.Lock()  # bound to this event loop (a scheduler may start on a new one)
+        self.reconnected = asyncio.Event()
         await self._connect()
+
+    def drop(self, reason: str) -> None:
+        """Close the connection as if it were lost: it is re-established (and set up) at once."""
+        connection = self._connection
+        if connection is not None and connection.is_open:
+            self._lost(reason)
+            connection.close()
 
     async def close(self) -> None:
         """Close the connection (unacked deliveries go back to their queues) and stop reconnecting."""
@@ -268,6 +278,7 @@ class AmqpLink:
             await asyncio.wait_for(asyncio.shield(future), self.confirm_timeout)
         except TimeoutError:
             self._confirms.pop(tag, None)
+            self._returned.discard(properties.message_id or "")
             raise BackendUnavailableError(
                 f"RabbitMQ at {self.where} did not confirm a publish within {self.confirm_timeout:g}s"
             ) from None
@@ -336,6 +347,11 @@ class AmqpLink:
                                   or future.set_result((method, props, body)))
                 return await asyncio.wait_for(asyncio.shield(future), self.confirm_timeout)
             except TimeoutError:
+                # pika still waits for that reply on this channel and refuses another get: start over.
+                if channel is self._channel:
+                    self.drop("no reply to basic.get")
+                elif channel.is_open:
+                    channel.close()
                 raise BackendUnavailableError(
                     f"RabbitMQ at {self.where} did not answer within {self.confirm_timeout:g}s"
                 ) from None

@@ -65,6 +65,20 @@ class Names:
         return [self.deliver, *(self.delay(level) for level in range(LEVELS))]
 
 
+def runs_queue_arguments(names: Names) -> dict[str, object]:
+    """The runs queue. STS counts redeliveries and dead-letters poison runs itself; should the
+    server ever drop a message for being returned too often (RabbitMQ 4's default delivery
+    limit), it goes to the dead-letter queue rather than nowhere."""
+    return {**QUORUM, "x-dead-letter-exchange": "", "x-dead-letter-routing-key": names.dead}
+
+
+def dead_queue_arguments(max_length: int) -> dict[str, object]:
+    """The dead-letter queue: the newest ``max_length`` kept. Listing it returns every message to
+    the queue, which counts as a redelivery: the limit is set far above any listing count (RabbitMQ
+    4 would otherwise drop a message returned 20 times)."""
+    return {**QUORUM, "x-max-length": max_length, "x-delivery-limit": 1_000_000_000}
+
+
 def delay_queue_arguments(names: Names, level: int) -> dict[str, object]:
     """A ladder queue: messages expire after ``2**level`` ms into the level below, at least once
     (a message is removed only once the level below has it; that needs ``reject-publish``)."""

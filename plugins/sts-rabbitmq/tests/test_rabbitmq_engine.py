@@ -215,7 +215,6 @@ def test_an_unreachable_server_is_reported_with_its_address_and_never_the_passwo
             await sched.open()
         message = str(caught.value)
         assert "amqp://127.0.0.1:1 (vhost prod)" in message and "s3cret" not in message
-        await sched.backend.store.close()
 
     asyncio.run(main())
 
