@@ -108,6 +108,8 @@ class Engine(Firing, Working, Redelivery):
         # a first delivery starts only if its run id was never recorded.
         start_run = getattr(self.store, "start_run", None)
         self._start_once = start_run if getattr(self.broker, "may_duplicate", False) else None
+        # A broker whose delivery count may skip a number (a delivery nobody ran) says so.
+        self._counts_may_skip = bool(getattr(self.broker, "counts_may_skip", False))
         self.roles: tuple[str, ...] = ()
         self.beats: dict[str, datetime] = {}  # loop name -> when it last finished a step
         self._unavailable: dict[str, float] = {}  # loop name -> current backoff, while the backend is away

@@ -218,6 +218,10 @@ class Broker(Protocol):
     confirm was lost is repeated, and both copies arrive. With a store offering ``start_run``
     the engine then runs the first copy and records the second as a duplicate.
 
+    A broker whose ``delivery_count`` may skip a number (it counts a delivery no worker received,
+    say one dropped from a prefetch buffer) sets ``counts_may_skip = True``: a run is then dead-
+    lettered for deliveries without a recorded start only at twice ``max_redeliveries``.
+
     A store and broker shared by several processes (``durable = True``) lets other workers
     pick up what this one hands back with ``release``. A broker behind a network may also
     offer ``async consume_many(limit, timeout) -> list[Delivery]``: up to ``limit`` ready runs

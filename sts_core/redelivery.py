@@ -33,13 +33,26 @@ class Redelivery:
     # and, from Working and Engine: _held, _persist, _after_outcome, _retry_of, _release,
     # _forget_local, worker_id
 
-    async def _previous_attempt(self, delivery: Delivery) -> Run | None:
-        """The run is delivered again: the record of the previous delivery's attempt, marked
-        lost first if it never recorded an outcome (its worker crashed or stalled past its lease)."""
+    async def _previous_attempts(self, delivery: Delivery) -> tuple[Run | None, int]:
+        """The run is delivered again: the record of the latest earlier attempt (marked lost first
+        if it never recorded an outcome: its worker crashed or stalled past its lease), and how
+        many earlier attempts were lost while they ran.
+
+        Earlier deliveries are looked up newest first, not just the one before: a broker's count
+        may skip (RabbitMQ counts a delivery whose ack was in flight when the server died, or one
+        that waited in a prefetch buffer that was dropped), and those left no record."""
         count = delivery.delivery_count
-        previous = await self.store.get_run(delivery_run_id(delivery.run.id, count - 1))
-        if previous is None or previous.state.is_final:
-            return previous
+        records = []
+        for earlier in range(count - 1, max(count - 1 - LOOK_BACK, 0), -1):
+            record = await self.store.get_run(delivery_run_id(delivery.run.id, earlier))
+            if record is not None:
+                records.append(record)
+        previous = records[0] if records else None
+        if previous is not None and not previous.state.is_final:
+            await self._mark_lost(previous, count)
+        return previous, sum(record.state is RunState.LOST for record in records)
+
+    async def _mark_lost(self, previous: Run, count: int) -> None:
         previous.state = RunState.LOST
         previous.ended_at = self.clock.now()
         previous.error_type = "WorkerLost"
@@ -51,7 +64,6 @@ class Redelivery:
         log_run(previous)
         if self.events.active:
             self.events.emit(ev.RunLost(previous.ended_at, attrs.evolve(previous), self._task_named(previous)))
-        return previous
 
     async def _complete_recorded(self, delivery: Delivery, previous: Run) -> None:
         """The previous worker recorded the outcome but was lost before acknowledging it: do
@@ -137,6 +149,9 @@ class Redelivery:
         if self.events.active:
             self.events.emit(ev.RunDuplicate(copy.ended_at, attrs.evolve(copy), task))
 
+
+#: How many earlier deliveries of a run a redelivery looks up (newest first).
+LOOK_BACK = 50
 
 #: Outcomes a worker records before it acknowledges the run: a redelivery after one of these
 #: completes the run instead of executing it again.

@@ -46,8 +46,8 @@ class Working:
     plans: TaskPlans
     events: EventBus
     beats: dict[str, datetime]
-    # and, from Firing, Redelivery and Engine: dispatch, _record_skip, _previous_attempt,
-    # _complete_recorded, _poison, _record_duplicate, _drop_copy, _persist, reload_task, _start_once
+    # and, from Firing, Redelivery and Engine: dispatch, _record_skip,
+    # _previous_attempts, _complete_recorded, _poison, _record_duplicate, _drop_copy, _persist, reload_task, _start_once
     # and the engine's state
 
     # -- worker loop --------------------------------------------------------------------------------
@@ -208,17 +208,22 @@ class Working:
         run = delivery.run
         count = delivery.delivery_count
         if count > 1:
-            previous = await self._previous_attempt(delivery)
+            previous, lost = await self._previous_attempts(delivery)
             if previous is not None and previous.state in RECORDED_OUTCOMES:
                 await self._complete_recorded(delivery, previous)
                 return
-            lost = count - 1 - delivery.handed_back  # hand-backs at graceful shutdown do not count
-            if lost > self._max_redeliveries:
-                await self._poison(
-                    delivery,
-                    f"delivered {count} times; its worker was lost {lost} times "
-                    f"(executor.max_redeliveries={self._max_redeliveries})",
-                )
+            # Poison: lost while running more than max_redeliveries times (recorded attempts), or
+            # delivered so often without a hand-back that its workers must die before recording a
+            # start (where the broker's count may skip a number, only at twice the allowance).
+            unaccounted = count - 1 - delivery.handed_back  # hand-backs at graceful shutdown do not count
+            limit = self._max_redeliveries
+            if lost > limit:
+                await self._poison(delivery, f"delivered {count} times; its worker was lost {lost} times "
+                                             f"(executor.max_redeliveries={limit})")
+                return
+            if unaccounted > (2 * (limit + 1) if self._counts_may_skip else limit):
+                await self._poison(delivery, f"delivered {count} times, {unaccounted} of them to workers lost "
+                                             f"before recording a start (executor.max_redeliveries={limit})")
                 return
             handed_back = previous is not None and previous.state is RunState.INTERRUPTED
             run = attrs.evolve(

@@ -155,6 +155,29 @@ def test_a_run_whose_outcome_was_recorded_before_its_worker_died_is_completed_no
     asyncio.run(main())
 
 
+def test_a_redelivery_whose_count_skipped_a_number_still_finds_the_recorded_outcome(make_scheduler, clock) -> None:
+    # RabbitMQ may count a delivery nobody ran (an ack in flight when the server died): the run
+    # recorded at delivery 1 comes back as delivery 3, and must be completed, not run again.
+    async def main() -> None:
+        async with make_scheduler() as scheduler:
+            engine, broker = await _prepared(scheduler, Task("t", job, every=3600))
+            run = await _fire_first(engine, "t")
+            first = await broker.consume(0)
+            first.run.state, first.run.ended_at = RunState.SUCCEEDED, clock.now()
+            await scheduler.backend.store.record_run(first.run)
+            clock.advance(60)
+            await broker.consume(0)  # delivery 2: never reached a worker
+            clock.advance(60)
+            third = await broker.consume(0)
+            assert third.delivery_count == 3
+            await engine._execute(third)
+            records = await scheduler.runs("t")
+        assert calls == []
+        assert [(r.id, r.state) for r in records] == [(run.id, RunState.SUCCEEDED)]
+
+    asyncio.run(main())
+
+
 def test_a_run_recorded_retrying_before_its_worker_died_gets_its_retry_queued(make_scheduler, clock) -> None:
     async def main() -> None:
         from datetime import timedelta

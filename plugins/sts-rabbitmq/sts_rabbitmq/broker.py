@@ -86,6 +86,9 @@ class RabbitBroker:
     durable = True
     # A publish whose confirm is lost (the connection dropped) is repeated: both copies may arrive.
     may_duplicate = True
+    # The server counts deliveries no worker ran (dropped from a prefetch buffer, an ack in flight
+    # when the server died): the count may skip.
+    counts_may_skip = True
 
     def __init__(self, settings: RabbitSettings, clock: Clock) -> None:
         self.settings = settings

@@ -170,8 +170,10 @@ class Cluster:
         max_redeliveries: int = 3,
         poll_interval: str = "1s",
         concurrency: int | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> Path:
-        """Write a config file for processes of this cluster (JSON is YAML too)."""
+        """Write a config file for processes of this cluster (JSON is YAML too); ``extra`` is
+        merged into it, section by section (``{"broker": "rabbitmq", "rabbitmq": {...}}``)."""
         data: dict[str, Any] = {
             "scheduler_backend": "redis",
             "redis": {"url": self.url, "key_prefix": self.prefix, "lease_time": lease, "poll_interval": poll_interval},
@@ -181,6 +183,8 @@ class Cluster:
         }
         if concurrency is not None:
             data["executor"]["concurrency"] = concurrency
+        if extra:
+            _merge(data, extra)
         path = self.workdir / name
         path.write_text(json.dumps(data, indent=2))
         return path
@@ -308,6 +312,15 @@ class Cluster:
                 await backend.store.close()
 
         return asyncio.run(read())
+
+
+def _merge(into: dict[str, Any], extra: dict[str, Any]) -> None:
+    """Merge ``extra`` into ``into`` in place: nested dicts key by key, anything else replaced."""
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
 
 
 def by_fire(executions: Iterable[Execution]) -> dict[str, list[Execution]]:
