@@ -45,6 +45,7 @@ __all__ = [
     "RabbitServer",
     "delete_topology",
     "find_rabbitmq_server",
+    "purge_topology",
     "rabbitmq_server",
     "rabbitmq_server_factory",
     "rabbitmq_url",
@@ -320,6 +321,28 @@ def delete_topology(server: RabbitServer, prefix: str) -> None:
             for exchange in names.all_exchanges():
                 channel.exchange_delete(exchange)
         finally:
+            connection.close()
+
+
+def purge_topology(server: RabbitServer, prefix: str) -> bool:
+    """Empty every queue under ``prefix`` on ``server`` (to use the prefix again); False if a
+    queue is missing or still has consumers."""
+    names = Names(prefix)
+    try:
+        connection = server.connection()
+    except (pika.exceptions.AMQPError, OSError):
+        return False
+    try:
+        channel = connection.channel()
+        for queue in names.all_queues():
+            if channel.queue_declare(queue, passive=True).method.consumer_count:
+                return False
+            channel.queue_purge(queue)
+        return True
+    except (pika.exceptions.AMQPError, OSError):
+        return False
+    finally:
+        with contextlib.suppress(pika.exceptions.AMQPError, OSError):
             connection.close()
 
 

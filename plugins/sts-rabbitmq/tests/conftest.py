@@ -12,7 +12,7 @@ import pytest
 
 from sts_core.testing import StubConfig
 from sts_rabbitmq.settings import build_broker
-from sts_rabbitmq.testing import RabbitServer, delete_topology
+from sts_rabbitmq.testing import RabbitServer, delete_topology, purge_topology
 
 
 class _NoStore:
@@ -38,15 +38,34 @@ def rabbit_prefixes(rabbitmq_server: RabbitServer) -> Iterator[Callable[[], str]
         delete_topology(rabbitmq_server, prefix)
 
 
+@pytest.fixture(scope="session")
+def _spare_prefixes(rabbitmq_server: RabbitServer) -> Iterator[list[str]]:
+    """Prefixes whose queues exist and are empty: declaring a prefix's 34 quorum queues takes
+    about 0.4 s, declaring them again 0.05 s. Deleted at the end of the session."""
+    spare: list[str] = []
+    yield spare
+    for prefix in spare:
+        delete_topology(rabbitmq_server, prefix)
+
+
 @pytest.fixture
-def make_broker(rabbitmq_server: RabbitServer, rabbit_prefixes: Callable[[], str]) -> Callable[..., Any]:
-    """``make(clock, **rabbitmq_options)``: a broker (not yet open) on the session's node."""
+def make_broker(rabbitmq_server: RabbitServer, _spare_prefixes: list[str]) -> Iterator[Callable[..., Any]]:
+    """``make(clock, **rabbitmq_options)``: a broker (not yet open) on the session's node, under
+    a prefix no other test uses at the same time; its queues are emptied after the test."""
+    used: list[str] = []
 
     def make(clock: Any, **options: Any) -> Any:
-        section = {"url": rabbitmq_server.url(), "prefix": rabbit_prefixes(), "connect_timeout": "5s", **options}
+        prefix = _spare_prefixes.pop() if _spare_prefixes else f"t{secrets.token_hex(4)}"
+        used.append(prefix)
+        section = {"url": rabbitmq_server.url(), "prefix": prefix, "connect_timeout": "5s", **options}
         return build_broker(StubConfig({"rabbitmq": section}), clock)
 
-    return make
+    yield make
+    for prefix in used:
+        if purge_topology(rabbitmq_server, prefix):
+            _spare_prefixes.append(prefix)
+        else:
+            delete_topology(rabbitmq_server, prefix)
 
 
 @pytest.fixture
