@@ -20,12 +20,14 @@ import asyncio
 import contextlib
 import functools
 import logging
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pika
 import pika.exceptions
 from pika.adapters.asyncio_connection import AsyncioConnection
+from pika.adapters.utils.connection_workflow import AMQPConnectionWorkflowFailed, AMQPConnectorPhaseErrorBase
 from pika.channel import Channel
 from pika.spec import Basic
 
@@ -414,9 +416,17 @@ def _reason(error: BaseException | str) -> str:
         return error
     if isinstance(error, pika.exceptions.ProbableAuthenticationError | pika.exceptions.ProbableAccessDeniedError):
         return f"credentials or virtual host refused: {error}"
+    if isinstance(error, AMQPConnectionWorkflowFailed) and error.exceptions:
+        return _reason(error.exceptions[-1])  # the last attempt's failure
+    if isinstance(error, AMQPConnectorPhaseErrorBase):
+        return _reason(error.exception)
     if isinstance(error, pika.exceptions.AMQPConnectionError) and error.args:
         inner = error.args[0]
         if isinstance(inner, BaseException):
             return _reason(inner)
-    text = str(error) or type(error).__name__
-    return text
+    if isinstance(error, ssl.SSLError):
+        return f"TLS: {error.reason or error}" + (f" ({error.verify_message})"
+                                                 if getattr(error, "verify_message", None) else "")
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror.lower()
+    return str(error) or type(error).__name__

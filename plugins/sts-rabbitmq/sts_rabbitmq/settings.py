@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import ssl
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -25,6 +27,9 @@ DEFAULTS: dict[str, Any] = {
     "confirm_timeout": "30s",
     "max_reconnect_delay": "10s",
     "max_dead_letters": 10000,
+    "ca_file": None,
+    "cert_file": None,
+    "key_file": None,
 }
 _SCHEMES = ("amqp", "amqps")
 _PREFIX = re.compile(r"[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*")
@@ -43,6 +48,9 @@ class RabbitSettings:
     confirm_timeout: float = 30.0
     max_reconnect_delay: float = 10.0
     max_dead_letters: int = 10000
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
 
     @property
     def where(self) -> str:
@@ -65,6 +73,12 @@ class RabbitSettings:
             # A server out of memory or disk blocks publishers: give up on the connection after
             # this and reconnect, rather than hang every publish.
             parameters.blocked_connection_timeout = self.confirm_timeout
+        if parameters.ssl_options is not None and "ssl_options" not in query:
+            # amqps: verify the server against the system's CAs, or ca_file; present cert_file if set.
+            context = ssl.create_default_context(cafile=self.ca_file)
+            if self.cert_file:
+                context.load_cert_chain(self.cert_file, self.key_file)
+            parameters.ssl_options = pika.SSLOptions(context, server_hostname=urlsplit(self.url).hostname)
         parameters.connection_attempts = 1
         parameters.client_properties = {"connection_name": f"sts {self.prefix}"}
         return parameters
@@ -94,7 +108,15 @@ def build_broker(config: Any, clock: Any) -> Any:
         confirm_timeout=parse_duration(section["confirm_timeout"]),
         max_reconnect_delay=parse_duration(section["max_reconnect_delay"]),
         max_dead_letters=int(section["max_dead_letters"]),
+        ca_file=section["ca_file"],
+        cert_file=section["cert_file"],
+        key_file=section["key_file"],
     )
+    try:
+        settings.parameters()
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise ConfigError([Problem("rabbitmq", f"cannot set up the connection's TLS from ca_file, cert_file and "
+                                               f"key_file: {exc}")]) from None
     return RabbitBroker(settings, clock)
 
 
@@ -139,6 +161,16 @@ def _check_prefetch(value: Any) -> str | None:
     return f"expected a whole number from 1 to 65535, or null for executor.concurrency, got {value!r}"
 
 
+def _check_file(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        return f"expected the path of a PEM file, or null, got {value!r}"
+    if not os.path.isfile(value):
+        return f"no such file: {value}"
+    return None
+
+
 _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "url": _check_url,
     "prefix": _check_prefix,
@@ -149,4 +181,7 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "confirm_timeout": duration_check(),
     "max_reconnect_delay": duration_check(),
     "max_dead_letters": count_check(),
+    "ca_file": _check_file,
+    "cert_file": _check_file,
+    "key_file": _check_file,
 }

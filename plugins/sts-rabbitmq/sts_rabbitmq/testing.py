@@ -97,7 +97,11 @@ class RabbitServer:
     the node and its ``epmd`` and removes the directory; it also runs at interpreter exit.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, tls: tuple[str, str, str] | None = None) -> None:
+        """``tls``: ``(ca_file, cert_file, key_file)`` to listen for ``amqps://`` on another port
+        too (see :attr:`tls_port`)."""
+        self._tls = tls
+        self._tls_port: int | None = None
         self._dir = Path(tempfile.mkdtemp(prefix="sts-rabbitmq-"))
         self._node = f"sts-test-{secrets.token_hex(4)}@localhost"
         self._port: int | None = None
@@ -116,6 +120,13 @@ class RabbitServer:
         if self._port is None:
             raise RuntimeError("the server has not been started")
         return self._port
+
+    @property
+    def tls_port(self) -> int:
+        """The ``amqps://`` port of a node started with ``tls``."""
+        if self._tls_port is None:
+            raise RuntimeError("the server was not started with tls")
+        return self._tls_port
 
     @property
     def dir(self) -> Path:
@@ -147,6 +158,8 @@ class RabbitServer:
             raise RuntimeError(INSTALL_HINT)
         if self._port is None:
             self._port, self._dist_port, self._epmd_port = free_port(_HOST), free_port(_HOST), free_port(_HOST)
+            if self._tls is not None:
+                self._tls_port = free_port(_HOST)
         self._write_files()
         env = self._env()
         if self._epmd is None or self._epmd.poll() is not None:
@@ -244,7 +257,13 @@ class RabbitServer:
         if not cookie.exists():
             cookie.write_text(secrets.token_hex(16))
             cookie.chmod(0o400)
-        (self._dir / "rabbitmq.conf").write_text(_CONFIG.format(port=self._port))
+        config = _CONFIG.format(port=self._port)
+        if self._tls is not None:
+            ca_file, cert_file, key_file = self._tls
+            config += (f"listeners.ssl.default = {self._tls_port}\nssl_options.cacertfile = {ca_file}\n"
+                       f"ssl_options.certfile = {cert_file}\nssl_options.keyfile = {key_file}\n"
+                       "ssl_options.verify = verify_none\nssl_options.fail_if_no_peer_cert = false\n")
+        (self._dir / "rabbitmq.conf").write_text(config)
         (self._dir / "advanced.config").write_text("[].\n")
         (self._dir / "enabled_plugins").write_text("[].\n")
         (self._dir / "rabbitmq-env.conf").write_text("")
