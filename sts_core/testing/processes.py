@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import ctypes
 import os
+import random
 import signal
 import socket
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
 
@@ -19,6 +21,29 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def stable_free_port(host: str = "127.0.0.1") -> int:
+    """A free TCP port on ``host`` below the ephemeral range, for a server that must get the same
+    port again after a restart: no outgoing connection is given a port from there meanwhile (one
+    from ``free_port`` may go to a client reconnecting while the server is down)."""
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = random.randrange(max(low - 20_000, 1024), low)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
+    return free_port(host)
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def die_with_parent_preexec() -> Callable[[], None] | None:

@@ -37,7 +37,7 @@ import pika
 import pika.exceptions
 import pytest
 
-from sts_core.testing.processes import die_with_parent_preexec, free_port
+from sts_core.testing.processes import die_with_parent_preexec, stable_free_port
 from sts_rabbitmq.topology import Names
 
 __all__ = [
@@ -157,9 +157,16 @@ class RabbitServer:
         if server is None or epmd is None:
             raise RuntimeError(INSTALL_HINT)
         if self._port is None:
-            self._port, self._dist_port, self._epmd_port = free_port(_HOST), free_port(_HOST), free_port(_HOST)
+            # Below the ephemeral range: clients reconnecting while the node is down must not be
+            # given its ports as their own.
+            ports: list[int] = []
+            while len(ports) < 4:
+                port = stable_free_port(_HOST)
+                if port not in ports:
+                    ports.append(port)
+            self._port, self._dist_port, self._epmd_port, tls_port = ports
             if self._tls is not None:
-                self._tls_port = free_port(_HOST)
+                self._tls_port = tls_port
         self._write_files()
         env = self._env()
         if self._epmd is None or self._epmd.poll() is not None:

@@ -32,7 +32,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from sts_core.testing.processes import die_with_parent_preexec, free_port
+from sts_core.testing.processes import die_with_parent_preexec, stable_free_port
 
 __all__ = [
     "INSTALL_HINT",
@@ -162,7 +162,7 @@ class RedisServer:
         fixed_port = self._port is not None
         error = ""
         for _attempt in range(_PORT_ATTEMPTS):
-            port = self._port if fixed_port else free_port(_HOST)
+            port = self._port if fixed_port else stable_free_port(_HOST)  # kept across restarts
             assert port is not None
             ok, error, bind_failed = self._launch(port)
             if ok:
