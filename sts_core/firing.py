@@ -29,6 +29,8 @@ MAX_CATCH_UP = 10_000
 #: scheduler that died (or is stuck); a sweep every OUTBOX_SWEEP_INTERVAL seconds publishes it.
 OUTBOX_GRACE = 15.0
 OUTBOX_SWEEP_INTERVAL = 5.0
+#: With an outbox (a broker outside the store), how many due tasks are fired side by side.
+FIRE_TOGETHER = 64
 #: The most stranded runs one sweep publishes.
 OUTBOX_SWEEP_BATCH = 100
 
@@ -69,8 +71,11 @@ class Firing:
         now = self.clock.now()
         due = await self.store.due_fires(now, self._max_batch)
         if due:
-            for fire in due:
-                await self._fire_safely(fire, now)
+            if self._stage is not None and len(due) > 1:
+                await self._fire_together(due, now)
+            else:
+                for fire in due:
+                    await self._fire_safely(fire, now)
             await asyncio.sleep(0)  # let workers run between batches
             return
         next_due = await self.store.next_due_time()
@@ -78,6 +83,19 @@ class Firing:
         if self._stage is not None:
             timeout = min(timeout, self._next_sweep - self.clock.monotonic())
         await self.clock.wait(self._wake, min(max(timeout, 0.0), MAX_SLEEP))
+
+    async def _fire_together(self, due: list[DueFire], now: datetime) -> None:
+        """Fire several due tasks at once (one fire per task, so they share nothing). With an
+        outbox each fire waits for three round trips, one of them a broker's confirm; waiting
+        for them side by side multiplies the fires per second. A backend error is raised once
+        all have finished."""
+        for start in range(0, len(due), FIRE_TOGETHER):
+            outcomes = await asyncio.gather(
+                *(self._fire_safely(fire, now) for fire in due[start:start + FIRE_TOGETHER]), return_exceptions=True
+            )
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
 
     async def _fire_safely(self, fire: DueFire, now: datetime) -> None:
         try:
