@@ -159,8 +159,11 @@ def _double_successes(recorded: dict[str, list[Run]]) -> dict[str, list[str]]:
 def test_sigkilled_worker_loses_no_run(cluster: Cluster, queues: Queues) -> None:
     total = 2000
     config = _config(cluster, queues.server.url(), queues.names.prefix)
+    # Due over 8 s (250 a second), so that runs keep coming while the victim restarts: all due at
+    # once, they drain in about 3 s and a restarted victim may find none left to take.
     tasks = cluster.task_file(
-        {"name": f"r{i:04d}", "function": "fault_jobs:record", "kwargs": {"seconds": 0.005, "jitter": 0.015}}
+        {"name": f"r{i:04d}", "function": "fault_jobs:record", "delay": round(0.004 * i + 0.5, 3),
+         "kwargs": {"seconds": 0.03, "jitter": 0.04}}  # ~4 runs in flight per worker at any time
         for i in range(total)
     )
     workers = [cluster.start(f"worker{i}", "worker", "--config", str(config), "--concurrency", "8") for i in range(3)]
