@@ -42,6 +42,8 @@ LOOP_RETRY_DELAY = 1.0
 #: While the backend is unreachable, loops retry after a delay doubling up to this (seconds),
 #: or sooner when the backend says it is back (a shared store's watch resyncs and wakes them).
 MAX_BACKOFF = 5.0
+#: How long ``stop`` lets the scheduler loop finish the fires it is handing to the broker.
+STOP_PASS_GRACE = 2.0
 
 
 class Engine(Firing, Working, Redelivery):
@@ -213,9 +215,15 @@ class Engine(Firing, Working, Redelivery):
         """Stop firing, let runs in flight finish for ``grace`` seconds, then interrupt them."""
         self._stopping = True
         self._wake.set()
+        self._retry_now()  # a loop backing off from an outage ends now
         # Leases stay renewed while runs in flight finish: the heartbeat stops last.
         heartbeat = [task for task in self._loops if task.get_name() == "sts-heartbeat"]
         others = [task for task in self._loops if task not in heartbeat]
+        # The scheduler loop ends by itself after its current pass (woken above): fires being
+        # handed to the broker are let finish rather than cut off between claim and publish.
+        scheduling = [task for task in others if task.get_name() == "sts-scheduler"]
+        if scheduling:
+            await asyncio.wait(scheduling, timeout=STOP_PASS_GRACE)
         for task in others:
             task.cancel()
         await asyncio.gather(*others, return_exceptions=True)

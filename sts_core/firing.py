@@ -93,9 +93,11 @@ class Firing:
             outcomes = await asyncio.gather(
                 *(self._fire_safely(fire, now) for fire in due[start:start + FIRE_TOGETHER]), return_exceptions=True
             )
-            for outcome in outcomes:
-                if isinstance(outcome, BaseException):
-                    raise outcome
+            failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+            for failure in failures[1:]:
+                log.warning("firing failed too: %s", failure)
+            if failures:
+                raise failures[0]
 
     async def _fire_safely(self, fire: DueFire, now: datetime) -> None:
         try:

@@ -220,7 +220,8 @@ class Broker(Protocol):
 
     A broker whose ``delivery_count`` may skip a number (it counts a delivery no worker received,
     say one dropped from a prefetch buffer) sets ``counts_may_skip = True``: a run is then dead-
-    lettered for deliveries without a recorded start only at twice ``max_redeliveries``.
+    lettered for deliveries without a recorded start only after 2 * (``max_redeliveries`` + 1) of
+    them, and a delivery with no earlier record starts as the run itself (checked with ``start_run``).
 
     A store and broker shared by several processes (``durable = True``) lets other workers
     pick up what this one hands back with ``release``. A broker behind a network may also

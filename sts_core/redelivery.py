@@ -4,6 +4,7 @@ stale worker's late result as a duplicate. Part of ``sts_core.engine.Engine``.""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from typing import Any
@@ -42,11 +43,11 @@ class Redelivery:
         may skip (RabbitMQ counts a delivery whose ack was in flight when the server died, or one
         that waited in a prefetch buffer that was dropped), and those left no record."""
         count = delivery.delivery_count
-        records = []
-        for earlier in range(count - 1, max(count - 1 - LOOK_BACK, 0), -1):
-            record = await self.store.get_run(delivery_run_id(delivery.run.id, earlier))
-            if record is not None:
-                records.append(record)
+        earlier = range(count - 1, max(count - 1 - LOOK_BACK, 0), -1)
+        ids = [delivery_run_id(delivery.run.id, number) for number in earlier]
+        found = await self._persist(f"looking up earlier attempts of run {delivery.run.id}",
+                                    lambda: asyncio.gather(*(self.store.get_run(run_id) for run_id in ids)))
+        records = [record for record in found if record is not None]
         previous = records[0] if records else None
         if previous is not None and not previous.state.is_final:
             await self._mark_lost(previous, count)
@@ -60,7 +61,7 @@ class Redelivery:
             f"worker {previous.worker or '(unknown)'} was lost: its lease expired before it recorded an "
             f"outcome; the run was delivered again (delivery {count})"
         )
-        await self.store.record_run(previous)
+        await self._persist(f"recording run {previous.id} lost", lambda: self.store.record_run(previous))
         log_run(previous)
         if self.events.active:
             self.events.emit(ev.RunLost(previous.ended_at, attrs.evolve(previous), self._task_named(previous)))

@@ -207,6 +207,7 @@ class Working:
     async def _execute(self, delivery: Delivery) -> None:
         run = delivery.run
         count = delivery.delivery_count
+        first_start = count == 1
         if count > 1:
             previous, lost = await self._previous_attempts(delivery)
             if previous is not None and previous.state in RECORDED_OUTCOMES:
@@ -225,14 +226,20 @@ class Working:
                 await self._poison(delivery, f"delivered {count} times, {unaccounted} of them to workers lost "
                                              f"before recording a start (executor.max_redeliveries={limit})")
                 return
-            handed_back = previous is not None and previous.state is RunState.INTERRUPTED
-            run = attrs.evolve(
-                run,
-                id=delivery_run_id(run.id, count),
-                attempt=run.attempt + count - 1,
-                reason=f"redelivered (delivery {count}): the previous worker "
-                + ("handed it back when it stopped" if handed_back else "was lost"),
-            )
+            if previous is None and self._start_once is not None:
+                # No earlier attempt left a record: the earlier deliveries never reached a worker
+                # (the broker's count skipped). It starts as the run itself, once, like a first
+                # delivery, so that a copy of it is recognised.
+                first_start = True
+            else:
+                handed_back = previous is not None and previous.state is RunState.INTERRUPTED
+                run = attrs.evolve(
+                    run,
+                    id=delivery_run_id(run.id, count),
+                    attempt=run.attempt + count - 1,
+                    reason=f"redelivered (delivery {count}): the previous worker "
+                    + ("handed it back when it stopped" if handed_back else "was lost"),
+                )
         plan = await self.plans.for_version(run.task_name, run.task_version)
         if plan is not None and self.plans.current(run.task_name) is None and self._shared:
             await self.reload_task(run.task_name)  # stored by another process; its notice is still on the way
@@ -245,15 +252,18 @@ class Working:
             await self.broker.ack(self._held(delivery))
             await self._release(run)
             return
-        await self._attempt(plan, run, delivery=delivery, follow_up=True)
+        await self._attempt(plan, run, delivery=delivery, follow_up=True, first_start=first_start)
 
     def _held(self, delivery: Delivery) -> Delivery:
         """The newest lease this worker holds on the delivered run."""
         return self._deliveries.get(delivery.run.id, (delivery, 0.0))[0]
 
-    async def _attempt(self, plan: TaskPlan, run: Run, *, delivery: Delivery | None, follow_up: bool) -> Run | None:
+    async def _attempt(
+        self, plan: TaskPlan, run: Run, *, delivery: Delivery | None, follow_up: bool, first_start: bool = False
+    ) -> Run | None:
         """Execute one attempt and record its outcome; return the next attempt if one is due
-        (already queued, with the ack, when the run came from the broker)."""
+        (already queued, with the ack, when the run came from the broker). ``first_start``: the
+        run's first start, which a broker that may deliver twice has the store check."""
         task = plan.task
         clock = self.clock
         run.state = RunState.RUNNING
@@ -261,7 +271,7 @@ class Working:
         run.worker = self.worker_id
         what = f"recording the start of run {run.id}"
         start_once = self._start_once
-        if start_once is not None and delivery is not None and delivery.delivery_count == 1:
+        if start_once is not None and delivery is not None and first_start:
             existing = await self._persist(what, lambda: start_once(run))
             ours = existing is not None and (existing.worker, existing.started_at) == (run.worker, run.started_at)
             if existing is not None and not ours:  # (ours: a retried step whose first reply was lost)

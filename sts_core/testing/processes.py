@@ -28,6 +28,8 @@ def stable_free_port(host: str = "127.0.0.1") -> int:
     port again after a restart: no outgoing connection is given a port from there meanwhile (one
     from ``free_port`` may go to a client reconnecting while the server is down)."""
     low = _ephemeral_low()
+    if low - 1024 < 1000:  # the ephemeral range starts low: no room below it
+        return free_port(host)
     for _ in range(200):
         port = random.randrange(max(low - 20_000, 1024), low)
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

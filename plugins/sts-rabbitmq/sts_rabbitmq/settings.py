@@ -74,14 +74,32 @@ class RabbitSettings:
             # this and reconnect, rather than hang every publish.
             parameters.blocked_connection_timeout = self.confirm_timeout
         if parameters.ssl_options is not None and "ssl_options" not in query:
-            # amqps: verify the server against the system's CAs, or ca_file; present cert_file if set.
-            context = ssl.create_default_context(cafile=self.ca_file)
-            if self.cert_file:
-                context.load_cert_chain(self.cert_file, self.key_file)
-            parameters.ssl_options = pika.SSLOptions(context, server_hostname=urlsplit(self.url).hostname)
+            parameters.ssl_options = pika.SSLOptions(self.tls_context(), server_hostname=urlsplit(self.url).hostname)
         parameters.connection_attempts = 1
         parameters.client_properties = {"connection_name": f"sts {self.prefix}"}
         return parameters
+
+
+    def tls_context(self) -> ssl.SSLContext:
+        """For amqps: verify the server (hostname included) against the system's CAs or
+        ``ca_file``, and present ``cert_file`` if set. Raises ``ConfigError`` naming the key of
+        a file that cannot be used."""
+        try:
+            context = ssl.create_default_context(cafile=self.ca_file)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise ConfigError([Problem("rabbitmq.ca_file", f"not a usable CA certificate file: {exc}")]) from None
+        if self.cert_file:
+            try:
+                context.load_cert_chain(self.cert_file, self.key_file, password=_no_passphrase)
+            except (ssl.SSLError, OSError, ValueError) as exc:
+                raise ConfigError([Problem("rabbitmq.cert_file", f"the certificate and key_file cannot be used "
+                                                                 f"together: {exc}")]) from None
+        return context
+
+
+def _no_passphrase() -> str:
+    # Without this, OpenSSL would ask for the passphrase of an encrypted key on the terminal.
+    raise ValueError("the key file is encrypted; give an unencrypted key_file (keep it readable only by STS)")
 
 
 def build_broker(config: Any, clock: Any) -> Any:
@@ -112,17 +130,20 @@ def build_broker(config: Any, clock: Any) -> Any:
         cert_file=section["cert_file"],
         key_file=section["key_file"],
     )
-    try:
-        settings.parameters()
-    except (ssl.SSLError, OSError, ValueError) as exc:
-        raise ConfigError([Problem("rabbitmq", f"cannot set up the connection's TLS from ca_file, cert_file and "
-                                               f"key_file: {exc}")]) from None
-    return RabbitBroker(settings, clock)
+    return RabbitBroker(settings, clock)  # builds the connection parameters: a TLS file problem is a ConfigError
 
 
 def validate_section(section: Mapping[str, Any]) -> list[tuple[str, str]]:
     """Problems in the ``rabbitmq`` section as ``(key_path, message)``, key paths relative to it."""
-    return check_section("rabbitmq", section, _CHECKS)
+    problems = check_section("rabbitmq", section, _CHECKS)
+    url = section.get("url")
+    tls = isinstance(url, str) and urlsplit(url).scheme == "amqps"
+    for key in ("ca_file", "cert_file", "key_file"):
+        if section.get(key) is not None and not tls:
+            problems.append((key, "is used only with an amqps:// URL (TLS); the url is not one"))
+    if section.get("key_file") is not None and section.get("cert_file") is None:
+        problems.append(("key_file", "is the key of cert_file, which is not set"))
+    return problems
 
 
 def _check_url(value: Any) -> str | None:

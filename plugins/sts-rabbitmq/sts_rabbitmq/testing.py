@@ -38,7 +38,7 @@ import pika.exceptions
 import pytest
 
 from sts_core.testing.processes import die_with_parent_preexec, stable_free_port
-from sts_rabbitmq.topology import Names
+from sts_rabbitmq.topology import LEVELS, Names
 
 __all__ = [
     "INSTALL_HINT",
@@ -358,13 +358,16 @@ def purge_topology(server: RabbitServer, prefix: str) -> bool:
         connection = server.connection()
     except (pika.exceptions.AMQPError, OSError):
         return False
+    # Down the ladder, then the runs: a run moving down while we purge lands in a queue not yet
+    # purged. Then every queue must be empty.
+    order = [*(names.delay(level) for level in reversed(range(LEVELS))), names.runs, names.dead]
     try:
         channel = connection.channel()
-        for queue in names.all_queues():
+        for queue in order:
             if channel.queue_declare(queue, passive=True).method.consumer_count:
                 return False
             channel.queue_purge(queue)
-        return True
+        return all(channel.queue_declare(queue, passive=True).method.message_count == 0 for queue in order)
     except (pika.exceptions.AMQPError, OSError):
         return False
     finally:

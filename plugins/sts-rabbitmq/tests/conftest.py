@@ -53,10 +53,15 @@ def make_broker(rabbitmq_server: RabbitServer, _spare_prefixes: list[str]) -> It
     """``make(clock, **rabbitmq_options)``: a broker (not yet open) on the session's node, under
     a prefix no other test uses at the same time; its queues are emptied after the test."""
     used: list[str] = []
+    throwaway: list[str] = []
 
     def make(clock: Any, **options: Any) -> Any:
-        prefix = _spare_prefixes.pop() if _spare_prefixes else f"t{secrets.token_hex(4)}"
-        used.append(prefix)
+        if "max_dead_letters" in options:  # queue arguments of its own: a prefix of its own, not reused
+            prefix = f"t{secrets.token_hex(4)}"
+            throwaway.append(prefix)
+        else:
+            prefix = _spare_prefixes.pop() if _spare_prefixes else f"t{secrets.token_hex(4)}"
+            used.append(prefix)
         section = {"url": rabbitmq_server.url(), "prefix": prefix, "connect_timeout": "5s", **options}
         return build_broker(StubConfig({"rabbitmq": section}), clock)
 
@@ -66,6 +71,8 @@ def make_broker(rabbitmq_server: RabbitServer, _spare_prefixes: list[str]) -> It
             _spare_prefixes.append(prefix)
         else:
             delete_topology(rabbitmq_server, prefix)
+    for prefix in throwaway:
+        delete_topology(rabbitmq_server, prefix)
 
 
 @pytest.fixture

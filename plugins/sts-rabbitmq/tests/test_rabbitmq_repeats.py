@@ -235,3 +235,34 @@ def test_a_message_that_cannot_be_moved_goes_back_to_the_queue_and_strands_nothi
             await broker.close()
 
     asyncio.run(main())
+
+
+def test_a_delivery_whose_count_skipped_starts_the_run_once_and_its_copy_is_a_duplicate(
+    make_config: Callable[..., Config],
+) -> None:
+    async def main() -> tuple[list[Any], str]:
+        sched = scheduler(make_config())
+        await sched.open()
+        await sched.add_task(Task("once", function="noop", cron="0 0 1 1 *"))
+        (task,) = await sched.list_tasks()
+        broker = sched.backend.broker
+        run = _run("once", sched.clock.now(), task_version=task.version)
+        # Delivery 2 with no earlier record (the first never reached a worker), then a copy.
+        await broker.link.publish("", broker.names.runs, codec.encode_run(run),
+                                  codec.properties(run, Envelope(deliveries=1)))
+        await sched.start()
+        try:
+            await until(lambda: calls, what="the run")
+            await broker.enqueue(run)
+            await until(lambda: _has(sched, "once", RunState.DUPLICATE), what="the copy's duplicate record")
+            return await sched.runs("once"), run.id
+        finally:
+            await sched.stop()
+
+    runs, run_id = asyncio.run(main())
+    assert calls == [run_id]  # started once, as the run itself (not as <id>.d2)
+    assert sorted(r.state.value for r in runs) == ["duplicate", "succeeded"]
+
+
+async def _has(sched: AsyncTaskScheduler, name: str, state: RunState) -> bool:
+    return any(run.state is state for run in await sched.runs(name))

@@ -77,8 +77,27 @@ def test_a_certificate_the_ca_file_does_not_vouch_for_is_refused_with_the_reason
 def test_a_ca_file_that_is_not_a_certificate_is_a_config_error(tmp_path: Path) -> None:
     bogus = tmp_path / "ca.pem"
     bogus.write_text("not a certificate")
-    with pytest.raises(ConfigError, match=r"cannot set up the connection's TLS from"):
+    with pytest.raises(ConfigError, match=r"rabbitmq\.ca_file: not a usable CA certificate file"):
         build_broker(StubConfig({"rabbitmq": {"url": "amqps://h:5671/%2F", "ca_file": str(bogus)}}), SystemClock())
     with pytest.raises(ConfigError, match=r"rabbitmq\.ca_file: no such file"):
         build_broker(StubConfig({"rabbitmq": {"url": "amqps://h:5671/%2F", "ca_file": str(tmp_path / "none")}}),
                      SystemClock())
+
+
+def test_a_key_that_does_not_match_the_certificate_names_cert_file(tls_node: tuple[RabbitServer, Path]) -> None:
+    _, directory = tls_node
+    section = {"url": "amqps://h:5671/%2F", "cert_file": str(directory / "server.crt"),
+               "key_file": str(directory / "ca.key")}
+    with pytest.raises(ConfigError, match=r"rabbitmq\.cert_file: the certificate and key_file cannot be used"):
+        build_broker(StubConfig({"rabbitmq": section}), SystemClock())
+
+
+def test_tls_files_with_a_plain_url_or_a_key_without_its_certificate_are_refused(tmp_path: Path) -> None:
+    pem = tmp_path / "x.pem"
+    pem.write_text("x")
+    with pytest.raises(ConfigError) as caught:
+        build_broker(StubConfig({"rabbitmq": {"url": "amqp://h:5672/%2F", "ca_file": str(pem),
+                                              "key_file": str(pem)}}), SystemClock())
+    message = str(caught.value)
+    assert "rabbitmq.ca_file: is used only with an amqps:// URL" in message
+    assert "rabbitmq.key_file: is the key of cert_file, which is not set" in message
