@@ -43,7 +43,9 @@ pytest session); kernel modules are imported where they are used.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -66,6 +68,7 @@ __all__ = [
     "fake_clock",
     "make_plugin_manager",
     "noop",
+    "until",
 ]
 
 
@@ -113,3 +116,18 @@ def make_plugin_manager() -> Callable[..., PluginManager]:
 
 def noop() -> None:
     """A function for test tasks to refer to by import path (``sts_core.testing:noop``)."""
+
+
+async def until(condition: Callable[[], Awaitable[bool] | bool], timeout: float = 10.0, what: str = "") -> None:
+    """Wait in real time until ``condition()`` (a function or a coroutine function) is true, or
+    fail with ``what`` after ``timeout`` seconds; for tests against real servers and processes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if isinstance(result, Awaitable):
+            result = await result
+        if result:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what or condition}")
+

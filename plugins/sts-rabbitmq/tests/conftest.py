@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from sts.config import Config
 from sts_core.testing import StubConfig
 from sts_rabbitmq.settings import build_broker
 from sts_rabbitmq.testing import RabbitServer, delete_topology, purge_topology
@@ -83,3 +84,26 @@ def make_backend(make_broker: Callable[..., Any]) -> Callable[[Any, dict[str, An
         return SimpleNamespace(store=_NoStore(), broker=make_broker(clock, lease_time=settings["lease_time"]))
 
     return make
+
+
+@pytest.fixture
+def make_config(redis_url: str, rabbitmq_server: RabbitServer,
+                rabbit_prefixes: Callable[[], str]) -> Callable[..., Config]:
+    """``make(**sections)``: a config with tasks in the shared Redis and runs through the shared
+    RabbitMQ node, one prefix of each per test; ``sections`` are merged over it section by section."""
+    prefix, redis_prefix = rabbit_prefixes(), f"e2e-{secrets.token_hex(3)}"
+
+    def make(**sections: Any) -> Config:
+        data: dict[str, Any] = {
+            "scheduler_backend": "redis",
+            "broker": "rabbitmq",
+            "redis": {"url": redis_url, "key_prefix": redis_prefix},
+            "rabbitmq": {"url": rabbitmq_server.url(), "prefix": prefix, "lease_time": "5s"},
+            "scheduler": {"shutdown_grace": "1s"},
+        }
+        for key, value in sections.items():
+            data[key] = {**data[key], **value} if isinstance(data.get(key), dict) else value
+        return Config(data)
+
+    return make
+

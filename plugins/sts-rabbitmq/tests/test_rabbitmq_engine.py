@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -19,7 +18,7 @@ from sts.task import Task, current_run
 from sts_core.errors import BackendUnavailableError, ConfigError
 from sts_core.model import RunState
 from sts_core.scheduler import AsyncTaskScheduler
-from sts_rabbitmq.testing import RabbitServer
+from sts_core.testing import until
 
 calls: list[tuple[str, int, float]] = []
 
@@ -45,30 +44,6 @@ def _clear_calls() -> None:
     calls.clear()
 
 
-@pytest.fixture
-def make_config(redis_url: str, rabbitmq_server: RabbitServer,
-                rabbit_prefixes: Callable[[], str]) -> Callable[..., Config]:
-    """``make(**sections)``: a config on the shared Redis and RabbitMQ servers, one prefix per test."""
-    prefix = rabbit_prefixes()
-    redis_prefix = f"e2e-{secrets.token_hex(3)}"
-
-    def make(**sections: Any) -> Config:
-        data: dict[str, Any] = {
-            "scheduler_backend": "redis",
-            "broker": "rabbitmq",
-            "redis": {"url": redis_url, "key_prefix": redis_prefix},
-            "rabbitmq": {"url": rabbitmq_server.url(), "prefix": prefix, "lease_time": "5s"},
-            "scheduler": {"shutdown_grace": "1s"},
-        }
-        for key, value in sections.items():
-            if isinstance(value, dict) and isinstance(data.get(key), dict):
-                data[key] = {**data[key], **value}
-            else:
-                data[key] = value
-        return Config(data)
-
-    return make
-
 
 def scheduler(config: Config) -> AsyncTaskScheduler:
     sched = AsyncTaskScheduler(config)
@@ -76,17 +51,6 @@ def scheduler(config: Config) -> AsyncTaskScheduler:
         sched.register_function(name, function)
     return sched
 
-
-async def until(condition: Callable[[], Awaitable[bool] | bool], timeout: float = 10.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if isinstance(result, Awaitable):
-            result = await result
-        if result:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what or condition}")
 
 
 def test_runs_fire_through_rabbitmq_and_are_recorded_in_redis(make_config: Callable[..., Config]) -> None:

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -20,10 +18,10 @@ from sts_core.clock import SystemClock
 from sts_core.errors import BackendError, BackendUnavailableError
 from sts_core.model import RunState
 from sts_core.scheduler import AsyncTaskScheduler
+from sts_core.testing import until
 from sts_core.testing.contracts import _run
 from sts_rabbitmq import codec
 from sts_rabbitmq.codec import Envelope
-from sts_rabbitmq.testing import RabbitServer
 
 calls: list[str] = []
 holder: dict[str, Any] = {}
@@ -35,35 +33,6 @@ def _clear() -> None:
     holder.clear()
 
 
-@pytest.fixture
-def make_config(redis_url: str, rabbitmq_server: RabbitServer,
-                rabbit_prefixes: Callable[[], str]) -> Callable[..., Config]:
-    prefix, redis_prefix = rabbit_prefixes(), f"rep-{secrets.token_hex(3)}"
-
-    def make(**sections: Any) -> Config:
-        data: dict[str, Any] = {
-            "scheduler_backend": "redis", "broker": "rabbitmq",
-            "redis": {"url": redis_url, "key_prefix": redis_prefix},
-            "rabbitmq": {"url": rabbitmq_server.url(), "prefix": prefix, "lease_time": "5s"},
-            "scheduler": {"shutdown_grace": "1s"},
-        }
-        for key, value in sections.items():
-            data[key] = {**data[key], **value} if isinstance(data.get(key), dict) else value
-        return Config(data)
-
-    return make
-
-
-async def until(condition: Callable[[], Awaitable[bool] | bool], timeout: float = 10.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if isinstance(result, Awaitable):
-            result = await result
-        if result:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _note() -> None:

@@ -10,7 +10,6 @@ import pickle
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from sts.task import Task, current_run
 from sts_core.errors import BackendError, BackendUnavailableError, TaskValidationError
 from sts_core.model import Run, RunState, new_run_id
 from sts_core.scheduler import AsyncTaskScheduler
+from sts_core.testing import until
 from sts_redis.backend import build_backend
 
 calls: list[tuple[str, str, float]] = []
@@ -54,17 +54,6 @@ def scheduler(url: str, **sections: Any) -> AsyncTaskScheduler:
     sched.register_function("slow", slow)
     return sched
 
-
-async def until(condition: Callable[[], Awaitable[bool] | bool], timeout: float = 10.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if isinstance(result, Awaitable):
-            result = await result
-        if result:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what or condition}")
 
 
 @pytest.fixture(autouse=True)
