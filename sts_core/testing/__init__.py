@@ -5,7 +5,9 @@ It gives every test suite, the kernel's and each plugin's:
 - ``FakeClock`` and the ``fake_clock`` fixture: time that moves only when a test moves it;
 - ``StubConfig``: the ``config.get("dotted.path", default)`` surface a backend factory reads;
 - the ``make_plugin_manager`` fixture: a plugin manager holding only the plugins a test names;
-- ``StoreContract`` and ``BrokerContract``: the conformance suites every backend runs.
+- ``StoreContract`` and ``BrokerContract``: the conformance suites every backend runs;
+- ``until(condition, timeout, what)``: wait in real time for a condition, in tests against real
+  servers and processes (``processes`` has free ports and children that die with the test run).
 
 A backend plugin runs the suites by subclassing them in one of its test modules and giving
 one fixture, ``make_backend``, that builds a fresh, empty backend::
