@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import errno
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sts_api.command import add_arguments, cmd_api
 from sts_api.config import DEFAULTS, Settings, validate_section
-from sts_api.server import ApiServer
 from sts_core.hookspecs import hookimpl
 from sts_core.registry import RegisterCommand, RegisterConfigSection
+
+if TYPE_CHECKING:
+    from sts_api.server import ApiServer
 
 log = logging.getLogger("sts.api")
 
@@ -49,6 +51,8 @@ async def scheduler_started(scheduler: Any) -> None:
     settings = Settings.from_config(scheduler.config)
     if not settings.enabled or scheduler.id in _servers:
         return
+    from sts_api.server import ApiServer  # uvicorn and starlette: only when a server starts
+
     server = ApiServer(scheduler, settings)
     try:
         await server.start()

@@ -8,13 +8,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sts_core.events import Event
 from sts_core.hookspecs import hookimpl
 from sts_core.registry import RegisterConfigSection
 from sts_prometheus.config import DEFAULTS, Settings, validate_section
-from sts_prometheus.exporter import Exporter
+
+if TYPE_CHECKING:
+    from sts_prometheus.exporter import Exporter
 
 #: The running exporters by scheduler id: one process may run several schedulers.
 _exporters: dict[str, Exporter] = {}
@@ -38,6 +40,8 @@ async def scheduler_started(scheduler: Any) -> None:
     settings = Settings.from_config(scheduler.config)
     if not settings.enabled or scheduler.id in _exporters:
         return
+    from sts_prometheus.exporter import Exporter  # prometheus_client: only when metrics are served
+
     exporter = Exporter(scheduler, settings)
     if exporter.start():
         _exporters[scheduler.id] = exporter

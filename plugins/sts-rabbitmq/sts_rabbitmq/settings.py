@@ -6,15 +6,17 @@ import os
 import re
 import ssl
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 import attrs
-import pika
 
 from sts_core.durations import parse_duration
 from sts_core.errors import ConfigError, Problem, did_you_mean
 from sts_core.sections import check_section, count_check, duration_check, safe_url
+
+if TYPE_CHECKING:  # pika is imported when a broker is built, not when the plugin loads
+    import pika
 
 #: The ``rabbitmq`` config section with its defaults.
 DEFAULTS: dict[str, Any] = {
@@ -63,6 +65,8 @@ class RabbitSettings:
     def parameters(self) -> pika.URLParameters:
         """pika's connection parameters: the URL (TLS for amqps), with the heartbeat and timeouts
         taken from the settings unless the URL sets them."""
+        import pika
+
         parameters = pika.URLParameters(self.url)
         query = urlsplit(self.url).query
         if "heartbeat" not in query:
@@ -160,6 +164,8 @@ def _check_url(value: Any) -> str | None:
                 "in a password must be percent-encoded: / is %2F)")
     if not parts.hostname:
         return f"the URL {safe_url(value)!r} names no host"
+    import pika
+
     try:
         pika.URLParameters(value)
     except (ValueError, TypeError) as exc:

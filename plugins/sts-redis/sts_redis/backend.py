@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import attrs
@@ -15,10 +15,12 @@ from sts_core.errors import ConfigError, Problem, did_you_mean
 from sts_core.interfaces import Delivery, DueFire
 from sts_core.model import Run
 from sts_core.sections import check_section, count_check, duration_check, safe_url
-from sts_redis.atomic import AtomicSteps
-from sts_redis.broker import RedisBroker
-from sts_redis.connection import RedisConnection
-from sts_redis.store import RedisStore
+
+if TYPE_CHECKING:  # redis-py is imported when a backend is built, not when the plugin loads
+    from sts_redis.atomic import AtomicSteps
+    from sts_redis.broker import RedisBroker
+    from sts_redis.connection import RedisConnection
+    from sts_redis.store import RedisStore
 
 #: The ``redis`` config section with its defaults.
 DEFAULTS: dict[str, Any] = {
@@ -50,6 +52,8 @@ class RedisBackend:
     steps: AtomicSteps = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
+        from sts_redis.atomic import AtomicSteps
+
         self.steps = AtomicSteps(self.store)
 
     async def claim_and_enqueue(
@@ -77,6 +81,10 @@ def build_backend(config: Any, clock: Any) -> RedisBackend:
     max_age = _optional(config, "history.max_age", None, _duration_or_none, problems)
     if problems:
         raise ConfigError(problems)
+    from sts_redis.broker import RedisBroker
+    from sts_redis.connection import RedisConnection
+    from sts_redis.store import RedisStore
+
     connection = RedisConnection(
         str(settings["url"]),
         connect_timeout=parse_duration(settings["connect_timeout"]),

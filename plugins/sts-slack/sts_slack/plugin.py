@@ -24,7 +24,7 @@ import logging
 import socket
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -32,12 +32,13 @@ from sts_core.config import Config
 from sts_core.events import Event
 from sts_core.hookspecs import hookimpl
 from sts_core.registry import RegisterAlertOptions, RegisterConfigSection
-from sts_slack.alerter import Alerter
 from sts_slack.config import DEFAULTS, SlackSettings, settings_from_config, validate_section
-from sts_slack.messages import Style
 from sts_slack.options import validate_task_options
 from sts_slack.redaction import SECRETS, install_filters
-from sts_slack.sender import Post, Sender
+
+if TYPE_CHECKING:
+    from sts_slack.alerter import Alerter
+    from sts_slack.sender import Post, Sender
 
 log = logging.getLogger("sts.slack")
 #: How often (real seconds, at most) the sender thread looks for throttle summaries that are due.
@@ -164,6 +165,11 @@ class SlackPlugin:
             return None
         SECRETS.add(settings.secrets())
         install_filters()
+        # slack_sdk and the message builder: only when Slack is switched on
+        from sts_slack.alerter import Alerter
+        from sts_slack.messages import Style
+        from sts_slack.sender import Sender
+
         retries = config.get("retries")
         style = Style(
             host=self._host or socket.gethostname(),
