@@ -161,12 +161,13 @@ def write_report(results: list[tuple[Workload, dict]], info: dict[str, object]) 
         "",
         f"- Machine: {info['machine']['cpu']}, {info['machine']['cores']} cores, Python {info['machine']['python']}, "
         f"{info['machine']['system']}",
-        f"- Run: {info['started']} UTC, {info['reps']} repetition(s){' (--quick)' if info['quick'] else ''}",
         "- Versions: " + ", ".join(f"{name} {version}" for name, version in sorted(info["versions"].items())),
         "",
     ]
     for workload, result in results:
-        lines += [f"## {workload.name}: {workload.title}", "", workload.note, ""]
+        when = (f"{result['reps']} repetition(s){' (--quick)' if result.get('quick') else ''}, "
+                f"run {result.get('started', '?')} UTC.")
+        lines += [f"## {workload.name}: {workload.title}", "", f"{workload.note} {when}", ""]
         header = "| system | " + " | ".join(metric.label for metric in workload.metrics) + " | STS's ratio |"
         lines += [header, "|" + "---|" * (len(workload.metrics) + 2)]
         for system in workload.systems:
