@@ -86,7 +86,6 @@ class AmqpLink:
         self._get_results: dict[int, asyncio.Future[Any]] = {}
         self._get_empty_hooked: set[int] = set()
         self._reconnector: asyncio.Task[None] | None = None
-        self.reconnected = asyncio.Event()
         #: Called (on the loop) after every successful reconnection.
         self.on_reconnect: list[Callable[[], None]] = []
 
@@ -110,7 +109,6 @@ class AmqpLink:
         """Connect, or raise ``BackendUnavailableError`` saying why."""
         self._closing = False
         self._get_lock = asyncio.Lock()  # bound to this event loop (a scheduler may start on a new one)
-        self.reconnected = asyncio.Event()
         await self._connect()
 
     def drop(self, reason: str) -> None:
@@ -232,7 +230,6 @@ class AmqpLink:
         self._waiting.clear()
         self._get_results.clear()
         self._get_empty_hooked.clear()
-        self.reconnected.clear()
         if was_up:
             self._on_down()
 
@@ -254,7 +251,6 @@ class AmqpLink:
                 delay = min(delay * 2, self.max_reconnect_delay)
                 continue
             log.warning("RabbitMQ at %s: reconnected", self.where)
-            self.reconnected.set()
             for on_back in self.on_reconnect:
                 try:
                     on_back()
