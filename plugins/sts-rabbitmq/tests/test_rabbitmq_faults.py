@@ -33,7 +33,15 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "sts-redis" / "tests"))
 
-from procs import Cluster, Execution, StsProcess, by_fire, records_by_fire, state_counts
+from procs import (
+    Cluster,
+    StsProcess,
+    by_fire,
+    double_successes,
+    records_by_fire,
+    state_counts,
+    unmatched_repeats,
+)
 
 from sts_core.clock import SystemClock
 from sts_core.errors import BackendError
@@ -135,23 +143,6 @@ def queues(rabbitmq_server: RabbitServer, rabbit_prefixes: Callable[[], str]) ->
         reader.close()
 
 
-def _unmatched_repeats(executed: dict[str, list[Execution]], recorded: dict[str, list[Run]]) -> dict[str, Any]:
-    """Fires executed more than once without a lost or duplicate record to say so."""
-    return {
-        fire: [(e.run_id, e.pid) for e in runs]
-        for fire, runs in executed.items()
-        if len(runs) > 1
-        and not any(r.state in (RunState.LOST, RunState.DUPLICATE) for r in recorded.get(fire, []))
-    }
-
-
-def _double_successes(recorded: dict[str, list[Run]]) -> dict[str, list[str]]:
-    return {
-        fire: [r.id for r in runs] for fire, runs in recorded.items()
-        if sum(r.state is RunState.SUCCEEDED for r in runs) > 1
-    }
-
-
 # -- 1. workers SIGKILLed while 2,000 runs drain ------------------------------------------------------------
 
 
@@ -207,8 +198,8 @@ def test_sigkilled_worker_loses_no_run(cluster: Cluster, queues: Queues) -> None
     recorded = records_by_fire(records)
     states = state_counts(records)
     repeated = {fire: runs for fire, runs in executed.items() if len(runs) > 1}
-    unmatched = _unmatched_repeats(executed, recorded)
-    double_success = _double_successes(recorded)
+    unmatched = unmatched_repeats(executed, recorded)
+    double_success = double_successes(recorded)
     print(
         f"\nfaults[rabbitmq-sigkill]: runs={total} executions={len(ledger)} fires_executed={len(executed)} "
         f"duplicates_in_ledger={len(ledger) - len(executed)} fires_repeated={len(repeated)} "
@@ -279,7 +270,7 @@ def test_poison_run_is_dead_lettered(cluster: Cluster, queues: Queues) -> None:
     normal_executed = by_fire(e for e in ledger if e.task != "poison")
     normal_recorded = records_by_fire(r for r in records if r.task_name != "poison")
     repeated = {fire: runs for fire, runs in normal_executed.items() if len(runs) > 1}
-    unmatched = _unmatched_repeats(normal_executed, normal_recorded)
+    unmatched = unmatched_repeats(normal_executed, normal_recorded)
     dead = queues.dead_letters()
     states = state_counts(records)
     print(
@@ -385,8 +376,8 @@ def test_broker_killed_while_runs_are_published(tmp_path: Path, redis_url: str,
         recorded = records_by_fire(records)
         states = state_counts(records)
         repeated = {fire: runs for fire, runs in executed.items() if len(runs) > 1}
-        unmatched = _unmatched_repeats(executed, recorded)
-        double_success = _double_successes(recorded)
+        unmatched = unmatched_repeats(executed, recorded)
+        double_success = double_successes(recorded)
         outage_logs = {p.name: _log_since(p, offsets[p.name]) for p in processes}
         lost_lines = {name: text.count("connection lost") for name, text in outage_logs.items()}
         tracebacks = {name: text.count("Traceback") for name, text in outage_logs.items()}

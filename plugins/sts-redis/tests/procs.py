@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 import fault_jobs
 import redis
 
-from sts_core.model import Run
+from sts_core.model import Run, RunState
 from sts_redis.testing import die_with_parent_preexec
 
 TESTS_DIR = Path(__file__).resolve().parent
@@ -345,3 +345,22 @@ def state_counts(records: Iterable[Run]) -> dict[str, int]:
     for run in records:
         counts[run.state.value] = counts.get(run.state.value, 0) + 1
     return dict(sorted(counts.items()))
+
+
+def unmatched_repeats(executed: dict[str, list[Execution]], recorded: dict[str, list[Run]]) -> dict[str, Any]:
+    """Fires executed more than once without a lost or duplicate record to say so."""
+    return {
+        fire: [(e.run_id, e.pid) for e in runs]
+        for fire, runs in executed.items()
+        if len(runs) > 1
+        and not any(r.state in (RunState.LOST, RunState.DUPLICATE) for r in recorded.get(fire, []))
+    }
+
+
+def double_successes(recorded: dict[str, list[Run]]) -> dict[str, list[str]]:
+    """Fires recorded succeeded more than once."""
+    return {
+        fire: [r.id for r in runs] for fire, runs in recorded.items()
+        if sum(r.state is RunState.SUCCEEDED for r in runs) > 1
+    }
+

@@ -31,7 +31,16 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from procs import Cluster, Execution, StsProcess, by_fire, records_by_fire, state_counts
+from procs import (
+    Cluster,
+    Execution,
+    StsProcess,
+    by_fire,
+    double_successes,
+    records_by_fire,
+    state_counts,
+    unmatched_repeats,
+)
 
 from sts_core.model import Run, RunState
 from sts_redis.backend import RedisBackend
@@ -112,15 +121,8 @@ def test_sigkilled_worker_loses_no_run(cluster: Cluster) -> None:
     recorded = records_by_fire(records)
     states = state_counts(records)
     repeated = {fire: runs for fire, runs in executed.items() if len(runs) > 1}
-    unmatched = {
-        fire: [(e.run_id, e.pid) for e in runs]
-        for fire, runs in repeated.items()
-        if not any(r.state in (RunState.LOST, RunState.DUPLICATE) for r in recorded.get(fire, []))
-    }
-    double_success = {
-        fire: [r.id for r in runs] for fire, runs in recorded.items()
-        if sum(r.state is RunState.SUCCEEDED for r in runs) > 1
-    }
+    unmatched = unmatched_repeats(executed, recorded)
+    double_success = double_successes(recorded)
     print(
         f"\nfaults[sigkill]: runs={total} executions={len(ledger)} fires_executed={len(executed)} "
         f"duplicates_in_ledger={len(ledger) - len(executed)} fires_repeated={len(repeated)} "
@@ -366,8 +368,7 @@ def test_poison_run_is_dead_lettered(cluster: Cluster) -> None:
     normal_executed = by_fire(e for e in ledger if e.task != "poison")
     normal_recorded = records_by_fire(r for r in records if r.task_name != "poison")
     repeated = {fire: runs for fire, runs in normal_executed.items() if len(runs) > 1}
-    unmatched = [fire for fire in repeated
-                 if not any(r.state in (RunState.LOST, RunState.DUPLICATE) for r in normal_recorded.get(fire, []))]
+    unmatched = unmatched_repeats(normal_executed, normal_recorded)
     dead = dead_letters()
     states = state_counts(records)
     print(
