@@ -33,23 +33,11 @@ async def anoop() -> None:
 
 
 def sts(runs: int, function: object) -> tuple[float, float]:
-    from sts_core.config import Config
-    from sts_core.model import Task
-    from sts_core.scheduler import AsyncTaskScheduler
+    """Wall and CPU seconds of ``runs`` runs through STS (``bench/engine_quick.py`` measures them)."""
+    from engine_quick import throughput
 
-    async def main() -> tuple[float, float]:
-        config = Config({"logging": {"loglevel": "WARNING"}, "history": {"max_runs_per_task": 10}})
-        async with AsyncTaskScheduler(config) as scheduler:
-            await scheduler.add_tasks([Task(f"t{i}", function) for i in range(runs)])
-            wall, cpu = time.perf_counter(), time.process_time()
-            await scheduler.start()
-            await asyncio.sleep(0)
-            await scheduler.wait_idle()
-            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-            await scheduler.stop()
-        return wall, cpu
-
-    return asyncio.run(main())
+    rate, cpu_us = asyncio.run(throughput(function, runs))
+    return runs / rate, cpu_us * runs / 1e6
 
 
 def apscheduler_thread(runs: int) -> tuple[float, float]:
