@@ -39,7 +39,7 @@ REQUIREMENTS = BENCH / "requirements.txt"
 RESULTS = BENCH / "results"
 REPORT = ROOT / "BENCHMARKS.md"
 PEER_PACKAGES = ("SimpleTaskScheduler", "APScheduler", "schedule", "celery", "rq", "dramatiq", "huey", "arq",
-                 "taskiq", "taskiq-redis", "redis", "pika")
+                 "taskiq", "taskiq-redis", "rq-scheduler", "redis", "pika")
 
 
 @dataclass
