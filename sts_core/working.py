@@ -519,10 +519,9 @@ class Working:
             self.idle.set()
 
     def _run_sync(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
         if kwargs:
             function = functools.partial(function, **kwargs)
         threads = self._threads
         if threads is None:
             threads = self._threads = DaemonThreadPool(self._max_threads, thread_name_prefix="sts-run")
-        return loop.run_in_executor(threads, function, *args)
+        return threads.run_for_loop(function, *args)
