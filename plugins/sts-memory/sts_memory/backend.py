@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from sts_core.durations import parse_duration
 from sts_core.errors import ConfigError, Problem
 from sts_core.sections import check_section
-from sts_memory.broker import MemoryBroker
-from sts_memory.store import MemoryStore
+
+if TYPE_CHECKING:
+    from sts_memory.broker import MemoryBroker
+    from sts_memory.store import MemoryStore
 
 #: The ``memory`` config section with its defaults.
 DEFAULTS: dict[str, Any] = {"lease_time": "60s"}
@@ -31,6 +33,10 @@ def build_backend(config: Any, clock: Any) -> MemoryBackend:
 
     Raises ``ConfigError`` naming the key when a setting is invalid.
     """
+    # Imported here, with asyncio: `sts --help` and `sts plugins` load this module and build nothing.
+    from sts_memory.broker import MemoryBroker
+    from sts_memory.store import MemoryStore
+
     lease_time = _setting(config, "memory.lease_time", DEFAULTS["lease_time"], _positive_duration)
     max_runs = _setting(config, "history.max_runs_per_task", DEFAULT_MAX_RUNS_PER_TASK, _optional_count)
     max_age = _setting(config, "history.max_age", None, _optional_duration)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import ssl
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
@@ -15,7 +14,9 @@ from sts_core.durations import parse_duration
 from sts_core.errors import ConfigError, Problem, did_you_mean
 from sts_core.sections import check_section, count_check, duration_check, safe_url
 
-if TYPE_CHECKING:  # pika is imported when a broker is built, not when the plugin loads
+if TYPE_CHECKING:  # pika and ssl are imported when a broker is built, not when the plugin loads
+    import ssl
+
     import pika
 
 #: The ``rabbitmq`` config section with its defaults.
@@ -88,6 +89,8 @@ class RabbitSettings:
         """For amqps: verify the server (hostname included) against the system's CAs or
         ``ca_file``, and present ``cert_file`` if set. Raises ``ConfigError`` naming the key of
         a file that cannot be used."""
+        import ssl
+
         try:
             context = ssl.create_default_context(cafile=self.ca_file)
         except (ssl.SSLError, OSError, ValueError) as exc:

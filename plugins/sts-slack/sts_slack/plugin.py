@@ -19,7 +19,6 @@ for log redaction.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
 import threading
@@ -124,6 +123,8 @@ class SlackPlugin:
         with self._lock:
             instance = self._instances.pop(scheduler.id, None)
         if instance is not None:
+            import asyncio  # here: `sts --help` and `sts plugins` load this module and never need asyncio
+
             await asyncio.to_thread(self._close, scheduler, instance)
 
     @staticmethod

@@ -14,7 +14,6 @@ from sts_core.errors import Problem
 from sts_core.interfaces import ExecutionContext
 from sts_core.model import Task
 from sts_tasks import capture
-from sts_tasks.child_runner import call_in_child
 from sts_tasks.settings import executor, kill_grace
 
 Resolver = Callable[[Any], Callable[..., Any]]
@@ -90,6 +89,8 @@ class PythonTaskType:
         if executor(context.settings) == "process":
             if call.import_path is None:
                 raise ValueError(_no_import_path_message(call.task_name, context.task.function))
+            from sts_tasks.child_runner import call_in_child  # asyncio subprocesses: loaded when first used
+
             return await call_in_child(
                 call.import_path, call.args, call.kwargs, context.output, kill_grace(context.settings)
             )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -13,7 +12,6 @@ from sts_core.errors import Problem, did_you_mean
 from sts_core.interfaces import ExecutionContext
 from sts_core.model import Task
 from sts_tasks.errors import CommandFailed
-from sts_tasks.processes import pump, spawn, supervise
 from sts_tasks.settings import kill_grace
 
 SHELL = "/bin/sh"
@@ -62,6 +60,10 @@ class ShellTaskType:
 
     async def execute(self, context: ExecutionContext) -> dict[str, int]:
         """Run the command to completion; on cancellation stop its process group and re-raise."""
+        import asyncio  # with the process helpers, here: the CLI loads this module for `sts --help` too
+
+        from sts_tasks.processes import pump, spawn, supervise
+
         prepared: PreparedCommand = context.prepared
         env = {**os.environ, **prepared.env} if prepared.env else None
         try:
