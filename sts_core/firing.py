@@ -29,7 +29,7 @@ MAX_CATCH_UP = 10_000
 #: scheduler that died (or is stuck); a sweep every OUTBOX_SWEEP_INTERVAL seconds publishes it.
 OUTBOX_GRACE = 15.0
 OUTBOX_SWEEP_INTERVAL = 5.0
-#: With an outbox (a broker outside the store), how many due tasks are fired side by side.
+#: With a backend shared between processes, how many due tasks are fired side by side.
 FIRE_TOGETHER = 64
 #: The most stranded runs one sweep publishes.
 OUTBOX_SWEEP_BATCH = 100
@@ -71,7 +71,7 @@ class Firing:
         now = self.clock.now()
         due = await self.store.due_fires(now, self._max_batch)
         if due:
-            if self._stage is not None and len(due) > 1:
+            if self._shared and len(due) > 1:
                 await self._fire_together(due, now)
             else:
                 for fire in due:
@@ -85,10 +85,11 @@ class Firing:
         await self.clock.wait(self._wake, min(max(timeout, 0.0), MAX_SLEEP))
 
     async def _fire_together(self, due: list[DueFire], now: datetime) -> None:
-        """Fire several due tasks at once (one fire per task, so they share nothing). With an
-        outbox each fire waits for three round trips, one of them a broker's confirm; waiting
-        for them side by side multiplies the fires per second. A backend error is raised once
-        all have finished."""
+        """Fire several due tasks at once (one fire per task, so they share nothing). Over a
+        shared backend each fire waits for round trips (with an outbox three, one of them a
+        broker's confirm); waiting for them side by side multiplies the fires per second, and
+        the Redis plugin sends steps asked for together in one pipeline. A backend error is
+        raised once all have finished."""
         for start in range(0, len(due), FIRE_TOGETHER):
             outcomes = await asyncio.gather(
                 *(self._fire_safely(fire, now) for fire in due[start:start + FIRE_TOGETHER]), return_exceptions=True

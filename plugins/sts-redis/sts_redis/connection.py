@@ -90,6 +90,8 @@ class RedisConnection:
         self._users = 0
         self._client: aioredis.Redis | None = None
         self._scripts: dict[str, Any] = {}  # Lua source -> registered script, per client
+        self._batch: list[tuple[Any, list[Any], asyncio.Future[Any]]] = []  # scripts for the next pipeline
+        self._sending: set[asyncio.Future[Any]] = set()
         self._callbacks: dict[str, list[Callable[[str | None], None]]] = {}
         self._listener: asyncio.Task[None] | None = None
 
@@ -135,11 +137,63 @@ class RedisConnection:
         await client.aclose()
 
     async def run_script(self, source: str, args: list[Any]) -> Any:
-        """Run a Lua script (by its SHA once the server knows it) with ``args`` as ARGV."""
+        """Run a Lua script (by its SHA once the server knows it) with ``args`` as ARGV.
+
+        Scripts asked for in the same turn of the event loop (runs finishing side by side, fires
+        claimed together) go to the server in one pipeline: one write and one round trip for
+        all of them instead of one each. Each still runs atomically on its own, and each caller
+        gets its own result or error.
+        """
         script = self._scripts.get(source)
         if script is None:
             script = self._scripts[source] = self.client.register_script(source)
-        return await script(args=args)
+            return await script(args=args)  # the first call loads it on the server
+        future = asyncio.get_running_loop().create_future()
+        self._batch.append((script, args, future))
+        if len(self._batch) == 1:
+            asyncio.get_running_loop().call_soon(self._send_batch)
+        return await future
+
+    def _send_batch(self) -> None:
+        batch, self._batch = self._batch, []
+        if len(batch) == 1:
+            script, args, future = batch[0]
+            self._send(script(args=args), future)
+        else:
+            self._send(self._pipeline(batch), None)
+
+    def _send(self, call: Awaitable[Any], future: asyncio.Future[Any] | None) -> None:
+        """Run ``call`` in a task kept until it ends; with ``future``, hand its outcome there."""
+        task = asyncio.ensure_future(call)
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+        if future is not None:
+            task.add_done_callback(functools.partial(_settle, future))
+
+    async def _pipeline(self, batch: list[tuple[Any, list[Any], asyncio.Future[Any]]]) -> None:
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for script, args, _ in batch:
+                pipe.evalsha(script.sha, 0, *args)
+            replies = await pipe.execute(raise_on_error=False)
+        except asyncio.CancelledError:
+            for _, _, future in batch:
+                future.cancel()
+            raise
+        except Exception as exc:  # noqa: BLE001 - every caller of the batch gets the error
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (script, args, future), reply in zip(batch, replies, strict=True):
+            if isinstance(reply, rex.NoScriptError):  # the server lost its scripts (a restart): load, run
+                self._send(script(args=args), future)
+            elif future.done():
+                continue  # its caller was cancelled; the script ran all the same
+            elif isinstance(reply, Exception):
+                future.set_exception(reply)
+            else:
+                future.set_result(reply)
 
     def subscribe(self, channel: str, callback: Callable[[str | None], None]) -> None:
         """Call ``callback`` for every message on ``channel`` (and with None after a reconnect).
@@ -211,6 +265,18 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, rex.TimeoutError) or "Timeout" in text:
         return "timed out" + (f": {text}" if text and "Timeout" not in text else "")
     return text or type(exc).__name__
+
+
+def _settle(future: asyncio.Future[Any], done: asyncio.Future[Any]) -> None:
+    """Pass ``done``'s outcome to ``future`` unless its caller stopped waiting."""
+    if future.done():
+        return
+    if done.cancelled():
+        future.cancel()
+    elif done.exception() is not None:
+        future.set_exception(done.exception())  # type: ignore[arg-type]
+    else:
+        future.set_result(done.result())
 
 
 def _text(value: Any) -> str:

@@ -78,7 +78,9 @@ def test_sigkilled_worker_loses_no_run(cluster: Cluster) -> None:
     total = 2000
     config = cluster.config(lease=LEASE)
     tasks = cluster.task_file(
-        {"name": f"r{i:04d}", "function": "fault_jobs:record", "kwargs": {"seconds": 0.005, "jitter": 0.015}}
+        # 20-50 ms each: the workers, not the (side-by-side) firing, set the pace, so the work lasts
+        # long enough (about 3 s over 24 slots) for three kills to land on runs in flight.
+        {"name": f"r{i:04d}", "function": "fault_jobs:record", "kwargs": {"seconds": 0.02, "jitter": 0.03}}
         for i in range(total)
     )
     workers = [cluster.start(f"worker{i}", "worker", "--config", str(config), "--concurrency", "8") for i in range(3)]
