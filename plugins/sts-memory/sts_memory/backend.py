@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from sts_core.durations import parse_duration
 from sts_core.errors import ConfigError, Problem
+from sts_core.interfaces import Delivery, DueFire
+from sts_core.model import Run
 from sts_core.sections import check_section
 
 if TYPE_CHECKING:
@@ -22,10 +25,45 @@ DEFAULT_MAX_RUNS_PER_TASK = 1000
 
 @attrs.define
 class MemoryBackend:
-    """The ``memory`` backend: a ``MemoryStore`` and a ``MemoryBroker`` sharing one clock."""
+    """The ``memory`` backend: a ``MemoryStore`` and a ``MemoryBroker`` sharing one clock.
+
+    Both live in this process, so the engine's multi-step moments (claim a fire and queue its
+    run; record an outcome and ack it) are one call each, with nothing to wait for in between:
+    the engine's steps on the hottest path cost one coroutine instead of three or four.
+    """
 
     store: MemoryStore
     broker: MemoryBroker
+
+    async def claim_and_enqueue(
+        self, claim: tuple[DueFire, datetime | None] | None, run: Run, limit: int, at: datetime | None
+    ) -> str:
+        """Claim the due fire (if ``claim``), count it toward ``limit`` and queue ``run``:
+        "lost" (the claim failed), "limited" (claimed, but ``limit`` fires are active) or "queued"."""
+        store = self.store
+        if claim is not None and not store.claim_now(*claim):
+            return "lost"
+        if not store.begin_fire_now(run.task_name, run.fire_id or run.id, limit):
+            return "limited"
+        self.broker.enqueue_now(run, at)
+        return "queued"
+
+    async def record_and_ack(
+        self, run: Run, delivery: Delivery, then: Run | None, at: datetime | None, end_fire: bool, ack: bool = True
+    ) -> bool:
+        """If ``delivery``'s lease is current: record ``run``, ack it (if ``ack``) queuing ``then``,
+        and end its fire (if ``end_fire``); return True. Otherwise do nothing and return False."""
+        broker, store = self.broker, self.store
+        if not broker.holds(delivery):
+            return False
+        store.record_now(run)
+        if ack:
+            broker.ack_now(delivery, then, at)
+        elif then is not None:
+            broker.enqueue_now(then, at)
+        if end_fire and run.fire_id is not None:
+            store.end_fire_now(run.task_name, run.fire_id)
+        return True
 
 
 def build_backend(config: Any, clock: Any) -> MemoryBackend:

@@ -97,6 +97,10 @@ class MemoryBroker:
         ``at`` is turned into a monotonic deadline here (``at`` minus the wall time now, from
         now on the monotonic clock): later jumps of the wall clock do not move it.
         """
+        self.enqueue_now(run, at)
+
+    def enqueue_now(self, run: Run, at: datetime | None = None) -> None:
+        """``enqueue`` without a coroutine (for the backend's one-step moments)."""
         snapshot = copy_run(run)
         if at is None:
             self._ready.append((snapshot, 0))
@@ -259,6 +263,14 @@ class MemoryBroker:
     async def ack(self, delivery: Delivery, then: Run | None = None, at: datetime | None = None) -> bool:
         """Forget the run and enqueue ``then`` (if given); False if the token is stale (the run
         went to another worker), and then nothing is enqueued."""
+        return self.ack_now(delivery, then, at)
+
+    def holds(self, delivery: Delivery) -> bool:
+        """Whether ``delivery``'s lease is current (nobody else was given the run since)."""
+        return delivery.token in self._inflight
+
+    def ack_now(self, delivery: Delivery, then: Run | None = None, at: datetime | None = None) -> bool:
+        """``ack`` without a coroutine (for the backend's one-step moments)."""
         lease = self._inflight.pop(delivery.token, None)
         if lease is None:
             return False
@@ -266,7 +278,7 @@ class MemoryBroker:
             self._handed_back.pop(lease.run.id, None)
         self._compact_leases()
         if then is not None:
-            await self.enqueue(then, at)
+            self.enqueue_now(then, at)
         return True
 
     def _compact_leases(self) -> None:

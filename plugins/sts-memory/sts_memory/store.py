@@ -176,6 +176,10 @@ class MemoryStore:
 
     async def claim_fire(self, fire: DueFire, next_fire: datetime | None) -> bool:
         """Compare and set: move the task's next fire from ``fire.scheduled_for`` to ``next_fire``."""
+        return self.claim_now(fire, next_fire)
+
+    def claim_now(self, fire: DueFire, next_fire: datetime | None) -> bool:
+        """``claim_fire`` without a coroutine (for the backend's one-step moments)."""
         entry = self._next.get(fire.task_name)
         if entry is None or entry[0] != fire.scheduled_for:
             return False
@@ -194,6 +198,10 @@ class MemoryStore:
 
     async def record_run(self, run: Run) -> None:
         """Insert or update a copy of ``run``; a new run may push the task's oldest out of history."""
+        self.record_now(run)
+
+    def record_now(self, run: Run) -> None:
+        """``record_run`` without a coroutine (for the backend's one-step moments)."""
         runs = self._runs
         run_id = run.id
         if run_id in runs:
@@ -284,6 +292,10 @@ class MemoryStore:
 
         Nothing here outlives the process, so entries need no expiry.
         """
+        return self.begin_fire_now(name, fire_id, limit)
+
+    def begin_fire_now(self, name: str, fire_id: str, limit: int) -> bool:
+        """``begin_fire`` without a coroutine (for the backend's one-step moments)."""
         active = self._active.get(name)
         if active is None:
             active = self._active[name] = set()
@@ -299,6 +311,10 @@ class MemoryStore:
 
     async def end_fire(self, name: str, fire_id: str) -> None:
         """``fire_id`` no longer counts."""
+        self.end_fire_now(name, fire_id)
+
+    def end_fire_now(self, name: str, fire_id: str) -> None:
+        """``end_fire`` without a coroutine (for the backend's one-step moments)."""
         active = self._active.get(name)
         if active is not None:
             active.discard(fire_id)

@@ -1,0 +1,99 @@
+"""The memory backend's one-step moments: ``claim_and_enqueue`` (claim a fire, admit it under
+max_instances, queue its run) and ``record_and_ack`` (record an outcome, ack, queue the retry, end
+the fire), each a single call the engine makes instead of three or four."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from sts_core.interfaces import DueFire
+from sts_core.model import Run, RunState, fire_id, new_run_id
+from sts_core.testing import FakeClock, StubConfig
+from sts_memory.backend import build_backend
+
+
+def _run(name: str, when: Any) -> Run:
+    return Run(id=new_run_id(), task_name=name, task_version=1, scheduled_for=when, fire_id=fire_id(name, when))
+
+
+def test_claim_and_enqueue_claims_once_admits_up_to_the_limit_and_queues_the_run() -> None:
+    async def main() -> None:
+        clock = FakeClock()
+        backend = build_backend(StubConfig({}), clock)
+        now = clock.now()
+        later = now + timedelta(seconds=1)
+        await backend.store.set_next_fire("a", now)
+        fire = DueFire("a", now)
+        outcomes = [await backend.claim_and_enqueue((fire, later), _run("a", now), 1, None) for _ in range(3)]
+        assert outcomes == ["queued", "lost", "lost"]
+        assert await backend.store.get_next_fire("a") == later
+        assert await backend.broker.depth() == 1
+        # the first fire is still active: the next one is claimed but not admitted
+        assert await backend.claim_and_enqueue((DueFire("a", later), None), _run("a", later), 1, None) == "limited"
+        assert await backend.store.get_next_fire("a") is None
+        assert await backend.broker.depth() == 1
+        # without a claim (a manual fire) and with a delay
+        run = _run("b", now)
+        assert await backend.claim_and_enqueue(None, run, 1, now + timedelta(seconds=10)) == "queued"
+        assert await backend.broker.consume(0) is not None  # the run of "a"
+        assert await backend.broker.consume(0) is None
+        clock.advance(10)
+        delivery = await backend.broker.consume(0)
+        assert delivery is not None and delivery.run.id == run.id
+
+    asyncio.run(main())
+
+
+def test_record_and_ack_does_everything_with_a_current_lease_and_nothing_with_a_stale_one() -> None:
+    async def main() -> None:
+        clock = FakeClock()
+        backend = build_backend(StubConfig({"memory": {"lease_time": 10}}), clock)
+        now = clock.now()
+        run = _run("a", now)
+        assert await backend.claim_and_enqueue(None, run, 1, None) == "queued"
+        stale = await backend.broker.consume(0)
+        assert stale is not None
+        clock.advance(10)
+        current = await backend.broker.consume(0)  # the lease ran out: delivered again
+        assert current is not None and current.token != stale.token
+
+        late = Run.from_dict({**run.to_dict(), "state": "succeeded"})
+        assert await backend.record_and_ack(late, stale, None, None, True) is False
+        assert await backend.store.get_run(run.id) is None  # the stale result overwrote nothing
+
+        failed = Run.from_dict({**run.to_dict(), "state": "retrying"})
+        retry = _run("a", now)
+        assert await backend.record_and_ack(failed, current, retry, now + timedelta(seconds=5), False) is True
+        recorded = await backend.store.get_run(run.id)
+        assert recorded is not None and recorded.state is RunState.RETRYING
+        assert await backend.broker.depth() == 1  # the retry, delayed
+        assert await backend.store.begin_fire("a", run.fire_id, 1) is True  # the fire still counts
+        assert await backend.store.begin_fire("a", "other", 1) is False
+
+        clock.advance(5)
+        again = await backend.broker.consume(0)
+        assert again is not None and again.run.id == retry.id
+        done = Run.from_dict({**retry.to_dict(), "state": "succeeded"})
+        assert await backend.record_and_ack(done, again, None, None, True) is True
+        assert await backend.broker.depth() == 0
+        assert await backend.store.begin_fire("a", "other", 1) is True  # the fire ended
+
+    asyncio.run(main())
+
+
+def test_record_without_ack_keeps_the_lease_for_the_ack_that_follows() -> None:
+    async def main() -> None:
+        clock = FakeClock()
+        backend = build_backend(StubConfig({}), clock)
+        run = _run("a", clock.now())
+        await backend.claim_and_enqueue(None, run, 1, None)
+        delivery = await backend.broker.consume(0)
+        assert delivery is not None
+        done = Run.from_dict({**run.to_dict(), "state": "succeeded"})
+        assert await backend.record_and_ack(done, delivery, None, None, False, False) is True
+        assert (await backend.store.get_run(run.id)).state is RunState.SUCCEEDED
+        assert await backend.broker.ack(delivery) is True  # still held: the engine acks after the dependents
+
+    asyncio.run(main())
