@@ -46,7 +46,10 @@ class SystemClock:
         if timeout is not None and timeout <= 0:
             return False
         try:
-            await asyncio.wait_for(event.wait(), timeout)
+            # asyncio.timeout, not wait_for: wait_for wraps the wait in a Task of its own, which
+            # the scheduler and worker loops would pay on every pass.
+            async with asyncio.timeout(timeout):
+                await event.wait()
         except TimeoutError:
             return False
         return True
