@@ -155,11 +155,12 @@ class AsyncTaskScheduler:
         plans = [self.engine.compile(task) for task in tasks]
         firsts = [self.engine.first_fire(plan) for plan in plans]  # checked by validation: cannot fail
         stored = await self.backend.store.put_tasks(tasks, replace=replace)
-        for plan, task, first in zip(plans, stored, firsts, strict=True):
+        for plan, task in zip(plans, stored, strict=True):
             plan.task = task
             self.engine.plans.install(plan)
-            await self.engine.schedule_first(plan, first)
-            if self.engine.events.active:
+        await self.engine.schedule_first_many(list(zip(plans, firsts, strict=True)))
+        if self.engine.events.active:
+            for task in stored:
                 self.engine.events.emit(ev.TaskAdded(self.clock.now(), task))
         return stored
 
@@ -253,7 +254,11 @@ class AsyncTaskScheduler:
         Unlike ``run()``, it returns at once and does not execute in the caller.
         """
         await self.open()
-        plan = await self.engine.reload_task(name)  # the current version, also if another process stored it
+        # The current version, also if another process stored it: while change notices keep the
+        # plans current (a started scheduler over a shared store), the one known here; else as stored.
+        plan = self.engine.plans.current(name) if self.engine.watching else None
+        if plan is None:
+            plan = await self.engine.reload_task(name)
         if plan is None:
             raise TaskNotFoundError(f"no task named {name!r}")
         now = self.clock.now()

@@ -67,6 +67,7 @@ class RedisStore:
         self.max_age_us = None if max_age is None else int(max_age * 1_000_000)
         self.fire_ttl_us = int(fire_ttl * 1_000_000)
         self._watchers: list[Callable[[str | None], None]] = []
+        self._due_watchers: list[Callable[[str], None]] = []
         connection.subscribe(f"{prefix}:changes", self._notice)
 
     async def _call(self, name: str, *args: Any) -> Any:
@@ -81,13 +82,25 @@ class RedisStore:
         await self.connection.close()
 
     def watch(self, on_change: Callable[[str | None], None]) -> None:
-        """Call ``on_change(name)`` when any process changes task ``name`` (or its next fire
-        becomes the earliest), ``on_change(None)`` when notices may have been missed."""
+        """Call ``on_change(name)`` when any process changes task ``name`` (or, without a
+        ``watch_due`` watcher, when its next fire becomes the earliest), ``on_change(None)``
+        when notices may have been missed."""
         self._watchers.append(on_change)
+
+    def watch_due(self, on_due: Callable[[str], None]) -> None:
+        """Call ``on_due(name)`` when another process makes task ``name``'s next fire the
+        earliest of all (a scheduler sleeping until a later one must look again), instead of
+        reporting it as a change of the task."""
+        self._due_watchers.append(on_due)
 
     def _notice(self, message: str | None) -> None:
         if message is None:
             name = None
+        elif message.startswith("due:") and self._due_watchers:
+            name = message[4:]
+            for due_watcher in self._due_watchers:
+                due_watcher(name)
+            return
         elif message.startswith(("task:", "due:")):
             name = message.partition(":")[2]
         else:
