@@ -17,6 +17,7 @@ import asyncio
 import logging
 import random
 import socket
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -124,6 +125,8 @@ class Engine(Firing, Working, Redelivery):
             # Nothing to wait out in one process: take each step directly (the hot path's cost).
             self._persist = _take_step  # type: ignore[method-assign]
         self._changes: asyncio.Queue[str | None] | None = None
+        # Notices received but not applied yet, by task name (None: every task): such a plan may be stale.
+        self._unapplied: Counter[str | None] = Counter()
         self._watching = False
         self._watching_broker = False
         self._side_tasks: set[asyncio.Task[Any]] = set()  # copies being dropped (see Working._start)
@@ -179,10 +182,17 @@ class Engine(Firing, Working, Redelivery):
                                        for plan, first in firsts[start:start + SCHEDULE_TOGETHER]))
         self.wake()
 
-    @property
-    def watching(self) -> bool:
-        """True while a shared store's change notices keep this process's plans current."""
-        return self._changes is not None and not self._stopping
+    def known_plan(self, name: str) -> TaskPlan | None:
+        """The plan of ``name`` when this process can vouch that it matches the store without
+        asking it: the store is this process's own, or change notices arrive and every notice
+        about the task has been applied. None otherwise (then reload it)."""
+        plan = self.plans.current(name)
+        if plan is None or not self._shared:
+            return plan
+        live = self._changes is not None and not self._stopping and getattr(self.store, "notices_live", False)
+        if not live or self._unapplied.get(name) or self._unapplied.get(None):
+            return None
+        return plan
 
     @property
     def shared(self) -> bool:
@@ -216,6 +226,7 @@ class Engine(Firing, Working, Redelivery):
         watch = getattr(self.store, "watch", None)
         if watch is not None:
             self._changes = asyncio.Queue()  # a new one per start: it belongs to this loop
+            self._unapplied.clear()
             if not self._watching:
                 watch(self._on_change)  # once: the store keeps its watchers
                 watch_due = getattr(self.store, "watch_due", None)
@@ -349,6 +360,7 @@ class Engine(Firing, Working, Redelivery):
 
     def _on_change(self, name: str | None) -> None:
         if self._changes is not None:
+            self._unapplied[name] += 1
             self._changes.put_nowait(name)
 
     async def _watch_loop(self) -> None:
@@ -364,6 +376,10 @@ class Engine(Firing, Working, Redelivery):
                 raise
             except Exception as exc:  # noqa: BLE001 - the next notice (or resync) repairs it
                 log.warning("could not apply a change of task %s: %s", name or "(all)", exc)
+            finally:
+                self._unapplied[name] -= 1
+                if self._unapplied[name] <= 0:
+                    del self._unapplied[name]
             self.wake()  # a task's next fire may now be the earliest
             if name is None:
                 self._retry_now()

@@ -44,7 +44,7 @@ class Firing:
     clock: Clock
     plans: TaskPlans
     events: EventBus
-    # and, from Working and Engine: _back_off, _loop_alive, reload_task, _persist and the
+    # and, from Working and Engine: _back_off, _loop_alive, known_plan, reload_task, _persist and the
     # engine's state (_wake, _active, _claim_and_enqueue, _stage, _next_sweep, ...)
 
     # -- scheduler loop -----------------------------------------------------------------------------
@@ -137,9 +137,10 @@ class Firing:
                 await self.store.set_next_fire(name, candidate)
 
     async def _fire(self, fire: DueFire, now: datetime) -> None:
-        plan = self.plans.current(fire.task_name)
+        plan = self.known_plan(fire.task_name)
         if plan is None and self._shared:
-            plan = await self.reload_task(fire.task_name)  # added by another process just now
+            # Added or changed by another process just now (its notice not applied yet): as stored.
+            plan = await self.reload_task(fire.task_name)
         if plan is None:
             await self.store.claim_fire(fire, None)
             return

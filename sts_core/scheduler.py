@@ -254,11 +254,9 @@ class AsyncTaskScheduler:
         Unlike ``run()``, it returns at once and does not execute in the caller.
         """
         await self.open()
-        # The current version, also if another process stored it: while change notices keep the
-        # plans current (a started scheduler over a shared store), the one known here; else as stored.
-        plan = self.engine.plans.current(name) if self.engine.watching else None
-        if plan is None:
-            plan = await self.engine.reload_task(name)
+        # The current version, also if another process stored (or removed) it an instant ago: a
+        # notice of the change may still be on its way here, and a manual fire has no claim to catch it.
+        plan = await self.engine.reload_task(name)
         if plan is None:
             raise TaskNotFoundError(f"no task named {name!r}")
         now = self.clock.now()

@@ -156,6 +156,11 @@ class RedisConnection:
 
     def _send_batch(self) -> None:
         batch, self._batch = self._batch, []
+        if self._client is None:  # closed before the batch went out: as if the server were gone
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(rex.ConnectionError("the connection was closed before the command was sent"))
+            return
         if len(batch) == 1:
             script, args, future = batch[0]
             self._send(script(args=args), future)
@@ -211,6 +216,11 @@ class RedisConnection:
                 await asyncio.wait([asyncio.ensure_future(self._ready.wait()), self._listener],
                                    return_when=asyncio.FIRST_COMPLETED)
 
+    @property
+    def listening(self) -> bool:
+        """True while the pub/sub listener is subscribed (no notice can be missed right now)."""
+        return self._listener is not None and not self._listener.done() and self._ready.is_set()
+
     def _start_listener(self) -> None:
         self._ready = asyncio.Event()
         self._listener = asyncio.create_task(self._listen(), name="sts-redis-listener")
@@ -242,6 +252,7 @@ class RedisConnection:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the listener must outlive outages
+                self._ready.clear()  # notices may be missed until the listener subscribes again
                 if not interrupted:  # once per outage; consumers poll meanwhile
                     log.warning("notifications interrupted: %s; reconnecting with backoff", exc)
                     interrupted = True

@@ -87,6 +87,12 @@ class RedisStore:
         when notices may have been missed."""
         self._watchers.append(on_change)
 
+    @property
+    def notices_live(self) -> bool:
+        """True while change notices arrive (the listener is subscribed): a watcher that has
+        applied every notice it received knows every task as stored."""
+        return self.connection.listening
+
     def watch_due(self, on_due: Callable[[str], None]) -> None:
         """Call ``on_due(name)`` when another process makes task ``name``'s next fire the
         earliest of all (a scheduler sleeping until a later one must look again), instead of

@@ -116,3 +116,22 @@ def test_an_unreachable_server_fails_every_caller_of_the_batch(redis_server_fact
             await connection.close()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("callers", [1, 3])
+def test_closing_with_a_batch_not_yet_sent_fails_its_callers_as_unreachable(redis_url, callers) -> None:
+    async def main() -> list[Any]:
+        connection = _connection(redis_url)
+        await connection.open()
+        await connection.run_script(ECHO, ["load"])
+        calls = [asyncio.ensure_future(connection.run_script(ECHO, [str(i)])) for i in range(callers)]
+        await asyncio.sleep(0)  # the callers wait; their batch goes out on the next turn
+        connection._users = 1
+        client, connection._client = connection._client, None  # closed in between, as close() does first
+        try:
+            return await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 5)
+        finally:
+            await client.aclose()
+
+    outcomes = asyncio.run(main())
+    assert all(isinstance(outcome, rex.ConnectionError) for outcome in outcomes), outcomes
