@@ -4,14 +4,17 @@ in the same run. Standard library only: it builds its own environment.
     python3 bench/run.py [--quick] [--only W1,W6] [--reps 3]
 
 1. ``bench/.venv`` is created (again when ``bench/requirements.txt`` changes) holding STS with
-   every plugin and the peers (APScheduler 3, schedule, Celery, RQ, Dramatiq, Huey, arq, Taskiq).
+   every plugin and the peers (APScheduler 3, schedule, Celery, RQ, rq-scheduler, Dramatiq, Huey,
+   arq, Taskiq).
 2. Every workload runs every system ``--reps`` times, each repetition in a fresh process
-   (``bench/workloads/<workload>.py``). ``--quick`` runs one repetition of smaller workloads.
+   (``bench/workloads/<workload>.py``); the Redis workloads start their own ``redis-server`` on
+   loopback in each. ``--quick`` runs one repetition of smaller workloads. A system that fails
+   or cannot do a workload gets a row saying why, and the run goes on.
 3. ``bench/results/<workload>.json`` gets the raw numbers, the machine, the versions and the
    exact commands; ``BENCHMARKS.md`` the tables: medians with min-max, and STS's ratio to each peer.
 
-Workloads so far: W1 (engine throughput, memory, one process) and W6 (start-up). W2-W5 (firing
-precision, queue throughput and distributed firing over Redis, scale) are still to come.
+Workloads: W1 engine throughput, W2 firing precision, W3 queue throughput over Redis, W4
+distributed periodic firing over Redis, W5 scale, W6 start-up (``WORKLOADS`` below says exactly).
 """
 
 from __future__ import annotations
@@ -77,6 +80,76 @@ WORKLOADS = [
              "(BackgroundScheduler) and AsyncIOScheduler.",
     ),
     Workload(
+        "W2", "Firing precision (memory backend, one process)", "workloads.w2_precision",
+        [f"{system}@{tasks}-{phases}" for tasks in (1000, 10000) for phases in ("aligned", "spread")
+         for system in ("sts", "bare", "apscheduler3", "apscheduler3-thread", "schedule")
+         if not (system == "schedule" and phases == "spread")],
+        [Metric("p50_ms", "p50 ms late", False), Metric("p99_ms", "p99 ms late", False),
+         Metric("max_ms", "max ms late", False), Metric("cpu_us_per_fire", "CPU-µs per fire", False),
+         Metric("missed", "missed", False)],
+        {f"{peer}@{tasks}-{phases}": f"sts@{tasks}-{phases}"
+         for tasks in (1000, 10000) for phases in ("aligned", "spread")
+         for peer in ("bare", "apscheduler3", "apscheduler3-thread", "schedule")
+         if not (peer == "schedule" and phases == "spread")},
+        args=["--seconds", "10"], quick_args=["--seconds", "3"],
+        note="1,000 and 10,000 interval tasks every second, their first fires at one whole second (aligned: the "
+             "burst case) or spread evenly across it (spread: task i at i/N), loaded before the clock starts (then "
+             "gc.freeze() in every system, as `sts run` does), judged over the next 10 seconds (--quick: 3). Late: "
+             "the wall time the no-op function is entered minus the time that fire was scheduled for, the same "
+             "probe in every system. missed: fires of the window not started 1.5 s after it. CPU-µs per fire: the "
+             "process's CPU time over the window per fire. STS: AsyncTaskScheduler, memory backend, an async "
+             "function, default settings (every run recorded in its history). APScheduler 3: memory job store, "
+             "default job settings; `apscheduler3` is AsyncIOScheduler with an async job, `apscheduler3-thread` "
+             "BackgroundScheduler with its default 10 threads. `schedule`: its run_pending() loop calling the "
+             "functions inline; it cannot start a job at a chosen phase (`every(1).seconds` runs a second after "
+             "it is added, then a second after each run ends), so its aligned first fire is set through each "
+             "job's `next_run` and it has no spread case. `bare`: the physical limit on asyncio, one "
+             "`loop.call_at` handle per task re-armed a second later at each fire, starting an asyncio task for "
+             "the async no-op; STS's ratio to it is the share of the limit it reaches.",
+    ),
+    Workload(
+        "W3", "Queue throughput over Redis (one producer, one worker process)", "workloads.w3_queue",
+        ["sts@c1", "sts@c8", "bare@c1", "bare@c8", "celery@c1", "celery@c8", "rq@c1", "dramatiq@c1",
+         "dramatiq@c8", "huey@c1", "huey@c8", "arq@c1", "arq@c8", "taskiq@c1", "taskiq@c8"],
+        [Metric("runs_per_s", "runs/s", True), Metric("enqueue_s", "enqueue s", False),
+         Metric("drain_s", "drain s", False)],
+        {"bare@c1": "sts@c1", "bare@c8": "sts@c8", "celery@c1": "sts@c1", "celery@c8": "sts@c8",
+         "rq@c1": "sts@c1", "dramatiq@c1": "sts@c1", "dramatiq@c8": "sts@c8", "huey@c1": "sts@c1",
+         "huey@c8": "sts@c8", "arq@c1": "sts@c1", "arq@c8": "sts@c8", "taskiq@c1": "sts@c1",
+         "taskiq@c8": "sts@c8"},
+        args=["--runs", "20000"], quick_args=["--runs", "3000"],
+        note="20,000 no-op runs (--quick: 3,000) from one producer (the bench process) through ONE worker process "
+             "at concurrency 1 (@c1) and 8 (@c8); each system gets its own fresh redis-server on loopback (no "
+             "persistence). enqueue: time to enqueue all N, one call after the other; drain: from the first "
+             "enqueue until the last run has executed; runs/s = N / drain. The end is detected alike for all: each "
+             "no-op counts in the worker process and the Nth pushes one item onto a Redis list the producer BLPOPs. "
+             "STS: one stored task, `fire_now()` N times from a process running only the scheduler role; `sts "
+             "worker --concurrency C`; every run recorded (queued, running, outcome), acked after its outcome is "
+             "recorded, at-least-once. bare: the physical limit with no framework: pipelined XADD, a worker doing "
+             "XREADGROUP COUNT C and one XACK per batch, nothing recorded. Celery: --pool solo (c1) or --pool "
+             "threads -c 8, delay(). RQ: SimpleWorker, one job at a time (it has no c8), enqueue_many. Dramatiq: "
+             "--processes 1 --threads C, send(). Huey: -w C -k thread, at-most-once (no ack). arq: max_jobs C with "
+             "poll_delay 0 (a busy poll: the default 0.5 s gives arq@c1 2 runs/s). Taskiq: RedisStreamBroker "
+             "(acked), --workers 1 --max-async-tasks C. Producer, worker and redis-server share the cores.",
+    ),
+    Workload(
+        "W4", "Distributed periodic firing over Redis (2 schedulers, 2 workers)", "workloads.w4_distributed",
+        ["sts", "celery-beat", "rq-scheduler", "taskiq-scheduler", "arq-cron"],
+        [Metric("p50_ms", "p50 ms late", False), Metric("p99_ms", "p99 ms late", False),
+         Metric("max_ms", "max ms late", False), Metric("missed", "missed fires", False),
+         Metric("duplicates", "duplicate fires", False)],
+        {"celery-beat": "sts", "rq-scheduler": "sts", "taskiq-scheduler": "sts", "arq-cron": "sts"},
+        args=["--seconds", "20"], quick_args=["--seconds", "8"],
+        note="100 tasks every second on a fresh loopback redis-server, two scheduler and two worker processes per "
+             "system (arq: cron runs inside its two workers), for 20 s (--quick: 8); the first 2 s are not "
+             "judged. Late: function entry minus the second the fire was meant for (STS and arq report it; for "
+             "the others, the whole second at or before start + 50 ms). missed: (task, second) slots with no "
+             "fire; duplicate: fires beyond the first for a slot. Celery beat and the Taskiq scheduler have no "
+             "coordination between schedulers (their docs say to run one): two double every fire. rq-scheduler: "
+             "a lock lets one enqueue at a time; SimpleWorker. STS: `sts scheduler` twice on the same task file, "
+             "`sts worker` twice.",
+    ),
+    Workload(
         "W6", "Start-up (every plugin installed)", "workloads.w6_startup",
         ["sts --help", "sts plugins", "celery --help", "rq --help", "dramatiq --help"],
         [Metric("ms", "wall ms", False)],
@@ -130,9 +203,18 @@ def run_workload(workload: Workload, reps: int, quick: bool) -> dict[str, object
     for system in workload.systems:
         samples = []
         command: list[str] = []
-        for _ in range(reps):
-            sample, command = run_once(workload, system, quick)
-            samples.append(sample)
+        try:
+            for _ in range(reps):
+                sample, command = run_once(workload, system, quick)
+                if "unsupported" in sample:  # the system cannot do this workload; the report says why
+                    raise RuntimeError(f"unsupported: {sample['unsupported']}")
+                samples.append(sample)
+        except (RuntimeError, subprocess.TimeoutExpired, ValueError, IndexError) as exc:
+            # One system failing must not cost the whole run: the report shows why it has no numbers.
+            reason = str(exc).strip().splitlines()
+            print(f"bench: {workload.name} {system}: no result: {reason[-1] if reason else exc!r}", flush=True)
+            systems[system] = {"samples": samples, "error": "\n".join(reason[-12:])}
+            continue
         summary = {}
         for metric in workload.metrics:
             values = [sample[metric.key] for sample in samples]
@@ -145,10 +227,15 @@ def run_workload(workload: Workload, reps: int, quick: bool) -> dict[str, object
             "quick": quick, "systems": systems}
 
 
-def ratio(workload: Workload, result: dict, peer: str, metric: Metric) -> float:
+def ratio(workload: Workload, result: dict, peer: str, metric: Metric) -> str:
+    """STS's ratio to ``peer`` on ``metric`` ("2.00x": STS twice as good), or both values where one is 0."""
+    if "summary" not in result["systems"][workload.compare[peer]] or "summary" not in result["systems"][peer]:
+        return "-"
     sts = result["systems"][workload.compare[peer]]["summary"][metric.key]["median"]
     other = result["systems"][peer]["summary"][metric.key]["median"]
-    return sts / other if metric.higher_is_better else other / sts
+    if sts == 0 or other == 0:
+        return "equal" if sts == other else f"{sts:,.0f} vs {other:,.0f}"
+    return f"{sts / other if metric.higher_is_better else other / sts:.2f}x"
 
 
 def write_report(results: list[tuple[Workload, dict]], info: dict[str, object]) -> None:
@@ -171,14 +258,20 @@ def write_report(results: list[tuple[Workload, dict]], info: dict[str, object]) 
         header = "| system | " + " | ".join(metric.label for metric in workload.metrics) + " | STS's ratio |"
         lines += [header, "|" + "---|" * (len(workload.metrics) + 2)]
         for system in workload.systems:
-            summary = result["systems"][system]["summary"]
+            entry = result["systems"].get(system, {"error": "not run"})
+            if "summary" not in entry:
+                why = entry["error"].splitlines()[-1] if entry.get("error") else "no result"
+                lines.append(f"| `{system}` | " + " | ".join("-" for _ in workload.metrics) + f" | {why} |")
+                continue
+            summary = entry["summary"]
             cells = [f"{summary[m.key]['median']:,.1f} ({summary[m.key]['min']:,.1f}-{summary[m.key]['max']:,.1f})"
                      for m in workload.metrics]
-            ratios = ("; ".join(f"{ratio(workload, result, system, m):.2f}x {m.label} vs {workload.compare[system]}"
-                                for m in workload.metrics) if system in workload.compare else "")
+            ratios = ("; ".join(f"{ratio(workload, result, system, m)} {m.label}" for m in workload.metrics)
+                      + f" (vs `{workload.compare[system]}`)" if system in workload.compare else "")
             lines.append(f"| `{system}` | " + " | ".join(cells) + f" | {ratios} |")
         lines += ["", "Commands:", ""]
-        lines += [f"- `{result['systems'][system]['command']}`" for system in workload.systems]
+        lines += [f"- `{result['systems'][system]['command']}`" for system in workload.systems
+                  if result["systems"].get(system, {}).get("command")]
         lines.append("")
     REPORT.write_text("\n".join(lines))
 
