@@ -86,6 +86,8 @@ class Engine(Firing, Working, Redelivery):
         # runs executing here (worker and manual runs) by the id of the run as delivered, and for
         # worker runs the lease we hold and its length
         self._executing: dict[str, tuple[asyncio.Task[Any], Run]] = {}
+        # Delivered runs whose user code has not finished: each holds one of `executor.concurrency` slots.
+        self._holding_slot: set[str] = set()
         self._deliveries: dict[str, tuple[Delivery, float]] = {}
         # why an executing asyncio task was cancelled (absent: not by us)
         self._cancel_reasons: dict[asyncio.Task[Any], RunState] = {}
@@ -102,6 +104,10 @@ class Engine(Firing, Working, Redelivery):
         # claim_and_enqueue(claim, run, limit, at) -> "queued" | "limited" | "lost": a backend
         # whose store and broker live in one server offers the fire's steps as one.
         self._claim_and_enqueue = getattr(backend, "claim_and_enqueue", None)
+        # ... and with claim_checks_version it takes version= and answers "gone" / "changed" when
+        # the task is no longer stored in that version: a manual fire needs no read of the task first.
+        self.claim_checks_version = self._claim_and_enqueue is not None and getattr(
+            backend, "claim_checks_version", False)
         # record_and_ack(run, delivery, then, at, end_fire) -> bool: a finished run's steps as one.
         self._record_and_ack = getattr(backend, "record_and_ack", None)
         # Without that atomic step, a store with an outbox stages each run in the step that claims
@@ -141,7 +147,7 @@ class Engine(Firing, Working, Redelivery):
         # asyncio primitives belong to the loop that first uses them; a scheduler that is
         # started again after stop() may run on a new loop.
         self._wake = asyncio.Event()
-        self._free_slots = self._concurrency - len(self._executing)
+        self._free_slots = self._concurrency - len(self._holding_slot)
         self._slot_freed = asyncio.Event()
         self.idle = asyncio.Event()
         if not self._active:

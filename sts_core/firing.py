@@ -206,6 +206,7 @@ class Firing:
         claim: tuple[DueFire, datetime | None] | None = None,
         run_id: str | None = None,
         fire: str | None = None,
+        expect_version: bool = False,
     ) -> Run | None:
         """Create the first attempt of a fire and hand it to the broker, or record it skipped
         when ``max_instances`` runs of the task are already queued or running.
@@ -213,7 +214,8 @@ class Firing:
         With ``claim`` (a due fire and the next fire time) the fire is claimed first; None
         when another scheduler won it. A backend with ``claim_and_enqueue`` does it all in
         one atomic step. ``fire`` overrides the fire's id (a manual fire is not the scheduled
-        fire of the same instant).
+        fire of the same instant). ``expect_version`` (only where ``claim_checks_version``): None
+        as well when the task is no longer stored in the plan's version.
         """
         task = plan.task
         fire = fire or fire_id(task.name, scheduled_for)
@@ -229,8 +231,11 @@ class Firing:
         )
         at = scheduled_for + timedelta(seconds=self._random.uniform(0.0, plan.jitter)) if plan.jitter else None
         if self._claim_and_enqueue is not None:
-            outcome = await self._claim_and_enqueue(claim, run, limit, at)
-            if outcome == "lost":
+            if expect_version:
+                outcome = await self._claim_and_enqueue(claim, run, limit, at, version=task.version)
+            else:
+                outcome = await self._claim_and_enqueue(claim, run, limit, at)
+            if outcome in ("lost", "gone", "changed"):
                 return None
             admitted = outcome == "queued"
         elif self._stage is not None:

@@ -35,6 +35,8 @@ from sts_core.validation import check_tasks
 
 log = logging.getLogger("sts.scheduler")
 T = TypeVar("T")
+#: fire_now reads a task changing under it again, up to this many times.
+_FIRE_NOW_ATTEMPTS = 5
 TaskRef = Task | str
 
 
@@ -254,19 +256,28 @@ class AsyncTaskScheduler:
         Unlike ``run()``, it returns at once and does not execute in the caller.
         """
         await self.open()
-        # The current version, also if another process stored (or removed) it an instant ago: a
-        # notice of the change may still be on its way here, and a manual fire has no claim to catch it.
-        plan = await self.engine.reload_task(name)
-        if plan is None:
-            raise TaskNotFoundError(f"no task named {name!r}")
-        now = self.clock.now()
-        run_id = new_run_id()
-        # An id of its own: two manual fires in one instant, or one at a scheduled fire's instant,
-        # are separate fires, each counted toward max_instances.
-        fire = f"{fire_id(name, now)}~{run_id}"
-        run = await self.engine.dispatch(plan, now, reason, now, run_id=run_id, fire=fire)
-        assert run is not None  # None only when a claimed fire was lost; this one claims nothing
-        return run
+        engine = self.engine
+        # The current version, also if another process stored (or removed) it an instant ago, when
+        # its notice may still be on the way here. Where the backend checks the version as it queues
+        # the run, the plan known here is tried first, and read again only if the check fails;
+        # elsewhere the task is read before each fire.
+        checked = engine.claim_checks_version
+        plan = engine.plans.current(name) if checked else None
+        for _ in range(_FIRE_NOW_ATTEMPTS):
+            if plan is None:
+                plan = await engine.reload_task(name)
+                if plan is None:
+                    raise TaskNotFoundError(f"no task named {name!r}")
+            now = self.clock.now()
+            run_id = new_run_id()
+            # An id of its own: two manual fires in one instant, or one at a scheduled fire's instant,
+            # are separate fires, each counted toward max_instances.
+            fire = f"{fire_id(name, now)}~{run_id}"
+            run = await engine.dispatch(plan, now, reason, now, run_id=run_id, fire=fire, expect_version=checked)
+            if run is not None:
+                return run
+            plan = None  # stored in another version, or removed, since this process last read it
+        raise SchedulerStateError(f"task {name!r} changed {_FIRE_NOW_ATTEMPTS} times while it was being fired")
 
     async def _plan_for_run(self, task: TaskRef) -> TaskPlan:
         if isinstance(task, str):

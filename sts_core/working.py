@@ -88,6 +88,7 @@ class Working:
             self._deliveries[run_id] = (delivery, self._lease_length(delivery))
             return
         self._free_slots -= 1
+        self._holding_slot.add(run_id)
         self._deliveries[run_id] = (delivery, self._lease_length(delivery))
         task = asyncio.create_task(self._execute(delivery))
         self._executing[run_id] = (task, delivery.run)
@@ -148,13 +149,20 @@ class Working:
         self._executing.pop(run_id, None)
         self._deliveries.pop(run_id, None)
         self._cancel_reasons.pop(task, None)
-        self._free_slots += 1
-        self._slot_freed.set()
+        self._free_slot(run_id)
         error = None if task.cancelled() else task.exception()
         if isinstance(error, BackendError):
             log.warning("run %s could not be completed (%s); it is delivered again when its lease ends", run_id, error)
         elif error is not None:
             log.error("run %s could not be completed", run_id, exc_info=error)
+
+    def _free_slot(self, run_id: str) -> None:
+        """The delivered run's user code is over: its slot may take the next run (whose delivery
+        then goes out with this run's outcome, where the backend sends steps together)."""
+        if run_id in self._holding_slot:
+            self._holding_slot.discard(run_id)
+            self._free_slots += 1
+            self._slot_freed.set()
 
     async def execute_now(self, plan: TaskPlan, reason: str = "manual") -> Run:
         """Run ``plan`` now in the calling coroutine, retries included; return the last attempt."""
@@ -310,6 +318,8 @@ class Working:
             state, error = RunState.FAILED, exc
         finally:
             reset_current_run(current)
+            if delivery is not None:
+                self._free_slot(delivery.run.id)
         run.ended_at = clock.now()
         run.duration = clock.monotonic() - started
         run.output = output.getvalue()

@@ -899,3 +899,34 @@ def test_a_trigger_whose_first_fire_cannot_be_computed_stores_nothing(make_sched
 def test_a_time_zone_that_names_a_folder_or_is_too_long_is_a_clear_error(zone):
     with pytest.raises(TaskValidationError, match="unknown time zone"):
         Task("t", "sts_core.testing:noop", every="1h", timezone=zone)
+
+
+def test_a_freed_slot_takes_the_next_run_while_the_last_outcome_is_still_being_recorded(make_scheduler, clock):
+    order: list[tuple[str, str]] = []
+
+    async def job(label: str) -> None:
+        order.append(("ran", label))
+
+    async def main():
+        async with make_scheduler(executor={"concurrency": 1}) as scheduler:
+            recorded = asyncio.Event()
+            real = scheduler.engine._record_and_ack
+
+            async def slow(run: Any, *args: Any) -> bool:
+                order.append(("recording", run.task_name))
+                if run.task_name == "a":
+                    await recorded.wait()
+                return await real(run, *args)
+
+            scheduler.engine._record_and_ack = slow
+            await scheduler.add_tasks([Task("a", job, kwargs={"label": "a"}), Task("b", job, kwargs={"label": "b"})])
+            await scheduler.start()
+            await clock.settle()
+            assert order[:3] == [("ran", "a"), ("recording", "a"), ("ran", "b")]  # one slot, and it moved on
+            recorded.set()
+            await scheduler.wait_idle()
+            runs = await scheduler.runs()
+            await scheduler.stop()
+        assert sorted((r.task_name, r.state) for r in runs) == [("a", RunState.SUCCEEDED), ("b", RunState.SUCCEEDED)]
+
+    asyncio.run(main())

@@ -35,12 +35,21 @@ class MemoryBackend:
     store: MemoryStore
     broker: MemoryBroker
 
+    #: ``claim_and_enqueue`` takes ``version=`` and checks the stored task against it.
+    claim_checks_version = True
+
     async def claim_and_enqueue(
-        self, claim: tuple[DueFire, datetime | None] | None, run: Run, limit: int, at: datetime | None
+        self, claim: tuple[DueFire, datetime | None] | None, run: Run, limit: int, at: datetime | None,
+        *, version: int | None = None,
     ) -> str:
         """Claim the due fire (if ``claim``), count it toward ``limit`` and queue ``run``:
-        "lost" (the claim failed), "limited" (claimed, but ``limit`` fires are active) or "queued"."""
+        "lost" (the claim failed), "limited" (claimed, but ``limit`` fires are active) or "queued".
+        With ``version``, first check that the task is stored in that version: "gone", "changed"."""
         store = self.store
+        if version is not None:
+            stored = store.current_version(run.task_name)
+            if stored != version:
+                return "gone" if stored is None else "changed"
         if claim is not None and not store.claim_now(*claim):
             return "lost"
         if not store.begin_fire_now(run.task_name, run.fire_id or run.id, limit):

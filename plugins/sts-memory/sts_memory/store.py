@@ -321,6 +321,11 @@ class MemoryStore:
             if not active:
                 del self._active[name]
 
+    def current_version(self, name: str) -> int | None:
+        """The version of ``name`` stored now, None if it is not stored."""
+        versions = self._versions.get(name)
+        return versions[-1].version if versions else None
+
     async def last_version(self, name: str) -> int:
         """The highest version ever stored under ``name``, 0 if never."""
         return self._last_version.get(name, 0)

@@ -97,3 +97,23 @@ def test_record_without_ack_keeps_the_lease_for_the_ack_that_follows() -> None:
         assert await backend.broker.ack(delivery) is True  # still held: the engine acks after the dependents
 
     asyncio.run(main())
+
+
+def test_claim_and_enqueue_with_a_version_queues_only_that_stored_version() -> None:
+    from sts_core.model import Task
+
+    async def main() -> None:
+        clock = FakeClock()
+        backend = build_backend(StubConfig({}), clock)
+        now = clock.now()
+        assert await backend.claim_and_enqueue(None, _run("a", now), 9, None, version=1) == "gone"
+        await backend.store.put_tasks([Task("a", "sts_core.testing:noop")])
+        assert await backend.claim_and_enqueue(None, _run("a", now), 9, None, version=2) == "changed"
+        assert await backend.broker.depth() == 0  # neither was queued
+        assert await backend.claim_and_enqueue(None, _run("a", now), 9, None, version=1) == "queued"
+        await backend.store.put_tasks([Task("a", "sts_core.testing:noop", every=5)], replace=True)
+        assert await backend.claim_and_enqueue(None, _run("a", now), 9, None, version=1) == "changed"
+        assert await backend.claim_and_enqueue(None, _run("a", now), 9, None, version=2) == "queued"
+        assert await backend.broker.depth() == 2
+
+    asyncio.run(main())

@@ -22,11 +22,17 @@ from sts_redis.connection import translated
 from sts_redis.store_scripts import ADMIT, CLAIM, RECORD
 
 # ARGV: prefix, task name, fire id, limit, now (us), fire expiry (us), run id, run json, at (us)
-# or '', then (optional) expected due (us) and next due (us) or ''.
-# Returns 0: the claim was lost; 1: queued; 2: claimed, but max_instances fires are active.
+# or '', expected due (us) or '' (no claim), next due (us) or '', the task version the run is of
+# or '' (unchecked). Returns 0: the claim was lost; 1: queued; 2: claimed, but max_instances fires
+# are active; 3: the task is no longer stored; 4: another version of it is stored now.
 CLAIM_AND_ENQUEUE = PUSH + CLAIM + ADMIT + """
 local p, name = ARGV[1], ARGV[2]
-if ARGV[10] and claim(p, name, ARGV[10], ARGV[11]) == 0 then return 0 end
+if ARGV[12] ~= '' then
+  local stored = redis.call('HGET', p .. ':tasks', name)
+  if not stored then return 3 end
+  if string.match(stored, '^(%d+):') ~= ARGV[12] then return 4 end
+end
+if ARGV[10] ~= '' and claim(p, name, ARGV[10], ARGV[11]) == 0 then return 0 end
 if admit(p, name, ARGV[3], ARGV[4], ARGV[5], ARGV[6]) == 0 then return 2 end
 push(p, ARGV[7], ARGV[8], ARGV[9])
 return 1
@@ -49,7 +55,7 @@ if ARGV[12] then push(p, ARGV[12], ARGV[13], ARGV[14]) end
 return 1
 """
 
-_CLAIM_OUTCOMES = {0: "lost", 1: "queued", 2: "limited"}
+_CLAIM_OUTCOMES = {0: "lost", 1: "queued", 2: "limited", 3: "gone", 4: "changed"}
 
 
 
@@ -63,9 +69,11 @@ class AtomicSteps:
         return int(await self._store.connection.run_script(source, args))
 
     async def claim_and_enqueue(
-        self, claim: tuple[DueFire, datetime | None] | None, run: Run, limit: int, at: datetime | None
+        self, claim: tuple[DueFire, datetime | None] | None, run: Run, limit: int, at: datetime | None,
+        *, version: int | None = None,
     ) -> str:
-        """Claim (if ``claim``), admit under ``limit`` and queue ``run``: "lost", "queued" or "limited"."""
+        """Claim (if ``claim``), admit under ``limit`` and queue ``run``: "lost", "queued" or "limited";
+        with ``version``, first check the task is still stored in that version ("gone", "changed")."""
         store = self._store
         with translated(store.connection.where):
             now = to_us(store.clock.now())
@@ -76,6 +84,9 @@ class AtomicSteps:
             if claim is not None:
                 fire, following = claim
                 args += [to_us(fire.scheduled_for), "" if following is None else to_us(following)]
+            else:
+                args += ["", ""]
+            args.append("" if version is None else str(version))
             return _CLAIM_OUTCOMES[await self._run(CLAIM_AND_ENQUEUE, args)]
 
     async def record_and_ack(

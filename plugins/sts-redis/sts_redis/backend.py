@@ -56,11 +56,15 @@ class RedisBackend:
 
         self.steps = AtomicSteps(self.store)
 
+    #: ``claim_and_enqueue`` takes ``version=`` and checks the stored task against it.
+    claim_checks_version = True
+
     async def claim_and_enqueue(
-        self, claim: tuple[DueFire, datetime | None] | None, run: Run, limit: int, at: datetime | None
+        self, claim: tuple[DueFire, datetime | None] | None, run: Run, limit: int, at: datetime | None,
+        *, version: int | None = None,
     ) -> str:
         """See ``AtomicSteps.claim_and_enqueue``."""
-        return await self.steps.claim_and_enqueue(claim, run, limit, at)
+        return await self.steps.claim_and_enqueue(claim, run, limit, at, version=version)
 
     async def record_and_ack(
         self, run: Run, delivery: Delivery, then: Run | None, at: datetime | None, end_fire: bool, ack: bool = True

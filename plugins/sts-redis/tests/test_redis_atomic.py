@@ -125,3 +125,29 @@ def test_steps_asked_again_after_a_lost_reply_do_nothing_twice(redis_url: str) -
             await backend.store.close()
 
     asyncio.run(main())
+
+
+def test_claim_and_enqueue_with_a_version_queues_only_that_stored_version(redis_url: str) -> None:
+    from sts_core.model import Task
+
+    async def main() -> None:
+        clock = FakeClock()
+        backend = build_backend(StubConfig({"redis": {"url": redis_url, "key_prefix": "v"}}), clock)
+        await backend.store.open()
+        await backend.broker.open()
+        try:
+            now = clock.now()
+            assert await backend.claim_and_enqueue(None, _run("a", now), 9, None, version=1) == "gone"
+            await backend.store.put_tasks([Task("a", "sts_core.testing:noop")])
+            assert await backend.claim_and_enqueue(None, _run("a", now), 9, None, version=2) == "changed"
+            assert await backend.broker.depth() == 0  # neither was queued
+            assert await backend.claim_and_enqueue(None, _run("a", now), 9, None, version=1) == "queued"
+            await backend.store.put_tasks([Task("a", "sts_core.testing:noop", every=5)], replace=True)
+            assert await backend.claim_and_enqueue(None, _run("a", now), 9, None, version=1) == "changed"
+            assert await backend.claim_and_enqueue(None, _run("a", now), 9, None, version=2) == "queued"
+            assert await backend.broker.depth() == 2
+        finally:
+            await backend.broker.close()
+            await backend.store.close()
+
+    asyncio.run(main())
