@@ -141,7 +141,7 @@ class AsyncTaskScheduler:
         for task in tasks:
             if not isinstance(task, Task):
                 raise TypeError(f"add_task() takes a Task, e.g. Task('name', function=...), not {task!r}")
-        existing = {task.name: task for task in await self.backend.store.list_tasks()}
+        existing = await self._stored_around(tasks)
         if not replace:
             taken = [task.name for task in tasks if task.name in existing]
             if taken:
@@ -149,6 +149,9 @@ class AsyncTaskScheduler:
                     f"task {taken[0]!r} already exists; pass replace=True to store a new version"
                 )
         problems = self._check(tasks, existing)
+        if any(p.message.startswith("unknown parent") for _, p in problems):
+            # Rare, and worth a "did you mean" among every stored task: check again against them all.
+            problems = self._check(tasks, {task.name: task for task in await self.backend.store.list_tasks()})
         if problems:
             raise TaskValidationError(
                 [Problem(f"{tasks[i].name}.{p.key_path}" if p.key_path else tasks[i].name, p.message)
@@ -165,6 +168,24 @@ class AsyncTaskScheduler:
             for task in stored:
                 self.engine.events.emit(ev.TaskAdded(self.clock.now(), task))
         return stored
+
+    async def _stored_around(self, tasks: Sequence[Task]) -> dict[str, Task]:
+        """The stored tasks a batch is checked against: those of the batch's names and, step by step,
+        every parent they lead to (a dependency cycle through the batch runs along them), not every
+        stored task: adding to a million tasks costs what adding to a few does."""
+        store = self.backend.store
+        get_tasks = getattr(store, "get_tasks", None)
+        if get_tasks is None:
+            return {task.name: task for task in await store.list_tasks()}
+        found: dict[str, Task] = {}
+        asked: set[str] = set()
+        wanted = {task.name for task in tasks} | {parent for task in tasks for parent in task.parent_tasks}
+        while wanted:
+            asked |= wanted
+            stored = await get_tasks(sorted(wanted))
+            found.update(stored)
+            wanted = {parent for task in stored.values() for parent in task.parent_tasks} - asked
+        return found
 
     async def load_task_file(self, path: str | os.PathLike[str]) -> list[Task]:
         """Validate a task file and add its tasks all or nothing; tasks already stored with the
@@ -348,7 +369,7 @@ class AsyncTaskScheduler:
             "STS started (backend %s%s, %d task(s), %s, id %s)",
             self.config.get("scheduler_backend"),
             f", broker {self.config.get('broker')}" if self.config.get("broker") else "",
-            len(await self.backend.store.list_tasks()), roles, self.id,
+            sum(1 for _ in self.engine.plans.items()), roles, self.id,  # as loaded by open(): no second read
         )
 
     async def stop(self, grace: float | None = None) -> None:

@@ -930,3 +930,23 @@ def test_a_freed_slot_takes_the_next_run_while_the_last_outcome_is_still_being_r
         assert sorted((r.task_name, r.state) for r in runs) == [("a", RunState.SUCCEEDED), ("b", RunState.SUCCEEDED)]
 
     asyncio.run(main())
+
+
+def test_adding_tasks_reads_only_the_stored_tasks_the_batch_touches(make_scheduler, clock):
+    async def main():
+        async with make_scheduler() as scheduler:
+            await scheduler.add_tasks([Task(f"t{i}", "sts_core.testing:noop", every=60) for i in range(50)])
+            await scheduler.add_tasks([Task("p", "sts_core.testing:noop", parent_tasks=("t1",))])
+            store = scheduler.backend.store
+
+            async def no_full_listing() -> Any:
+                raise AssertionError("add_tasks read every stored task")
+
+            store.list_tasks = no_full_listing
+            await scheduler.add_tasks([Task("c", "sts_core.testing:noop", parent_tasks=("p",))])
+            with pytest.raises(TaskValidationError, match="dependency cycle"):  # t1 -> c -> p -> t1
+                await scheduler.add_tasks([Task("t1", "sts_core.testing:noop", parent_tasks=("c",))], replace=True)
+            assert await store.get_tasks(["c", "missing", "t3"]) == {
+                "c": await store.get_task("c"), "t3": await store.get_task("t3")}
+
+    asyncio.run(main())

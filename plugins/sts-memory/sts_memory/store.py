@@ -105,6 +105,11 @@ class MemoryStore:
                 return task
         return None
 
+    async def get_tasks(self, names: Sequence[str]) -> dict[str, Task]:
+        """The current version of each task of ``names`` that is stored, by name."""
+        versions = self._versions
+        return {name: versions[name][-1] for name in names if name in versions}
+
     async def list_tasks(self) -> list[Task]:
         """The current version of every task, sorted by name."""
         return [self._versions[name][-1] for name in sorted(self._versions)]

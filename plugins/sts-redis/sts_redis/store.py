@@ -40,6 +40,10 @@ def _split_current(value: bytes) -> Task:
     return _load_task(version, text)
 
 
+#: ``get_tasks`` asks Redis for at most this many tasks in one command.
+_GET_TASKS_CHUNK = 10_000
+
+
 class RedisStore:
     """A ``sts_core.interfaces.Store`` in Redis; ``shared``: other processes see every change.
 
@@ -148,6 +152,18 @@ class RedisStore:
             return None if value is None else _split_current(value)
         text = await client.hget(f"{self.prefix}:task_versions:{name}", str(version))
         return None if text is None else _load_task(version, text)
+
+    @translate_errors
+    async def get_tasks(self, names: Sequence[str]) -> dict[str, Task]:
+        """The current version of each task of ``names`` that is stored, by name (HMGET, in chunks)."""
+        found: dict[str, Task] = {}
+        names = list(dict.fromkeys(names))
+        for start in range(0, len(names), _GET_TASKS_CHUNK):
+            chunk = names[start:start + _GET_TASKS_CHUNK]
+            values = await self.connection.client.hmget(f"{self.prefix}:tasks", chunk)
+            found.update((name, _split_current(value)) for name, value in zip(chunk, values, strict=True)
+                         if value is not None)
+        return found
 
     @translate_errors
     async def list_tasks(self) -> list[Task]:

@@ -151,3 +151,20 @@ def test_claim_and_enqueue_with_a_version_queues_only_that_stored_version(redis_
             await backend.store.close()
 
     asyncio.run(main())
+
+
+def test_get_tasks_returns_the_stored_ones_of_the_names_asked(redis_url: str) -> None:
+    from sts_core.model import Task
+
+    async def main() -> None:
+        backend = build_backend(StubConfig({"redis": {"url": redis_url, "key_prefix": "g"}}), FakeClock())
+        await backend.store.open()
+        try:
+            await backend.store.put_tasks([Task(f"t{i}", "sts_core.testing:noop") for i in range(3)])
+            found = await backend.store.get_tasks(["t2", "nope", "t0", "t2"])
+            assert sorted(found) == ["t0", "t2"] and found["t2"] == await backend.store.get_task("t2")
+            assert await backend.store.get_tasks([]) == {}
+        finally:
+            await backend.store.close()
+
+    asyncio.run(main())
