@@ -171,14 +171,9 @@ class Engine(Firing, Working, Redelivery):
             return plan.trigger.first_fire(now)
         return None if plan.parents else now
 
-    async def schedule_first(self, plan: TaskPlan, first: datetime | None) -> None:
-        """Set the first fire time of a newly stored task and wake the scheduler loop."""
-        await self.store.set_next_fire(plan.task.name, first)
-        self.wake()
-
     async def schedule_first_many(self, firsts: Sequence[tuple[TaskPlan, datetime | None]]) -> None:
-        """``schedule_first`` for many tasks, their writes side by side (over a shared store
-        they go out together rather than one round trip each)."""
+        """Set the first fire times of newly stored tasks and wake the scheduler loop; over a
+        shared store the writes go side by side (together, rather than one round trip each)."""
         if not self._shared:
             for plan, first in firsts:
                 await self.store.set_next_fire(plan.task.name, first)
