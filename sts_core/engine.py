@@ -209,6 +209,7 @@ class Engine(Firing, Working, Redelivery):
             runs_in_flight=len(self._executing),
             beats=dict(self.beats),
             backend_unavailable=bool(self._unavailable),
+            task_problems=self.plans.problems(),
         )
 
     def wake(self) -> None:
@@ -393,9 +394,9 @@ class Engine(Firing, Working, Redelivery):
 
     async def reload_task(self, name: str) -> TaskPlan | None:
         """Make the plan of ``name`` match the store."""
-        return self._apply_stored(name, await self.store.get_task(name))
+        return self.apply_stored(name, await self.store.get_task(name))
 
-    def _apply_stored(self, name: str, task: Task | None) -> TaskPlan | None:
+    def apply_stored(self, name: str, task: Task | None) -> TaskPlan | None:
         """Make the plan of ``name`` match ``task``, its stored version (None: not stored)."""
         current = self.plans.current(name)
         if task is None:
@@ -421,9 +422,9 @@ class Engine(Firing, Working, Redelivery):
         stored = {task.name: task for task in await self.store.list_tasks()}
         for name, _ in self.plans.items():
             if name not in stored:
-                self._apply_stored(name, None)
+                self.apply_stored(name, None)
         for name, task in stored.items():
-            self._apply_stored(name, task)
+            self.apply_stored(name, task)
 
     def forget_task(self, name: str, version: int) -> None:
         """The task was removed: its queued runs (up to ``version``) are cancelled when delivered.

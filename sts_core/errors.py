@@ -92,6 +92,10 @@ class SchedulerStateError(STSError, RuntimeError):
     """An operation does not fit the scheduler's state (e.g. ``start()`` twice)."""
 
 
+class TaskLoadError(STSError):
+    """A stored task's task type or function cannot be loaded in this process."""
+
+
 class BackendError(STSError):
     """The backend refused an operation (e.g. Redis out of memory): nothing was changed."""
 

@@ -33,6 +33,8 @@ OUTBOX_SWEEP_INTERVAL = 5.0
 FIRE_TOGETHER = 64
 #: The most stranded runs one sweep publishes.
 OUTBOX_SWEEP_BATCH = 100
+#: A due task this scheduler cannot fire is tried again this many seconds later.
+UNFIREABLE_RETRY = 60.0
 
 
 class Firing:
@@ -105,10 +107,39 @@ class Firing:
             await self._fire(fire, now)
         except (asyncio.CancelledError, BackendError):
             raise  # the loop backs off; the fire stays due
-        except Exception:
-            # A trigger or task type that raises would otherwise be due again at once, forever.
-            log.exception("firing %s failed; the task is unscheduled until it is added again", fire.task_name)
-            await self.store.claim_fire(fire, None)
+        except Exception as exc:
+            log.debug("firing %s failed", fire.task_name, exc_info=True)
+            await self._cannot_fire(fire, now, f"firing it failed: {type(exc).__name__}: {exc}")
+
+    async def _cannot_fire(self, fire: DueFire, now: datetime, problem: str) -> None:
+        """A due task this process cannot fire (its trigger cannot be built or raised): record a
+        failed run saying why, so that history, alerts and metrics show it, and keep the task due,
+        trying again in ``UNFIREABLE_RETRY`` seconds (never drop it: that loses it silently)."""
+        plan = self.plans.current(fire.task_name)
+        log.error("task %r cannot be fired by this scheduler: %s; trying again in %gs",
+                  fire.task_name, problem, UNFIREABLE_RETRY)
+        if not await self.store.claim_fire(fire, now + timedelta(seconds=UNFIREABLE_RETRY)):
+            return  # another scheduler took the fire
+        if plan is None:
+            return
+        task = plan.task
+        run = Run(
+            id=new_run_id(),
+            task_name=task.name,
+            task_version=task.version,
+            scheduled_for=fire.scheduled_for,
+            state=RunState.FAILED,
+            reason="schedule",
+            fire_id=fire_id(task.name, fire.scheduled_for),
+            created_at=now,
+            ended_at=now,
+            error_type="TaskLoadError",
+            error_message=f"cannot be fired: {problem}",
+        )
+        await self.store.record_run(run)
+        log_run(run)
+        if self.events.active:
+            self.events.emit(ev.RunFailed(now, attrs.evolve(run), task))
 
     def _wall_minus_monotonic(self) -> float:
         return self.clock.now().timestamp() - self.clock.monotonic()
@@ -143,6 +174,9 @@ class Firing:
             plan = await self.reload_task(fire.task_name)
         if plan is None:
             await self.store.claim_fire(fire, None)
+            return
+        if plan.trigger_error is not None:
+            await self._cannot_fire(fire, now, plan.trigger_error)
             return
         scheduled = fire.scheduled_for
         trigger = plan.trigger

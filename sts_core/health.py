@@ -16,6 +16,10 @@ class Health:
     alive, by the scheduler's clock. The scheduler loop beats at least every 30 seconds while it
     waits for the next due fire; the worker loop at least every few seconds, busy or idle. A beat
     much older than that means the loop is stuck (or the event loop is blocked).
+
+    ``task_problems`` maps each stored task this process cannot fire or run (its trigger kind,
+    task type or function is missing here) to the reason; such a task stays scheduled and its
+    runs are recorded failed with that reason.
     """
 
     running: bool
@@ -24,3 +28,4 @@ class Health:
     runs_in_flight: int
     beats: Mapping[str, datetime]
     backend_unavailable: bool
+    task_problems: Mapping[str, str] = attrs.field(factory=dict)

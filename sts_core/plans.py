@@ -6,26 +6,36 @@ plain attributes of a ``TaskPlan`` on every fire and every attempt.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 import attrs
 
-from sts_core.errors import TaskNotFoundError
+from sts_core.errors import TaskLoadError, TaskNotFoundError
 from sts_core.interfaces import TaskType, Trigger
 from sts_core.model import Task
 from sts_core.plugins import PluginManager
 from sts_core.retry import RetryPolicy
 from sts_core.validation import compile_trigger
 
+log = logging.getLogger("sts.engine")
+
 
 @attrs.define(slots=True)
 class TaskPlan:
-    """Everything the engine needs to fire and run one task version."""
+    """Everything the engine needs to fire and run one task version.
+
+    A stored task this process cannot fully load still gets a plan, so that it stays scheduled:
+    ``trigger_error`` says why it cannot be fired here (its trigger kind or time zone is missing),
+    ``load_error`` why it cannot be run here (its task type or function cannot be loaded); firing
+    needs only the trigger, and a worker tries to load the rest again before each run.
+    """
 
     task: Task
     trigger: Trigger | None
-    task_type: TaskType
+    task_type: TaskType | None
     prepared: Any
     retry: RetryPolicy
     timeout: float | None
@@ -34,6 +44,13 @@ class TaskPlan:
     jitter: float
     settings: dict[str, Any]
     parents: frozenset[str]
+    trigger_error: str | None = None
+    load_error: str | None = None
+
+    @property
+    def problem(self) -> str | None:
+        """Why this process cannot fire or run the task, or None."""
+        return self.trigger_error or self.load_error
 
 
 def _pick(task_value: Any, config_value: Any) -> Any:
@@ -79,9 +96,26 @@ def compile_plan(
     plugins: PluginManager,
     resolve_function: Callable[[Any], Callable[..., Any]],
 ) -> TaskPlan:
-    """Build the plan of ``task`` (already validated) from the task, the defaults and the plugins."""
-    trigger = compile_trigger(task, plugins, defaults.timezone)
-    task_type = plugins.lookup("task type", task.type).value
+    """Build the plan of ``task`` from the task, the defaults and the plugins.
+
+    A task validated in this process always compiles. A task stored by another process may
+    name a trigger, task type or function this process lacks: its plan then says so in
+    ``trigger_error`` or ``load_error`` (logged once here) rather than failing.
+    """
+    trigger_error = None
+    try:
+        trigger = compile_trigger(task, plugins, defaults.timezone)
+    except Exception as exc:  # noqa: BLE001 - a stored task this process cannot fire, see TaskPlan
+        trigger, trigger_error = None, f"its trigger cannot be built here: {exc}"
+    try:
+        task_type, prepared = load_code(task, plugins, resolve_function)
+        load_error = None
+    except TaskLoadError as exc:
+        task_type, prepared, load_error = None, None, str(exc)
+    for problem in (trigger_error, load_error):
+        if problem is not None:
+            log.warning("task %r (version %d): %s; it stays scheduled and each of its runs that cannot be "
+                        "loaded is recorded failed with this error", task.name, task.version, problem)
     retry = defaults.retry
     overrides = {
         name: value
@@ -105,7 +139,7 @@ def compile_plan(
         task=task,
         trigger=trigger,
         task_type=task_type,
-        prepared=task_type.prepare(task, resolve_function),
+        prepared=prepared,
         retry=retry,
         timeout=_pick(task.timeout, defaults.timeout),
         misfire=_pick(task.misfire, defaults.misfire),
@@ -113,7 +147,39 @@ def compile_plan(
         jitter=task.jitter or 0.0,
         settings=settings,
         parents=frozenset(task.parent_tasks),
+        trigger_error=trigger_error,
+        load_error=load_error,
     )
+
+
+def load_code(
+    task: Task, plugins: PluginManager, resolve_function: Callable[[Any], Callable[..., Any]]
+) -> tuple[TaskType, Any]:
+    """The task type of ``task`` and what it prepared (its function, resolved); raises
+    ``TaskLoadError`` saying what is missing in this process."""
+    try:
+        task_type = plugins.lookup("task type", task.type).value
+        return task_type, task_type.prepare(task, resolve_function)
+    except Exception as exc:
+        raise TaskLoadError(f"cannot be loaded in this process: {exc}{_stale_module_hint(task)}") from exc
+
+
+def _stale_module_hint(task: Task) -> str:
+    """A hint when the function's module was imported here before the function existed."""
+    function = task.function
+    if not isinstance(function, str) or ":" not in function:
+        return ""
+    module = function.partition(":")[0]
+    if module not in sys.modules:
+        return ""
+    return f" (module {module!r} was imported by this process earlier: restart it to load changed code)"
+
+
+def reload_code(plan: TaskPlan, plugins: PluginManager, resolve_function: Callable[[Any], Callable[..., Any]]) -> None:
+    """Try again to load the task type and function of a plan whose ``load_error`` is set (a module
+    may have become importable since); raises ``TaskLoadError`` when it still cannot be loaded."""
+    plan.task_type, plan.prepared = load_code(plan.task, plugins, resolve_function)
+    plan.load_error = None
 
 
 class TaskPlans:
@@ -130,6 +196,7 @@ class TaskPlans:
         self._by_version: dict[tuple[str, int], TaskPlan] = {}
         self._current: dict[str, TaskPlan] = {}
         self._children: dict[str, set[str]] = {}
+        self._problems: dict[str, str] = {}
 
     def install(self, plan: TaskPlan) -> None:
         """Make ``plan`` the current version of its task and index its parents."""
@@ -139,10 +206,24 @@ class TaskPlans:
         self._by_version[(task.name, task.version)] = plan
         for parent in plan.parents:
             self._children.setdefault(parent, set()).add(task.name)
+        self.note_problem(plan)
+
+    def note_problem(self, plan: TaskPlan) -> None:
+        """Keep ``problems()`` current after ``plan`` was installed or loaded again."""
+        name = plan.task.name
+        if plan.problem is None:
+            self._problems.pop(name, None)
+        elif self._current.get(name) is plan:
+            self._problems[name] = plan.problem
+
+    def problems(self) -> Mapping[str, str]:
+        """The tasks whose current plan this process cannot fire or run, with the reason (a copy)."""
+        return dict(self._problems)
 
     def uninstall(self, name: str) -> None:
         """Forget the current plan of ``name`` (older versions stay for runs in flight)."""
         plan = self._current.pop(name, None)
+        self._problems.pop(name, None)
         if plan is not None:
             for parent in plan.parents:
                 self._children.get(parent, set()).discard(name)

@@ -157,17 +157,26 @@ class AsyncTaskScheduler:
                 [Problem(f"{tasks[i].name}.{p.key_path}" if p.key_path else tasks[i].name, p.message)
                  for i, p in problems]
             )
-        plans = [self.engine.compile(task) for task in tasks]
+        # A task stored with the same definition is left as it is (version and next fire time):
+        # an application that adds its tasks at every start must not delay them each time.
+        unchanged = {task.name: existing[task.name] for task in tasks
+                     if task.name in existing and _definition(existing[task.name]) == _definition(task)}
+        changed = [task for task in tasks if task.name not in unchanged]
+        for name, task in unchanged.items():
+            self.engine.apply_stored(name, task)  # known here too, if another process stored it
+        plans = [self.engine.compile(task) for task in changed]
         firsts = [self.engine.first_fire(plan) for plan in plans]  # checked by validation: cannot fail
-        stored = await self.backend.store.put_tasks(tasks, replace=replace)
+        stored = await self.backend.store.put_tasks(changed, replace=replace) if changed else []
         for plan, task in zip(plans, stored, strict=True):
             plan.task = task
             self.engine.plans.install(plan)
-        await self.engine.schedule_first_many(list(zip(plans, firsts, strict=True)))
+        if plans:
+            await self.engine.schedule_first_many(list(zip(plans, firsts, strict=True)))
         if self.engine.events.active:
             for task in stored:
                 self.engine.events.emit(ev.TaskAdded(self.clock.now(), task))
-        return stored
+        by_name = {task.name: task for task in stored} | unchanged
+        return [by_name[task.name] for task in tasks]
 
     async def _stored_around(self, tasks: Sequence[Task]) -> dict[str, Task]:
         """The stored tasks a batch is checked against: those of the batch's names and, step by step,

@@ -20,7 +20,7 @@ from sts_core.eventbus import EventBus
 from sts_core.interfaces import Delivery, ExecutionContext
 from sts_core.model import FAILED_STATES, Run, RunState, fire_id, new_run_id
 from sts_core.output import BoundedOutput
-from sts_core.plans import TaskPlan, TaskPlans
+from sts_core.plans import TaskPlan, TaskPlans, reload_code
 from sts_core.redelivery import RECORDED_OUTCOMES, delivery_run_id
 from sts_core.runcontext import reset_current_run, set_current_run
 from sts_core.runlog import log_run
@@ -292,13 +292,16 @@ class Working:
         if emit:
             self.events.emit(ev.RunStarted(run.started_at, attrs.evolve(run), task))
         output = BoundedOutput(self._output_limit)
-        context = ExecutionContext(run, task, plan.prepared, output, self._run_sync, plan.settings)
         started = clock.monotonic()
         error: BaseException | None = None
         result: Any = None
         state = RunState.SUCCEEDED
         current = set_current_run(run)
         try:
+            if plan.load_error is not None:  # stored by a process that could load it: try again here
+                reload_code(plan, self.plugins, self.resolve_function)
+                self.plans.note_problem(plan)
+            context = ExecutionContext(run, task, plan.prepared, output, self._run_sync, plan.settings)
             if plan.timeout is None:
                 result = await plan.task_type.execute(context)
             else:

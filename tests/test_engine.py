@@ -644,18 +644,22 @@ class BrokenTrigger:
         return "broken"
 
 
-def test_a_trigger_that_raises_unschedules_its_task_and_the_others_keep_firing(make_scheduler, clock):
+def test_a_trigger_that_raises_keeps_its_task_due_records_why_and_the_others_keep_firing(make_scheduler, clock):
     async def main():
         good = Recorder(clock)
         async with make_scheduler() as scheduler:
             await scheduler.add_tasks([Task("bad", Recorder(clock), every="10s"), Task("good", good, every="10s")])
             plan = scheduler.engine.plans.current("bad")
-            plan.trigger = BrokenTrigger(await scheduler.next_fire_time("bad"))
+            first = await scheduler.next_fire_time("bad")
+            plan.trigger = BrokenTrigger(first)
             await scheduler.start()
             await advance(clock, 30, steps=3)
-            assert await scheduler.next_fire_time("bad") is None
+            # Not dropped (that lost the task silently): due again UNFIREABLE_RETRY after it failed.
+            assert await scheduler.next_fire_time("bad") == first + timedelta(seconds=60)
+            failed = await scheduler.runs("bad", state="failed")
             await scheduler.stop()
         assert len(good.calls) == 3
+        assert [run.error_message for run in failed] == ["cannot be fired: firing it failed: RuntimeError: trigger bug"]
 
     asyncio.run(main())
 
@@ -948,5 +952,24 @@ def test_adding_tasks_reads_only_the_stored_tasks_the_batch_touches(make_schedul
                 await scheduler.add_tasks([Task("t1", "sts_core.testing:noop", parent_tasks=("c",))], replace=True)
             assert await store.get_tasks(["c", "missing", "t3"]) == {
                 "c": await store.get_task("c"), "t3": await store.get_task("t3")}
+
+    asyncio.run(main())
+
+
+def test_adding_an_unchanged_task_again_keeps_its_version_and_next_fire(make_scheduler, clock):
+    async def main():
+        hourly = Recorder(clock)
+        async with make_scheduler() as scheduler:
+            first = await scheduler.add_task(Task("hourly", hourly, every="1h"))
+            due = await scheduler.next_fire_time("hourly")
+            clock.advance(600)  # an application restarts and registers its tasks again
+            again = await scheduler.add_task(Task("hourly", hourly, every="1h"), replace=True)
+            both = await scheduler.add_tasks([Task("hourly", hourly, every="1h"), Task("new", hourly, every="1h")],
+                                             replace=True)
+            assert (again.version, await scheduler.next_fire_time("hourly")) == (first.version, due)
+            assert [task.version for task in both] == [1, 1]
+            changed = await scheduler.add_task(Task("hourly", hourly, every="2h"), replace=True)
+            assert changed.version == 2
+            assert await scheduler.next_fire_time("hourly") == clock.now() + timedelta(hours=2)
 
     asyncio.run(main())

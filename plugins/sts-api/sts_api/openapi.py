@@ -219,8 +219,15 @@ SCHEMAS: dict[str, Schema] = {
             "backend_unavailable": {"type": "boolean"},
             "runs_in_flight": {"type": "integer"},
             "beats": {"type": "object", "additionalProperties": _nullable({"type": "string"})},
+            "task_problems": {
+                "type": "object",
+                "description": "Stored tasks this process cannot fire or run, with the reason; they stay "
+                               "scheduled and their runs are recorded failed.",
+                "additionalProperties": {"type": "string"},
+            },
         },
-        "required": ["running", "scheduler_id", "roles", "backend", "backend_unavailable", "runs_in_flight", "beats"],
+        "required": ["running", "scheduler_id", "roles", "backend", "backend_unavailable", "runs_in_flight", "beats",
+                     "task_problems"],
         "additionalProperties": False,
     },
 }

@@ -75,6 +75,7 @@ def health_resource(health: Health, backend: str) -> dict[str, Any]:
         "backend_unavailable": health.backend_unavailable,
         "runs_in_flight": health.runs_in_flight,
         "beats": {loop: _time(when) for loop, when in health.beats.items()},
+        "task_problems": dict(health.task_problems),
     }
 
 

@@ -20,7 +20,8 @@ log = logging.getLogger("sts.prometheus")
 
 class HealthCollector(Collector):
     """``sts_scheduler_running``, ``sts_runs_in_flight``, ``sts_scheduler_heartbeat_timestamp_seconds``,
-    ``sts_backend_unavailable`` and ``sts_scheduler_info``, from ``health()`` at each scrape."""
+    ``sts_backend_unavailable``, ``sts_task_unloadable`` and ``sts_scheduler_info``, from ``health()`` at each
+    scrape."""
 
     def __init__(self, health: Callable[[], Any], *, backend: str, version: str) -> None:
         self._health = health
@@ -51,13 +52,21 @@ class HealthCollector(Collector):
             "sts_backend_unavailable", "1 while this process cannot reach its backend (store or broker), else 0."
         )
         unavailable.add_metric([], 1.0 if health.backend_unavailable else 0.0)
+        problems = GaugeMetricFamily(
+            "sts_task_unloadable",
+            "1 for each stored task this process cannot fire or run (its trigger, task type or function is "
+            "missing here); its runs are recorded failed with the reason.",
+            labels=["task"],
+        )
+        for task in sorted(health.task_problems):
+            problems.add_metric([task], 1.0)
         info = GaugeMetricFamily(
             "sts_scheduler_info",
             "Always 1; labels say which scheduler process this is (scheduler_id changes at each start).",
             labels=["scheduler_id", "roles", "backend", "version"],
         )
         info.add_metric([health.scheduler_id, ",".join(health.roles), self._backend, self._version], 1.0)
-        yield from (running, in_flight, beats, unavailable, info)
+        yield from (running, in_flight, beats, unavailable, problems, info)
 
 
 class LastSuccess(Collector):
