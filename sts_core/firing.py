@@ -241,6 +241,7 @@ class Firing:
         run_id: str | None = None,
         fire: str | None = None,
         expect_version: bool = False,
+        queue_when_busy: bool = False,
     ) -> Run | None:
         """Create the first attempt of a fire and hand it to the broker, or record it skipped
         when ``max_instances`` runs of the task are already queued or running.
@@ -249,7 +250,9 @@ class Firing:
         when another scheduler won it. A backend with ``claim_and_enqueue`` does it all in
         one atomic step. ``fire`` overrides the fire's id (a manual fire is not the scheduled
         fire of the same instant). ``expect_version`` (only where ``claim_checks_version``): None
-        as well when the task is no longer stored in the plan's version.
+        as well when the task is no longer stored in the plan's version. ``queue_when_busy`` (manual
+        fires): rather than being skipped at ``max_instances``, the run is queued to start once one
+        of the active runs ends.
         """
         task = plan.task
         fire = fire or fire_id(task.name, scheduled_for)
@@ -286,9 +289,13 @@ class Firing:
             if admitted:  # claimed: from here the run must reach the broker, so wait out an outage
                 await self._persist(f"queuing run {run.id} of {task.name}", lambda: self.broker.enqueue(run, at))
         if not admitted:
-            return await self._record_skip(
-                plan, scheduled_for, f"max_instances={task.max_instances} reached: previous run still active"
-            )
+            if not queue_when_busy:
+                return await self._record_skip(
+                    plan, scheduled_for, f"max_instances={task.max_instances} reached: previous run still active"
+                )
+            run.waits_for_instance = True
+            run.reason = f"{reason} (queued behind a run still active: max_instances={task.max_instances})"
+            await self._persist(f"queuing run {run.id} of {task.name}", lambda: self.broker.enqueue(run, None))
         if self._local_worker:
             self._active.setdefault(task.name, set()).add(fire)
             self.idle.clear()

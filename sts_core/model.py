@@ -503,6 +503,9 @@ class Run:
     output: str | None = None
     worker: str | None = None
     retry_at: datetime | None = None
+    #: A manual fire queued while ``max_instances`` runs of its task were active: a worker starts it
+    #: once one of them ends (until then it is put back, never skipped).
+    waits_for_instance: bool = False
 
     @property
     def hit_timeout(self) -> bool:

@@ -277,11 +277,15 @@ class AsyncTaskScheduler:
         plan = await self._plan_for_run(task)
         return await self.engine.execute_now(plan)
 
-    async def fire_now(self, name: str, reason: str = "manual") -> Run:
+    async def fire_now(self, name: str, reason: str = "manual", *, queue_when_busy: bool = True) -> Run:
         """Fire the stored task ``name`` now, as the scheduler loop would: the run is queued for
         the workers (any worker process, with a shared backend) and counts toward
-        ``max_instances``. Returns the queued run, or a run recorded ``skipped`` (its ``reason``
-        says why) when ``max_instances`` runs are active. Raises ``TaskNotFoundError``.
+        ``max_instances``. Returns the queued run. Raises ``TaskNotFoundError``.
+
+        When ``max_instances`` runs of the task are active, the run waits in the queue
+        (``run.waits_for_instance``) and starts once one of them ends, under another run id with
+        the same ``fire_id``; with ``queue_when_busy=False`` it is recorded ``skipped`` instead,
+        as a scheduled fire is, and that record is returned (its ``reason`` says why).
 
         Unlike ``run()``, it returns at once and does not execute in the caller.
         """
@@ -303,7 +307,8 @@ class AsyncTaskScheduler:
             # An id of its own: two manual fires in one instant, or one at a scheduled fire's instant,
             # are separate fires, each counted toward max_instances.
             fire = f"{fire_id(name, now)}~{run_id}"
-            run = await engine.dispatch(plan, now, reason, now, run_id=run_id, fire=fire, expect_version=checked)
+            run = await engine.dispatch(plan, now, reason, now, run_id=run_id, fire=fire, expect_version=checked,
+                                        queue_when_busy=queue_when_busy)
             if run is not None:
                 return run
             plan = None  # stored in another version, or removed, since this process last read it

@@ -34,6 +34,8 @@ HEARTBEAT_INTERVAL = 1.0
 #: The most runs a worker takes from a broker with ``consume_many`` in one call.
 MAX_PREFETCH = 32
 _RESULT_LIMIT = 500
+#: How often a manual fire queued behind its task's active runs looks again for a free instance.
+WAIT_FOR_INSTANCE_POLL = 1.0
 
 
 class Working:
@@ -260,7 +262,25 @@ class Working:
             await self.broker.ack(self._held(delivery))
             await self._release(run)
             return
+        if run.waits_for_instance:
+            if not await self._take_instance(plan, run, delivery):
+                return
+            run = attrs.evolve(run, waits_for_instance=False)
         await self._attempt(plan, run, delivery=delivery, follow_up=True, first_start=first_start)
+
+    async def _take_instance(self, plan: TaskPlan, run: Run, delivery: Delivery) -> bool:
+        """A manual fire queued behind its task's active runs: True when it may start now (it now
+        counts toward ``max_instances``); else it goes back to the queue (in the ack, so it cannot be
+        lost), under a new run id, to be tried again ``WAIT_FOR_INSTANCE_POLL`` seconds later."""
+        task = plan.task
+        fire = run.fire_id or run.id
+        what = f"starting run {run.id} of {task.name}"
+        if await self._persist(what, lambda: self.store.begin_fire(task.name, fire, task.max_instances)):
+            return True
+        again = attrs.evolve(run, id=new_run_id())
+        at = self.clock.now() + timedelta(seconds=WAIT_FOR_INSTANCE_POLL)
+        await self._persist(what, lambda: self.broker.ack(self._held(delivery), again, at))
+        return False
 
     def _held(self, delivery: Delivery) -> Delivery:
         """The newest lease this worker holds on the delivered run."""

@@ -10,6 +10,7 @@ import pytest
 
 from sts_core.errors import TaskExistsError, TaskNotFoundError, TaskValidationError
 from sts_core.model import RunState, Task
+from sts_core.runcontext import current_run
 
 
 async def advance(clock: Any, seconds: float, steps: int = 1) -> None:
@@ -849,25 +850,40 @@ def test_loading_a_task_file_again_stores_only_the_changed_tasks_as_new_versions
 
 def test_fire_now_queues_a_run_for_the_workers_and_respects_max_instances(make_scheduler, clock):
     release = asyncio.Event()
+    running: list[str] = []
+    overlaps: list[list[str]] = []
 
     async def busy() -> None:
+        run = current_run()
+        running.append(run.fire_id)
+        overlaps.append(list(running))
         await release.wait()
+        running.remove(run.fire_id)
 
     async def main():
         async with make_scheduler() as scheduler:
             await scheduler.add_task(Task("report", busy, every="1h"))
             await scheduler.start()
             fired = await scheduler.fire_now("report", "api")
-            refused = await scheduler.fire_now("report", "api")  # max_instances 1: one is running
+            await clock.settle()
+            queued = await scheduler.fire_now("report", "api")  # max_instances 1: one is running
+            skipped = await scheduler.fire_now("report", "api", queue_when_busy=False)
+            await advance(clock, 5, steps=5)  # the queued fire looks again each second: still busy
+            assert len(overlaps) == 1
             release.set()
+            await advance(clock, 2, steps=2)
             await scheduler.wait_idle()
             runs = await scheduler.runs("report")
             with pytest.raises(TaskNotFoundError):
                 await scheduler.fire_now("nope")
             await scheduler.stop()
         assert fired.reason == "api" and fired.state is RunState.SCHEDULED
-        assert refused.state is RunState.SKIPPED and "max_instances" in refused.reason
-        assert {(r.id, r.state) for r in runs} >= {(fired.id, RunState.SUCCEEDED)}
+        assert queued.state is RunState.SCHEDULED and queued.waits_for_instance
+        assert "queued behind a run still active: max_instances=1" in queued.reason
+        assert skipped.state is RunState.SKIPPED and "max_instances" in skipped.reason
+        succeeded = {r.fire_id for r in runs if r.state is RunState.SUCCEEDED}
+        assert succeeded == {fired.fire_id, queued.fire_id}, "the queued manual fire ran once the first ended"
+        assert all(len(seen) == 1 for seen in overlaps), f"runs overlapped: {overlaps}"
 
     asyncio.run(main())
 

@@ -112,6 +112,10 @@ _RUN_PROPERTIES: dict[str, Schema] = {
     "error_message": _nullable({"type": "string"}),
     "worker": _nullable({"type": "string"}),
     "retry_at": _nullable({"type": "string"}),
+    "waits_for_instance": {
+        "type": "boolean",
+        "description": "a manual fire queued behind the task's active runs (max_instances): it starts once one ends",
+    },
 }
 _RUN_LONG: dict[str, Schema] = {"traceback": _nullable({"type": "string"}), "output": _nullable({"type": "string"})}
 
@@ -406,7 +410,7 @@ def _paths() -> dict[str, dict[str, Any]]:
         "/tasks/{name}/run": {
             "parameters": [_NAME],
             "post": _operation("runTask", "Run the task now (the run goes to the workers)",
-                               {202: _ok("Queued.", "RunStarted", _LOCATION, _RUN_LINKS)}, (404, 409),
+                               {202: _ok("Queued.", "RunStarted", _LOCATION, _RUN_LINKS)}, (404,),
                                scope="admin"),
         },
         "/runs": {"get": _operation("listRuns", "Runs, newest first, filtered and paginated",

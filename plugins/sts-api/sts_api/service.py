@@ -30,7 +30,7 @@ from sts_core.errors import (
     TaskNotFoundError,
     TaskValidationError,
 )
-from sts_core.model import Run, RunState, Task
+from sts_core.model import Run, Task
 
 #: Why runs started through the API say they ran (``Run.reason``).
 RUN_REASON = "api"
@@ -143,15 +143,14 @@ class TaskService:
 
     async def run_now(self, name: str) -> Run:
         """Fire the current version of ``name`` now: the run goes to the workers like a scheduled
-        one (``reason`` is ``api``). 409 when ``max_instances`` runs are already active, 403 when
-        the allowlist refuses the task (unless ``run_any_task``)."""
+        one (``reason`` is ``api``); when ``max_instances`` runs are already active it waits in the
+        queue until one ends (``waits_for_instance``). 403 when the allowlist refuses the task
+        (unless ``run_any_task``)."""
         self._check_startable(await self._require(name), "run")
         try:
             run = await self.scheduler.fire_now(name, RUN_REASON)
         except TaskNotFoundError:
             raise not_found(f"no task named {name!r}") from None
-        if run.state is RunState.SKIPPED:
-            raise ApiError(409, "not_started", f"task {name!r} was not started: {run.reason}")
         return run
 
     # -- helpers -----------------------------------------------------------------------------------

@@ -105,12 +105,15 @@ def test_run_now_queues_a_run_for_the_workers(api: RunningApi) -> None:
     assert done
 
 
-def test_run_now_beyond_max_instances_is_a_conflict(api: RunningApi) -> None:
-    api.client.post("/tasks", task_body("long", "slow", kwargs={"seconds": 1.0}))
+def test_run_now_beyond_max_instances_queues_behind_the_active_run(api: RunningApi) -> None:
+    api.client.post("/tasks", task_body("long", "slow", kwargs={"seconds": 0.5}))
     wait_for(lambda: api.runs("long", state="running"))
     reply = api.client.post("/tasks/long/run")
-    assert reply.status == 409 and reply.json["error"] == "not_started"
-    assert "max_instances=1 reached" in reply.json["message"]
+    assert reply.status == 202
+    queued = reply.json["run"]
+    assert queued["waits_for_instance"] is True
+    assert "max_instances=1" in queued["reason"]
+    wait_for(lambda: {run["fire_id"] for run in api.runs("long", state="succeeded")} >= {queued["fire_id"]})
 
 
 def test_delete_removes_the_task_but_not_its_runs(api: RunningApi) -> None:
