@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import enum
 import itertools
+import json
 import math
 import re
 import secrets
@@ -466,6 +467,35 @@ def _jsonable(value: Any) -> Any:
 
 # --- runs ----------------------------------------------------------------------------------
 
+#: The largest return value recorded as a value (its JSON text, in bytes); larger ones as a repr.
+RESULT_JSON_LIMIT = 65536
+#: How much of the repr of a return value that is not JSON data (or too large) is recorded.
+RESULT_REPR_LIMIT = 500
+
+
+def recordable_result(value: Any) -> Any:
+    """What a run records of its function's return value: the value as JSON data (tuples become
+    lists, as they would in any store), when it is JSON data of at most ``RESULT_JSON_LIMIT``
+    bytes; otherwise its ``repr``, cut to ``RESULT_REPR_LIMIT`` characters."""
+    try:
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):
+        text = None
+    if text is not None and len(text) <= RESULT_JSON_LIMIT and _keys_survive(value):
+        return json.loads(text)
+    shown = repr(value)
+    return shown if len(shown) <= RESULT_REPR_LIMIT else shown[:RESULT_REPR_LIMIT] + "…"
+
+
+def _keys_survive(value: Any) -> bool:
+    """False when JSON would turn a mapping's non-string keys into strings (the value would change)."""
+    if isinstance(value, Mapping):
+        return all(isinstance(key, str) and _keys_survive(item) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return all(_keys_survive(item) for item in value)
+    return True
+
+
 _RUN_PREFIX = secrets.token_hex(4)
 _run_counter = itertools.count(1)
 
@@ -496,7 +526,9 @@ class Run:
     started_at: datetime | None = None
     ended_at: datetime | None = None
     duration: float | None = None
-    result: str | None = None
+    #: What the function returned: the value itself when it is JSON data (at most
+    #: ``RESULT_JSON_LIMIT`` bytes encoded), else its ``repr`` cut to ``RESULT_REPR_LIMIT`` characters.
+    result: Any = None
     error_type: str | None = None
     error_message: str | None = None
     traceback: str | None = None

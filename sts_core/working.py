@@ -18,7 +18,7 @@ from sts_core.clock import Clock
 from sts_core.errors import BackendError, BackendUnavailableError
 from sts_core.eventbus import EventBus
 from sts_core.interfaces import Delivery, ExecutionContext
-from sts_core.model import FAILED_STATES, Run, RunState, fire_id, new_run_id
+from sts_core.model import FAILED_STATES, Run, RunState, fire_id, new_run_id, recordable_result
 from sts_core.output import BoundedOutput
 from sts_core.plans import TaskPlan, TaskPlans, reload_code
 from sts_core.redelivery import RECORDED_OUTCOMES, delivery_run_id
@@ -33,7 +33,6 @@ log = logging.getLogger("sts.engine")
 HEARTBEAT_INTERVAL = 1.0
 #: The most runs a worker takes from a broker with ``consume_many`` in one call.
 MAX_PREFETCH = 32
-_RESULT_LIMIT = 500
 #: How often a manual fire queued behind its task's active runs looks again for a free instance.
 WAIT_FOR_INSTANCE_POLL = 1.0
 
@@ -350,8 +349,7 @@ class Working:
         if error is None:
             run.state = RunState.SUCCEEDED
             if result is not None:
-                text = repr(result)
-                run.result = text if len(text) <= _RESULT_LIMIT else text[:_RESULT_LIMIT] + "…"
+                run.result = recordable_result(result)
         else:
             self._describe_error(run, state, error, plan)
             if state in FAILED_STATES and plan.retry.should_retry(run.attempt):

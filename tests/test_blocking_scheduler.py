@@ -32,7 +32,7 @@ def test_a_stopped_scheduler_can_be_started_again_on_a_new_loop():
 def test_run_blocks_until_the_run_is_recorded():
     with TaskScheduler(config=_config()) as scheduler:
         run = scheduler.run(Task("answer", lambda: 42))
-    assert (run.state, run.result) == (RunState.SUCCEEDED, "42")
+    assert (run.state, run.result) == (RunState.SUCCEEDED, 42)
 
 
 def test_stop_interrupts_a_blocking_run_in_flight_after_the_grace_period():

@@ -47,7 +47,7 @@ def test_a_task_without_trigger_runs_once_at_start(make_scheduler, clock):
             await scheduler.stop()
         assert len(job.calls) == 1
         assert [r.state for r in runs] == [RunState.SUCCEEDED]
-        assert runs[0].result == "'done'"
+        assert runs[0].result == "done"
 
     asyncio.run(main())
 
@@ -451,7 +451,7 @@ def test_run_executes_now_and_returns_the_recorded_run(make_scheduler, clock):
             run = await scheduler.run("t")
             assert run.state is RunState.SUCCEEDED and run.reason == "manual"
             adhoc = await scheduler.run(Task("adhoc", lambda: 41 + 1))
-            assert adhoc.result == "42"
+            assert adhoc.result == 42
             assert await scheduler.get_task("adhoc") is None
             assert (await scheduler.get_run(adhoc.id)).state is RunState.SUCCEEDED
 
@@ -525,7 +525,7 @@ def test_a_process_executor_task_runs_in_a_child_process(make_scheduler, clock):
         import os
 
         assert run.state is RunState.SUCCEEDED
-        assert run.result is not None and int(run.result) != os.getpid()
+        assert isinstance(run.result, int) and run.result != os.getpid()
 
     asyncio.run(main())
 
@@ -597,7 +597,7 @@ def test_args_and_kwargs_are_passed_to_the_function(make_scheduler, clock):
     async def main():
         async with make_scheduler() as scheduler:
             run = await scheduler.run(Task("add", add, args=[1, 2], kwargs={"scale": 10}))
-        assert run.result == "30"
+        assert run.result == 30
 
     asyncio.run(main())
 
@@ -989,3 +989,29 @@ def test_adding_an_unchanged_task_again_keeps_its_version_and_next_fire(make_sch
             assert await scheduler.next_fire_time("hourly") == clock.now() + timedelta(hours=2)
 
     asyncio.run(main())
+
+
+class Opaque:
+    def __repr__(self) -> str:
+        return "<opaque>"
+
+
+@pytest.mark.parametrize(
+    ("returned", "recorded"),
+    [
+        ({"rows": 3, "ids": (1, 2)}, {"rows": 3, "ids": [1, 2]}),  # JSON data: kept as a value
+        ("text", "text"),
+        (2.5, 2.5),
+        (Opaque(), "<opaque>"),  # not JSON data: its repr
+        ({1: "a"}, "{1: 'a'}"),  # JSON would change its keys: its repr
+        (float("nan"), "nan"),
+        ("x" * 70_000, "'" + "x" * 499 + "…"),  # too large to keep: the start of its repr
+    ],
+)
+def test_a_run_records_what_its_function_returned_as_a_value_when_it_is_json_data(make_scheduler, returned, recorded):
+    async def main():
+        async with make_scheduler() as scheduler:
+            return await scheduler.run(Task("value", lambda: returned))
+
+    run = asyncio.run(main())
+    assert run.result == recorded

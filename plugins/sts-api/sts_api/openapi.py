@@ -107,7 +107,8 @@ _RUN_PROPERTIES: dict[str, Schema] = {
     "started_at": _nullable({"type": "string"}),
     "ended_at": _nullable({"type": "string"}),
     "duration": _nullable({"type": "number"}),
-    "result": _nullable({"type": "string"}),
+    "result": {"description": "what the function returned: the value when it is JSON data (up to 64 KiB), "
+                              "else its repr as a string; null when it returned None"},
     "error_type": _nullable({"type": "string"}),
     "error_message": _nullable({"type": "string"}),
     "worker": _nullable({"type": "string"}),

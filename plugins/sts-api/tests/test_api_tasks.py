@@ -24,7 +24,7 @@ def test_a_task_created_through_the_api_fires_and_its_run_is_listed(api: Running
     assert runs[0]["task_version"] == 1 and runs[0]["reason"] == "schedule"
     assert "output" not in runs[0]  # lists leave out output and traceback
     full = api.client.get(f"/runs/{runs[0]['id']}").json
-    assert full["output"] == "hello\n" and full["result"] == "'hello'" and full["traceback"] is None
+    assert full["output"] == "hello\n" and full["result"] == "hello" and full["traceback"] is None
 
 
 def test_a_failed_run_shows_its_error_traceback_and_output(api: RunningApi) -> None:
