@@ -4,7 +4,16 @@ and it runs again once the process can load it. Firing never needs the function.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import sys
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from procs import StsProcess
 
 from sts.config import Config
 from sts.task import Task
@@ -91,3 +100,51 @@ async def until_run(scheduler: AsyncTaskScheduler, name: str, state: RunState):
 
     await until(check, timeout=10, what=f"a {state.value} run of {name}")
     return found[0]
+
+
+def test_sts_scheduler_started_where_the_function_cannot_be_imported_still_fires_it(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """The issue's case with real processes: `beat` (function `jobs:tick`) is stored by the
+    application, `sts worker` runs from the application's directory and `sts scheduler` from a
+    directory where `jobs:tick` is not importable. The ledger the function writes shows that the
+    task keeps firing."""
+    app, elsewhere = tmp_path / "app", tmp_path / "elsewhere"
+    app.mkdir()
+    elsewhere.mkdir()
+    ledger = tmp_path / "ledger.txt"
+    (app / "jobs.py").write_text(
+        "import os\n\ndef tick():\n    with open(os.environ['LEDGER'], 'a') as f:\n        f.write('tick\\n')\n"
+    )
+    (app / "tasks.yaml").write_text("tasks:\n  - name: beat\n    function: jobs:tick\n    every: 1s\n")
+    config_file = tmp_path / "sts.yaml"
+    config_file.write_text(
+        f"scheduler_backend: redis\nredis:\n  url: {redis_url}\n  key_prefix: unlp\n  lease_time: 5s\n"
+        "scheduler:\n  shutdown_grace: 1s\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"LEDGER": str(ledger)}
+    if os.environ.get("PYTHONPATH"):  # a development checkout's sources, not the application's
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    store = StsProcess("store", ["--config", str(config_file), "scheduler", "tasks.yaml", "--for", "0.1"], cwd=app,
+                       env=env, log_path=tmp_path / "store.log")
+    worker = StsProcess("worker", ["--config", str(config_file), "worker"], cwd=app, env=env,
+                        log_path=tmp_path / "worker.log")
+    scheduler = StsProcess("scheduler", ["--config", str(config_file), "scheduler"], cwd=elsewhere, env=env,
+                           log_path=tmp_path / "scheduler.log")
+    assert store.start().wait(20) == 0, store.tail()  # the application stores its tasks
+    worker.start()
+    scheduler.start()
+    try:
+        deadline = time.monotonic() + 20
+        while (not ledger.exists() or ledger.read_text().count("tick") < 3) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        ticks = ledger.read_text().count("tick") if ledger.exists() else 0
+        assert ticks >= 3, (f"beat ran {ticks} time(s)\n--- scheduler:\n{scheduler.tail()}\n"
+                            f"--- worker:\n{worker.tail()}")
+        assert "cannot be loaded in this process" in scheduler.log_text()
+    finally:
+        for process in (scheduler, worker):
+            process.send(signal.SIGTERM)
+        for process in (scheduler, worker):
+            if process.wait(10) is None:
+                process.kill()
