@@ -70,6 +70,31 @@ def test_runs_fire_through_rabbitmq_and_are_recorded_in_redis(make_config: Calla
     asyncio.run(main())
 
 
+def test_a_manual_fire_beyond_max_instances_waits_in_the_ladder_and_runs_after_the_active_one(
+    make_config: Callable[..., Config],
+) -> None:
+    async def main() -> None:
+        sched = scheduler(make_config())
+        await sched.add_task(Task("exclusive", function="slow", kwargs={"seconds": 0.3}, every="1h"))
+        await sched.start()
+        try:
+            first = await sched.fire_now("exclusive")
+            await until(lambda: len(calls) == 1, what="the first run to start")
+            queued = await sched.fire_now("exclusive")
+            assert queued.waits_for_instance
+
+            async def both_ran() -> bool:
+                done = await sched.runs("exclusive", state="succeeded")
+                return {run.fire_id for run in done} == {first.fire_id, queued.fire_id}
+
+            await until(both_ran, timeout=15, what="the queued manual fire to run")
+        finally:
+            await sched.stop()
+        assert calls[1][2] - calls[0][2] >= 0.3, "the queued fire started before the active run ended"
+
+    asyncio.run(main())
+
+
 def test_retries_wait_their_delay_in_the_ladder_and_the_run_fails_for_good_after_the_last(
     make_config: Callable[..., Config],
 ) -> None:

@@ -201,6 +201,36 @@ def test_max_instances_holds_across_workers(redis_url: str) -> None:
     asyncio.run(main())
 
 
+def test_manual_fires_beyond_max_instances_queue_and_run_one_after_another_across_workers(redis_url: str) -> None:
+    async def main() -> None:
+        api_like = scheduler(redis_url)
+        workers = [scheduler(redis_url) for _ in range(2)]
+        await api_like.add_task(Task("exclusive", function="slow", kwargs={"seconds": 0.4}, every="1h",
+                                     max_instances=1))
+        for worker in workers:
+            await worker.start(scheduler=False)
+        try:
+            fired = [await api_like.fire_now("exclusive") for _ in range(3)]
+            assert [run.waits_for_instance for run in fired] == [False, True, True]
+
+            async def all_ran() -> bool:
+                done = await api_like.runs("exclusive", state="succeeded", limit=10)
+                return {run.fire_id for run in done} == {run.fire_id for run in fired}
+
+            await until(all_ran, timeout=15, what="the three manual fires to run")
+        finally:
+            for worker in workers:
+                await worker.stop()
+            await api_like.close()
+        running = 0
+        for _, label, _ in sorted(calls, key=lambda call: call[2]):
+            running += 1 if label == "start" else -1
+            assert running <= 1, "two instances ran at once"
+        assert [label for _, label, _ in calls].count("start") == 3
+
+    asyncio.run(main())
+
+
 def test_undeliverable_queue_entries_are_dead_lettered_and_the_worker_stays_up(redis_url: str) -> None:
     import redis
 
