@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 STS_SCRIPT = Path(sys.executable).with_name("sts")
-TIMESTAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}"
+TIMESTAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}(?:Z|[+-]\d\d:\d\d)"
 
 
 def sts_command() -> list[str]:

@@ -76,7 +76,7 @@ def test_flaky_upload_fails_twice_then_succeeds_on_attempt_3_with_growing_delays
 
 
 def _seconds(output: str, text: str) -> float:
-    match = re.search(rf"^\d{{4}}-\d\d-\d\d (\d\d):(\d\d):(\d\d\.\d{{3}}) .*{re.escape(text)}", output, re.MULTILINE)
+    match = re.search(rf"^\d{{4}}-\d\d-\d\d (\d\d):(\d\d):(\d\d\.\d{{3}})\S* .*{re.escape(text)}", output, re.MULTILINE)
     assert match, f"{text!r} not logged"
     hours, minutes, seconds = match.groups()
     return int(hours) * 3600 + int(minutes) * 60 + float(seconds)

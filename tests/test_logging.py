@@ -18,7 +18,8 @@ from sts_core.errors import ConfigError
 from sts_core.logsetup import configure_logging, reset_logging
 from sts_core.model import RunState
 
-TEXT_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} (?P<rest>.*)$")
+TEXT_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}(?:Z|[+-]\d\d:\d\d) (?P<rest>.*)$")
+WHEN = 1795750643.123  # 2026-11-27T03:37:23.123Z
 
 
 @pytest.fixture(autouse=True)
@@ -44,12 +45,77 @@ def test_text_lines_have_time_level_logger_and_message(capsys: pytest.CaptureFix
     assert rests == ["INFO  sts.engine  run r1 started", "WARNING sts.engine  slow"]
 
 
-def test_text_times_are_utc(capsys: pytest.CaptureFixture[str]) -> None:
-    configured()
-    record = logging.LogRecord("sts.x", logging.INFO, __file__, 1, "m", None, None)
-    record.created, record.msecs = 1795750643.123, 123.0  # 2026-11-27T03:37:23.123Z
+def emit_at(created: float, message: str = "m", *args: Any) -> None:
+    """Log ``message`` as if at the Unix time ``created``."""
+    record = logging.LogRecord("sts.x", logging.INFO, __file__, 1, message, args or None, None)
+    record.created, record.msecs = created, round(created % 1 * 1000)
     logging.getLogger("sts").handle(record)
-    assert capsys.readouterr().out == "2026-11-27 03:37:23.123 INFO  sts.x  m\n"
+
+
+def test_text_times_are_utc_marked_z_by_default(capsys: pytest.CaptureFixture[str]) -> None:
+    configured()
+    emit_at(WHEN)
+    assert capsys.readouterr().out == "2026-11-27 03:37:23.123Z INFO  sts.x  m\n"
+
+
+@pytest.mark.parametrize(("zone", "shown"), [
+    ("Europe/Berlin", "2026-11-27 04:37:23.123+01:00"),
+    ("America/St_Johns", "2026-11-27 00:07:23.123-03:30"),
+    ("Europe/London", "2026-11-27 03:37:23.123Z"),  # zero offset in winter
+])
+def test_text_times_follow_the_configured_timezone_with_their_offset(
+        capsys: pytest.CaptureFixture[str], zone: str, shown: str) -> None:
+    configure_logging(Config({"timezone": zone}))
+    emit_at(WHEN)
+    assert capsys.readouterr().out == f"{shown} INFO  sts.x  m\n"
+
+
+def test_the_offset_follows_daylight_saving_time(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging(Config({"timezone": "Europe/Berlin"}))
+    emit_at(WHEN - 150 * 86400)  # late June
+    assert capsys.readouterr().out.startswith("2026-06-30 05:37:23.123+02:00 INFO")
+
+
+def test_json_times_follow_the_configured_timezone_with_their_offset(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging(Config({"timezone": "Europe/Berlin", "logging": {"format": "json"}}))
+    emit_at(WHEN)
+    entry = json.loads(capsys.readouterr().out)
+    assert entry["time"] == "2026-11-27T04:37:23.123+01:00"
+    assert datetime.fromisoformat(entry["time"]).timestamp() == pytest.approx(WHEN)
+
+
+FORGED = "/tasks/x\x1b[2J\x1b]0;pwned\x07\r\n2026-11-27 03:37:23.123Z ERROR sts.api  forged\tline\u2028\x9b31m\u202e"
+
+
+def test_control_characters_in_text_messages_and_arguments_are_escaped(capsys: pytest.CaptureFixture[str]) -> None:
+    configured()
+    logging.getLogger("sts.api").warning("GET %s failed", FORGED)
+    logging.getLogger("sts.engine").warning(FORGED)  # a message built by the caller, any sts logger
+    out = capsys.readouterr().out
+    escaped = ("/tasks/x\\x1b[2J\\x1b]0;pwned\\x07\\r\\n2026-11-27 03:37:23.123Z ERROR sts.api  forged\\tline"
+               "\\u2028\\x9b31m\\u202e")
+    assert out.split("\n") == [out.split("\n")[0], out.split("\n")[1], ""]
+    assert out.split("\n")[0].endswith(f"WARNING sts.api  GET {escaped} failed")
+    assert out.split("\n")[1].endswith(f"WARNING sts.engine  {escaped}")
+    assert len(out.splitlines()) == 2 and not re.search(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u202e]", out)
+
+
+def test_a_backslash_is_left_as_it_is(capsys: pytest.CaptureFixture[str]) -> None:
+    configured()
+    logging.getLogger("sts").warning(r"C:\tasks\new %s", "é ✔")
+    assert capsys.readouterr().out.endswith("WARNING sts  C:\\tasks\\new é ✔\n")
+
+
+def test_a_traceback_stays_on_its_own_lines_with_escape_sequences_escaped(capsys: pytest.CaptureFixture[str]) -> None:
+    configured()
+    try:
+        raise ValueError("bad\x1b[31m value\nsecond line")
+    except ValueError:
+        logging.getLogger("sts.worker").exception("crashed at %s", "x\ny")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("ERROR sts.worker  crashed at x\\ny")
+    assert lines[1] == "Traceback (most recent call last):"
+    assert lines[-2:] == ["ValueError: bad\\x1b[31m value", "second line"]
 
 
 def test_the_level_comes_from_the_config_in_any_case(capsys: pytest.CaptureFixture[str]) -> None:
@@ -93,6 +159,18 @@ def test_json_details_never_replace_the_standard_fields(capsys: pytest.CaptureFi
     entry = json.loads(capsys.readouterr().out)
     assert (entry["message"], entry["level"]) == ("real", "INFO")
     assert (entry["sts_message"], entry["sts_level"]) == ("fake", "x")
+
+
+def test_json_lines_escape_every_control_character(capsys: pytest.CaptureFixture[str]) -> None:
+    """json.dumps escapes C0 controls itself, but leaves DEL, the C1 controls (0x9b is a CSI) and
+    U+2028 (a line break to str.splitlines) as they are."""
+    configured(format="json")
+    logging.getLogger("sts.api").warning("GET %s failed", FORGED, extra={"sts": {"path": FORGED}})
+    out = capsys.readouterr().out
+    assert len(out.splitlines()) == 1
+    assert not re.search(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202e]", out.rstrip("\n"))
+    entry = json.loads(out)
+    assert (entry["message"], entry["path"]) == (f"GET {FORGED} failed", FORGED)
 
 
 def test_json_lines_carry_the_exception(capsys: pytest.CaptureFixture[str]) -> None:
