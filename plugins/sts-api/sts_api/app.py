@@ -41,6 +41,9 @@ log = logging.getLogger("sts.api")
 #: How long the readiness check waits for the backend to answer (seconds).
 READY_TIMEOUT = 2.0
 _NO_VERSION = -1  # an If-Match value that names no version: matches none
+#: The longest path, and the longest reason for a refusal, that a log line shows (characters).
+MAX_LOGGED_PATH = 300
+MAX_LOGGED_REASON = 500
 
 
 @attrs.define
@@ -114,20 +117,23 @@ class _Endpoint:
         if operation is None:
             return json_response({"error": "method_not_allowed", "message": f"{request.method} is not allowed here; "
                                   f"allowed: {self.allowed}"}, 405, {"Allow": self.allowed})
+        caller = None
         try:
-            caller = None
             if operation.scope is not None:
                 caller = api.tokens.require(request.headers.get("authorization"), operation.scope)
             response = await operation.handler(api, request)
             if caller is not None and operation.scope == ADMIN:  # an audit trail of changes, by token name
-                log.info("%s %s -> %d (token %s)", request.method, request.url.path, response.status_code,
+                log.info("%s %s -> %d (token %s)", request.method, _path(request), response.status_code,
                          caller.token_name)
             return response
         except AuthError as exc:
+            _log_refusal(request, exc.status, exc.token_name, exc.message)
             headers = {"WWW-Authenticate": 'Bearer realm="sts"'} if exc.status == 401 else {}
             return json_response({"error": "unauthorized" if exc.status == 401 else "forbidden",
                                   "message": exc.message}, exc.status, headers)
         except ApiError as exc:
+            if exc.refusal is not None:
+                _log_refusal(request, exc.status, caller.token_name if caller else None, exc.refusal)
             return exc.response()
         except BackendUnavailableError as exc:
             return json_response({"error": "backend_unavailable", "message": str(exc)}, 503, {"Retry-After": "5"})
@@ -145,12 +151,29 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
-    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    log.error("%s %s failed", request.method, _path(request), exc_info=exc)
     return json_response({"error": "internal", "message": f"internal error ({type(exc).__name__}); "
                                                           "the server log has the details"}, 500)
 
 
 # --- helpers ----------------------------------------------------------------------------------------
+
+
+def _log_refusal(request: Request, status: int, token_name: str | None, reason: str) -> None:
+    """A refused request at WARNING, so that probing with a stolen token shows in the log: the
+    method, the path, the status, the token's name (never the token) and why. The text log
+    escapes the control characters a client may put in the path."""
+    log.warning("%s %s -> %d refused (token %s): %s", request.method, _path(request), status,
+                token_name or "none", _shortened(reason, MAX_LOGGED_REASON))
+
+
+def _path(request: Request) -> str:
+    """The request's path as decoded, at most ``MAX_LOGGED_PATH`` characters (for the log)."""
+    return _shortened(str(request.scope.get("path", "")), MAX_LOGGED_PATH)
+
+
+def _shortened(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _if_match(request: Request) -> int | None:

@@ -33,12 +33,14 @@ class Caller:
 
 
 class AuthError(Exception):
-    """The request carries no usable token (401) or one without the needed scope (403)."""
+    """The request carries no usable token (401) or one without the needed scope (403);
+    ``token_name`` names the token of a 403 (for the log), None for a 401."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, token_name: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.token_name = token_name
 
 
 class TokenTable:
@@ -68,7 +70,8 @@ class TokenTable:
         """The caller, when its token grants ``scope``; ``AuthError`` 401 or 403 otherwise."""
         caller = self.authenticate(header)
         if not caller.may(scope):
-            raise AuthError(403, f"this operation needs a token with the {scope} scope; this token has {caller.scope}")
+            raise AuthError(403, f"this operation needs a token with the {scope} scope; this token has {caller.scope}",
+                            caller.token_name)
         return caller
 
 

@@ -25,7 +25,11 @@ COMMON_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosnif
 
 
 class ApiError(Exception):
-    """A request that cannot be served: becomes a JSON error response with ``status``."""
+    """A request that cannot be served: becomes a JSON error response with ``status``.
+
+    ``refusal`` says why a request was refused on security grounds (the allowlist refused what
+    it would run); such a refusal is logged at WARNING with the token's name. None: an ordinary
+    error, not logged."""
 
     def __init__(
         self,
@@ -35,6 +39,7 @@ class ApiError(Exception):
         *,
         problems: Iterable[Problem] = (),
         headers: Mapping[str, str] | None = None,
+        refusal: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -42,6 +47,7 @@ class ApiError(Exception):
         self.message = message
         self.problems = list(problems)
         self.headers = dict(headers or {})
+        self.refusal = refusal
 
     def body(self) -> dict[str, Any]:
         """The JSON body."""

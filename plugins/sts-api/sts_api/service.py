@@ -174,9 +174,12 @@ class TaskService:
             task = Task.from_dict(data)
         except TaskValidationError as exc:
             raise invalid(merged(problems, exc.problems)) from None
-        problems = [*merged(problems, limit_problems(task)), *self.allowlist.problems(task)]
+        refused = self.allowlist.problems(task)
+        problems = [*merged(problems, limit_problems(task)), *refused]
         if problems:
-            raise invalid(problems)
+            error = invalid(problems)
+            error.refusal = _refusal(refused) if refused else None
+            raise error
         return task
 
     def _check_startable(self, task: Task, what: str) -> None:
@@ -191,7 +194,7 @@ class TaskService:
                            f"the API starts only tasks it could create (api.allowed_task_types, "
                            f"api.allowed_functions, api.allowed_commands, api.allowed_cwds), or every task with "
                            f"api.run_any_task: true",
-                           problems=problems[:MAX_PROBLEMS])
+                           problems=problems[:MAX_PROBLEMS], refusal=_refusal(problems))
 
     async def _store(self, task: Task, *, replace: bool) -> Task:
         try:
@@ -258,6 +261,13 @@ def _check_expected(name: str, current: Task | None, expected: int | None) -> No
 
 def _same(current: Task, task: Task) -> bool:
     return attrs.evolve(current, version=0) == attrs.evolve(task, version=0)
+
+
+def _refusal(problems: list[Problem]) -> str:
+    """Why the allowlist refused a task, for the log: its first problem, and how many more."""
+    first = problems[0]
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return f"allowlist: {first.key_path}: {first.message}{more}"
 
 
 def _relative(name: str, problems: list[Problem]) -> list[Problem]:
