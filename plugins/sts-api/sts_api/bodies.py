@@ -40,7 +40,7 @@ async def read_json(request: Request, limit: int, timeout: float = REQUEST_TIMEO
                        f"for PATCH), {got}")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
+        raise too_large(limit)
     raw = await _read(request, limit, timeout)
     if not raw.strip():
         raise ApiError(400, "malformed_json", "the request needs a JSON body")
@@ -82,7 +82,7 @@ async def _read(request: Request, limit: int, timeout: float) -> bytes:
             async for chunk in request.stream():
                 size += len(chunk)
                 if size > limit:
-                    raise _too_large(limit)
+                    raise too_large(limit)
                 chunks.append(chunk)
     except ClientDisconnect:
         raise ApiError(400, "incomplete_body", "the client closed the connection before the body was sent") from None
@@ -110,7 +110,8 @@ def non_finite_problems(data: Any) -> list[Problem]:
     return problems
 
 
-def _too_large(limit: int) -> ApiError:
+def too_large(limit: int) -> ApiError:
+    """The 413 for a body over ``limit`` bytes."""
     return ApiError(413, "too_large", f"the body is larger than {limit} bytes (api.max_body_bytes)")
 
 

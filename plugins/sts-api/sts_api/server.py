@@ -13,7 +13,9 @@ for ever, and a byte now and then would keep it waiting); the body then has ``re
 again (``sts_api.bodies``, 408). An idle kept-alive connection is closed
 after ``KEEP_ALIVE`` seconds, and at most ``api.max_connections`` connections are served at once
 (uvicorn's ``limit_concurrency``: beyond it a request is answered 503, in plain text). A request
-h11 cannot parse is answered 400 in JSON, like every other error.
+h11 cannot parse is answered 400 in JSON, like every other error, except one whose only fault is
+a ``Content-Length`` too long for h11 (more than 20 digits): that body is over any limit, so it
+is a 413 like every other body over ``api.max_body_bytes``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -30,8 +33,9 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from sts_api.app import build_app
+from sts_api.bodies import too_large
 from sts_api.config import Settings
-from sts_api.responses import encode
+from sts_api.responses import ApiError, encode
 from sts_core.sections import format_address
 
 log = logging.getLogger("sts.api")
@@ -41,6 +45,12 @@ GRACEFUL_SHUTDOWN = 3.0
 #: Seconds an idle kept-alive connection stays open (uvicorn's ``timeout_keep_alive``).
 KEEP_ALIVE = 5
 _BACKLOG = 128
+#: A ``Content-Length`` header of more significant digits than h11 accepts (20): it is at least
+#: 10**20 bytes, over any ``api.max_body_bytes``.
+_HUGE_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*0*[1-9][0-9]{20,}[ \t]*\r\n", re.IGNORECASE)
+#: How many of the latest bytes received while a request head is awaited are kept to look for one
+#: (more than uvicorn lets a head have: 16 KiB).
+_HEAD_KEPT = 65536
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -53,16 +63,19 @@ class _EmbeddedServer(uvicorn.Server):
 
 class _Protocol(H11Protocol):
     """uvicorn's h11 protocol with a deadline for each request's head and JSON for a malformed
-    request. ``head_timeout`` is set per server (see ``_protocol``)."""
+    request. ``head_timeout`` and ``max_body_bytes`` are set per server (see ``_protocol``)."""
 
     head_timeout: float = 10.0
+    max_body_bytes: int = 65536
     _head_timer: asyncio.TimerHandle | None = None
+    _head: bytes = b""  # the latest bytes received while a request head was awaited
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._watch_head()
 
     def data_received(self, data: bytes) -> None:
+        self._head = (self._head + data)[-_HEAD_KEPT:] if self.conn.their_state is h11.IDLE else b""
         super().data_received(data)
         self._watch_head()
 
@@ -102,17 +115,26 @@ class _Protocol(H11Protocol):
             self.timeout_keep_alive_task = None
 
     def send_400_response(self, msg: str) -> None:
-        body = encode({"error": "malformed_request", "message": f"the request is not valid HTTP/1.1: {msg}"})
+        if _HUGE_LENGTH.search(self._head):
+            self._send_error(too_large(self.max_body_bytes), b"Content Too Large")
+        else:
+            self._send_error(ApiError(400, "malformed_request", f"the request is not valid HTTP/1.1: {msg}"),
+                             b"Bad Request")
+
+    def _send_error(self, error: ApiError, reason: bytes) -> None:
+        """Answer ``error`` in JSON and close the connection (h11 can read no further)."""
+        body = encode(error.body())
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                    (b"connection", b"close"), (b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff")]
-        self.transport.write(self.conn.send(h11.Response(status_code=400, headers=headers, reason=b"Bad Request")))
+        self.transport.write(self.conn.send(h11.Response(status_code=error.status, headers=headers, reason=reason)))
         self.transport.write(self.conn.send(h11.Data(data=body)))
         self.transport.write(self.conn.send(h11.EndOfMessage()))
         self.transport.close()
 
 
-def _protocol(head_timeout: float) -> type[_Protocol]:
-    return type("ApiProtocol", (_Protocol,), {"head_timeout": head_timeout})
+def _protocol(settings: Settings) -> type[_Protocol]:
+    return type("ApiProtocol", (_Protocol,), {"head_timeout": settings.request_timeout,
+                                              "max_body_bytes": settings.max_body_bytes})
 
 
 class ApiServer:
@@ -141,7 +163,7 @@ class ApiServer:
         host, port = sock.getsockname()[:2]
         self._bound = (str(host), int(port))
         config = uvicorn.Config(
-            self.app, lifespan="off", log_config=None, access_log=False, http=_protocol(self.settings.request_timeout),
+            self.app, lifespan="off", log_config=None, access_log=False, http=_protocol(self.settings),
             ws="none", server_header=False, timeout_graceful_shutdown=int(GRACEFUL_SHUTDOWN), backlog=_BACKLOG,
             timeout_keep_alive=KEEP_ALIVE, limit_concurrency=self.settings.max_connections,
         )

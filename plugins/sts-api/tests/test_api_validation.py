@@ -129,6 +129,21 @@ def test_thousands_of_unknown_options_are_cut_off_after_fifty(api: RunningApi) -
     assert patched.status == 422 and len(patched.json["problems"]) == 50 and "4000 problems" in patched.json["message"]
 
 
+@pytest.mark.parametrize("length", [65_537, 10**19, 10**20, 10**25, 10**400])
+def test_any_content_length_over_the_limit_is_413_however_large(api: RunningApi, length: int) -> None:
+    """h11 refuses a Content-Length of more than 20 digits as malformed; it is over the limit all
+    the same."""
+    reply = api.client.call("POST", "/tasks", raw=b"{}", headers={"Content-Length": str(length)})
+    assert (reply.status, reply.json["error"]) == (413, "too_large"), reply.body
+    assert reply.json["message"] == "the body is larger than 65536 bytes (api.max_body_bytes)"
+    assert api.client.get("/tasks").json["tasks"] == []
+
+
+def test_a_long_content_length_of_leading_zeros_is_no_refusal_for_size(api: RunningApi) -> None:
+    reply = api.client.call("POST", "/tasks", raw=b"{}", headers={"Content-Length": "0" * 30 + "2"})
+    assert reply.status == 400 and reply.json["error"] == "malformed_request"
+
+
 def test_a_body_streamed_past_the_limit_is_cut_off_at_the_limit() -> None:
     with running_api(max_body_bytes=2048) as api:
         chunked = api.client.call("POST", "/tasks", chunks=[b'{"name": "t", "description": "', b"x" * 1024] * 4)
