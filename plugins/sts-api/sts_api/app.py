@@ -189,6 +189,16 @@ def _if_match(request: Request) -> int | None:
     return int(text) if text.isascii() and text.isdigit() and 0 < len(text) < 10 else _NO_VERSION
 
 
+async def _backend_failure(api: Api) -> Exception | None:
+    """None when the backend's store answers within ``READY_TIMEOUT``; else what went wrong (a
+    ``TimeoutError`` when it did not answer)."""
+    try:
+        await asyncio.wait_for(api.scheduler.backend.store.next_due_time(), READY_TIMEOUT)
+    except Exception as exc:  # noqa: BLE001 - any failure means "unavailable"
+        return exc
+    return None
+
+
 def _authenticated(api: Api, request: Request) -> bool:
     """True when the request carries a valid token (of any scope)."""
     try:
@@ -221,16 +231,15 @@ async def ready(api: Api, request: Request) -> Response:
     """Readiness: the scheduler runs and its backend answers within ``READY_TIMEOUT``. Why the
     backend failed (an address, say) is told only to a caller with a valid token."""
     checks = {"scheduler": "ok" if api.scheduler.running else "not running"}
-    try:
-        await asyncio.wait_for(api.scheduler.backend.store.next_due_time(), READY_TIMEOUT)
+    failure = await _backend_failure(api)
+    if failure is None:
         checks["backend"] = "ok"
-    except TimeoutError:
+    elif isinstance(failure, TimeoutError):
         checks["backend"] = f"no answer within {READY_TIMEOUT:g}s"
-    except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
-        if _authenticated(api, request):
-            checks["backend"] = f"{type(exc).__name__}: {exc}"
-        else:
-            checks["backend"] = "unavailable (send a token for the details)"
+    elif _authenticated(api, request):
+        checks["backend"] = f"{type(failure).__name__}: {failure}"
+    else:
+        checks["backend"] = "unavailable (send a token for the details)"
     is_ready = all(value == "ok" for value in checks.values())
     return json_response({"ready": is_ready, "checks": checks}, 200 if is_ready else 503)
 
@@ -241,9 +250,12 @@ async def openapi_document(api: Api, request: Request) -> Response:
 
 
 async def status(api: Api, request: Request) -> Response:
-    """The scheduler's health in detail."""
+    """The scheduler's health in detail. ``backend_unavailable`` asks the backend as ``/ready``
+    does: the loops notice an outage only when they next use it, and ``sts api`` runs none."""
     backend = str(api.scheduler.config.get("scheduler_backend"))
-    return json_response(health_resource(api.scheduler.health(), backend))
+    health = api.scheduler.health()
+    unavailable = health.backend_unavailable or await _backend_failure(api) is not None
+    return json_response(health_resource(health, backend, backend_unavailable=unavailable))
 
 
 async def plugins(api: Api, request: Request) -> Response:

@@ -221,7 +221,9 @@ SCHEMAS: dict[str, Schema] = {
             "scheduler_id": {"type": "string"},
             "roles": {"type": "array", "items": {"type": "string", "enum": ["scheduler", "worker"]}},
             "backend": {"type": "string"},
-            "backend_unavailable": {"type": "boolean"},
+            "backend_unavailable": {"type": "boolean", "description": (
+                "True when the backend does not answer now (asked as GET /ready asks it), or when this "
+                "process's loops have not reached it again since they last failed to.")},
             "runs_in_flight": {"type": "integer"},
             "beats": {"type": "object", "additionalProperties": _nullable({"type": "string"})},
             "task_problems": {

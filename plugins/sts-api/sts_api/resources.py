@@ -65,14 +65,14 @@ def plugin_resource(info: Any, switched_off: frozenset[str]) -> dict[str, Any]:
     }
 
 
-def health_resource(health: Health, backend: str) -> dict[str, Any]:
-    """The scheduler's health as JSON."""
+def health_resource(health: Health, backend: str, *, backend_unavailable: bool) -> dict[str, Any]:
+    """The scheduler's health as JSON; ``backend_unavailable`` as the caller found it."""
     return {
         "running": health.running,
         "scheduler_id": health.scheduler_id,
         "roles": list(health.roles),
         "backend": backend,
-        "backend_unavailable": health.backend_unavailable,
+        "backend_unavailable": backend_unavailable,
         "runs_in_flight": health.runs_in_flight,
         "beats": {loop: _time(when) for loop, when in health.beats.items()},
         "task_problems": dict(health.task_problems),

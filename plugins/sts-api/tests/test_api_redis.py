@@ -106,3 +106,24 @@ def test_sts_api_serves_a_shared_backend_until_sigterm(redis_url: str, tmp_path:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+@pytest.mark.parametrize("loops", [True, False], ids=["scheduler_and_worker", "api_only"])
+def test_status_says_the_backend_is_unavailable_while_redis_is_down(redis_server_factory: Any, loops: bool) -> None:
+    """/status asks the backend as /ready does: it does not wait for a loop to stumble on the
+    outage (an API-only process, as `sts api` runs, has no loop at all)."""
+    server = redis_server_factory()
+    scheduler = TaskScheduler(api_config(redis_section(server.url, f"api-{secrets.token_hex(4)}")))
+    scheduler.start(scheduler=loops, worker=loops)
+    try:
+        client = ApiClient(server_for(scheduler.asyncio_scheduler).url)
+        assert client.get("/status", token=READ).json["backend_unavailable"] is False
+        server.stop()
+        down = client.get("/status", token=READ)
+        assert down.status == 200 and down.json["backend_unavailable"] is True, down.json
+        assert client.get("/ready", token=None).status == 503
+        server.start()
+        wait_for(lambda: client.get("/status", token=READ).json["backend_unavailable"] is False, timeout=10)
+        assert client.get("/ready", token=None).status == 200
+    finally:
+        scheduler.stop()
