@@ -263,3 +263,24 @@ def test_a_request_that_is_not_http_is_a_json_400(api) -> None:
     head, _, body = received.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400 ") and b"content-type: application/json" in head.lower()
     assert json.loads(body)["error"] == "malformed_request"
+
+
+def test_a_huge_content_length_is_413_also_in_a_head_sent_in_pieces_after_another_request(api) -> None:
+    """The length h11 refuses (over 20 digits) is found in a head that arrives in pieces, on a
+    kept-alive connection that served a request before."""
+    parts = urlsplit(api.client.url)
+    pieces = [b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+              f"POST /tasks HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {ADMIN}\r\nContent-Le".encode(),
+              b"ngth: 1" + b"0" * 25 + b"\r\nContent-Type: application/json\r\n\r\n{}"]
+    with socket.create_connection((parts.hostname, parts.port)) as sock:
+        sock.settimeout(10)
+        for piece in pieces:
+            sock.sendall(piece)
+            time.sleep(0.1)
+        received = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(65536):
+                received += chunk
+    first, _, second = received.partition(b"HTTP/1.1 413 ")
+    assert first.startswith(b"HTTP/1.1 200 ") and second, received
+    assert json.loads(second.partition(b"\r\n\r\n")[2])["error"] == "too_large"
