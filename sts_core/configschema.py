@@ -120,6 +120,7 @@ CORE_RULES: dict[str, Check] = {
     "misfire_grace_time": _duration(),
     "executor.type": _choice(EXECUTORS),
     "executor.max_workers": _whole(1),
+    "executor.max_abandoned_threads": _whole(0),
     "executor.concurrency": _whole(1),
     "executor.kill_grace": _duration(),
     "executor.output_limit": _whole(0),

@@ -202,6 +202,7 @@ class Engine(Firing, Working, Redelivery):
 
     def health(self, *, running: bool) -> Health:
         """A snapshot of the loops' state; cheap, and safe to take from any thread."""
+        threads = self._threads
         return Health(
             running=running,
             scheduler_id=self.scheduler_id,
@@ -210,6 +211,8 @@ class Engine(Firing, Working, Redelivery):
             beats=dict(self.beats),
             backend_unavailable=bool(self._unavailable),
             task_problems=self.plans.problems(),
+            abandoned_threads=0 if threads is None else threads.abandoned_threads,
+            waiting_for_thread=0 if threads is None else threads.waiting,
         )
 
     def wake(self) -> None:

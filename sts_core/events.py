@@ -135,3 +135,22 @@ class FireMissed(Event):
     missed_count: int
     policy: str
     task: Task | None = None
+
+
+@attrs.frozen
+class ThreadAbandoned(Event):
+    """A run's synchronous function was still running when its run ended (timed out or was
+    cancelled): Python cannot stop a thread, so the thread pool abandoned it.
+
+    ``abandoned_threads`` counts the abandoned functions still running, this one included. While
+    it is at most ``max_abandoned_threads`` (config ``executor.max_abandoned_threads``) the pool
+    starts a replacement (``replaced``) and keeps ``executor.max_workers`` usable threads; past
+    it, synchronous runs wait for the threads left.
+    """
+
+    kind: ClassVar[str] = "thread.abandoned"
+    task_name: str
+    run_id: str
+    abandoned_threads: int
+    max_abandoned_threads: int
+    replaced: bool

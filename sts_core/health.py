@@ -20,6 +20,12 @@ class Health:
     ``task_problems`` maps each stored task this process cannot fire or run (its trigger kind,
     task type or function is missing here) to the reason; such a task stays scheduled and its
     runs are recorded failed with that reason.
+
+    ``abandoned_threads`` counts the synchronous functions still running after their run ended
+    (timed out or cancelled): Python cannot stop them, so their threads were abandoned, and
+    replaced while at most ``executor.max_abandoned_threads`` are. ``waiting_for_thread`` counts
+    the synchronous calls waiting for a free pool thread now (their timeouts have not started).
+    Both stay above zero when the pool is full of hung functions.
     """
 
     running: bool
@@ -29,3 +35,5 @@ class Health:
     beats: Mapping[str, datetime]
     backend_unavailable: bool
     task_problems: Mapping[str, str] = attrs.field(factory=dict)
+    abandoned_threads: int = 0
+    waiting_for_thread: int = 0

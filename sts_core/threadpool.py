@@ -6,8 +6,14 @@ reached the end of the script. A scheduler's pool must do neither: a function th
 its timeout is abandoned (it cannot be killed), and a script that ends with ``start()`` keeps
 running its tasks. So this pool's threads are daemon threads, started lazily up to a bound.
 
-The engine awaits results through :meth:`DaemonThreadPool.run_for_loop`, which hands them back
-in batches: a thread that finishes a call wakes the event loop only when no wake-up is already
+An abandoned call still occupies its thread, so the pool replaces it: it keeps ``max_workers``
+threads free of abandoned calls, as long as no more than ``max_abandoned`` abandoned calls are
+still running. Past that cap nothing is replaced (a hung function leaks a thread for good) and
+calls wait for the threads left, which the pool logs. A thread whose abandoned call ends
+serves again if the pool is short of threads, and exits otherwise.
+
+The engine awaits results through :meth:`DaemonThreadPool.call`, which hands them back in
+batches: a thread that finishes a call wakes the event loop only when no wake-up is already
 pending, so a burst of short calls costs one loop wake-up, not one each (``run_in_executor``
 pays a ``concurrent.futures.Future``, a wrapping asyncio future and a self-pipe write per call).
 """
@@ -16,11 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any
+
+log = logging.getLogger("sts.engine")
 
 _STOP = None
 
@@ -53,25 +62,66 @@ class _LoopResults:
                 future.set_exception(error)
 
 
-class DaemonThreadPool(Executor):
-    """At most ``max_workers`` daemon threads running submitted callables in order."""
+class _Job:
+    """One queued call. ``running`` and ``abandoned`` change under the pool's lock."""
 
-    def __init__(self, max_workers: int, thread_name_prefix: str = "sts-run") -> None:
+    __slots__ = ("abandoned", "cancel", "deadline", "loop", "remaining", "run", "running", "waits")
+
+    def __init__(
+        self, run: Callable[[], None], cancel: Callable[[], Any], loop: asyncio.AbstractEventLoop | None = None
+    ) -> None:
+        self.run = run
+        self.cancel = cancel
+        self.loop = loop  # the caller's loop, for a call from a coroutine
+        self.running = False
+        self.abandoned = False
+        #: Queued while no thread was free: the thread taking it resumes ``deadline`` (if paused).
+        self.waits = False
+        self.deadline: asyncio.Timeout | None = None
+        self.remaining = 0.0
+
+
+class DaemonThreadPool(Executor):
+    """``max_workers`` daemon threads running submitted callables in order, replacing threads
+    whose call was abandoned while at most ``max_abandoned`` such calls still run."""
+
+    def __init__(self, max_workers: int, thread_name_prefix: str = "sts-run", *, max_abandoned: int = 32) -> None:
         self._max_workers = max_workers
+        self._max_abandoned = max_abandoned
         self._prefix = thread_name_prefix
-        # Each item is a call to make and how to cancel it if the pool shuts down first.
-        self._work: queue.SimpleQueue[tuple[Callable[[], None], Callable[[], Any]] | None] = queue.SimpleQueue()
+        self._work: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        # Under _lock: the live threads, those blocked on (or about to take) the queue, the jobs
+        # queued and not yet taken, and the threads still running an abandoned call.
         self._threads: list[threading.Thread] = []
         self._idle = 0
+        self._pending = 0
+        self._abandoned = 0
+        self._started = 0  # threads ever started: names stay unique
+        self._at_cap = False  # the cap stopped a replacement; logged once until an abandoned call ends
         self._lock = threading.Lock()
         self._shut = False
         self._results: _LoopResults | None = None
+
+    @property
+    def max_abandoned(self) -> int:
+        """The most abandoned calls still running whose threads are replaced."""
+        return self._max_abandoned
+
+    @property
+    def abandoned_threads(self) -> int:
+        """Threads still running a call whose caller gave up on it (a timeout, a cancellation)."""
+        return self._abandoned
+
+    @property
+    def waiting(self) -> int:
+        """Calls queued with no thread free to take them."""
+        return max(self._pending - self._idle, 0)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         """Run ``fn(*args, **kwargs)`` in a pool thread; returns its ``concurrent.futures`` future."""
         future: Future[Any] = Future()
 
-        def job() -> None:
+        def run() -> None:
             if future.set_running_or_notify_cancel():
                 try:
                     result = fn(*args, **kwargs)
@@ -80,14 +130,24 @@ class DaemonThreadPool(Executor):
                 else:
                     future.set_result(result)
 
-        self._put(job, future.cancel)
+        self._put(_Job(run, future.cancel))
         return future
 
-    def run_for_loop(self, fn: Callable[..., Any], /, *args: Any) -> asyncio.Future[Any]:
-        """Run ``fn(*args)`` in a pool thread; returns an asyncio future of the running loop.
+    async def call(
+        self,
+        fn: Callable[..., Any],
+        /,
+        *args: Any,
+        deadline: asyncio.Timeout | None = None,
+        on_abandon: Callable[[int, bool], None] | None = None,
+    ) -> Any:
+        """Run ``fn(*args)`` in a pool thread and return its result (or raise its exception).
 
-        Cancelling the future abandons the call: it is skipped if no thread has taken it yet,
-        otherwise its late result is dropped.
+        A call that has to wait for a thread does not spend ``deadline`` (the caller's
+        ``asyncio.timeout``) meanwhile: it is paused until a thread starts the call, so a
+        timeout counts from the function's start. Cancelled before a thread took it, the call
+        is skipped; cancelled while it runs, it is abandoned: its late result is dropped, a
+        replacement thread may start, and ``on_abandon(abandoned_threads, replaced)`` is called.
         """
         loop = asyncio.get_running_loop()
         results = self._results
@@ -95,7 +155,7 @@ class DaemonThreadPool(Executor):
             results = self._results = _LoopResults(loop)
         future: asyncio.Future[Any] = loop.create_future()
 
-        def job() -> None:
+        def run() -> None:
             if future.cancelled():  # a racy read, but a late answer only means one wasted call
                 return
             try:
@@ -107,32 +167,86 @@ class DaemonThreadPool(Executor):
             else:
                 results.add(future, result, None)
 
-        self._put(job, future.cancel)
-        return future
+        job = _Job(run, future.cancel, loop)
+        self._put(job)
+        # A thread taking the job resumes the deadline through the loop, so after this pause.
+        if job.waits and deadline is not None and (when := deadline.when()) is not None:
+            job.deadline, job.remaining = deadline, when - loop.time()
+            deadline.reschedule(None)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            self._abandon(job, on_abandon)
+            raise
 
-    def _put(self, job: Callable[[], None], cancel: Callable[[], Any]) -> None:
+    def _put(self, job: _Job) -> None:
         with self._lock:
             if self._shut:
                 raise RuntimeError("the thread pool is shut down")
-            self._work.put((job, cancel))
-            if self._idle:
-                self._idle -= 1  # an idle thread will take it
-            elif len(self._threads) < self._max_workers:
-                thread = threading.Thread(
-                    target=self._serve, name=f"{self._prefix}_{len(self._threads)}", daemon=True
+            self._pending += 1
+            if self._pending > self._idle and not self._grow():
+                job.waits = True
+            self._work.put(job)
+
+    def _grow(self) -> bool:
+        """Under the lock: start a thread if one is missing and the cap allows it; True if started."""
+        threads = len(self._threads)
+        if threads - self._abandoned >= self._max_workers:
+            return False
+        if threads >= self._max_workers + self._max_abandoned:
+            if not self._at_cap:
+                self._at_cap = True
+                log.error(
+                    "thread pool full: %d abandoned threads (functions still running past their timeout) reach "
+                    "executor.max_abandoned_threads=%d, so they are no longer replaced; synchronous runs wait for "
+                    "the %d threads left. Run code that can hang with executor: process or as an async function",
+                    self._abandoned, self._max_abandoned, threads - self._abandoned,
                 )
-                self._threads.append(thread)
-                thread.start()
+            return False
+        self._started += 1
+        thread = threading.Thread(target=self._serve, name=f"{self._prefix}_{self._started - 1}", daemon=True)
+        self._threads.append(thread)
+        self._idle += 1  # it takes a queued job first thing
+        thread.start()
+        return True
+
+    def _abandon(self, job: _Job, on_abandon: Callable[[int, bool], None] | None) -> None:
+        with self._lock:
+            if not job.running or job.abandoned:
+                return  # not started (the thread skips it) or already over
+            job.abandoned = True
+            self._abandoned += 1
+            abandoned = self._abandoned
+            replaced = len(self._threads) < self._max_workers + self._max_abandoned
+            if self._pending > self._idle and not self._shut:
+                self._grow()
+        if on_abandon is not None:
+            on_abandon(abandoned, replaced)
 
     def _serve(self) -> None:
+        current = threading.current_thread()
         while True:
-            item = self._work.get()
-            if item is _STOP:
+            job = self._work.get()
+            if job is _STOP:
                 return
-            item[0]()
-            del item
             with self._lock:
+                self._idle -= 1
+                self._pending -= 1
+                job.running = True
+                resume = job.waits and job.loop is not None
+            if resume:
+                _resume_deadline(job)
+            job.run()
+            with self._lock:
+                job.running = False
+                if job.abandoned:
+                    self._abandoned -= 1
+                    self._at_cap = False
+                    if len(self._threads) - self._abandoned > self._max_workers:
+                        self._threads.remove(current)  # its replacement serves instead
+                        return
                 self._idle += 1
+            del job
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop taking work; threads exit when done with what they run (``wait`` joins them)."""
@@ -142,13 +256,28 @@ class DaemonThreadPool(Executor):
         if cancel_futures:
             while True:
                 try:
-                    item = self._work.get_nowait()
+                    job = self._work.get_nowait()
                 except queue.Empty:
                     break
-                if item is not _STOP:
-                    item[1]()
+                if job is not _STOP:
+                    job.cancel()
         for _ in threads:
             self._work.put(_STOP)
         if wait:
             for thread in threads:
                 thread.join()
+
+
+def _resume_deadline(job: _Job) -> None:
+    """In the thread starting a job that waited: its paused deadline runs again, from now."""
+    loop = job.loop
+    assert loop is not None
+
+    def resume() -> None:  # on the loop, so after call() paused the deadline
+        deadline = job.deadline
+        if deadline is not None and deadline.when() is None:
+            with contextlib.suppress(RuntimeError):  # the caller's timeout block is over already
+                deadline.reschedule(loop.time() + job.remaining)
+
+    with contextlib.suppress(RuntimeError):  # a closed loop: nobody awaits the call any more
+        loop.call_soon_threadsafe(resume)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -35,12 +35,15 @@ HEARTBEAT_INTERVAL = 1.0
 MAX_PREFETCH = 32
 #: How often a manual fire queued behind its task's active runs looks again for a free instance.
 WAIT_FOR_INSTANCE_POLL = 1.0
+#: ``executor.max_abandoned_threads`` when the config has no such key.
+DEFAULT_MAX_ABANDONED = 32
 
 
 class Working:
     """The worker loop's half of the engine."""
 
     # Provided by Engine (sts_core.engine), which combines the parts of the engine.
+    config: Any
     store: Any
     broker: Any
     clock: Clock
@@ -311,6 +314,9 @@ class Working:
         if emit:
             self.events.emit(ev.RunStarted(run.started_at, attrs.evolve(run), task))
         output = BoundedOutput(self._output_limit)
+        # The thread pool pauses the deadline while the run's function waits for a thread.
+        deadline = None if plan.timeout is None else asyncio.timeout(plan.timeout)
+        run_sync = functools.partial(self._run_sync, run, deadline)
         started = clock.monotonic()
         error: BaseException | None = None
         result: Any = None
@@ -320,11 +326,11 @@ class Working:
             if plan.load_error is not None:  # stored by a process that could load it: try again here
                 reload_code(plan, self.plugins, self.resolve_function)
                 self.plans.note_problem(plan)
-            context = ExecutionContext(run, task, plan.prepared, output, self._run_sync, plan.settings)
-            if plan.timeout is None:
+            context = ExecutionContext(run, task, plan.prepared, output, run_sync, plan.settings)
+            if deadline is None:
                 result = await plan.task_type.execute(context)
             else:
-                async with asyncio.timeout(plan.timeout) as deadline:
+                async with deadline:
                     result = await plan.task_type.execute(context)
         except asyncio.CancelledError as exc:
             reason = self._cancel_reasons.get(asyncio.current_task())  # type: ignore[arg-type]
@@ -332,7 +338,7 @@ class Working:
                 raise
             state, error = reason, exc
         except TimeoutError as exc:
-            if plan.timeout is not None and deadline.expired():
+            if deadline is not None and deadline.expired():
                 state, error = RunState.TIMED_OUT, exc
             else:
                 state, error = RunState.FAILED, exc
@@ -549,10 +555,40 @@ class Working:
         if not self._active:
             self.idle.set()
 
-    def _run_sync(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
+    def _run_sync(
+        self, run: Run, deadline: asyncio.Timeout | None, function: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> Awaitable[Any]:
+        """``ExecutionContext.run_sync`` for ``run``: call ``function`` in the thread pool, its
+        timeout (``deadline``) counting from the call's start."""
         if kwargs:
             function = functools.partial(function, **kwargs)
         threads = self._threads
         if threads is None:
-            threads = self._threads = DaemonThreadPool(self._max_threads, thread_name_prefix="sts-run")
-        return threads.run_for_loop(function, *args)
+            threads = self._threads = DaemonThreadPool(
+                self._max_threads,
+                thread_name_prefix="sts-run",
+                max_abandoned=int(self.config.get("executor.max_abandoned_threads", DEFAULT_MAX_ABANDONED)),
+            )
+        on_abandon = functools.partial(self._thread_abandoned, run, deadline)
+        return threads.call(function, *args, deadline=deadline, on_abandon=on_abandon)
+
+    def _thread_abandoned(self, run: Run, deadline: asyncio.Timeout | None, abandoned: int, replaced: bool) -> None:
+        """A run's synchronous function outlived its run (a timeout, a cancellation): say so, once."""
+        why = "timed out" if deadline is not None and deadline.expired() else "was cancelled"
+        cap = self._threads.max_abandoned if self._threads is not None else DEFAULT_MAX_ABANDONED
+        if replaced:
+            log.warning(
+                "task %r (run %s): its function is still running after the run %s; Python cannot stop a thread, "
+                "so it is abandoned and replaced (%d abandoned threads still running; at most %d are replaced, "
+                "executor.max_abandoned_threads). Run code that can hang with executor: process or as an async "
+                "function", run.task_name, run.id, why, abandoned, cap,
+            )
+        else:
+            log.error(
+                "task %r (run %s): its function is still running after the run %s; its thread is abandoned and "
+                "NOT replaced: %d abandoned threads still running exceed executor.max_abandoned_threads=%d, so "
+                "synchronous runs wait for the threads left. Run code that can hang with executor: process or as "
+                "an async function", run.task_name, run.id, why, abandoned, cap,
+            )
+        if self.events.active:
+            self.events.emit(ev.ThreadAbandoned(self.clock.now(), run.task_name, run.id, abandoned, cap, replaced))

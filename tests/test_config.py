@@ -65,6 +65,7 @@ def test_default_config_has_the_documented_values() -> None:
     assert config.section("executor") == {
         "type": "thread",
         "max_workers": 8,
+        "max_abandoned_threads": 32,
         "concurrency": 100,
         "kill_grace": "5s",
         "output_limit": 65536,
@@ -341,6 +342,7 @@ INVALID_VALUES = [
     ("misfire_grace_time", "x", "expected a duration"),
     ("executor.type", "threads", "expected one of thread, process, got 'threads' (did you mean 'thread'?)"),
     ("executor.max_workers", 0, "expected a whole number >= 1, got 0"),
+    ("executor.max_abandoned_threads", -1, "expected a whole number >= 0, got -1"),
     ("executor.concurrency", -3, "expected a whole number >= 1, got -3"),
     ("executor.kill_grace", "fast", "expected a duration"),
     ("executor.output_limit", 1.5, "expected a whole number >= 0, got 1.5"),
