@@ -20,8 +20,8 @@ log = logging.getLogger("sts.prometheus")
 
 class HealthCollector(Collector):
     """``sts_scheduler_running``, ``sts_runs_in_flight``, ``sts_scheduler_heartbeat_timestamp_seconds``,
-    ``sts_backend_unavailable``, ``sts_task_unloadable`` and ``sts_scheduler_info``, from ``health()`` at each
-    scrape."""
+    ``sts_backend_unavailable``, ``sts_task_unloadable``, ``sts_abandoned_threads``,
+    ``sts_runs_waiting_for_thread`` and ``sts_scheduler_info``, from ``health()`` at each scrape."""
 
     def __init__(self, health: Callable[[], Any], *, backend: str, version: str) -> None:
         self._health = health
@@ -60,13 +60,24 @@ class HealthCollector(Collector):
         )
         for task in sorted(health.task_problems):
             problems.add_metric([task], 1.0)
+        abandoned = GaugeMetricFamily(
+            "sts_abandoned_threads",
+            "Synchronous functions still running after their run timed out or was cancelled (their pool "
+            "threads are abandoned, and replaced up to executor.max_abandoned_threads).",
+        )
+        abandoned.add_metric([], float(health.abandoned_threads))
+        waiting = GaugeMetricFamily(
+            "sts_runs_waiting_for_thread",
+            "Synchronous calls waiting for a free pool thread now (their timeouts have not started).",
+        )
+        waiting.add_metric([], float(health.waiting_for_thread))
         info = GaugeMetricFamily(
             "sts_scheduler_info",
             "Always 1; labels say which scheduler process this is (scheduler_id changes at each start).",
             labels=["scheduler_id", "roles", "backend", "version"],
         )
         info.add_metric([health.scheduler_id, ",".join(health.roles), self._backend, self._version], 1.0)
-        yield from (running, in_flight, beats, unavailable, problems, info)
+        yield from (running, in_flight, beats, unavailable, problems, abandoned, waiting, info)
 
 
 class LastSuccess(Collector):

@@ -25,6 +25,7 @@ class MetricsListener:
       skipped, cancelled, interrupted, lost, duplicate): ``sts_runs_total{task,state}``, the
       duration when the attempt executed, retries, error types, and the last success time.
     - ``FireMissed``: ``sts_fires_missed_total`` by ``missed_count``.
+    - ``ThreadAbandoned``: ``sts_threads_abandoned_total``.
     - ``TaskAdded`` and the first run event of a task: its zero-valued series (``Metrics.track``).
     - ``TaskRemoved``: every series of the task is dropped.
     """
@@ -42,6 +43,8 @@ class MetricsListener:
             self._ended(event)
         elif isinstance(event, ev.FireMissed):
             self._metrics.fires_missed.labels(event.task_name, event.policy).inc(max(event.missed_count, 0))
+        elif isinstance(event, ev.ThreadAbandoned):
+            self._metrics.threads_abandoned.labels(event.task_name).inc()
         elif isinstance(event, ev.TaskAdded):
             self._metrics.track(event.task.name)
         elif isinstance(event, ev.TaskRemoved):

@@ -42,6 +42,7 @@ class Metrics:
     run_retries: Counter
     run_errors: Counter
     fires_missed: Counter
+    threads_abandoned: Counter
     queue_runs: Gauge
     queue_sample_errors: Counter
     plugin_load_errors: Gauge
@@ -73,7 +74,7 @@ class Metrics:
         self.tasks.discard(task)
         labels = {"task": task}
         for metric in (self.runs, self.run_duration, self.run_lateness, self.run_retries, self.run_errors,
-                       self.fires_missed):
+                       self.fires_missed, self.threads_abandoned):
             metric.remove_by_labels(labels)
         self.last_success.forget(task)
 
@@ -145,6 +146,13 @@ def build_metrics(settings: Settings, *, health: Callable[[], Any], backend: str
             "sts_fires_missed_total",
             "Fires the misfire policy applied to (scheduler down or busy, clock jumped), by policy.",
             ["task", "policy"],
+            registry=registry,
+        ),
+        threads_abandoned=Counter(
+            "sts_threads_abandoned_total",
+            "Pool threads abandoned because the task's synchronous function was still running when its run "
+            "timed out or was cancelled (from the ThreadAbandoned event).",
+            ["task"],
             registry=registry,
         ),
         queue_runs=Gauge(

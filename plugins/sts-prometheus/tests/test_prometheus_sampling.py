@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from types import SimpleNamespace
 from typing import Any
 
@@ -236,3 +237,32 @@ def test_missed_fires_are_counted_by_task_and_policy(make_scheduler, clock) -> N
     result = asyncio.run(main())
     assert result.value("sts_fires_missed_total", task="tick", policy="skip") == 9
     assert result.value("sts_runs_total", task="tick", state="skipped") == 1
+
+
+def test_hung_sync_functions_show_as_abandoned_threads_until_they_return(make_scheduler, clock) -> None:
+    release = threading.Event()
+
+    def hang() -> None:
+        release.wait(30)
+
+    async def main() -> tuple[Scrape, Scrape]:
+        async with make_scheduler() as scheduler:
+            await scheduler.add_task(Task("hang", hang, timeout=0.05))
+            await scheduler.start()
+            await clock.settle()
+            await scheduler.wait_idle()  # timed out after 0.05 s of real time; the function still runs
+            url = exporter_for(scheduler).url
+            hung = await scrape_until(url, lambda s: s.value("sts_threads_abandoned_total", task="hang"))
+            release.set()
+            returned = await scrape_until(url, lambda s: s.value("sts_abandoned_threads") == 0)
+            await scheduler.stop()
+        return hung, returned
+
+    try:
+        hung, returned = asyncio.run(main())
+    finally:
+        release.set()
+    assert hung.value("sts_threads_abandoned_total", task="hang") == 1
+    assert hung.value("sts_abandoned_threads") == 1
+    assert hung.value("sts_runs_waiting_for_thread") == 0
+    assert returned.value("sts_threads_abandoned_total", task="hang") == 1  # a counter: it stays
