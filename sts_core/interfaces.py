@@ -53,7 +53,8 @@ class ExecutionContext:
 
     ``prepared`` is what the task type's ``prepare`` returned for this task version;
     ``output`` collects the run's output; ``run_sync(fn, *args)`` runs a blocking callable
-    in the scheduler's bounded thread pool and returns an awaitable of its result.
+    in the scheduler's bounded thread pool and returns an awaitable of its result; the run's
+    timeout is paused while the call waits for a free thread.
     """
 
     run: Run

@@ -225,6 +225,8 @@ SCHEMAS: dict[str, Schema] = {
                 "True when the backend does not answer now (asked as GET /ready asks it), or when this "
                 "process's loops have not reached it again since they last failed to.")},
             "runs_in_flight": {"type": "integer"},
+            "abandoned_threads": {"type": "integer", "minimum": 0},
+            "waiting_for_thread": {"type": "integer", "minimum": 0},
             "beats": {"type": "object", "additionalProperties": _nullable({"type": "string"})},
             "task_problems": {
                 "type": "object",
@@ -233,8 +235,8 @@ SCHEMAS: dict[str, Schema] = {
                 "additionalProperties": {"type": "string"},
             },
         },
-        "required": ["running", "scheduler_id", "roles", "backend", "backend_unavailable", "runs_in_flight", "beats",
-                     "task_problems"],
+        "required": ["running", "scheduler_id", "roles", "backend", "backend_unavailable", "runs_in_flight",
+                     "abandoned_threads", "waiting_for_thread", "beats", "task_problems"],
         "additionalProperties": False,
     },
 }

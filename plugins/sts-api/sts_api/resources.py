@@ -74,6 +74,8 @@ def health_resource(health: Health, backend: str, *, backend_unavailable: bool) 
         "backend": backend,
         "backend_unavailable": backend_unavailable,
         "runs_in_flight": health.runs_in_flight,
+        "abandoned_threads": health.abandoned_threads,
+        "waiting_for_thread": health.waiting_for_thread,
         "beats": {loop: _time(when) for loop, when in health.beats.items()},
         "task_problems": dict(health.task_problems),
     }

@@ -120,6 +120,7 @@ def test_health_and_readiness_need_no_token(api) -> None:
 def test_status_and_plugins_describe_the_scheduler(api) -> None:
     status = api.client.get("/status", token=READ).json
     assert status["running"] and status["roles"] == ["scheduler", "worker"] and status["backend"] == "memory"
+    assert status["abandoned_threads"] == 0 and status["waiting_for_thread"] == 0
     plugins = {p["name"]: p for p in api.client.get("/plugins", token=READ).json["plugins"]}
     assert plugins["api"]["status"] == "enabled" and not plugins["api"]["off_in_config"]
     assert "commands:api" in plugins["api"]["provides"] and "scheduler_started" in plugins["api"]["hooks"]

@@ -36,8 +36,9 @@ class PythonTaskType:
     """Calls ``task.function(*task.args, **task.kwargs)`` and returns what it returns.
 
     Coroutine functions are awaited on the event loop (a timeout cancels them). Other
-    functions run in the engine's thread pool; a thread cannot be stopped, so at a timeout
-    the run ends as timed out while the thread finishes in the background and its result
+    functions run in the engine's thread pool, their timeout counting from the function's
+    start; a thread cannot be stopped, so at a timeout the run ends as timed out while the
+    thread, abandoned (and replaced by the pool), finishes in the background and its result
     is discarded. With executor ``process`` the function runs in a new child process, found
     by import path; arguments and result travel as JSON. What the function prints is
     captured into the run's output and still written to the real stream.
