@@ -7,17 +7,42 @@ function waits on a ``threading.Event`` that the test sets at the end, so every 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections import Counter
+from typing import Any
 
+import pytest
+
+from sts_core import events as ev
 from sts_core.clock import SystemClock
-from sts_core.model import RunState, Task
+from sts_core.hookspecs import hookimpl
+from sts_core.model import Run, RunState, Task
+from sts_core.plugins import PluginManager
 from sts_core.scheduler import AsyncTaskScheduler
 from tests.conftest import quiet_config
 
 
-def test_a_healthy_task_runs_on_time_beside_a_task_whose_sync_function_hangs() -> None:
-    release = threading.Event()
+class Events:
+    """Collects the events the engine emits."""
+
+    def __init__(self) -> None:
+        self.seen: list[Any] = []
+
+    @hookimpl
+    def handle_event(self, event: Any) -> None:
+        self.seen.append(event)
+
+
+@pytest.fixture
+def release() -> Any:
+    """The event every hung function waits on; set at the end so their threads finish."""
+    gate = threading.Event()
+    yield gate
+    gate.set()
+
+
+def test_a_healthy_task_runs_on_time_beside_a_task_whose_sync_function_hangs(release) -> None:
     healthy_calls: list[float] = []
 
     def hang() -> None:
@@ -26,19 +51,17 @@ def test_a_healthy_task_runs_on_time_beside_a_task_whose_sync_function_hangs() -
     def healthy() -> None:
         healthy_calls.append(0.0)
 
-    async def main() -> tuple[list, list]:
+    async def main() -> tuple[list[Run], list[Run]]:
         config = quiet_config(executor={"max_workers": 2})
-        try:
-            async with AsyncTaskScheduler(config, clock=SystemClock()) as scheduler:
-                await scheduler.add_task(Task("hang", hang, every=0.3, timeout=0.2))
-                await scheduler.add_task(Task("healthy", healthy, every=0.3, timeout=2))
-                await scheduler.start()
-                await asyncio.sleep(2.0)
-                healthy_runs = await scheduler.runs("healthy", limit=100)
-                hang_runs = await scheduler.runs("hang", limit=100)
-                await scheduler.stop(grace=0.5)
-        finally:
+        async with AsyncTaskScheduler(config, clock=SystemClock()) as scheduler:
+            await scheduler.add_task(Task("hang", hang, every=0.3, timeout=0.2))
+            await scheduler.add_task(Task("healthy", healthy, every=0.3, timeout=2))
+            await scheduler.start()
+            await asyncio.sleep(2.0)
+            healthy_runs = await scheduler.runs("healthy", limit=100)
+            hang_runs = await scheduler.runs("hang", limit=100)
             release.set()
+            await scheduler.stop(grace=0.5)
         return healthy_runs, hang_runs
 
     healthy_runs, hang_runs = asyncio.run(main())
@@ -51,3 +74,68 @@ def test_a_healthy_task_runs_on_time_beside_a_task_whose_sync_function_hangs() -
     # The hung task keeps timing out, each time 0.2 s after its function started.
     hang_states = Counter(run.state for run in hang_runs)
     assert hang_states[RunState.TIMED_OUT] >= 4, hang_states
+
+
+def test_an_abandoned_thread_is_logged_once_with_its_task_reported_and_replaced(
+    make_scheduler, clock, release, caplog
+) -> None:
+    events = Events()
+
+    def hang() -> None:
+        release.wait(30)
+
+    async def main() -> tuple[Any, Run]:
+        manager = PluginManager(plugins=[("events", events)])
+        async with make_scheduler(plugins=manager, executor={"max_workers": 1}) as scheduler:
+            await scheduler.add_task(Task("hang", hang, timeout=0.05))
+            await scheduler.start()
+            await clock.settle()
+            await scheduler.wait_idle()
+            health = scheduler.health()
+            # The only thread still runs `hang`: a replacement runs this one.
+            quick = await asyncio.wait_for(scheduler.run(Task("quick", lambda: "done", timeout=1)), 5)
+            await scheduler.stop()
+        return health, quick
+
+    with caplog.at_level(logging.WARNING, logger="sts.engine"):
+        health, quick = asyncio.run(main())
+    assert quick.state is RunState.SUCCEEDED
+    assert health.abandoned_threads == 1 and health.waiting_for_thread == 0
+    abandoned = [record.getMessage() for record in caplog.records if "abandoned" in record.getMessage()]
+    assert len(abandoned) == 1 and "task 'hang'" in abandoned[0] and "replaced" in abandoned[0]
+    assert "executor: process" in abandoned[0]
+    [event] = [e for e in events.seen if isinstance(e, ev.ThreadAbandoned)]
+    assert (event.task_name, event.abandoned_threads, event.max_abandoned_threads, event.replaced) == (
+        "hang", 1, 32, True)
+
+
+def test_past_the_cap_a_run_waits_for_a_thread_without_being_charged_a_timeout(
+    make_scheduler, clock, release, caplog
+) -> None:
+    def hang() -> None:
+        release.wait(30)
+
+    async def main() -> tuple[Any, Run]:
+        config = {"executor": {"max_workers": 1, "max_abandoned_threads": 0}}
+        async with make_scheduler(**config) as scheduler:
+            await scheduler.add_task(Task("hang", hang, timeout=0.05))
+            await scheduler.start()
+            await clock.settle()
+            await scheduler.wait_idle()
+            waiting = asyncio.ensure_future(scheduler.run(Task("quick", lambda: "done", timeout=0.1)))
+            await asyncio.sleep(0.3)  # three times its timeout, waiting for the hung thread
+            health = scheduler.health()
+            assert not waiting.done()
+            release.set()
+            quick = await asyncio.wait_for(waiting, 5)
+            await scheduler.stop()
+        return health, quick
+
+    with caplog.at_level(logging.WARNING, logger="sts.engine"):
+        health, quick = asyncio.run(main())
+    assert health.abandoned_threads == 1 and health.waiting_for_thread == 1
+    assert quick.state is RunState.SUCCEEDED
+    errors = [record.getMessage() for record in caplog.records if record.levelno == logging.ERROR]
+    assert any("task 'hang'" in message and "NOT replaced" in message for message in errors)
+    assert any("thread pool full" in message and "executor.max_abandoned_threads=0" in message
+               for message in errors)
