@@ -35,24 +35,43 @@ _STOP = None
 
 
 class _LoopResults:
-    """Outcomes of calls made for one event loop, handed to it in batches."""
+    """Outcomes of calls made for one event loop, and deadlines to resume on it, handed to it in batches."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self._lock = threading.Lock()
         self._outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        self._started: list[_Job] = []
 
     def add(self, future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
         with self._lock:
             self._outcomes.append((future, result, error))
-            wake = len(self._outcomes) == 1  # the first of a batch schedules the hand-over
+            wake = len(self._outcomes) + len(self._started) == 1  # the first of a batch schedules the hand-over
         if wake:
-            with contextlib.suppress(RuntimeError):  # a closed loop: nobody awaits these results any more
-                self.loop.call_soon_threadsafe(self._hand_over)
+            self._wake()
+
+    def started(self, job: _Job) -> None:
+        """``job`` waited for a thread and starts now: its paused deadline runs again, from now."""
+        with self._lock:
+            self._started.append(job)
+            wake = len(self._outcomes) + len(self._started) == 1
+        if wake:
+            self._wake()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody awaits these results any more
+            self.loop.call_soon_threadsafe(self._hand_over)
 
     def _hand_over(self) -> None:
         with self._lock:
             outcomes, self._outcomes = self._outcomes, []
+            started, self._started = self._started, []
+        now = self.loop.time()
+        for job in started:  # the deadline was paused by call(), before this ran on the loop
+            deadline = job.deadline
+            if deadline is not None and deadline.when() is None:
+                with contextlib.suppress(RuntimeError):  # the caller's timeout block is over already
+                    deadline.reschedule(now + job.remaining)
         for future, result, error in outcomes:
             if future.cancelled():
                 continue  # abandoned (a timeout): the late result is dropped
@@ -63,19 +82,17 @@ class _LoopResults:
 
 
 class _Job:
-    """One queued call. ``running`` and ``abandoned`` change under the pool's lock."""
+    """One queued call; ``waits`` is set before it is queued, ``abandoned`` under the pool's lock."""
 
-    __slots__ = ("abandoned", "cancel", "deadline", "loop", "remaining", "run", "running", "waits")
+    __slots__ = ("abandoned", "cancel", "deadline", "remaining", "results", "run", "running", "waits")
 
-    def __init__(
-        self, run: Callable[[], None], cancel: Callable[[], Any], loop: asyncio.AbstractEventLoop | None = None
-    ) -> None:
+    def __init__(self, run: Callable[[], None], cancel: Callable[[], Any], results: _LoopResults | None = None) -> None:
         self.run = run
         self.cancel = cancel
-        self.loop = loop  # the caller's loop, for a call from a coroutine
+        self.results = results  # the caller's loop, for a call from a coroutine
         self.running = False
         self.abandoned = False
-        #: Queued while no thread was free: the thread taking it resumes ``deadline`` (if paused).
+        #: Queued with a deadline while no thread was free: the thread taking it resumes ``deadline``.
         self.waits = False
         self.deadline: asyncio.Timeout | None = None
         self.remaining = 0.0
@@ -90,11 +107,12 @@ class DaemonThreadPool(Executor):
         self._max_abandoned = max_abandoned
         self._prefix = thread_name_prefix
         self._work: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        # Under _lock: the live threads, those blocked on (or about to take) the queue, the jobs
-        # queued and not yet taken, and the threads still running an abandoned call.
+        # Under _lock: the live threads; the idle ones not yet promised a queued job; the queued
+        # jobs that wait for a busy thread to finish (each thread ending a job takes one of those
+        # before it counts as idle); the threads still running an abandoned call.
         self._threads: list[threading.Thread] = []
         self._idle = 0
-        self._pending = 0
+        self._waiting = 0
         self._abandoned = 0
         self._started = 0  # threads ever started: names stay unique
         self._at_cap = False  # the cap stopped a replacement; logged once until an abandoned call ends
@@ -115,7 +133,7 @@ class DaemonThreadPool(Executor):
     @property
     def waiting(self) -> int:
         """Calls queued with no thread free to take them."""
-        return max(self._pending - self._idle, 0)
+        return self._waiting
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         """Run ``fn(*args, **kwargs)`` in a pool thread; returns its ``concurrent.futures`` future."""
@@ -167,11 +185,14 @@ class DaemonThreadPool(Executor):
             else:
                 results.add(future, result, None)
 
-        job = _Job(run, future.cancel, loop)
+        job = _Job(run, future.cancel, results)
+        deadline_at = None if deadline is None else deadline.when()
+        if deadline_at is not None:
+            job.deadline = deadline
         self._put(job)
-        # A thread taking the job resumes the deadline through the loop, so after this pause.
-        if job.waits and deadline is not None and (when := deadline.when()) is not None:
-            job.deadline, job.remaining = deadline, when - loop.time()
+        if job.waits and deadline is not None and deadline_at is not None:
+            # The thread taking the job resumes the deadline through the loop: after this pause.
+            job.remaining = deadline_at - loop.time()
             deadline.reschedule(None)
         try:
             return await future
@@ -183,9 +204,11 @@ class DaemonThreadPool(Executor):
         with self._lock:
             if self._shut:
                 raise RuntimeError("the thread pool is shut down")
-            self._pending += 1
-            if self._pending > self._idle and not self._grow():
-                job.waits = True
+            if self._idle:
+                self._idle -= 1  # an idle thread will take it
+            elif not self._grow():
+                self._waiting += 1
+                job.waits = job.deadline is not None
             self._work.put(job)
 
     def _grow(self) -> bool:
@@ -206,8 +229,7 @@ class DaemonThreadPool(Executor):
         self._started += 1
         thread = threading.Thread(target=self._serve, name=f"{self._prefix}_{self._started - 1}", daemon=True)
         self._threads.append(thread)
-        self._idle += 1  # it takes a queued job first thing
-        thread.start()
+        thread.start()  # it takes a queued job first thing
         return True
 
     def _abandon(self, job: _Job, on_abandon: Callable[[int, bool], None] | None) -> None:
@@ -218,8 +240,8 @@ class DaemonThreadPool(Executor):
             self._abandoned += 1
             abandoned = self._abandoned
             replaced = len(self._threads) < self._max_workers + self._max_abandoned
-            if self._pending > self._idle and not self._shut:
-                self._grow()
+            if self._waiting and not self._shut and self._grow():
+                self._waiting -= 1
         if on_abandon is not None:
             on_abandon(abandoned, replaced)
 
@@ -229,13 +251,9 @@ class DaemonThreadPool(Executor):
             job = self._work.get()
             if job is _STOP:
                 return
-            with self._lock:
-                self._idle -= 1
-                self._pending -= 1
-                job.running = True
-                resume = job.waits and job.loop is not None
-            if resume:
-                _resume_deadline(job)
+            job.running = True  # before the call checks whether it was cancelled: see _abandon
+            if job.waits and job.results is not None:
+                job.results.started(job)
             job.run()
             with self._lock:
                 job.running = False
@@ -245,7 +263,10 @@ class DaemonThreadPool(Executor):
                     if len(self._threads) - self._abandoned > self._max_workers:
                         self._threads.remove(current)  # its replacement serves instead
                         return
-                self._idle += 1
+                if self._waiting:
+                    self._waiting -= 1  # it takes a waiting job next
+                else:
+                    self._idle += 1
             del job
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -267,17 +288,3 @@ class DaemonThreadPool(Executor):
             for thread in threads:
                 thread.join()
 
-
-def _resume_deadline(job: _Job) -> None:
-    """In the thread starting a job that waited: its paused deadline runs again, from now."""
-    loop = job.loop
-    assert loop is not None
-
-    def resume() -> None:  # on the loop, so after call() paused the deadline
-        deadline = job.deadline
-        if deadline is not None and deadline.when() is None:
-            with contextlib.suppress(RuntimeError):  # the caller's timeout block is over already
-                deadline.reschedule(loop.time() + job.remaining)
-
-    with contextlib.suppress(RuntimeError):  # a closed loop: nobody awaits the call any more
-        loop.call_soon_threadsafe(resume)
