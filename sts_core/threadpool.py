@@ -10,7 +10,8 @@ An abandoned call still occupies its thread, so the pool replaces it: it keeps `
 threads free of abandoned calls, as long as no more than ``max_abandoned`` abandoned calls are
 still running. Past that cap nothing is replaced (a hung function leaks a thread for good) and
 calls wait for the threads left, which the pool logs. A thread whose abandoned call ends
-serves again if the pool is short of threads, and exits otherwise.
+serves again if the pool is short of threads, and exits otherwise. A call's timeout counts
+from the moment a thread starts it: while it waits for a thread, its deadline is paused.
 
 The engine awaits results through :meth:`DaemonThreadPool.call`, which hands them back in
 batches: a thread that finishes a call wakes the event loop only when no wake-up is already
@@ -89,7 +90,7 @@ class _Job:
     def __init__(self, run: Callable[[], None], cancel: Callable[[], Any], results: _LoopResults | None = None) -> None:
         self.run = run
         self.cancel = cancel
-        self.results = results  # the caller's loop, for a call from a coroutine
+        self.results = results  # the hand-over to the caller's loop, for a call from a coroutine
         self.running = False
         self.abandoned = False
         #: Queued with a deadline while no thread was free: the thread taking it resumes ``deadline``.
@@ -220,10 +221,11 @@ class DaemonThreadPool(Executor):
             if not self._at_cap:
                 self._at_cap = True
                 log.error(
-                    "thread pool full: %d abandoned threads (functions still running past their timeout) reach "
-                    "executor.max_abandoned_threads=%d, so they are no longer replaced; synchronous runs wait for "
-                    "the %d threads left. Run code that can hang with executor: process or as an async function",
-                    self._abandoned, self._max_abandoned, threads - self._abandoned,
+                    "thread pool full: abandoned threads (functions still running past their timeout) reach "
+                    "executor.max_abandoned_threads=%d and are no longer replaced (%d still running); synchronous "
+                    "runs wait for the %d threads left. Run code that can hang with executor: process or as an "
+                    "async function",
+                    self._max_abandoned, self._abandoned, threads - self._abandoned,
                 )
             return False
         self._started += 1

@@ -579,14 +579,14 @@ class Working:
         if replaced:
             log.warning(
                 "task %r (run %s): its function is still running after the run %s; Python cannot stop a thread, "
-                "so it is abandoned and replaced (%d abandoned threads still running; at most %d are replaced, "
+                "so it is abandoned and replaced (abandoned threads still running: %d; at most %d are replaced, "
                 "executor.max_abandoned_threads). Run code that can hang with executor: process or as an async "
                 "function", run.task_name, run.id, why, abandoned, cap,
             )
         else:
             log.error(
                 "task %r (run %s): its function is still running after the run %s; its thread is abandoned and "
-                "NOT replaced: %d abandoned threads still running exceed executor.max_abandoned_threads=%d, so "
+                "NOT replaced: abandoned threads still running (%d) exceed executor.max_abandoned_threads=%d, so "
                 "synchronous runs wait for the threads left. Run code that can hang with executor: process or as "
                 "an async function", run.task_name, run.id, why, abandoned, cap,
             )
