@@ -139,3 +139,23 @@ def test_past_the_cap_a_run_waits_for_a_thread_without_being_charged_a_timeout(
     assert any("task 'hang'" in message and "NOT replaced" in message for message in errors)
     assert any("thread pool full" in message and "executor.max_abandoned_threads=0" in message
                for message in errors)
+
+
+def test_runs_waiting_for_the_only_thread_are_not_charged_the_wait_against_their_timeout(make_scheduler, clock) -> None:
+    def slow() -> str:
+        threading.Event().wait(0.15)
+        return "done"
+
+    async def main() -> list[Run]:
+        async with make_scheduler(executor={"max_workers": 1}) as scheduler:
+            for name in ("a", "b", "c"):  # due at once: two of them wait 0.15 s or more for the thread
+                await scheduler.add_task(Task(name, slow, timeout=0.25))
+            await scheduler.start()
+            await clock.settle()
+            await scheduler.wait_idle()
+            runs = [run for name in ("a", "b", "c") for run in await scheduler.runs(name)]
+            await scheduler.stop()
+        return runs
+
+    runs = asyncio.run(main())
+    assert [run.state for run in runs] == [RunState.SUCCEEDED] * 3
