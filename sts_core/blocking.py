@@ -46,6 +46,11 @@ class TaskScheduler:
     ``start()`` returns at once; the engine runs on a background event loop, and the process
     stays alive until ``stop()`` or SIGINT / SIGTERM (a second signal stops without waiting for
     runs in flight). Every other method blocks until its work is done.
+
+    A signal first stops the scheduler gracefully, then goes on to the handler it replaced, so
+    the program's own ``except KeyboardInterrupt`` runs on the first Ctrl-C (with the scheduler
+    already stopped). Once the script's last line has run, a signal only stops the scheduler and
+    the process exits normally.
     """
 
     def __init__(
@@ -62,6 +67,7 @@ class TaskScheduler:
         self._done = threading.Event()
         self._lock = threading.Lock()
         self._signals_seen = 0
+        self._exiting = False
         self._previous_handlers: dict[int, Any] = {}
 
     @property
@@ -193,6 +199,7 @@ class TaskScheduler:
             threading.Thread(target=self._wait_until_stopped, name="sts-keepalive", daemon=False).start()
 
     def _wait_until_stopped(self) -> None:
+        self._exiting = True  # the script's last line has run: a signal now only stops the scheduler
         while not self._done.wait(0.2):
             pass
         self._restore_signal_handlers()
@@ -260,27 +267,46 @@ class TaskScheduler:
         self._previous_handlers.clear()
 
     def _on_signal(self, signum: int, frame: Any) -> None:
+        previous = self._previous_handlers.get(signum, signal.SIG_DFL)
         if self._done.is_set():  # stopped from another thread, where the handlers could not be restored
-            previous = self._previous_handlers.get(signum, signal.SIG_DFL)
             self._restore_signal_handlers()
-            if callable(previous):
-                previous(signum, frame)
-            elif previous == signal.SIG_DFL:
-                signal.raise_signal(signum)
+            _chain(previous, signum, frame, default=True)
             return
         self._signals_seen += 1
         name = signal.Signals(signum).name
-        if self._signals_seen == 1:
-            log.info("received %s: stopping gracefully (send it again to stop at once)", name)
-            threading.Thread(target=self.stop, name="sts-stop", daemon=True).start()
+        if self._signals_seen > 1:
+            log.info("received %s again: interrupting runs in flight", name)
+            loop = self._loop
+            if loop is not None:
+                loop.call_soon_threadsafe(self._scheduler.engine.interrupt_all)
             return
-        log.info("received %s again: interrupting runs in flight", name)
-        loop = self._loop
-        if loop is not None:
-            loop.call_soon_threadsafe(self._scheduler.engine.interrupt_all)
+        log.info("received %s: stopping gracefully (send it again to stop at once)", name)
+        if self._exiting or not self._lock.acquire(timeout=0.5):
+            # The script has ended (nobody is left to hand the signal to), or this thread was
+            # interrupted holding the lock that stop() needs: stop beside it instead.
+            threading.Thread(target=self.stop, name="sts-stop", daemon=True).start()
+            if self._exiting:
+                return
+        else:
+            self._lock.release()
+            self.stop()  # on this thread, so that the caller sees a stopped scheduler; a second signal lands
+            #              in here (stop() waits in slices) and interrupts the runs in flight
+        # A library must not eat the host program's signals: hand it on to the handler it replaced
+        # (for SIGINT that is Python's, which raises KeyboardInterrupt in the caller's code).
+        _chain(previous, signum, frame, default=False)
 
     def __enter__(self) -> TaskScheduler:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def _chain(handler: Any, signum: int, frame: Any, *, default: bool) -> None:
+    """Call the signal handler the scheduler replaced: a Python function is called; ``SIG_DFL``
+    is re-raised only when ``default`` (after a graceful stop, SIGTERM's default would kill the
+    process the scheduler just stopped cleanly); ``SIG_IGN`` does nothing."""
+    if callable(handler):
+        handler(signum, frame)
+    elif default and handler == signal.SIG_DFL:
+        signal.raise_signal(signum)

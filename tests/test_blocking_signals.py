@@ -1,0 +1,59 @@
+"""Signals and the blocking ``TaskScheduler`` in a user's own program (a real process, a real SIGINT)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from cli_helpers import read_until
+
+PROGRAM = '''\
+import time
+from sts.config import Config
+from sts.scheduler import TaskScheduler
+from sts.task import Task
+
+scheduler = TaskScheduler(config=Config())
+scheduler.add_task(Task("tick", function=lambda: print("tick", flush=True), every="0.2s"))
+scheduler.start()
+try:
+    {wait}
+except KeyboardInterrupt:
+    print("caught KeyboardInterrupt; scheduler running:", scheduler.running, flush=True)
+print("after the try", flush=True)
+'''
+
+
+def _run_until_interrupted(tmp_path: Path, wait: str) -> tuple[int, str, str]:
+    script = tmp_path / "program.py"
+    script.write_text(PROGRAM.format(wait=wait))
+    process = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        seen = [read_until(process, "tick attempt 1 succeeded")]
+        process.send_signal(signal.SIGINT)  # once
+        out, err = process.communicate(timeout=15)
+    finally:
+        process.kill()
+    return process.returncode, "".join(seen) + out, err
+
+
+def test_the_first_sigint_stops_the_scheduler_and_reaches_the_programs_except_keyboardinterrupt(tmp_path):
+    code, out, err = _run_until_interrupted(tmp_path, "while True:\n        time.sleep(0.1)")
+    assert code == 0, err
+    assert "STS stopped" in out
+    assert "caught KeyboardInterrupt; scheduler running: False" in out
+    assert out.index("STS stopped") < out.index("caught KeyboardInterrupt")
+    assert "after the try" in out
+
+
+def test_the_first_sigint_during_wait_reaches_the_program_too(tmp_path):
+    code, out, err = _run_until_interrupted(tmp_path, "scheduler.wait()")
+    assert code == 0, err
+    assert "caught KeyboardInterrupt; scheduler running: False" in out
+    assert "Traceback" not in err
