@@ -1,6 +1,8 @@
 """The errors STS raises on purpose."""
 
 from sts_core.errors import (
+    BackendError,
+    BackendUnavailableError,
     ConfigError,
     PluginError,
     SchedulerStateError,
@@ -12,6 +14,8 @@ from sts_core.errors import (
 )
 
 __all__ = [
+    "BackendError",
+    "BackendUnavailableError",
     "ConfigError",
     "PluginError",
     "STSError",

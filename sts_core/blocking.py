@@ -14,6 +14,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sts_core.clock import Clock
@@ -137,6 +138,27 @@ class TaskScheduler:
     def cancel_task(self, name: TaskRef) -> bool:
         """Remove a task with its scheduled times and cancel its runs in flight."""
         return self._call(self._scheduler.cancel_task(name))
+
+    def pause_task(self, task: TaskRef) -> Task:
+        """Stop firing a task but keep its definition (a new version with ``enabled=False``)."""
+        return self._call(self._scheduler.pause_task(task))
+
+    def resume_task(self, task: TaskRef) -> Task:
+        """Fire a paused task again (a new version with ``enabled=True``, counting from now)."""
+        return self._call(self._scheduler.resume_task(task))
+
+    def next_fire_time(self, name: str) -> datetime | None:
+        """When the task fires next (UTC), or None (paused, started by parents, or done)."""
+        return self._call(self._scheduler.next_fire_time(name))
+
+    def fire_now(self, name: str, reason: str = "manual") -> Run:
+        """Queue a run of the stored task now, as the scheduler loop would; see
+        ``AsyncTaskScheduler.fire_now``. Returns at once with the queued run."""
+        return self._call(self._scheduler.fire_now(name, reason))
+
+    def get_run(self, run_id: str) -> Run | None:
+        """One recorded run by id (error, traceback, output and timings included), or None."""
+        return self._call(self._scheduler.get_run(run_id))
 
     def get_task(self, name: str) -> Task | None:
         """The current version of a task, or None."""

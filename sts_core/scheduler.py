@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import attrs
+
 from sts_core import events as ev
 from sts_core.backends import build_backend
 from sts_core.clock import Clock, SystemClock
@@ -258,6 +260,28 @@ class AsyncTaskScheduler:
         if existed and self.engine.events.active:
             self.engine.events.emit(ev.TaskRemoved(self.clock.now(), name))
         return existed
+
+    async def pause_task(self, task: TaskRef) -> Task:
+        """Stop firing a task but keep it: stored as a new version with ``enabled=False`` (its
+        definition otherwise unchanged), so it has no next fire and parents do not start it.
+        A run in flight finishes. Already paused: nothing changes. Returns the stored task;
+        raises ``TaskNotFoundError``."""
+        return await self._set_enabled(_name_of(task), False)
+
+    async def resume_task(self, task: TaskRef) -> Task:
+        """Fire a paused task again: stored as a new version with ``enabled=True``; its trigger
+        counts from now (fires missed while paused are not made up). Not paused: nothing
+        changes. Returns the stored task; raises ``TaskNotFoundError``."""
+        return await self._set_enabled(_name_of(task), True)
+
+    async def _set_enabled(self, name: str, enabled: bool) -> Task:
+        await self.open()
+        current = await self.backend.store.get_task(name)
+        if current is None:
+            raise TaskNotFoundError(f"no task named {name!r}")
+        if current.enabled is enabled:
+            return current
+        return await self.add_task(attrs.evolve(current, enabled=enabled), replace=True)
 
     async def cancel_task(self, name: TaskRef) -> bool:
         """Remove the task with its scheduled times and queued retries, and cancel its runs in

@@ -6,6 +6,8 @@ import asyncio
 import threading
 import time
 
+import attrs
+
 from sts_core.blocking import TaskScheduler
 from sts_core.config import Config
 from sts_core.model import RunState, Task
@@ -73,3 +75,53 @@ def test_the_blocking_stop_called_on_the_schedulers_own_loop_is_refused_clearly(
     scheduler.stop()
     assert run.error_type == "SchedulerStateError"
     assert "await scheduler.asyncio_scheduler.stop()" in run.error_message
+
+
+# -- pause, resume, fire now, one run ----------------------------------------------------------
+
+
+def test_pause_keeps_the_definition_with_enabled_false_and_no_next_fire_and_resume_brings_it_back():
+    from datetime import timedelta
+
+    from sts_core.testing import FakeClock
+
+    clock = FakeClock()
+    with TaskScheduler(config=_config(), clock=clock) as scheduler:
+        added = scheduler.add_task(Task("hourly", function="json:dumps", args=[1], every="1h", retries=2))
+        assert scheduler.next_fire_time("hourly") == clock.now() + timedelta(hours=1)
+
+        paused = scheduler.pause_task("hourly")
+        assert (paused.enabled, paused.version) == (False, added.version + 1)
+        assert attrs.evolve(paused, enabled=True, version=added.version) == added
+        assert scheduler.next_fire_time("hourly") is None
+        assert scheduler.pause_task("hourly").version == paused.version  # already paused: no new version
+
+        clock.advance(600)
+        resumed = scheduler.resume_task("hourly")
+        assert (resumed.enabled, resumed.version) == (True, paused.version + 1)
+        assert scheduler.next_fire_time("hourly") == clock.now() + timedelta(hours=1)
+
+
+def test_pause_and_resume_of_an_unknown_task_raise_task_not_found():
+    from sts.errors import TaskNotFoundError
+
+    with TaskScheduler(config=_config()) as scheduler:
+        for method in (scheduler.pause_task, scheduler.resume_task):
+            try:
+                method("ghost")
+            except TaskNotFoundError as exc:
+                assert "ghost" in str(exc)
+            else:
+                raise AssertionError(f"{method.__name__} accepted an unknown task")
+
+
+def test_fire_now_queues_a_run_that_get_run_reads_back_with_its_outcome():
+    with TaskScheduler(config=_config()) as scheduler:
+        scheduler.add_task(Task("answer", function="json:dumps", args=[42], every="1h"))
+        scheduler.start()
+        queued = scheduler.fire_now("answer")
+        scheduler.wait_idle(10)
+        run = scheduler.get_run(queued.id)
+        assert run is not None and run.state is RunState.SUCCEEDED
+        assert run.reason == "manual" and run.started_at is not None and run.duration is not None
+        assert scheduler.get_run("no-such-run") is None
