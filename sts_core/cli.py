@@ -1,4 +1,5 @@
-"""The ``sts`` command line: run, validate, plugins, tasks, runs, plus plugin commands.
+"""The ``sts`` command line: run, scheduler, worker and validate here; the commands that look
+(``sts_core.cli_inspect``) and act on tasks (``sts_core.cli_manage``); plus plugin commands.
 
 User mistakes (a bad task file, a bad config, an unknown plugin) print a message naming the
 file, line and key path and exit with status 2, never a traceback.
@@ -8,19 +9,26 @@ from __future__ import annotations
 
 import argparse
 import gc
+import logging
 import os
+import signal
 import sys
+import threading
+import time
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 from sts_core import __version__
 
+log = logging.getLogger("sts.cli")
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
-BUILTIN_COMMANDS = ("run", "scheduler", "worker", "validate", "plugins", "tasks", "runs")
+BUILTIN_COMMANDS = ("run", "scheduler", "worker", "validate", "plugins", "tasks", "runs",
+                    "pause", "resume", "trigger", "remove", "next")
 
 
 def _load_config(path: str | None) -> Any:
@@ -96,6 +104,7 @@ def cmd_worker(args: argparse.Namespace, config: Any) -> int:
 def _serve(args: argparse.Namespace, config: Any, *, scheduler: bool, worker: bool) -> int:
     from sts_core.blocking import TaskScheduler
     from sts_core.logsetup import configure_logging
+    from sts_core.reloading import TaskFileReloader
 
     if getattr(args, "concurrency", None):
         config.set("executor.concurrency", args.concurrency)
@@ -112,6 +121,8 @@ def _serve(args: argparse.Namespace, config: Any, *, scheduler: bool, worker: bo
     if scheduler and not tasks and not sched.list_tasks():
         _print_warning("no tasks: nothing is scheduled" + ("" if task_file else " (no task file given)")
                        + "; running anyway, so that plugins can add tasks")
+    reloader = TaskFileReloader(sched, task_file, tasks) if task_file else None
+    hangup = _HangupFlag()
     try:
         sched.start(scheduler=scheduler, worker=worker)
         # Everything loaded so far lives as long as the process: keep it out of the cyclic
@@ -119,14 +130,69 @@ def _serve(args: argparse.Namespace, config: Any, *, scheduler: bool, worker: bo
         # milliseconds with many tasks (bench/engine_quick.py: p99 lateness 63 ms -> 2 ms at
         # 10,000 tasks).
         gc.freeze()
-        stopped = sched.wait(args.run_for)
-    except KeyboardInterrupt:  # start() installs the signal handlers; this covers Ctrl-C before they are
+        stopped = _wait_reloading(sched, args.run_for, reloader, hangup, watch=getattr(args, "watch", False))
+    except KeyboardInterrupt:  # a signal, which the scheduler's handler has acted on, or one before it was installed
         stopped = False
+    finally:
+        hangup.restore()
     if not stopped:
         sched.stop()
     if scheduler and worker:
         _print_summary(sched)
     return EXIT_OK
+
+
+#: How often ``--watch`` looks at the task file, in seconds.
+WATCH_INTERVAL = 1.0
+
+
+def _wait_reloading(sched: Any, run_for: float | None, reloader: Any, hangup: _HangupFlag, *, watch: bool) -> bool:
+    """Wait until the scheduler stops or ``run_for`` ends (True if it stopped), reloading the task
+    file on SIGHUP and, with ``watch``, when the file changes."""
+    deadline = None if run_for is None else time.monotonic() + run_for
+    next_look = time.monotonic() + WATCH_INTERVAL
+    while True:
+        left = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
+        if sched.wait(max(left, 0.0)):
+            return True
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        if hangup.take():
+            if reloader is None:
+                log.warning("received SIGHUP: no task file to reload (give one on the command line)")
+            else:
+                log.info("received SIGHUP: reloading %s", reloader.path)
+                reloader.reload()
+        elif watch and reloader is not None and time.monotonic() >= next_look:
+            next_look = time.monotonic() + WATCH_INTERVAL
+            if reloader.changed_on_disk():
+                log.info("%s changed: reloading it", reloader.path)
+                reloader.reload()
+
+
+class _HangupFlag:
+    """SIGHUP asks for a reload (instead of ending the process): the handler only sets a flag,
+    which the main loop takes."""
+
+    def __init__(self) -> None:
+        self._seen = False
+        self._previous: Any = None
+        if hasattr(signal, "SIGHUP") and threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGHUP, self._on_hangup)
+
+    def _on_hangup(self, signum: int, frame: Any) -> None:
+        self._seen = True
+
+    def take(self) -> bool:
+        """True once per SIGHUP received (several before a look count as one)."""
+        seen, self._seen = self._seen, False
+        return seen
+
+    def restore(self) -> None:
+        """Put back the handler SIGHUP had before."""
+        if self._previous is not None:
+            signal.signal(signal.SIGHUP, self._previous)
+            self._previous = None
 
 
 def _print_summary(scheduler: Any) -> None:
@@ -170,95 +236,12 @@ def cmd_validate(args: argparse.Namespace, config: Any) -> int:
     return EXIT_OK
 
 
-def cmd_plugins(args: argparse.Namespace, config: Any) -> int:
-    """List every discovered plugin."""
-    from sts_core.errors import ConfigError
-    from sts_core.tables import render_table
-
-    plugins = _plugins(config)
-    infos = plugins.plugin_infos()
-    try:
-        off = plugins.switched_off(config.validate_sections(plugins))
-    except ConfigError:
-        off = frozenset()  # `sts plugins` must work with a broken config; `sts validate` reports it
-    rows = [
-        [i.name, i.distribution, i.version, _plugin_status(i, off), ",".join(i.provides), ",".join(i.hooks)]
-        for i in infos
-    ]
-    print(render_table(["name", "distribution", "version", "status", "provides", "hooks"], rows, max_width=80))
-    return EXIT_FAILED if any(i.status == "failed" for i in infos) else EXIT_OK
-
-
-def _plugin_status(info: Any, off: frozenset[str]) -> str:
-    if info.error:
-        return f"{info.status}: {info.error}"
-    if info.status == "enabled" and info.name in off:
-        return "enabled, off in config (enabled: false)"
-    return str(info.status)
-
-
-def cmd_tasks(args: argparse.Namespace, config: Any) -> int:
-    """List tasks (of a task file, or stored in the backend) with their next fire times."""
-    from sts_core.blocking import TaskScheduler
-    from sts_core.tables import render_table
-
-    scheduler = TaskScheduler(config=config)
-    try:
-        if args.task_file:
-            scheduler.load_task_file(args.task_file)
-        rows = []
-        for task in scheduler.list_tasks():
-            plan = scheduler.asyncio_scheduler.engine.plans.current(task.name)
-            trigger = plan.trigger.describe() if plan and plan.trigger else (
-                "after " + ", ".join(task.parent_tasks) if task.parent_tasks else "once, at start"
-            )
-            nxt = scheduler._call(scheduler.asyncio_scheduler.next_fire_time(task.name))
-            rows.append([
-                task.name, task.type, trigger, nxt.strftime("%Y-%m-%d %H:%M:%S %Z") if nxt else None,
-                task.retries, task.version, "yes" if task.enabled else "no",
-            ])
-    finally:
-        scheduler.stop()
-    if not rows:
-        print("No tasks." + ("" if args.task_file else " (The memory backend keeps tasks only inside a running "
-                               "`sts run`; give a task file or use a shared backend.)"))
-        return EXIT_OK
-    print(render_table(["name", "type", "trigger", "next fire", "retries", "version", "enabled"], rows))
-    return EXIT_OK
-
-
-def cmd_runs(args: argparse.Namespace, config: Any) -> int:
-    """Show recorded runs, newest first."""
-    from sts_core.blocking import TaskScheduler
-    from sts_core.tables import render_table
-
-    scheduler = TaskScheduler(config=config)
-    try:
-        states = ["failed", "timed_out"] if args.failed else (args.state or None)
-        runs = scheduler.runs(args.task, states, args.limit)
-    finally:
-        scheduler.stop()
-    if not runs:
-        print("No runs recorded." + (" (The memory backend keeps runs only inside the running process; "
-                                       "use a shared backend to read them from another process.)"
-                                       if config.get("scheduler_backend") == "memory" else ""))
-        return EXIT_OK
-    rows = [
-        [r.started_at.strftime("%Y-%m-%d %H:%M:%S") if r.started_at else None, r.task_name, r.attempt, r.state.value,
-         f"{r.duration:.3f}s" if r.duration is not None else None,
-         f"{r.error_type}: {r.error_message}" if r.error_type else r.result, r.id]
-        for r in runs
-    ]
-    print(render_table(["started", "task", "attempt", "state", "duration", "result / error", "run id"], rows))
-    return EXIT_OK
-
-
 # -- parser ---------------------------------------------------------------------------------------------
 
 
 def build_parser(plugin_commands: dict[str, Any] | None = None) -> argparse.ArgumentParser:
     """The argument parser, with the commands plugins registered."""
-    from sts_core.model import RunState
+    from sts_core import cli_inspect, cli_manage
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="PATH", help="config file (YAML or JSON; default: $STS_CONFIG, "
@@ -276,11 +259,15 @@ def build_parser(plugin_commands: dict[str, Any] | None = None) -> argparse.Argu
     run.add_argument("--concurrency", type=_positive_int, metavar="N",
                      help="run at most N runs at once (default: executor.concurrency)")
     run.add_argument("--api", action="store_true", help="also serve the REST API (the api plugin; api.enabled)")
+    run.add_argument("--watch", action="store_true", help="reload the task file when it changes (checked "
+                     "every second); SIGHUP reloads it too")
     run.set_defaults(handler=cmd_run)
 
     scheduler = sub.add_parser("scheduler", parents=[common],
                                help="only fire tasks; workers elsewhere run them (needs a shared backend)")
     scheduler.add_argument("task_file", nargs="?", help="task file to add first (tasks already stored fire anyway)")
+    scheduler.add_argument("--watch", action="store_true", help="reload the task file when it changes (checked "
+                           "every second); SIGHUP reloads it too")
     scheduler.add_argument("--for", dest="run_for", metavar="DURATION", type=_duration,
                            help="stop after this long (e.g. 90s, 5m, 1h30m)")
     scheduler.set_defaults(handler=cmd_scheduler)
@@ -294,23 +281,11 @@ def build_parser(plugin_commands: dict[str, Any] | None = None) -> argparse.Argu
     worker.set_defaults(handler=cmd_worker)
 
     validate = sub.add_parser("validate", parents=[common], help="check a task file without running it")
-    validate.add_argument("task_file")
+    validate.add_argument("task_file", metavar="FILE", help="task file (YAML or JSON) with a `tasks:` list")
     validate.set_defaults(handler=cmd_validate)
 
-    plugins = sub.add_parser("plugins", parents=[common], help="list discovered plugins")
-    plugins.set_defaults(handler=cmd_plugins)
-
-    tasks = sub.add_parser("tasks", parents=[common], help="list tasks and their next fire times")
-    tasks.add_argument("task_file", nargs="?", help="list the tasks of this file")
-    tasks.set_defaults(handler=cmd_tasks)
-
-    runs = sub.add_parser("runs", parents=[common], help="show recorded runs")
-    runs.add_argument("--task", help="only runs of this task")
-    runs.add_argument("--failed", action="store_true", help="only failed and timed-out runs")
-    runs.add_argument("--state", action="append", choices=[state.value for state in RunState],
-                      metavar="STATE", help="only runs in this state (repeatable): %(choices)s")
-    runs.add_argument("--limit", type=_positive_int, default=50, help="at most this many runs (default 50)")
-    runs.set_defaults(handler=cmd_runs)
+    cli_inspect.add_commands(sub, common, _positive_int)
+    cli_manage.add_commands(sub, common, _positive_int)
 
     for name, reg in (plugin_commands or {}).items():
         if name in sub.choices:

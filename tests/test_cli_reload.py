@@ -1,0 +1,151 @@
+"""``sts run`` reloads its task file on SIGHUP and, with ``--watch``, when the file changes
+(a real process, real signals, a real file)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+from cli_helpers import clean_environment, read_until, sts_command, summary_table
+
+JOBS = '''\
+def greet(name="world"):
+    print(f"hello, {name}")
+    return name
+'''
+
+FIRST = """\
+tasks:
+  - name: stays
+    function: reload_jobs:greet
+    every: 1s
+  - name: goes
+    function: reload_jobs:greet
+    every: 1s
+  - name: changes
+    function: reload_jobs:greet
+    every: 1h
+"""
+
+SECOND = """\
+tasks:
+  - name: stays
+    function: reload_jobs:greet
+    every: 1s
+  - name: changes
+    function: reload_jobs:greet
+    every: 1s
+  - name: arrives
+    function: reload_jobs:greet
+    kwargs: {name: newcomer}
+    every: 1s
+"""
+
+CHILD_OF_GOES = """\
+  - name: child
+    function: reload_jobs:greet
+    parent_tasks: [goes]
+"""
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    (tmp_path / "reload_jobs.py").write_text(JOBS)
+    (tmp_path / "tasks.yaml").write_text(FIRST)
+    return tmp_path
+
+
+def _start(workdir: Path, *options: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*sts_command(), "run", "tasks.yaml", *options], cwd=workdir, env=clean_environment(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def _read_times(process: subprocess.Popen[str], needle: str, times: int, seen: list[str]) -> None:
+    for _ in range(times):
+        read_until(process, needle, seen)
+
+
+def _finish(process: subprocess.Popen[str], seen: list[str]) -> tuple[str, str]:
+    process.send_signal(signal.SIGINT)
+    try:
+        out, err = process.communicate(timeout=20)
+    finally:
+        process.kill()
+    return "".join(seen) + out, err
+
+
+def test_sighup_applies_the_changed_file_and_logs_what_changed_instead_of_ending_the_process(workdir):
+    process = _start(workdir)
+    seen: list[str] = []
+    try:
+        read_until(process, "goes attempt 1 succeeded", seen)
+        (workdir / "tasks.yaml").write_text(SECOND)
+        process.send_signal(signal.SIGHUP)
+        read_until(process, "reloaded task file tasks.yaml", seen)
+        read_until(process, "arrives attempt 1 succeeded", seen)
+        assert process.poll() is None, "SIGHUP must not end the process"
+        out, err = _finish(process, seen)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
+    reload_line = next(line for line in out.splitlines() if "reloaded task file" in line)
+    assert "added 1 (arrives), changed 1 (changes), removed 1 (goes), unchanged 1" in reload_line
+    after = out.split("reloaded task file", 1)[1].split("Run summary", 1)[0]
+    assert "goes attempt" not in after  # removed: it no longer fires
+    assert "changes attempt 1 succeeded" in after  # every 1h -> every 1s
+    assert summary_table(out)["arrives"]["succeeded"] >= 1
+
+
+def test_a_rejected_file_on_sighup_leaves_every_task_as_it_was_and_logs_why(workdir):
+    process = _start(workdir)
+    seen: list[str] = []
+    try:
+        read_until(process, "goes attempt 1 succeeded", seen)
+        (workdir / "tasks.yaml").write_text(SECOND.replace("every: 1s\n  - name: arrives", "every: soon\n"
+                                                           "  - name: arrives"))
+        process.send_signal(signal.SIGHUP)
+        read_until(process, "rejected, every task stays as it was", seen)
+        _read_times(process, "goes attempt 1 succeeded", 2, seen)  # still firing: not removed
+        out, err = _finish(process, seen)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
+    assert "tasks.yaml:7: tasks[1] (changes).every" in out + err
+    assert "arrives" not in summary_table(out)
+
+
+def test_dropping_a_parent_that_a_remaining_task_needs_is_rejected_as_a_whole(workdir):
+    (workdir / "tasks.yaml").write_text(FIRST + CHILD_OF_GOES)
+    process = _start(workdir)
+    seen: list[str] = []
+    try:
+        read_until(process, "goes attempt 1 succeeded", seen)
+        (workdir / "tasks.yaml").write_text(SECOND + CHILD_OF_GOES)
+        process.send_signal(signal.SIGHUP)
+        read_until(process, "rejected, every task stays as it was", seen)
+        _read_times(process, "goes attempt 1 succeeded", 2, seen)
+        out, err = _finish(process, seen)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
+    assert "child: names goes in parent_tasks" in out
+    assert "arrives" not in summary_table(out)  # nothing of the file was applied
+
+
+def test_watch_reloads_the_file_when_it_changes(workdir):
+    process = _start(workdir, "--watch")
+    seen: list[str] = []
+    try:
+        read_until(process, "goes attempt 1 succeeded", seen)
+        (workdir / "tasks.yaml").write_text(SECOND)
+        read_until(process, "tasks.yaml changed: reloading it", seen, timeout=10)
+        read_until(process, "arrives attempt 1 succeeded", seen)
+        out, err = _finish(process, seen)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
+    assert "added 1 (arrives), changed 1 (changes), removed 1 (goes), unchanged 1" in out
