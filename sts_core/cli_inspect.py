@@ -198,7 +198,8 @@ def _show_run(args: argparse.Namespace, config: Any) -> int:
         run = scheduler.get_run(args.run_id)
         hint = memory_hint(scheduler, "runs")
     if run is None:
-        _print_error(f"no run with id {args.run_id!r}{hint}")
+        _print_error(f"no run with id {args.run_id!r}" + (hint or " (a run queued by `sts trigger` is recorded "
+                                                              "once a worker takes it)"))
         return EXIT_USAGE
     if args.json:
         print_json(run.to_dict())
