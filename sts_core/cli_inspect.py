@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -82,7 +84,7 @@ def memory_hint(scheduler: Any, what: str) -> str:
 
 
 def cmd_plugins(args: argparse.Namespace, config: Any) -> int:
-    """List every discovered plugin, fitted to the terminal's width."""
+    """List every discovered plugin (on a terminal, fitted to its width)."""
     from sts_core.errors import ConfigError
 
     plugins = _plugins(config)
@@ -103,7 +105,8 @@ def cmd_plugins(args: argparse.Namespace, config: Any) -> int:
         [i.name, i.distribution, i.version, _plugin_status(i, off), ", ".join(i.provides), ", ".join(i.hooks)]
         for i in infos
     ]
-    width = shutil.get_terminal_size().columns
+    # On a terminal (or with COLUMNS set) the table fits its width; piped, each plugin keeps one line for grep.
+    width = shutil.get_terminal_size().columns if sys.stdout.isatty() or "COLUMNS" in os.environ else None
     print(render_table(["name", "distribution", "version", "status", "provides", "hooks"], rows,
                        width=width, wrap={3, 4, 5}))
     return failed

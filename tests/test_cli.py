@@ -349,7 +349,7 @@ def test_the_help_lists_plugin_commands_even_when_the_config_is_broken(worker_pl
 
 
 def test_plugins_lists_the_standard_plugins_as_enabled_with_their_distributions(tmp_path):
-    result = sts("plugins", cwd=tmp_path, COLUMNS="400")  # wide enough for one line per plugin
+    result = sts("plugins", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     header, *rows = result.stdout.splitlines()
     assert header.split()[:4] == ["NAME", "DISTRIBUTION", "VERSION", "STATUS"]
