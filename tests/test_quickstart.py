@@ -83,6 +83,9 @@ def test_a_second_signal_interrupts_a_hung_sync_function_and_the_process_exits(t
     process = _start(tmp_path, source)
     try:
         read_until(process, "hung attempt 1 started")
+        # The script's end, not the few milliseconds before start() returns, where a SIGINT stops
+        # the scheduler and then reaches the script as KeyboardInterrupt (test_blocking_signals.py).
+        time.sleep(0.3)
         process.send_signal(signal.SIGINT)
         time.sleep(0.5)
         started = time.monotonic()
