@@ -108,9 +108,12 @@ def _serve(args: argparse.Namespace, config: Any, *, scheduler: bool, worker: bo
 
     if getattr(args, "concurrency", None):
         config.set("executor.concurrency", args.concurrency)
+    task_file = getattr(args, "task_file", None)
+    if getattr(args, "watch", False) and not task_file:
+        _print_error("--watch needs a task file to watch")
+        return EXIT_USAGE
     configure_logging(config)
     sched = TaskScheduler(config=config)
-    task_file = getattr(args, "task_file", None)
     try:
         tasks = sched.load_task_file(task_file) if task_file else []
     except BaseException:

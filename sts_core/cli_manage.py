@@ -165,8 +165,10 @@ def _upcoming(plan: Any, first: datetime | None, count: int) -> tuple[list[datet
     if plan.trigger is None:
         return [], ("fires when its parents " + ", ".join(sorted(plan.parents)) + " succeed") if plan.parents \
             else "no trigger: it runs once, when it is added"
+    if first is None:
+        return [], "no next fire time is stored for it (done, or see the scheduler's log)"
     times: list[datetime] = []
-    when = first
+    when: datetime | None = first
     while when is not None and len(times) < count:
         times.append(when)
         when = plan.trigger.next_fire(when)

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from cli_helpers import clean_environment, read_until, sts_command, summary_table
+from cli_helpers import clean_environment, read_until, run_sts, sts_command, summary_table
 
 JOBS = '''\
 def greet(name="world"):
@@ -149,3 +149,9 @@ def test_watch_reloads_the_file_when_it_changes(workdir):
         process.kill()
     assert process.returncode == 0, err
     assert "added 1 (arrives), changed 1 (changes), removed 1 (goes), unchanged 1" in out
+
+
+def test_watch_without_a_task_file_is_a_usage_error(tmp_path):
+    result = run_sts("run", "--watch", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "--watch needs a task file" in result.stderr
