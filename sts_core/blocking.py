@@ -151,10 +151,10 @@ class TaskScheduler:
         """When the task fires next (UTC), or None (paused, started by parents, or done)."""
         return self._call(self._scheduler.next_fire_time(name))
 
-    def fire_now(self, name: str, reason: str = "manual") -> Run:
+    def fire_now(self, name: str, reason: str = "manual", *, queue_when_busy: bool = True) -> Run:
         """Queue a run of the stored task now, as the scheduler loop would; see
         ``AsyncTaskScheduler.fire_now``. Returns at once with the queued run."""
-        return self._call(self._scheduler.fire_now(name, reason))
+        return self._call(self._scheduler.fire_now(name, reason, queue_when_busy=queue_when_busy))
 
     def get_run(self, run_id: str) -> Run | None:
         """One recorded run by id (error, traceback, output and timings included), or None."""

@@ -97,7 +97,8 @@ def cmd_trigger(args: argparse.Namespace, config: Any) -> int:
     elif run.state is RunState.SKIPPED:
         print(f"{args.name} not run: {run.reason} (run {run.id})")
     else:
-        print(f"queued run {run.id} of {args.name} for the workers; once one has taken it, "
+        waits = " (it waits for a running instance to end: max_instances)" if run.waits_for_instance else ""
+        print(f"queued run {run.id} of {args.name} for the workers{waits}; once one has taken it, "
               f"`sts runs {run.id}` shows how it went")
     return EXIT_FAILED if run.state is RunState.SKIPPED else EXIT_OK
 
