@@ -303,16 +303,15 @@ class TaskScheduler:
                 loop.call_soon_threadsafe(self._scheduler.engine.interrupt_all)
             return
         log.info("received %s: stopping gracefully (send it again to stop at once)", name)
-        if self._exiting or not self._lock.acquire(timeout=0.5):
-            # The script has ended (nobody is left to hand the signal to), or this thread was
-            # interrupted holding the lock that stop() needs: stop beside it instead.
+        if self._exiting:  # the script has ended: nobody is left to hand the signal to
             threading.Thread(target=self.stop, name="sts-stop", daemon=True).start()
-            if self._exiting:
-                return
-        else:
+            return
+        if self._lock.acquire(timeout=0.5):
             self._lock.release()
             self.stop()  # on this thread, so that the caller sees a stopped scheduler; a second signal lands
             #              in here (stop() waits in slices) and interrupts the runs in flight
+        else:  # this thread was interrupted holding the lock that stop() needs: stop beside it
+            threading.Thread(target=self.stop, name="sts-stop", daemon=True).start()
         # A library must not eat the host program's signals: hand it on to the handler it replaced
         # (for SIGINT that is Python's, which raises KeyboardInterrupt in the caller's code).
         _chain(previous, signum, frame, default=False)
