@@ -57,3 +57,39 @@ def test_the_first_sigint_during_wait_reaches_the_program_too(tmp_path):
     assert code == 0, err
     assert "caught KeyboardInterrupt; scheduler running: False" in out
     assert "Traceback" not in err
+
+
+OWN_HANDLER = '''\
+import signal
+from sts.config import Config
+from sts.scheduler import TaskScheduler
+from sts.task import Task
+
+signal.signal(signal.SIGINT, lambda signum, frame: print("own handler; scheduler running:", scheduler.running,
+                                                        flush=True))
+scheduler = TaskScheduler(config=Config())
+scheduler.add_task(Task("tick", function=lambda: None, every="0.2s"))
+scheduler.start()
+scheduler.wait()
+print("own handler still installed:", signal.getsignal(signal.SIGINT).__name__ == "<lambda>", flush=True)
+'''
+
+
+def test_a_programs_own_sigint_handler_is_called_after_the_graceful_stop_and_stays_installed(tmp_path):
+    script = tmp_path / "own.py"
+    script.write_text(OWN_HANDLER)
+    process = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        seen = [read_until(process, "tick attempt 1 succeeded")]
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=15)
+    finally:
+        process.kill()
+    out = "".join(seen) + out
+    assert process.returncode == 0, err
+    assert "own handler; scheduler running: False" in out
+    assert out.index("STS stopped") < out.index("own handler;")
+    assert "own handler still installed: True" in out
