@@ -2,7 +2,8 @@
 
 When no plugin listens, ``active`` is False and the engine builds no event objects at all.
 Otherwise events go through a queue to one daemon thread, in order; a listener that raises is
-logged with its plugin's name and the others still get the event.
+logged in one line with its plugin's name and the file and line in the plugin that failed (the
+traceback too at DEBUG), and the others still get the event.
 """
 
 from __future__ import annotations
@@ -10,10 +11,10 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable
 from typing import Any
 
 from sts_core.events import Event
+from sts_core.plugins import HookCall
 
 log = logging.getLogger("sts.events")
 _STOP = object()
@@ -23,7 +24,7 @@ class EventBus:
     """Fan-out of events to listeners, in one background thread; each listener is told which
     ``scheduler`` emitted the event (one process may run several)."""
 
-    def __init__(self, listeners: list[tuple[str, Callable[..., Any]]], *, scheduler: Any = None) -> None:
+    def __init__(self, listeners: list[HookCall], *, scheduler: Any = None) -> None:
         self._listeners = listeners
         self._scheduler = scheduler
         self.active = bool(listeners)
@@ -50,11 +51,11 @@ class EventBus:
             event = self._queue.get()
             if event is _STOP:
                 return
-            for plugin_name, listener in self._listeners:
+            for listener in self._listeners:
                 try:
                     listener(event=event, scheduler=self._scheduler)
-                except Exception:
-                    log.exception("plugin %r failed handling %s", plugin_name, getattr(event, "kind", event))
+                except Exception as exc:  # noqa: BLE001 - the other listeners still get the event
+                    listener.log_failure(log, logging.ERROR, exc, getattr(event, "kind", ""))
 
     def close(self, timeout: float = 5.0) -> None:
         """Deliver what is queued, then stop the thread (waiting at most ``timeout`` seconds)."""

@@ -1,12 +1,25 @@
-"""Turn a task's ``function`` (a callable, an import path or a registered name) into a callable."""
+"""Turn a task's ``function`` (a callable, an import path or a registered name) into a callable.
+
+A user's module that fails to import is reported with the file and line that failed. Within
+``import_errors_once()`` (one load of a batch of tasks) such a module is imported once: the
+tasks after the first that use it get a short message instead of the same error again, and
+the module's import-time code does not run once per task.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from types import ModuleType
 from typing import Any
 
 from sts_core.errors import did_you_mean
+from sts_core.tracebacks import innermost_location, source_location
+
+#: Modules that failed to import in the current ``import_errors_once()`` block (None: no block).
+_failed_imports: ContextVar[set[str] | None] = ContextVar("sts_failed_imports", default=None)
 
 
 class FunctionRegistry:
@@ -46,12 +59,7 @@ class FunctionRegistry:
 def import_callable(path: str) -> Callable[..., Any]:
     """Import ``package.module:attr.attr``; raises ``LookupError`` naming what is missing."""
     module_name, _, attr_path = path.partition(":")
-    try:
-        target: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise LookupError(f"cannot import module {module_name!r} for {path!r}: {exc}") from None
-    except Exception as exc:  # noqa: BLE001 - the user's module raised while importing
-        raise LookupError(f"importing module {module_name!r} for {path!r} raised {type(exc).__name__}: {exc}") from None
+    target: Any = _import_module(module_name, path)
     for part in attr_path.split("."):
         try:
             target = getattr(target, part)
@@ -63,3 +71,51 @@ def import_callable(path: str) -> Callable[..., Any]:
     if not callable(target):
         raise LookupError(f"{path!r} is not callable")
     return target
+
+
+@contextlib.contextmanager
+def import_errors_once() -> Iterator[None]:
+    """Within this block, a module that failed to import is not imported again: later references
+    to it raise ``LookupError`` with a short message, so a batch of tasks reports each broken
+    module once. Blocks nest (the outermost one counts)."""
+    if _failed_imports.get() is not None:
+        yield
+        return
+    token = _failed_imports.set(set())
+    try:
+        yield
+    finally:
+        _failed_imports.reset(token)
+
+
+def _import_module(module_name: str, path: str) -> ModuleType:
+    failed = _failed_imports.get()
+    if failed is not None and module_name in failed:
+        raise LookupError(
+            f"module {module_name!r} for {path!r} failed to import: see the error reported for the "
+            "first task that uses it"
+        )
+    try:
+        return importlib.import_module(module_name)
+    except Exception as exc:  # noqa: BLE001 - the user's module raised while importing
+        if failed is not None:
+            failed.add(module_name)
+        raise LookupError(import_failure(module_name, path, exc)) from None
+
+
+def import_failure(module_name: str, path: str, error: Exception) -> str:
+    """What went wrong importing ``module_name`` (for ``path``), with the file and line that
+    failed: a SyntaxError's own, else the innermost frame in the module's package."""
+    if isinstance(error, ModuleNotFoundError) and error.name and _is_package_of(error.name, module_name):
+        return f"cannot import module {module_name!r} for {path!r}: {error}"
+    if isinstance(error, SyntaxError):
+        where = source_location(error.filename, error.lineno) if error.filename else None
+        what = f"{type(error).__name__}: {error.msg}"
+    else:
+        where = innermost_location(error, [module_name.partition(".")[0]])
+        what = f"{type(error).__name__}: {error}"
+    return f"importing module {module_name!r} for {path!r} failed{f' at {where}' if where else ''}: {what}"
+
+
+def _is_package_of(name: str, module_name: str) -> bool:
+    return module_name == name or module_name.startswith(f"{name}.")

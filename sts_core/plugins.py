@@ -7,11 +7,11 @@ needs what it provides. One manager per scheduler: no global state.
 
 from __future__ import annotations
 
-import functools
 import inspect
 import logging
 import os
-from collections.abc import Callable, Iterable, Mapping
+import weakref
+from collections.abc import Iterable, Mapping
 from importlib import metadata
 from types import ModuleType
 from typing import Any
@@ -21,7 +21,8 @@ import pluggy
 from pluggy import HookImpl
 
 from sts_core import hookspecs
-from sts_core.errors import PluginError, did_you_mean, one_of
+from sts_core.errors import PluginError, STSError, did_you_mean, one_of
+from sts_core.tracebacks import innermost_location
 
 log = logging.getLogger("sts.plugins")
 
@@ -91,6 +92,8 @@ class PluginManager:
         self._pm: pluggy.PluginManager | None = None
         self._infos: dict[str, PluginInfo] = {}
         self._registries: dict[str, dict[str, Registration]] = {}
+        self._listing = False  # plugin_infos() shows failures itself: they are not logged meanwhile
+        self._configs: list[Any] = []  # every configure() call, replayed to late registrations
 
     # -- loading ----------------------------------------------------------------------------
 
@@ -153,16 +156,24 @@ class PluginManager:
         if self._pm is not None:
             self._register(self._pm, name, plugin, PluginInfo(name=name))
             self._registries.clear()
+            for impl in self._pm.hook.configure.get_hookimpls():
+                if impl.plugin is plugin:
+                    for config in self._configs:
+                        _configure_one(impl, config)
 
     def plugin_infos(self) -> list[PluginInfo]:
         """Every discovered plugin, enabled or not, sorted by name."""
         self.pm  # noqa: B018 - loads plugins
-        for kind in REGISTRATION_HOOKS:
-            try:
-                self._registry(kind)
-            except DuplicateRegistration as exc:  # listed, not raised: `sts plugins` must still work
-                info = self._infos.setdefault(exc.plugin, PluginInfo(name=exc.plugin))
-                info.status, info.error = "failed", str(exc)
+        self._listing = True
+        try:
+            for kind in REGISTRATION_HOOKS:
+                try:
+                    self._registry(kind)
+                except DuplicateRegistration as exc:  # listed, not raised: `sts plugins` must still work
+                    info = self._infos.setdefault(exc.plugin, PluginInfo(name=exc.plugin))
+                    info.status, info.error = "failed", str(exc)
+        finally:
+            self._listing = False
         return sorted(self._infos.values(), key=lambda info: info.name)
 
     # -- registrations ------------------------------------------------------------------------
@@ -206,9 +217,13 @@ class PluginManager:
         except DuplicateRegistration:
             raise
         except Exception as exc:  # noqa: BLE001 - attribute the failure to its plugin
+            hook = HookCall(plugin_name, impl)
             info = self._infos.setdefault(plugin_name, PluginInfo(name=plugin_name))
-            info.status, info.error = "failed", f"register_{kind} raised {type(exc).__name__}: {exc}"
-            log.warning("plugin %r failed in register_%s: %s", plugin_name, kind, exc)
+            info.status, info.error = "failed", f"register_{kind} failed {hook.describe(exc)}"
+            # Every plugin manager of the process (the CLI may build more than one) finds the
+            # same failure: it is logged once, by the first.
+            if not self._listing and _first_report(impl.plugin, f"register_{kind}"):
+                hook.log_failure(log, logging.WARNING, exc)
             return None
         return added
 
@@ -265,8 +280,15 @@ class PluginManager:
     # -- lifecycle and events -------------------------------------------------------------------
 
     def configure(self, config: Any) -> None:
-        """Give every plugin the config (historic hook: late registrations get it too)."""
-        self.pm.hook.configure.call_historic(kwargs={"config": config})
+        """Give every plugin the config (historic hook: late registrations get it too).
+
+        A plugin rejects its section by raising an ``STSError`` (say ``ConfigError``), which
+        propagates; any other exception becomes a ``PluginError`` naming the plugin and the
+        file and line in it that failed (the traceback is logged at DEBUG).
+        """
+        self._configs.append(config)
+        for impl in self.pm.hook.configure.get_hookimpls():
+            _configure_one(impl, config)
 
     def switched_off(self, config: Any) -> frozenset[str]:
         """Plugins switched off in ``config``: those whose config section has an ``enabled`` key
@@ -304,17 +326,82 @@ class PluginManager:
                 result = call_hook_impl(impl, scheduler=scheduler)
                 if inspect.isawaitable(result):
                     await result
-            except Exception:
-                log.exception("plugin %r failed in %s", impl.plugin_name, hook_name)
+            except Exception as exc:  # noqa: BLE001 - one plugin's failure must not stop the others
+                HookCall(impl.plugin_name, impl).log_failure(log, logging.ERROR, exc)
 
-    def event_listeners(self, off: frozenset[str] = frozenset()) -> list[tuple[str, Callable[[Any], Any]]]:
-        """``(plugin name, listener)`` pairs, prepared once for the event path; ``listener(event)``.
-        Plugins in ``off`` (switched off in the scheduler's config, see ``switched_off``) are left out."""
+    def event_listeners(self, off: frozenset[str] = frozenset()) -> list[HookCall]:
+        """The ``handle_event`` implementations, prepared once for the event path; each is called
+        as ``listener(event=..., scheduler=...)``. Plugins in ``off`` (switched off in the
+        scheduler's config, see ``switched_off``) are left out."""
         return [
-            (impl.plugin_name, functools.partial(call_hook_impl, impl))
+            HookCall(impl.plugin_name, impl)
             for impl in self.pm.hook.handle_event.get_hookimpls()
             if impl.plugin_name not in off
         ]
+
+
+@attrs.frozen
+class HookCall:
+    """One plugin's implementation of one hook, and how to report its failures: naming the
+    plugin and the hook, with the file and line in the plugin's own code that failed."""
+
+    plugin_name: str
+    impl: HookImpl
+
+    @property
+    def hook_name(self) -> str:
+        """The hook's name (``handle_event``, ``register_triggers``, ...)."""
+        return self.impl.opts.get("specname") or self.impl.function.__name__
+
+    def __call__(self, **arguments: Any) -> Any:
+        """Call the implementation (see ``call_hook_impl``)."""
+        return call_hook_impl(self.impl, **arguments)
+
+    def describe(self, error: BaseException) -> str:
+        """``at file:line: Type: message``, the file and line being the innermost frame of
+        ``error`` in the plugin's own package (left out when no frame is)."""
+        package = (getattr(self.impl.function, "__module__", None) or "").partition(".")[0]
+        where = innermost_location(error, [package]) if package else None
+        return f"{f'at {where}: ' if where else ''}{type(error).__name__}: {error}"
+
+    def log_failure(self, logger: logging.Logger, level: int, error: BaseException, detail: str = "") -> None:
+        """Log ``error`` as one line naming the plugin, the hook (and ``detail``) and where it
+        failed; the whole traceback is added when ``logger`` logs DEBUG."""
+        logger.log(
+            level,
+            "plugin %r failed in %s%s %s",
+            self.plugin_name,
+            self.hook_name,
+            f" ({detail})" if detail else "",
+            self.describe(error),
+            exc_info=error if logger.isEnabledFor(logging.DEBUG) else None,
+        )
+
+
+#: Registration-hook failures already logged in this process: plugin object -> hook names.
+_reported: weakref.WeakKeyDictionary[object, set[str]] = weakref.WeakKeyDictionary()
+
+
+def _first_report(plugin: object, hook_name: str) -> bool:
+    try:
+        hooks = _reported.setdefault(plugin, set())
+    except TypeError:  # not weak-referenceable: report every time rather than keep it alive
+        return True
+    if hook_name in hooks:
+        return False
+    hooks.add(hook_name)
+    return True
+
+
+def _configure_one(impl: HookImpl, config: Any) -> None:
+    try:
+        call_hook_impl(impl, config=config)
+    except STSError:
+        raise
+    except Exception as exc:
+        hook = HookCall(impl.plugin_name, impl)
+        log.debug("plugin %r failed in configure", impl.plugin_name, exc_info=exc)
+        raise PluginError(f"plugin {impl.plugin_name!r} failed in configure {hook.describe(exc)}") from exc
 
 
 def call_hook_impl(impl: HookImpl, **arguments: Any) -> Any:

@@ -16,6 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sts_core.errors import PluginError, Problem, TaskValidationError, did_you_mean
+from sts_core.functions import import_errors_once
 from sts_core.interfaces import Trigger
 from sts_core.model import TRIGGER_KEYS, Task, check_timezone
 from sts_core.plugins import PluginManager
@@ -28,6 +29,7 @@ _MAX_CYCLE_SHOWN = 12
 ResolveFunction = Callable[[Any], Callable[..., Any]]
 
 
+@import_errors_once()  # a broken module is imported, and reported, once per batch
 def check_tasks(
     tasks: Sequence[Task],
     *,

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import importlib.abc
+import inspect
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -19,7 +21,7 @@ from typing import Any
 import pytest
 
 from sts_core import events as ev
-from sts_core.errors import PluginError
+from sts_core.errors import ConfigError, PluginError
 from sts_core.hookspecs import hookimpl
 from sts_core.model import RunState, Task
 from sts_core.plugins import DISABLE_ENV, PluginManager
@@ -30,6 +32,13 @@ if FIXTURES not in sys.path:
 from fixture_distributions import install, run_sts  # noqa: E402 - found through FIXTURES
 
 BROKEN_REASON = "RuntimeError: sts_broken is broken on purpose"
+HERE = os.path.relpath(__file__)
+
+
+def line_of(code: Any, text: str) -> int:
+    """The line number of the first line of ``code``'s source that contains ``text``."""
+    lines, first = inspect.getsourcelines(code)
+    return first + next(i for i, line in enumerate(lines) if text in line)
 
 
 @pytest.fixture(autouse=True)
@@ -91,6 +100,21 @@ class FailsHalfwayThroughRegistering:
     def register_task_types(self, register: Callable[..., None]) -> None:
         register("half", object())
         raise RuntimeError("gave up")
+
+
+class FailsToStart:
+    @hookimpl
+    def scheduler_started(self) -> None:
+        {}["port"]
+
+
+class FailsToConfigure:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    @hookimpl
+    def configure(self, config: Any) -> None:
+        raise self.error
 
 
 class StartsWithoutArguments:
@@ -207,9 +231,84 @@ def test_a_plugin_whose_register_hook_raises_is_failed_and_the_others_still_load
     assert {"python", "shell", "greeting"} <= set(plugins.task_types())
     infos = infos_by_name(plugins)
     assert infos["fussy"].status == "failed"
-    assert infos["fussy"].error == "register_task_types raised RuntimeError: no licence key"
+    assert infos["fussy"].error == (
+        f"register_task_types failed at {HERE}:{line_of(FailsToRegister, 'raise')}: RuntimeError: no licence key"
+    )
     assert infos["friendly"].status == infos["tasks"].status == "enabled"
     assert infos["friendly"].provides == ["task_types:greeting"]
+
+
+def test_a_failing_register_hook_is_logged_once_per_process_with_its_location(caplog):
+    fussy = FailsToRegister()
+    caplog.set_level(logging.INFO, logger="sts.plugins")
+    for _ in range(2):  # the CLI may build more than one manager
+        PluginManager(entry_points=False, plugins=[("fussy", fussy)]).task_types()
+    (record,) = caplog.records
+    assert record.levelno == logging.WARNING and record.exc_info is None
+    assert record.getMessage() == (
+        f"plugin 'fussy' failed in register_task_types at {HERE}:{line_of(FailsToRegister, 'raise')}: "
+        "RuntimeError: no licence key"
+    )
+
+
+def test_a_failing_register_hook_carries_its_traceback_at_debug(caplog):
+    caplog.set_level(logging.DEBUG, logger="sts.plugins")
+    PluginManager(entry_points=False, plugins=[("fussy", FailsToRegister())]).task_types()
+    (record,) = caplog.records
+    assert record.exc_info is not None and record.exc_info[0] is RuntimeError
+
+
+def test_sts_plugins_shows_a_failing_register_hook_in_its_listing_rather_than_logging_it(caplog):
+    caplog.set_level(logging.INFO, logger="sts.plugins")
+    infos = infos_by_name(PluginManager(entry_points=False, plugins=[("fussy", FailsToRegister())]))
+    assert infos["fussy"].status == "failed"
+    assert caplog.records == []
+
+
+def test_a_failing_lifecycle_hook_is_one_line_with_its_location_and_the_traceback_only_at_debug(caplog):
+    plugins = PluginManager(entry_points=False, plugins=[("fussy", FailsToStart())])
+    caplog.set_level(logging.INFO, logger="sts.plugins")
+    asyncio.run(plugins.scheduler_started(object()))
+    caplog.set_level(logging.DEBUG, logger="sts.plugins")
+    asyncio.run(plugins.scheduler_started(object()))
+    at_info, at_debug = caplog.records
+    assert at_info.getMessage() == (
+        f"plugin 'fussy' failed in scheduler_started at {HERE}:{line_of(FailsToStart, 'port')}: KeyError: 'port'"
+    )
+    assert at_info.levelno == logging.ERROR and at_info.exc_info is None
+    assert at_debug.getMessage() == at_info.getMessage() and at_debug.exc_info[0] is KeyError
+
+
+def test_a_plugin_failing_in_configure_is_named_with_its_location():
+    plugins = PluginManager(entry_points=False, plugins=[("fussy", FailsToConfigure(KeyError("token")))])
+    with pytest.raises(PluginError) as caught:
+        plugins.configure(object())
+    assert str(caught.value) == (
+        f"plugin 'fussy' failed in configure at {HERE}:{line_of(FailsToConfigure.configure, 'raise')}: "
+        "KeyError: 'token'"
+    )
+
+
+def test_a_plugin_rejecting_its_config_section_raises_its_own_config_error():
+    rejection = ConfigError("slack.webhook_url: expected a URL")
+    plugins = PluginManager(entry_points=False, plugins=[("strict", FailsToConfigure(rejection))])
+    with pytest.raises(ConfigError) as caught:
+        plugins.configure(object())
+    assert caught.value is rejection
+
+
+def test_a_plugin_registered_after_configure_is_configured_too():
+    seen = []
+
+    class Late:
+        @hookimpl
+        def configure(self, config: Any) -> None:
+            seen.append(config)
+
+    plugins = PluginManager(entry_points=False)
+    plugins.configure("the config")
+    plugins.register("late", Late())
+    assert seen == ["the config"]
 
 
 def test_what_a_failing_register_hook_registered_before_failing_is_not_used():
@@ -318,9 +417,25 @@ def test_a_listener_that_raises_is_logged_with_its_name_and_runs_go_on(make_sche
     assert [run.state for run in runs] == [RunState.SUCCEEDED]
     assert run_events(listener) == [ev.RunStarted, ev.RunSucceeded]
     failures = [record.getMessage() for record in event_log.records if record.levelno == logging.ERROR]
-    assert "plugin 'noisy' failed handling run.started" in failures
-    assert "plugin 'noisy' failed handling run.succeeded" in failures
-    assert all(record.exc_info and record.exc_info[0] is ValueError for record in event_log.records)
+    where = f"{HERE}:{line_of(Listener, 'raise ValueError')}"
+    for kind in ("run.started", "run.succeeded"):
+        assert (
+            f"plugin 'noisy' failed in handle_event ({kind}) at {where}: ValueError: listener cannot handle {kind}"
+        ) in failures
+
+
+@pytest.mark.parametrize("level", [logging.INFO, logging.DEBUG])
+def test_a_listener_failure_carries_its_traceback_only_at_debug(make_scheduler, clock, event_log, level):
+    logger = logging.getLogger("sts.events")
+    old_level = logger.level
+    logger.setLevel(level)
+    try:
+        run_one_task(make_scheduler, clock, ("noisy", Listener(fail=True)), ("listener", Listener()))
+    finally:
+        logger.setLevel(old_level)
+    assert event_log.records
+    for record in event_log.records:
+        assert (record.exc_info is not None) == (level == logging.DEBUG)
 
 
 def test_async_lifecycle_hooks_are_awaited(make_scheduler):
