@@ -5,7 +5,9 @@
 #   promtool      (package prometheus)    the metrics tests check /metrics and the alert rules
 #   rabbitmq-server (package rabbitmq-server) the RabbitMQ tests start their own throwaway nodes
 # Does nothing for a program already found. A package that starts its own system service has
-# that service stopped: the tests start what they need on loopback. Prints one line per program.
+# that service stopped: the tests start what they need on loopback. That includes the `epmd`
+# daemon the rabbitmq-server service starts and leaves behind when stopped (when no epmd ran
+# before the install). Prints one line per program.
 set -euo pipefail
 
 # program  package  service the package may start
@@ -58,6 +60,8 @@ if [ "$(id -u)" -ne 0 ]; then
     fi
 fi
 
+epmd_was_running=$(pgrep -x epmd >/dev/null 2>&1 && echo yes || echo no)
+
 # apt-get's output is kept out of the way and shown only if it fails.
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
@@ -82,6 +86,24 @@ for service in "${missing_services[@]}"; do
         fi
     fi
 done
+
+# Stopping rabbitmq-server leaves the epmd it started running (and systemd's epmd socket would
+# start it again): stop it too, unless an epmd ran before the install.
+if [[ " ${missing_packages[*]} " == *" rabbitmq-server "* ]] && [ "$epmd_was_running" = no ] &&
+    pgrep -x epmd >/dev/null 2>&1; then
+    if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+        ${as_root[@]+"${as_root[@]}"} systemctl stop epmd.socket epmd.service >/dev/null 2>&1 || true
+    fi
+    epmd=$(find_program epmd || ls /usr/lib/erlang/erts-*/bin/epmd 2>/dev/null | head -n 1 || true)
+    if [ -n "$epmd" ]; then
+        "$epmd" -kill >/dev/null 2>&1 || true
+    fi
+    if pgrep -x epmd >/dev/null 2>&1; then
+        echo "ensure-tools: the epmd daemon the rabbitmq-server service started is still running" >&2
+    else
+        echo "ensure-tools: stopped the epmd daemon the rabbitmq-server service started"
+    fi
+fi
 
 for entry in "${TOOLS[@]}"; do
     read -r program package _ <<<"$entry"

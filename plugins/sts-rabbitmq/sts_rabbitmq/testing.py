@@ -3,7 +3,9 @@
 :class:`RabbitServer` runs one RabbitMQ node (Debian's ``rabbitmq-server`` package) on 127.0.0.1:
 its own node name, AMQP and distribution ports, its own ``epmd`` on a free port, and a fresh
 temporary directory for its data, logs and config. Nothing is read from or written to the system
-node (``/var/lib/rabbitmq``, ``/etc/rabbitmq``), so tests run beside an installed service.
+node (``/var/lib/rabbitmq``, ``/etc/rabbitmq``), so tests run beside an installed service. The
+node never starts an ``epmd -daemon`` of its own (one would outlive the tests): it starts only
+once its ``epmd`` listens.
 
 A node takes about 5 s to start on a 2-core machine, so the fixtures share one:
 
@@ -24,6 +26,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -175,6 +178,7 @@ class RabbitServer:
                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 preexec_fn=die_with_parent_preexec(),
             )
+            self._wait_for_epmd()
         with (self._dir / "node.out").open("ab") as out:
             self._process = subprocess.Popen(
                 [server], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=self._dir,
@@ -285,6 +289,8 @@ class RabbitServer:
             "RABBITMQ_DIST_PORT": str(self._dist_port),
             "ERL_EPMD_PORT": str(self._epmd_port),
             "ERL_EPMD_ADDRESS": _HOST,
+            # Without its epmd listening, erl starts `epmd -daemon`, which outlives every test.
+            "ERL_FLAGS": "-start_epmd false",
             "RABBITMQ_MNESIA_BASE": str(self._dir / "mnesia"),
             "RABBITMQ_LOG_BASE": str(self._dir / "log"),
             "RABBITMQ_CONFIG_FILE": str(self._dir / "rabbitmq.conf"),
@@ -304,6 +310,24 @@ class RabbitServer:
         )
         if result.returncode != 0:
             raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {result.stderr.strip() or result.stdout.strip()}")
+
+    def _wait_for_epmd(self) -> None:
+        assert self._epmd is not None and self._epmd_port is not None
+        deadline = time.monotonic() + _STOP_TIMEOUT
+        while self._epmd.poll() is None and time.monotonic() < deadline:
+            try:
+                socket.create_connection((_HOST, self._epmd_port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.02)
+        status = self._epmd.poll()
+        if status is None:
+            self._epmd.kill()
+            self._epmd.wait(_STOP_TIMEOUT)
+        raise RuntimeError(
+            f"epmd did not listen on {_HOST}:{self._epmd_port} "
+            f"({'exited with status ' + str(status) if status is not None else 'timed out'})"
+        )
 
     def _wait_ready(self) -> None:
         # The port opens before the node is ready: wait until an AMQP connection succeeds.
