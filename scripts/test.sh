@@ -5,7 +5,7 @@
 # the machine has none.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh dev
 bash scripts/ensure-tools.sh
 .venv/bin/ruff check .
 exec .venv/bin/python -m pytest "$@"
