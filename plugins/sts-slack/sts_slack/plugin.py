@@ -28,12 +28,13 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from sts_core.config import Config
+from sts_core.durations import format_duration
 from sts_core.events import Event
 from sts_core.hookspecs import hookimpl
 from sts_core.registry import RegisterAlertOptions, RegisterConfigSection
-from sts_slack.config import DEFAULTS, SlackSettings, settings_from_config, validate_section
+from sts_slack.config import DEFAULTS, KINDS, SlackSettings, settings_from_config, validate_section
 from sts_slack.options import validate_task_options
-from sts_slack.redaction import SECRETS, install_filters
+from sts_slack.redaction import SECRETS, install_filters, redact_url
 
 if TYPE_CHECKING:
     from sts_slack.alerter import Alerter
@@ -115,6 +116,7 @@ class SlackPlugin:
         throttle = instance.settings.throttle  # no throttle, no summaries: the check may be rare
         every = min(self._summary_check_every, max(throttle / 4, 1.0)) if throttle else self._summary_check_every
         instance.sender.start(on_idle=lambda: alerter.tick(clock.now()), idle_every=every)
+        log.info("%s", startup_line(instance.settings))
 
     @hookimpl
     async def scheduler_stopped(self, scheduler: Any) -> None:
@@ -190,6 +192,17 @@ class SlackPlugin:
             wait=self._wait,
         )
         return Instance(settings, Alerter(settings, style, sender.submit), sender)
+
+
+def startup_line(settings: SlackSettings) -> str:
+    """What a started scheduler logs once about Slack: where alerts go (webhook hosts only, never
+    the secret path), which alerts are on and the throttle."""
+    webhooks = [f"{name} {redact_url(settings.url_of(name))}" for name in settings.webhook_names
+                if settings.url_of(name)]
+    kinds = [kind for kind in KINDS if settings.alert_on.get(kind)]
+    throttle = format_duration(settings.throttle) if settings.throttle else "off"
+    return (f"Slack alerts to webhook {', '.join(webhooks) or 'none'} on {', '.join(kinds) or 'nothing'} "
+            f"(throttle {throttle})")
 
 
 def _copy(defaults: dict[str, Any]) -> dict[str, Any]:

@@ -205,3 +205,22 @@ def test_events_after_the_stop_build_no_new_instance(slack: FakeSlack):
     assert plugin._instances == {}
     plugin.handle_event(ev.RunFailed(T0, make_run(), make_task()), scheduler)  # a late event
     assert plugin._instances == {} and slack.payloads == []
+
+
+def test_a_started_scheduler_logs_one_line_saying_where_alerts_go_without_the_secret_path(slack: FakeSlack, caplog):
+    plugin = SlackPlugin(host="web-1")
+    section = {"webhook_url": slack.url(), "webhooks": {"ops": slack.url("ops")}, "alert_on": {"retry": True}}
+
+    async def main() -> None:
+        async with build(section, plugin) as scheduler:
+            await scheduler.start()
+            await scheduler.stop()
+
+    with caplog.at_level(logging.INFO, logger="sts.slack"):
+        asyncio.run(main())
+    host = slack.url().split("/services/")[0]
+    lines = [record.getMessage() for record in caplog.records if record.name == "sts.slack"]
+    assert lines == [
+        f"Slack alerts to webhook default {host}/***, ops {host}/*** on failure, retry, recovered (throttle 10m00s)"
+    ]
+    assert "secret-token" not in caplog.text and "/services/" not in caplog.text
