@@ -2,7 +2,10 @@
 
 Nothing else in the code base touches ``pm.hook``. Each plugin is loaded in its own error
 handling, so a broken plugin is reported by name and takes nothing down unless the config
-needs what it provides. One manager per scheduler: no global state.
+needs what it provides. One manager per scheduler: no global plugin state (the one
+process-wide record, of the register-hook failures already logged, only keeps a failure from
+being logged again by the next manager). A failing hook is reported in one line naming the
+plugin, the hook and the file and line in the plugin that failed; the traceback follows at DEBUG.
 """
 
 from __future__ import annotations
