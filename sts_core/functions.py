@@ -100,10 +100,10 @@ def _import_module(module_name: str, path: str) -> ModuleType:
     except Exception as exc:  # noqa: BLE001 - the user's module raised while importing
         if failed is not None:
             failed.add(module_name)
-        raise LookupError(import_failure(module_name, path, exc)) from None
+        raise LookupError(_import_failure(module_name, path, exc)) from None
 
 
-def import_failure(module_name: str, path: str, error: Exception) -> str:
+def _import_failure(module_name: str, path: str, error: Exception) -> str:
     """What went wrong importing ``module_name`` (for ``path``), with the file and line that
     failed: a SyntaxError's own, else the innermost frame in the module's package."""
     if isinstance(error, ModuleNotFoundError) and error.name and _is_package_of(error.name, module_name):
