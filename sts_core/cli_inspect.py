@@ -128,21 +128,34 @@ def cmd_tasks(args: argparse.Namespace, config: Any) -> int:
     with open_scheduler(config) as scheduler:
         if args.task_file:
             scheduler.load_task_file(args.task_file)
-        listed = [(task, describe_trigger(scheduler, task), scheduler.next_fire_time(task.name))
-                  for task in scheduler.list_tasks()]
+        listed = [(task, describe_trigger(scheduler, task), scheduler.next_fire_time(task.name),
+                   _last_run(scheduler, task.name)) for task in scheduler.list_tasks()]
         hint = "" if args.task_file else memory_hint(scheduler, "tasks")
         backend = config.get("scheduler_backend")
     if args.json:
-        print_json([_task_json(task, trigger, nxt) for task, trigger, nxt in listed])
+        print_json([_task_json(task, trigger, nxt, last) for task, trigger, nxt, last in listed])
         return EXIT_OK
     if not listed:
         print(f"No tasks stored in the {backend} backend." + hint if not args.task_file else "No tasks.")
         return EXIT_OK
     zone = display_zone(config)
     rows = [[task.name, task.type, trigger, format_time(nxt, zone), task.retries, task.version,
-             "yes" if task.enabled else "no (paused)"] for task, trigger, nxt in listed]
-    print(render_table(["name", "type", "trigger", "next fire", "retries", "version", "enabled"], rows))
+             "yes" if task.enabled else "no (paused)", _outcome(last)] for task, trigger, nxt, last in listed]
+    print(render_table(["name", "type", "trigger", "next fire", "retries", "version", "enabled", "last run"], rows))
     return EXIT_OK
+
+
+def _last_run(scheduler: Any, name: str) -> Run | None:
+    """The task's newest recorded run (a failing task, say one no worker can load, shows here)."""
+    runs = scheduler.runs(name, None, 1)
+    return runs[0] if runs else None
+
+
+def _outcome(run: Run | None) -> str | None:
+    """``succeeded``, or ``failed: TaskLoadError`` with the error type of a failed run."""
+    if run is None:
+        return None
+    return f"{run.state.value}: {run.error_type}" if run.error_type else run.state.value
 
 
 def describe_trigger(scheduler: Any, task: Task) -> str:
@@ -157,13 +170,17 @@ def describe_trigger(scheduler: Any, task: Task) -> str:
     return "once, at start"
 
 
-def _task_json(task: Task, trigger: str, next_fire: Any) -> dict[str, Any]:
+def _task_json(task: Task, trigger: str, next_fire: Any, last: Run | None) -> dict[str, Any]:
     return {
         "name": task.name,
         "state": "active" if task.enabled else "paused",
         "trigger": trigger,
         "next_fire": next_fire.isoformat() if next_fire else None,
         "version": task.version,
+        "last_run": None if last is None else {
+            key: value for key, value in last.to_dict().items()
+            if key in ("id", "state", "attempt", "ended_at", "error_type", "error_message")
+        },
         "definition": task.to_dict(),
     }
 

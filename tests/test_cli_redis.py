@@ -73,6 +73,11 @@ def test_runs_run_id_shows_a_failed_runs_error_traceback_output_and_timings(work
     assert "output:\n  about to fail" in text
     assert json.loads(sts(workdir, "runs", record["id"], "--json").stdout) == record
 
+    tasks = sts(workdir, "tasks")  # a failing task shows as such in the task list
+    assert "LAST RUN" in tasks.stdout and "failed: ValueError" in tasks.stdout
+    (listed_task,) = json.loads(sts(workdir, "tasks", "--json").stdout)
+    assert listed_task["last_run"]["error_type"] == "ValueError"
+
 
 def test_pause_resume_next_trigger_and_remove_act_on_the_shared_store(workdir):
     with _scheduler(workdir) as scheduler:
