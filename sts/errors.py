@@ -10,6 +10,7 @@ from sts_core.errors import (
     TaskExistsError,
     TaskLoadError,
     TaskNotFoundError,
+    TaskStillRunningError,
     TaskValidationError,
     ValidationError,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "TaskExistsError",
     "TaskLoadError",
     "TaskNotFoundError",
+    "TaskStillRunningError",
     "TaskValidationError",
     "ValidationError",
 ]

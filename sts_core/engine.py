@@ -98,6 +98,8 @@ class Engine(Firing, Working, Redelivery):
         self._concurrency = int(config.get("executor.concurrency", 100))
         self._max_threads = int(config.get("executor.max_workers", 8))
         self._threads: DaemonThreadPool | None = None  # created on first use, again after close()
+        # task name -> calls of its sync function abandoned after their run ended and still running
+        self._hung_calls: Counter[str] = Counter()
         self._output_limit = int(config.get("executor.output_limit", 65536))
         self._max_redeliveries = int(config.get("executor.max_redeliveries", 3))
         self._durable = getattr(self.broker, "durable", True)

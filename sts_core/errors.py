@@ -96,6 +96,11 @@ class TaskLoadError(STSError):
     """A stored task's task type or function cannot be loaded in this process."""
 
 
+class TaskStillRunningError(STSError):
+    """A run did not start: calls of its task's function from earlier runs still hang in abandoned
+    threads (``max_instances`` of them)."""
+
+
 class BackendError(STSError):
     """The backend refused an operation (e.g. Redis out of memory): nothing was changed."""
 

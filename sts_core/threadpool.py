@@ -85,7 +85,7 @@ class _LoopResults:
 class _Job:
     """One queued call; ``waits`` is set before it is queued, ``abandoned`` under the pool's lock."""
 
-    __slots__ = ("abandoned", "cancel", "deadline", "remaining", "results", "run", "running", "waits")
+    __slots__ = ("abandoned", "cancel", "deadline", "on_return", "remaining", "results", "run", "running", "waits")
 
     def __init__(self, run: Callable[[], None], cancel: Callable[[], Any], results: _LoopResults | None = None) -> None:
         self.run = run
@@ -97,6 +97,8 @@ class _Job:
         self.waits = False
         self.deadline: asyncio.Timeout | None = None
         self.remaining = 0.0
+        #: Called on the caller's loop when the call returns after it was abandoned.
+        self.on_return: Callable[[], None] | None = None
 
 
 class DaemonThreadPool(Executor):
@@ -159,6 +161,7 @@ class DaemonThreadPool(Executor):
         *args: Any,
         deadline: asyncio.Timeout | None = None,
         on_abandon: Callable[[int, bool], None] | None = None,
+        on_return: Callable[[], None] | None = None,
     ) -> Any:
         """Run ``fn(*args)`` in a pool thread and return its result (or raise its exception).
 
@@ -166,7 +169,8 @@ class DaemonThreadPool(Executor):
         ``asyncio.timeout``) meanwhile: it is paused until a thread starts the call, so a
         timeout counts from the function's start. Cancelled before a thread took it, the call
         is skipped; cancelled while it runs, it is abandoned: its late result is dropped, a
-        replacement thread may start, and ``on_abandon(abandoned_threads, replaced)`` is called.
+        replacement thread may start, and ``on_abandon(abandoned_threads, replaced)`` is called;
+        when the abandoned call returns at last, ``on_return()`` is called on the loop.
         """
         loop = asyncio.get_running_loop()
         results = self._results
@@ -187,6 +191,7 @@ class DaemonThreadPool(Executor):
                 results.add(future, result, None)
 
         job = _Job(run, future.cancel, results)
+        job.on_return = on_return
         deadline_at = None if deadline is None else deadline.when()
         if deadline_at is not None:
             job.deadline = deadline
@@ -262,6 +267,7 @@ class DaemonThreadPool(Executor):
                 if job.abandoned:
                     self._abandoned -= 1
                     self._at_cap = False
+                    _report_return(job)
                     if len(self._threads) - self._abandoned > self._max_workers:
                         self._threads.remove(current)  # its replacement serves instead
                         return
@@ -290,3 +296,9 @@ class DaemonThreadPool(Executor):
             for thread in threads:
                 thread.join()
 
+
+def _report_return(job: _Job) -> None:
+    """An abandoned call returned: tell its caller's loop (``on_return``), if it is still open."""
+    if job.on_return is not None and job.results is not None:
+        with contextlib.suppress(RuntimeError):
+            job.results.loop.call_soon_threadsafe(job.on_return)

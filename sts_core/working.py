@@ -15,7 +15,7 @@ import attrs
 
 from sts_core import events as ev
 from sts_core.clock import Clock
-from sts_core.errors import BackendError, BackendUnavailableError
+from sts_core.errors import BackendError, BackendUnavailableError, TaskStillRunningError
 from sts_core.eventbus import EventBus
 from sts_core.interfaces import Delivery, ExecutionContext
 from sts_core.model import FAILED_STATES, Run, RunState, fire_id, new_run_id, recordable_result
@@ -316,7 +316,7 @@ class Working:
         output = BoundedOutput(self._output_limit)
         # The thread pool pauses the deadline while the run's function waits for a thread.
         deadline = None if plan.timeout is None else asyncio.timeout(plan.timeout)
-        run_sync = functools.partial(self._run_sync, run, deadline)
+        run_sync = functools.partial(self._run_sync, run, deadline, task.max_instances)
         started = clock.monotonic()
         error: BaseException | None = None
         result: Any = None
@@ -556,10 +556,26 @@ class Working:
             self.idle.set()
 
     def _run_sync(
-        self, run: Run, deadline: asyncio.Timeout | None, function: Callable[..., Any], *args: Any, **kwargs: Any
+        self,
+        run: Run,
+        deadline: asyncio.Timeout | None,
+        max_instances: int,
+        function: Callable[..., Any],
+        *args: Any,
+        **kwargs: Any,
     ) -> Awaitable[Any]:
         """``ExecutionContext.run_sync`` for ``run``: call ``function`` in the thread pool, its
-        timeout (``deadline``) counting from the call's start."""
+        timeout (``deadline``) counting from the call's start. Raises ``TaskStillRunningError``
+        while ``max_instances`` calls of the task's earlier runs still hang in abandoned threads:
+        a task that hangs holds that many threads at most, never the whole pool."""
+        hung = self._hung_calls.get(run.task_name, 0)
+        if hung >= max_instances:
+            raise TaskStillRunningError(
+                f"not started: {hung} call(s) of this task's function from earlier runs are still running in "
+                f"abandoned threads (they did not return after the run timed out or was cancelled), and "
+                f"max_instances={max_instances}; it starts again once they return. Run code that can hang with "
+                "executor: process, whose child is killed at the timeout"
+            )
         if kwargs:
             function = functools.partial(function, **kwargs)
         threads = self._threads
@@ -570,10 +586,19 @@ class Working:
                 max_abandoned=int(self.config.get("executor.max_abandoned_threads", DEFAULT_MAX_ABANDONED)),
             )
         on_abandon = functools.partial(self._thread_abandoned, run, deadline)
-        return threads.call(function, *args, deadline=deadline, on_abandon=on_abandon)
+        on_return = functools.partial(self._abandoned_call_returned, run.task_name)
+        return threads.call(function, *args, deadline=deadline, on_abandon=on_abandon, on_return=on_return)
+
+    def _abandoned_call_returned(self, task_name: str) -> None:
+        """A call abandoned after its run timed out (or was cancelled) returned at last."""
+        self._hung_calls[task_name] -= 1
+        if self._hung_calls[task_name] <= 0:
+            del self._hung_calls[task_name]
+        log.info("task %r: a call of its function abandoned after its run ended has returned", task_name)
 
     def _thread_abandoned(self, run: Run, deadline: asyncio.Timeout | None, abandoned: int, replaced: bool) -> None:
         """A run's synchronous function outlived its run (a timeout, a cancellation): say so, once."""
+        self._hung_calls[run.task_name] += 1
         why = "timed out" if deadline is not None and deadline.expired() else "was cancelled"
         cap = self._threads.max_abandoned if self._threads is not None else DEFAULT_MAX_ABANDONED
         if replaced:

@@ -71,9 +71,42 @@ def test_a_healthy_task_runs_on_time_beside_a_task_whose_sync_function_hangs(rel
     assert healthy_states[RunState.TIMED_OUT] == 0, healthy_states
     assert healthy_states[RunState.SKIPPED] <= 1, healthy_states
     assert len(healthy_calls) >= fires - 1, (len(healthy_calls), healthy_states)
-    # The hung task keeps timing out, each time 0.2 s after its function started.
+    # The hung task timed out once, 0.2 s after its function started; while that call still hangs,
+    # its later runs fail at once, saying why, rather than taking one more thread each.
     hang_states = Counter(run.state for run in hang_runs)
-    assert hang_states[RunState.TIMED_OUT] >= 4, hang_states
+    assert hang_states[RunState.TIMED_OUT] == 1, hang_states
+    assert hang_states[RunState.FAILED] >= 3, hang_states
+    assert {run.error_type for run in hang_runs if run.state is RunState.FAILED} == {"TaskStillRunningError"}
+
+
+def test_a_task_that_hangs_every_time_holds_max_instances_threads_so_the_cap_is_never_reached(release) -> None:
+    healthy_calls: list[int] = []
+    hang_calls: list[int] = []
+
+    def hang() -> None:
+        hang_calls.append(1)
+        release.wait(30)
+
+    async def main() -> tuple[list[Run], Any]:
+        config = quiet_config(executor={"max_workers": 1, "max_abandoned_threads": 1})
+        async with AsyncTaskScheduler(config, clock=SystemClock()) as scheduler:
+            await scheduler.add_task(Task("hang", hang, every=0.2, timeout=0.1))
+            await scheduler.add_task(Task("healthy", lambda: healthy_calls.append(1), every=0.2, timeout=2))
+            await scheduler.start()
+            await asyncio.sleep(2.0)
+            healthy_runs = await scheduler.runs("healthy", limit=100)
+            health, hung_calls = scheduler.health(), len(hang_calls)
+            release.set()
+            await asyncio.sleep(0.2)  # the hung call returns: the task may start again
+            after = await scheduler.run("hang")
+            await scheduler.stop(grace=0.5)
+        return healthy_runs, (health, hung_calls, after)
+
+    healthy_runs, (health, hung_calls, after) = asyncio.run(main())
+    assert Counter(run.state for run in healthy_runs)[RunState.SUCCEEDED] >= 7
+    assert hung_calls == 1, "one hung call at a time"
+    assert health.abandoned_threads == 1
+    assert after.state is RunState.SUCCEEDED
 
 
 def test_an_abandoned_thread_is_logged_once_with_its_task_reported_and_replaced(
