@@ -26,6 +26,7 @@ from sts_core.clock import Clock
 from sts_core.errors import BackendError, BackendUnavailableError
 from sts_core.eventbus import EventBus
 from sts_core.firing import Firing
+from sts_core.functions import import_errors_once
 from sts_core.health import Health
 from sts_core.interfaces import Backend, Delivery
 from sts_core.model import Run, RunState, Task
@@ -428,8 +429,9 @@ class Engine(Firing, Working, Redelivery):
         for name, _ in self.plans.items():
             if name not in stored:
                 self.apply_stored(name, None)
-        for name, task in stored.items():
-            self.apply_stored(name, task)
+        with import_errors_once():
+            for name, task in stored.items():
+                self.apply_stored(name, task)
 
     def forget_task(self, name: str, version: int) -> None:
         """The task was removed: its queued runs (up to ``version``) are cancelled when delivered.

@@ -27,7 +27,7 @@ from sts_core.errors import (
     TaskNotFoundError,
     TaskValidationError,
 )
-from sts_core.functions import FunctionRegistry
+from sts_core.functions import FunctionRegistry, import_errors_once
 from sts_core.health import Health
 from sts_core.model import Run, RunState, Task, fire_id, new_run_id
 from sts_core.plans import TaskPlan
@@ -109,11 +109,12 @@ class AsyncTaskScheduler:
             await self.backend.store.close()  # a separate broker failed: leave nothing open
             raise
         self._opened = True
-        for task in await self.backend.store.list_tasks():
-            try:
-                self.engine.plans.install(self.engine.compile(task))
-            except Exception as exc:  # noqa: BLE001 - one bad stored task must not stop the others
-                log.error("stored task %r cannot be loaded: %s", task.name, exc)
+        with import_errors_once():  # tasks sharing a module that cannot be imported: one error, not one each
+            for task in await self.backend.store.list_tasks():
+                try:
+                    self.engine.plans.install(self.engine.compile(task))
+                except Exception as exc:  # noqa: BLE001 - one bad stored task must not stop the others
+                    log.error("stored task %r cannot be loaded: %s", task.name, exc)
 
     @property
     def running(self) -> bool:

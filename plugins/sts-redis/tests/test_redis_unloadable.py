@@ -4,6 +4,7 @@ and it runs again once the process can load it. Firing never needs the function.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -148,3 +149,30 @@ def test_sts_scheduler_started_where_the_function_cannot_be_imported_still_fires
         for process in (scheduler, worker):
             if process.wait(10) is None:
                 process.kill()
+
+
+def test_tasks_sharing_a_module_that_no_longer_imports_report_its_error_once_with_its_line(
+    redis_url: str, tmp_path: Path, monkeypatch, caplog
+) -> None:
+    module = tmp_path / "shared_jobs_mod.py"
+    module.write_text("def job():\n    return 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    async def main() -> None:
+        adder = AsyncTaskScheduler(config(redis_url))
+        await adder.add_tasks([Task(f"t{i}", function="shared_jobs_mod:job", every="1h") for i in range(8)])
+        await adder.close()
+        monkeypatch.delitem(sys.modules, "shared_jobs_mod")
+        module.write_text("import os\nraise RuntimeError('deploy half done')\n")
+        loader = AsyncTaskScheduler(config(redis_url))
+        await loader.open()
+        try:
+            assert sorted(loader.health().task_problems) == [f"t{i}" for i in range(8)]
+        finally:
+            await loader.close()
+
+    with caplog.at_level(logging.WARNING, logger="sts.engine"):
+        asyncio.run(main())
+    full = [r.getMessage() for r in caplog.records if "deploy half done" in r.getMessage()]
+    assert len(full) == 1, full
+    assert "shared_jobs_mod.py:2" in full[0]
