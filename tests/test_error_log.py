@@ -13,6 +13,7 @@ import pytest
 from sts_core.config import Config
 from sts_core.logsetup import configure_logging, reset_logging
 from sts_core.model import Task
+from sts_core.testing import until
 
 
 @pytest.fixture(autouse=True)
@@ -43,7 +44,8 @@ def test_every_run_event_is_one_json_line_with_the_run_record_fields(make_schedu
                 Task("upload", fine, parent_tasks=["backup"]),
             ])
             await scheduler.start()
-            await clock.settle()
+            # `broken` runs in a pool thread, which settle() does not wait for: wait for its outcome.
+            await until(lambda: scheduler.runs("backup", state="retrying"), what="the first attempt's outcome")
             clock.advance(5)
             await clock.settle()
             await scheduler.wait_idle()
