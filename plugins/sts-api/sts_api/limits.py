@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from sts_api.responses import MAX_PROBLEMS
-from sts_core.errors import Problem, did_you_mean
+from sts_core.errors import Problem, did_you_mean, short_repr, short_text
 from sts_core.model import TASK_KEYS, Task
 
 #: The kernel's task name rule, matched in full.
@@ -55,7 +55,7 @@ def unknown_key_problems(data: Mapping[Any, Any]) -> list[Problem]:
         if key not in TASK_KEYS:
             if len(problems) == MAX_PROBLEMS:
                 break
-            problems.append(Problem(str(key)[:200], f"unknown task option{did_you_mean(str(key)[:200], TASK_KEYS)}"))
+            problems.append(Problem(short_text(str(key)), f"unknown task option{did_you_mean(str(key), TASK_KEYS)}"))
     return problems
 
 
@@ -87,10 +87,10 @@ def limit_problems(task: Task) -> list[Problem]:
         problems.append(Problem("backoff", f"expected a number from 1 to {MAX_BACKOFF:g}, got {task.backoff!r}"))
     if task.retries is not None and task.retries > MAX_RETRIES:
         problems.append(Problem("retries", f"expected a whole number from 0 to {MAX_RETRIES}, "
-                                           f"got {_short(task.retries)}"))
+                                           f"got {short_repr(task.retries)}"))
     if task.max_instances > MAX_INSTANCES:
         problems.append(Problem("max_instances", f"expected a whole number from 1 to {MAX_INSTANCES}, "
-                                                 f"got {_short(task.max_instances)}"))
+                                                 f"got {short_repr(task.max_instances)}"))
     return problems
 
 
@@ -130,7 +130,7 @@ def _duration_problems(values: Mapping[str, Any], keys: Iterable[str], prefix: s
         seconds = seconds_of(value)
         if seconds is not None and seconds > MAX_DURATION:  # also infinity; NaN and negatives: the kernel's
             problems.append(Problem(prefix + key, f"expected a duration of at most ten years ({MAX_DURATION:.0f}s), "
-                                                  f"got {_short(value)}"))
+                                                  f"got {short_repr(value)}"))
     return problems
 
 
@@ -145,14 +145,7 @@ def _datetime_problems(values: Mapping[str, Any], prefix: str) -> list[Problem]:
             except ValueError:
                 continue  # not a date-time: the kernel (or the trigger) says what is expected
         if isinstance(when, datetime) and not MIN_YEAR <= when.year <= MAX_YEAR:
-            shown = _short(value if isinstance(value, str) else when.isoformat())
+            shown = short_repr(value if isinstance(value, str) else when.isoformat())
             problems.append(Problem(prefix + key, f"expected a date-time between the years {MIN_YEAR} and {MAX_YEAR}, "
                                                   f"got {shown}"))
     return problems
-
-
-def _short(value: Any) -> str:
-    if isinstance(value, int) and value.bit_length() > 200:
-        return f"a number of about {int(value.bit_length() * math.log10(2)) + 1} digits"
-    text = repr(value)
-    return text if len(text) <= 100 else text[:97] + "..."

@@ -10,7 +10,7 @@ from typing import Any
 
 import attrs
 
-from sts_core.errors import Problem
+from sts_core.errors import Problem, short_repr, short_text
 from sts_core.interfaces import ExecutionContext
 from sts_core.model import Task
 from sts_tasks import capture
@@ -144,8 +144,8 @@ def _call_problems(function: Callable[..., Any], task: Task) -> list[Problem]:
         return [
             Problem(
                 key,
-                f"{name}{signature} cannot be called with args={list(task.args)!r} "
-                f"kwargs={dict(task.kwargs)!r}: {message}",
+                f"{short_text(str(name))}{short_text(str(signature))} cannot be called with "
+                f"args={short_repr(list(task.args))} kwargs={short_repr(dict(task.kwargs))}: {message}",
             )
         ]
     return []
@@ -165,7 +165,7 @@ def _process_problems(task: Task, function: Callable[..., Any], resolve_function
             problems.append(
                 Problem(
                     "function",
-                    f"executor 'process' finds the function by import path, but {path!r} does not lead "
+                    f"executor 'process' finds the function by import path, but {short_repr(path)} does not lead "
                     "back to this callable (a bound method or a wrapped function?); give an import path "
                     "'package.module:function'",
                 )
@@ -175,13 +175,14 @@ def _process_problems(task: Task, function: Callable[..., Any], resolve_function
             json.dumps(value)
         except (TypeError, ValueError) as exc:
             problems.append(
-                Problem(key, f"executor 'process' passes arguments as JSON, and these are not plain data: {exc}")
+                Problem(key, f"executor 'process' passes arguments as JSON, and these are not plain data: "
+                                 f"{short_text(str(exc), 200)}")
             )
     return problems
 
 
 def _no_import_path_message(task_name: str, function: Any) -> str:
-    what = f"the registered name {function!r}" if isinstance(function, str) else "an anonymous callable"
+    what = f"the registered name {short_repr(function)}" if isinstance(function, str) else "an anonymous callable"
     return (
         f"task {task_name!r}: executor 'process' runs the function in a new process, which finds it only by "
         f"import path 'package.module:function'; {what} cannot be found there (use an import path, or "

@@ -8,7 +8,7 @@ from typing import Any
 
 import attrs
 
-from sts_core.errors import Problem, did_you_mean
+from sts_core.errors import Problem, did_you_mean, short_repr, short_text
 from sts_core.interfaces import ExecutionContext
 from sts_core.model import Task
 from sts_tasks.errors import CommandFailed
@@ -90,23 +90,27 @@ def _param_problems(params: Mapping[str, Any]) -> list[Problem]:
     problems = []
     for key in params:
         if key not in PARAMS:
+            hint = did_you_mean(str(key), PARAMS)
             problems.append(
-                Problem(f"params.{key}", f"unknown shell option{did_you_mean(str(key), PARAMS)}; expected cwd or env")
+                Problem(f"params.{short_text(str(key))}", f"unknown shell option{hint}; expected cwd or env")
             )
     cwd = params.get("cwd")
     if cwd is not None and not (isinstance(cwd, str) and cwd):
-        problems.append(Problem("params.cwd", f"expected the path of a directory, got {cwd!r}"))
+        problems.append(Problem("params.cwd", f"expected the path of a directory, got {short_repr(cwd)}"))
     env = params.get("env")
     if env is not None:
         if not isinstance(env, Mapping):
-            problems.append(Problem("params.env", f"expected a mapping of variable names to text, got {env!r}"))
+            problems.append(
+                Problem("params.env", f"expected a mapping of variable names to text, got {short_repr(env)}")
+            )
         else:
             for name, value in env.items():
                 if not isinstance(name, str) or not name or "=" in name:
-                    problems.append(Problem("params.env", f"expected a variable name, got {name!r}"))
+                    problems.append(Problem("params.env", f"expected a variable name, got {short_repr(name)}"))
                 elif not isinstance(value, str):
                     problems.append(
-                        Problem(f"params.env.{name}", f"expected text (quote numbers in YAML), got {value!r}")
+                        Problem(f"params.env.{short_text(name)}", f"expected text (quote numbers in YAML), "
+                                                            f"got {short_repr(value)}")
                     )
     return problems
 

@@ -71,6 +71,18 @@ def test_a_missing_argument_is_a_problem_naming_the_signature(registry):
     assert "add(a: 'int', b: 'int' = 0)" in problem.message or "add(a: int, b: int = 0)" in problem.message
 
 
+def test_the_arguments_shown_in_a_problem_are_bounded_however_large_they_are(registry):
+    laughs: list = ["lol"] * 9
+    for _ in range(8):  # 9**9 strings once expanded: a 430-byte YAML file with aliases builds this
+        laughs = [laughs] * 9
+    task = Task("t", function=samples.add, args=[laughs, laughs, laughs], kwargs={"x" * 1000: laughs})
+    started = time.perf_counter()
+    [problem] = TYPE.validate(task, registry.resolve)
+    assert time.perf_counter() - started < 0.5
+    assert "cannot be called with args=[[[[" in problem.message
+    assert len(problem.message) < 500
+
+
 def test_command_and_params_do_not_belong_to_a_python_task(registry):
     task = Task("t", function=samples.add, args=[1], command="ls", params={"cwd": "/"})
     assert keys(TYPE.validate(task, registry.resolve)) == ["command", "params"]

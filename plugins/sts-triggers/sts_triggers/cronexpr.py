@@ -7,6 +7,8 @@ from typing import Any
 
 from cronsim import CronSim, CronSimError
 
+from sts_core.errors import short_repr
+
 #: ``@name`` shortcuts and the five fields each stands for.
 ALIASES: dict[str, str] = {
     "@yearly": "0 0 1 1 *",
@@ -34,7 +36,7 @@ _FORMS = "a value, *, a list 1,15, a range 1-5 or a step */10"
 def normalize(expression: Any) -> str:
     """The expression with runs of whitespace collapsed; ``ValueError`` when it is not text."""
     if not isinstance(expression, str) or not expression.strip():
-        raise ValueError(f"expected a cron expression such as '*/5 * * * *' or '@daily', got {expression!r}")
+        raise ValueError(f"expected a cron expression such as '*/5 * * * *' or '@daily', got {short_repr(expression)}")
     return " ".join(expression.split())
 
 
@@ -47,13 +49,13 @@ def fields_of(expression: str) -> str:
         fields = ALIASES.get(expression.lower())
         if fields is None:
             raise ValueError(
-                f"unknown cron alias {expression!r}; expected one of {', '.join(ALIASES)} or 5 cron fields"
+                f"unknown cron alias {short_repr(expression)}; expected one of {', '.join(ALIASES)} or 5 cron fields"
             )
         return fields
     parts = expression.split(" ")
     if len(parts) not in (5, 6):
         raise ValueError(
-            f"invalid cron expression {expression!r}: expected 5 fields (minute hour day-of-month month "
+            f"invalid cron expression {short_repr(expression)}: expected 5 fields (minute hour day-of-month month "
             f"day-of-week), or 6 with seconds first, got {len(parts)}"
         )
     try:
@@ -67,9 +69,9 @@ def _explain(expression: str, parts: list[str], reason: str) -> str:
     names = _FIVE if len(parts) == 5 else _SIX
     field = reason.removeprefix("Bad ").strip()
     if field not in names:
-        return f"invalid cron expression {expression!r}: {reason}"
+        return f"invalid cron expression {short_repr(expression)}: {reason}"
     text = parts[names.index(field)]
     return (
-        f"invalid cron expression {expression!r}: bad {field} field {text!r}; "
+        f"invalid cron expression {short_repr(expression)}: bad {field} field {short_repr(text)}; "
         f"expected {_EXPECTED[field]}, written as {_FORMS}"
     )

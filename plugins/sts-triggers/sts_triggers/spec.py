@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from sts_core.durations import parse_duration
-from sts_core.errors import did_you_mean
+from sts_core.errors import did_you_mean, short_repr
 from sts_triggers.zones import as_utc
 
 #: Options every trigger kind accepts besides its own.
@@ -25,7 +25,9 @@ def check_keys(spec: Mapping[str, Any], kind: str, own: tuple[str, ...]) -> None
     for key in spec:
         if key not in allowed:
             hint = did_you_mean(str(key), allowed)
-            raise ValueError(f"unknown option {key!r} for {_a(kind)} trigger{hint}; expected: {', '.join(allowed[1:])}")
+            raise ValueError(
+                f"unknown option {short_repr(key)} for {_a(kind)} trigger{hint}; expected: {', '.join(allowed[1:])}"
+            )
 
 
 def required(spec: Mapping[str, Any], key: str, kind: str) -> Any:
@@ -51,7 +53,8 @@ def read_instant(value: Any, key: str, zone: tzinfo) -> datetime:
         with contextlib.suppress(ValueError):  # not ISO text: reported below with the expected form
             value = datetime.fromisoformat(value.strip())
     if not isinstance(value, datetime):
-        raise ValueError(f"{key!r}: expected an ISO 8601 date-time such as 2026-12-01T09:30:00+01:00, got {value!r}")
+        raise ValueError(f"{key!r}: expected an ISO 8601 date-time such as 2026-12-01T09:30:00+01:00, "
+                         f"got {short_repr(value)}")
     return as_utc(value, zone)
 
 

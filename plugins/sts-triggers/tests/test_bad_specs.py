@@ -97,3 +97,9 @@ def test_a_date_outside_its_window_is_refused_because_it_would_never_run():
     before_start = {"kind": "date", "at": at, "start": datetime(2026, 7, 1, tzinfo=UTC)}
     assert "is after 'end'" in refused(DateTrigger.from_spec, after_end)
     assert "is before 'start'" in refused(DateTrigger.from_spec, before_start)
+
+
+def test_a_long_bad_cron_expression_is_shown_shortened():
+    message = refused(CronTrigger.from_spec, {"kind": "cron", "cron": "61 " + "* " * 5000 + "*"})
+    assert message.startswith("invalid cron expression '61 * * ")
+    assert len(message) < 400
