@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import timedelta
+
+from sts_core.errors import short_repr
 
 _UNITS = {
     "ms": 0.001,
@@ -33,7 +36,10 @@ def parse_duration(value: object) -> float:
         raise ValueError(f"expected a duration such as 30s, 5m or 1h30m, got {value!r}")
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
-    elif isinstance(value, (int, float)):
+    elif isinstance(value, int):
+        # 10**309 is too large for a float: no need to convert what is out of range anyway
+        seconds = float(value) if abs(value) <= MAX_DURATION else math.inf if value > 0 else -math.inf
+    elif isinstance(value, float):
         seconds = float(value)
     elif isinstance(value, str):
         text = value.strip().lower()
@@ -42,15 +48,15 @@ def parse_duration(value: object) -> float:
         except ValueError:
             if not _WHOLE.match(text):
                 raise ValueError(
-                    f"expected a duration such as 30s, 5m, 1h30m or a number of seconds, got {value!r}"
+                    f"expected a duration such as 30s, 5m, 1h30m or a number of seconds, got {short_repr(value)}"
                 ) from None
             seconds = sum(float(n) * _UNITS[u] for n, u in _PART.findall(text))
     else:
-        raise ValueError(f"expected a duration such as 30s, 5m or 1h30m, got {value!r}")
+        raise ValueError(f"expected a duration such as 30s, 5m or 1h30m, got {short_repr(value)}")
     if seconds < 0 or seconds != seconds:
-        raise ValueError(f"expected a duration of zero or more, got {value!r}")
+        raise ValueError(f"expected a duration of zero or more, got {short_repr(value)}")
     if seconds > MAX_DURATION:
-        raise ValueError(f"expected a duration of at most 100 years, got {value!r}")
+        raise ValueError(f"expected a duration of at most 100 years, got {short_repr(value)}")
     return seconds
 
 

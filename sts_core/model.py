@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import attrs
 
 from sts_core.durations import parse_duration
-from sts_core.errors import Problem, TaskValidationError, did_you_mean
+from sts_core.errors import Problem, TaskValidationError, did_you_mean, short_repr, short_text
 
 #: Names of the options a trigger is given by (at most one per task).
 TRIGGER_KEYS: tuple[str, ...] = ("every", "cron", "at", "delay", "trigger")
@@ -30,6 +30,10 @@ TRIGGER_KEYS: tuple[str, ...] = ("every", "cron", "at", "delay", "trigger")
 TRIGGER_KIND_BY_KEY: dict[str, str] = {"every": "interval", "cron": "cron", "at": "date", "delay": "delay"}
 MISFIRE_POLICIES: tuple[str, ...] = ("coalesce", "skip", "run_all")
 EXECUTORS: tuple[str, ...] = ("thread", "process")
+
+#: The largest whole number a count option (``retries``, ``max_instances``) takes: larger ones
+#: serve no schedule, and past 4300 digits an integer no longer reads back from JSON.
+MAX_COUNT = 1_000_000_000
 
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,199}")
 _IMPORT_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
@@ -72,26 +76,39 @@ def _optional_duration(value: Any) -> float | None:
     return None if value is None else parse_duration(value)
 
 
+def _optional_positive_duration(value: Any) -> float | None:
+    seconds = _optional_duration(value)
+    if seconds == 0:  # a timeout of zero would time out every run before it starts
+        raise ValueError(f"expected a duration greater than zero such as 30s, 5m or 1h30m, got {short_repr(value)}")
+    return seconds
+
+
 def _optional_int(minimum: int) -> Callable[[Any], int | None]:
     def convert(value: Any) -> int | None:
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"expected a whole number >= {minimum}, got {value!r}")
-        if value < minimum:
-            raise ValueError(f"expected a whole number >= {minimum}, got {value!r}")
-        return value
+        return None if value is None else _whole(value, minimum)
 
     return convert
+
+
+def _whole(value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"expected a whole number >= {minimum}, got {short_repr(value)}")
+    if value > MAX_COUNT:
+        raise ValueError(f"expected a whole number from {minimum} to {MAX_COUNT}, got {short_repr(value)}")
+    return value
 
 
 def _optional_number(minimum: float) -> Callable[[Any], float | None]:
     def convert(value: Any) -> float | None:
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not minimum <= value < math.inf:
-            raise ValueError(f"expected a finite number >= {minimum}, got {value!r}")
-        return float(value)
+        try:
+            number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+        except OverflowError:  # an int too large for a float
+            number = math.inf
+        if not minimum <= number < math.inf:
+            raise ValueError(f"expected a finite number >= {minimum}, got {short_repr(value)}")
+        return number
 
     return convert
 
@@ -104,14 +121,14 @@ def _optional_datetime(value: Any) -> datetime | None:
             return datetime.fromisoformat(value.strip())
         except ValueError:
             pass
-    raise ValueError(f"expected an ISO 8601 date-time such as 2026-12-01T09:30:00+01:00, got {value!r}")
+    raise ValueError(f"expected an ISO 8601 date-time such as 2026-12-01T09:30:00+01:00, got {short_repr(value)}")
 
 
 def _optional_timezone(value: Any) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise ValueError(f"expected an IANA time zone name such as Europe/Berlin, got {value!r}")
+        raise ValueError(f"expected an IANA time zone name such as Europe/Berlin, got {short_repr(value)}")
     check_timezone(value)
     return value
 
@@ -124,13 +141,15 @@ def check_timezone(name: str) -> ZoneInfo:
         from zoneinfo import available_timezones
 
         hint = did_you_mean(name, available_timezones())
-        raise ValueError(f"unknown time zone {name!r}{hint}; expected an IANA name such as Europe/Berlin") from None
+        raise ValueError(
+            f"unknown time zone {short_repr(name)}{hint}; expected an IANA name such as Europe/Berlin"
+        ) from None
 
 
 def _optional_str(value: Any) -> str | None:
     if value is None or isinstance(value, str):
         return value
-    raise ValueError(f"expected text, got {value!r}")
+    raise ValueError(f"expected text, got {short_repr(value)}")
 
 
 def _str_tuple(value: Any) -> tuple[str, ...]:
@@ -140,7 +159,7 @@ def _str_tuple(value: Any) -> tuple[str, ...]:
         return (value,)
     if isinstance(value, (list, tuple, set, frozenset)) and all(isinstance(v, str) for v in value):
         return tuple(value)
-    raise ValueError(f"expected a list of names, got {value!r}")
+    raise ValueError(f"expected a list of names, got {short_repr(value)}")
 
 
 def _args(value: Any) -> tuple[Any, ...]:
@@ -148,7 +167,7 @@ def _args(value: Any) -> tuple[Any, ...]:
         return ()
     if isinstance(value, (list, tuple)):
         return tuple(value)
-    raise ValueError(f"expected a list of positional arguments, got {value!r}")
+    raise ValueError(f"expected a list of positional arguments, got {short_repr(value)}")
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
@@ -156,7 +175,7 @@ def _mapping(value: Any) -> Mapping[str, Any]:
         return {}
     if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
         return dict(value)
-    raise ValueError(f"expected a mapping of names to values, got {value!r}")
+    raise ValueError(f"expected a mapping of names to values, got {short_repr(value)}")
 
 
 def _optional_mapping(value: Any) -> Mapping[str, Any] | None:
@@ -167,7 +186,7 @@ def _name(value: Any) -> str:
     if not isinstance(value, str) or not _NAME.fullmatch(value):
         raise ValueError(
             "expected a task name of letters, digits and _ . : - (1-200 characters, "
-            f"not starting with punctuation), got {value!r}"
+            f"not starting with punctuation), got {short_repr(value)}"
         )
     return value
 
@@ -177,12 +196,12 @@ def _function(value: Any) -> Callable[..., Any] | str | None:
         return value
     if isinstance(value, str):
         if ":" in value and not _IMPORT_PATH.fullmatch(value):
-            raise ValueError(f"expected an import path 'package.module:function', got {value!r}")
+            raise ValueError(f"expected an import path 'package.module:function', got {short_repr(value)}")
         if not value:
             raise ValueError("expected a callable, an import path 'package.module:function' or a registered name")
         return value
     raise ValueError(
-        f"expected a callable, an import path 'package.module:function' or a registered name, got {value!r}"
+        f"expected a callable, an import path 'package.module:function' or a registered name, got {short_repr(value)}"
     )
 
 
@@ -193,7 +212,7 @@ def _command(value: Any) -> str | tuple[str, ...] | None:
         return value
     if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
         return tuple(value)
-    raise ValueError(f"expected a command line (text) or a list of arguments, got {value!r}")
+    raise ValueError(f"expected a command line (text) or a list of arguments, got {short_repr(value)}")
 
 
 def _choice(choices: tuple[str, ...]) -> Callable[[Any], str | None]:
@@ -201,8 +220,8 @@ def _choice(choices: tuple[str, ...]) -> Callable[[Any], str | None]:
         if value is None:
             return None
         if value not in choices:
-            hint = did_you_mean(str(value), choices)
-            raise ValueError(f"expected one of {', '.join(choices)}, got {value!r}{hint}")
+            hint = did_you_mean(value, choices) if isinstance(value, str) else ""
+            raise ValueError(f"expected one of {', '.join(choices)}, got {short_repr(value)}{hint}")
         return value
 
     return convert
@@ -211,19 +230,17 @@ def _choice(choices: tuple[str, ...]) -> Callable[[Any], str | None]:
 def _bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
-    raise ValueError(f"expected true or false, got {value!r}")
+    raise ValueError(f"expected true or false, got {short_repr(value)}")
 
 
 def _type_name(value: Any) -> str:
     if isinstance(value, str) and value:
         return value
-    raise ValueError(f"expected a task type name such as 'python' or 'shell', got {value!r}")
+    raise ValueError(f"expected a task type name such as 'python' or 'shell', got {short_repr(value)}")
 
 
 def _positive_int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"expected a whole number >= 1, got {value!r}")
-    return value
+    return _whole(value, 1)
 
 
 #: Every task option with its converter; the task-file loader uses this table to report
@@ -250,7 +267,7 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "backoff": _optional_number(1.0),
     "max_retry_delay": _optional_duration,
     "retry_jitter": _optional_duration,
-    "timeout": _optional_duration,
+    "timeout": _optional_positive_duration,
     "executor": _choice(EXECUTORS),
     "parent_tasks": _str_tuple,
     "max_instances": _positive_int,
@@ -307,6 +324,13 @@ class Task:
     alerts: Mapping[str, Any] = attrs.field(factory=dict)
     version: int = 0
 
+    def __new__(cls, *args: Any, **options: Any) -> Task:
+        # Runs before the generated __init__, which would refuse an unknown option with a bare
+        # TypeError: here it gets a "did you mean", together with every other problem.
+        if not TASK_KEYS.issuperset(options):
+            raise _unknown_options_error(cls, args, options)
+        return super().__new__(cls)
+
     def __attrs_post_init__(self) -> None:
         problems: list[Problem] = []
         for key, convert in CONVERTERS.items():
@@ -318,13 +342,20 @@ class Task:
                 continue
             if value is not raw:
                 object.__setattr__(self, key, value)
-        if not problems:
+        if problems:
+            # The cross-field checks still run, on the options that are valid (the others at
+            # their defaults), so every problem is reported at once.
+            failed = {problem.key_path for problem in problems}
+            for key in failed - {"name"}:
+                object.__setattr__(self, key, _default_of(key))
+            problems.extend(p for p in self._cross_field_problems() if p.key_path not in failed)
+        else:
             problems.extend(self._cross_field_problems())
         if problems:
-            raise TaskValidationError(problems, source=f"task {self.name!r}" if isinstance(self.name, str) else None)
+            raise TaskValidationError(problems, source=_task_source(self.name))
 
     def _cross_field_problems(self) -> list[Problem]:
-        problems = []
+        problems: list[Problem] = []
         given = [key for key in TRIGGER_KEYS if getattr(self, key) is not None]
         if len(given) > 1:
             problems.append(Problem(given[1], f"a task has at most one trigger; got {' and '.join(given)}"))
@@ -342,7 +373,7 @@ class Task:
                     "(a task cannot have both a trigger and parents)",
                 )
             )
-        if self.name in self.parent_tasks:
+        if isinstance(self.name, str) and self.name in self.parent_tasks:
             problems.append(Problem("parent_tasks", f"a task cannot be its own parent ({self.name!r})"))
         return problems
 
@@ -442,13 +473,69 @@ TASK_KEYS: frozenset[str] = frozenset(f.name for f in attrs.fields(Task))
 
 def check_task_keys(data: Mapping[str, Any]) -> list[Problem]:
     """Problems for keys that are not task options, each with a "did you mean"."""
-    problems = []
-    for key in data:
-        if key not in TASK_KEYS:
-            problems.append(Problem(str(key), f"unknown task option{did_you_mean(str(key), TASK_KEYS)}"))
+    problems = _unknown_key_problems(data)
     if "name" not in data:
         problems.append(Problem("name", "required: every task needs a name"))
     return problems
+
+
+def task_from_valid_options(data: Mapping[str, Any]) -> tuple[Task | None, frozenset[str]]:
+    """The task built from only the options of ``data`` that are valid, and the options left out.
+
+    For the checks that need plugins (trigger, task type, parents): they run on this task while
+    the options left out are reported, so one pass reports every problem. The task is None when
+    even the valid options make no task (the name is missing or invalid).
+    """
+    options = {key: value for key, value in data.items() if key in TASK_KEYS}
+    left_out: set[str] = {str(key) for key in data if key not in TASK_KEYS}
+    for _ in range(3):  # a cross-field problem can name an option only once another is left out
+        if not isinstance(options.get("name"), str):
+            break
+        try:
+            return Task(**options), frozenset(left_out)
+        except TaskValidationError as exc:
+            bad = {_root_key(problem.key_path) for problem in exc.problems} & options.keys()
+            if not bad or "name" in bad:
+                break
+            left_out |= bad
+            options = {key: value for key, value in options.items() if key not in bad}
+    return None, frozenset(left_out)
+
+
+def _unknown_key_problems(data: Mapping[Any, Any]) -> list[Problem]:
+    return [
+        Problem(short_text(str(key)), f"unknown task option{did_you_mean(str(key), TASK_KEYS)}")
+        for key in data
+        if key not in TASK_KEYS
+    ]
+
+
+def _unknown_options_error(cls: type[Task], args: tuple[Any, ...], options: Mapping[str, Any]) -> TaskValidationError:
+    """The error for ``Task(...)`` called with unknown options, listing the other problems too."""
+    problems = _unknown_key_problems(options)
+    known = {key: value for key, value in options.items() if key in TASK_KEYS}
+    try:
+        cls(*args, **known)
+    except TaskValidationError as exc:
+        problems.extend(exc.problems)
+    except TypeError:  # no name, or too many positional arguments: the unknown options come first
+        pass
+    name = args[0] if args else options.get("name")
+    return TaskValidationError(problems, source=_task_source(name))
+
+
+def _task_source(name: Any) -> str | None:
+    return f"task {short_repr(name)}" if isinstance(name, str) else None
+
+
+def _root_key(key_path: str) -> str:
+    """``trigger.kind`` -> ``trigger``; ``parent_tasks[1]`` -> ``parent_tasks``."""
+    return re.split(r"[.\[]", key_path, maxsplit=1)[0]
+
+
+def _default_of(key: str) -> Any:
+    default = attrs.fields_dict(Task)[key].default
+    return default.factory() if isinstance(default, attrs.Factory) else default  # type: ignore[attr-defined]
 
 
 def _comparable(value: datetime) -> datetime:

@@ -160,3 +160,100 @@ def test_an_error_with_many_problems_lists_fifty_and_counts_the_rest():
     lines = TaskValidationError(problems, source="f.yaml").lines()
     assert len(lines) == 51
     assert lines[-1] == "... and 70 more problem(s)"
+
+
+# --- numbers out of range, zero timeouts, unknown keywords, all problems at once (issue 14) -------
+
+DURATION_OPTIONS = ("every", "delay", "jitter", "retry_delay", "max_retry_delay", "retry_jitter", "timeout",
+                    "misfire_grace_time")
+
+
+@pytest.mark.parametrize("option", [*DURATION_OPTIONS, "backoff", "retries", "max_instances"])
+@pytest.mark.parametrize("value", [10**309, -(10**309), 10**5000], ids=["1e309", "-1e309", "1e5000"])
+def test_an_integer_too_large_for_a_float_is_a_problem_with_the_option_not_an_overflow(option, value):
+    with pytest.raises(TaskValidationError) as caught:
+        Task("t", job, **{option: value})
+    [problem] = caught.value.problems
+    assert problem.key_path == option
+    assert "expected" in problem.message and "digits" in problem.message
+    assert len(str(caught.value)) < 200
+
+
+@pytest.mark.parametrize(("option", "value"), [("retries", 10**9 + 1), ("max_instances", 2**63)], ids=str)
+def test_counts_have_a_sane_upper_bound(option, value):
+    with pytest.raises(TaskValidationError, match=rf"{option}: expected a whole number from [01] to 1000000000"):
+        Task("t", job, **{option: value})
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), True])
+@pytest.mark.parametrize("option", ["every", "timeout", "backoff", "retries", "max_instances"])
+def test_nan_infinity_and_booleans_are_not_numbers(option, value):
+    with pytest.raises(TaskValidationError) as caught:
+        Task("t", job, **{option: value})
+    assert [p.key_path for p in caught.value.problems] == [option]
+
+
+@pytest.mark.parametrize("timeout", [0, 0.0, "0s", "0ms"])
+def test_a_timeout_of_zero_is_refused_as_in_the_config(timeout):
+    with pytest.raises(TaskValidationError) as caught:
+        Task("t", job, timeout=timeout)
+    assert str(caught.value) == (
+        f"task 't': timeout: expected a duration greater than zero such as 30s, 5m or 1h30m, got {timeout!r}"
+    )
+
+
+def test_a_negative_timeout_is_refused():
+    with pytest.raises(TaskValidationError, match="timeout: expected a duration of zero or more, got -1"):
+        Task("t", job, timeout=-1)
+
+
+def test_an_unknown_keyword_says_which_option_was_meant():
+    with pytest.raises(TaskValidationError) as caught:
+        Task("x", evry=3)
+    assert str(caught.value) == "task 'x': evry: unknown task option (did you mean 'every'?)"
+
+
+def test_an_unknown_keyword_is_reported_with_every_other_problem():
+    with pytest.raises(TaskValidationError) as caught:
+        Task("x", job, evry=3, timout="1s", retries=-1, zzz=1)
+    assert [(p.key_path, p.message) for p in caught.value.problems] == [
+        ("evry", "unknown task option (did you mean 'every'?)"),
+        ("timout", "unknown task option (did you mean 'timeout'?)"),
+        ("zzz", "unknown task option"),
+        ("retries", "expected a whole number >= 0, got -1"),
+    ]
+
+
+def test_an_unknown_keyword_without_a_name_is_still_a_validation_error():
+    with pytest.raises(TaskValidationError, match="evry: unknown task option"):
+        Task(evry=3)
+
+
+def test_copies_and_evolved_tasks_still_work_with_the_keyword_check():
+    import copy
+    import pickle
+
+    task = Task("t", "pkg.mod:fn", every=3)
+    assert copy.copy(task) == task == pickle.loads(pickle.dumps(task))
+    assert attrs.evolve(task, every=5).every == 5.0
+
+
+def test_cross_field_problems_are_reported_together_with_bad_values():
+    with pytest.raises(TaskValidationError) as caught:
+        Task("t", job, every="1s", cron="* * * * *", retries=-1, start="2026-02-01T00:00", end="2026-01-01T00:00")
+    assert {p.key_path: p.message for p in caught.value.problems} == {
+        "retries": "expected a whole number >= 0, got -1",
+        "cron": "a task has at most one trigger; got every and cron",
+        "end": "expected end after start",
+    }
+
+
+def test_task_from_valid_options_leaves_out_what_is_invalid():
+    from sts_core.model import task_from_valid_options
+
+    task, left_out = task_from_valid_options(
+        {"name": "t", "function": "pkg:fn", "cron": "99 * * * *", "retries": -1, "evry": 3, "every": "1s"}
+    )
+    assert left_out == {"retries", "evry", "cron"}  # cron: the second trigger
+    assert task == Task("t", "pkg:fn", every="1s")
+    assert task_from_valid_options({"name": "bad name", "every": 1}) == (None, frozenset())
