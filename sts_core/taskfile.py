@@ -20,10 +20,11 @@ from typing import Any
 import attrs
 import yaml
 
-from sts_core.errors import Problem, TaskValidationError, did_you_mean
-from sts_core.model import TASK_KEYS, Task
+from sts_core.errors import Problem, TaskValidationError, did_you_mean, short_repr, short_text
+from sts_core.model import Task, task_from_valid_options
 from sts_core.plugins import PluginManager
-from sts_core.validation import check_tasks
+from sts_core.validation import check_tasks, reported_already
+from sts_core.yamlsafe import AliasExpansionError, check_expansion
 
 #: File suffixes and the syntax each one selects.
 SYNTAX_BY_SUFFIX: dict[str, str] = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
@@ -65,7 +66,8 @@ def validate_task_file(
     placeholders = {name: task for name in loaded.failed_names if (task := _placeholder(name)) is not None}
     candidates = [(index, task) for index, task in zip(loaded.indices, loaded.tasks, strict=True)
                   if index not in loaded.duplicate_indices]
-    candidates += [(index, task) for index, task in loaded.partial if index not in loaded.duplicate_indices]
+    candidates += [(index, task) for index, task, _ in loaded.partial if index not in loaded.duplicate_indices]
+    left_out = {index: keys for index, _, keys in loaded.partial}
     found = check_tasks(
         [task for _, task in candidates],
         plugins=plugins,
@@ -74,7 +76,9 @@ def validate_task_file(
         default_timezone=default_timezone,
     )
     for position, problem in found:
-        loaded.add_task_problem(candidates[position][0], problem)
+        index = candidates[position][0]
+        if not reported_already(problem, left_out.get(index, frozenset())):
+            loaded.add_task_problem(index, problem)
     loaded.raise_problems()
     return loaded.tasks
 
@@ -93,8 +97,9 @@ class _Loaded:
     names: dict[int, str] = attrs.field(factory=dict)
     failed_names: set[str] = attrs.field(factory=set)
     duplicate_indices: set[int] = attrs.field(factory=set)
-    # entries refused only for unknown keys, built without them so the plugin checks still run
-    partial: list[tuple[int, Task]] = attrs.field(factory=list)
+    # refused entries built from their valid options (and the options left out), so the plugin
+    # checks still run on the rest: every problem of a task is reported in one go
+    partial: list[tuple[int, Task, frozenset[str]]] = attrs.field(factory=list)
     problems: list[Problem] = attrs.field(factory=list)
 
     def add(self, path: KeyPath, message: str, line: int | None = None) -> None:
@@ -133,7 +138,8 @@ def _load(path: Path) -> _Loaded:
         if isinstance(entry, Mapping) and isinstance(entry.get("name"), str):
             loaded.names[index] = entry["name"]
     for key_path, key, first_line, line in document.duplicate_keys:
-        loaded.add(key_path, f"duplicate key {key!r} (first at line {first_line}); each key may appear only once", line)
+        loaded.add(key_path, f"duplicate key {short_repr(key)} (first at line {first_line}); "
+                             "each key may appear only once", line)
     _check_duplicate_names(loaded, entries)
     for index, entry in entries:
         if not isinstance(entry, Mapping):
@@ -145,12 +151,11 @@ def _load(path: Path) -> _Loaded:
         except TaskValidationError as exc:
             for problem in exc.problems:
                 loaded.add_task_problem(index, problem)
-            known = {key: value for key, value in entry.items() if key in TASK_KEYS}
-            try:
-                loaded.partial.append((index, Task.from_dict(_with_datetimes(known))))
-            except TaskValidationError:
-                if index in loaded.names:
-                    loaded.failed_names.add(loaded.names[index])
+            partial, left_out = task_from_valid_options(_with_datetimes(entry))
+            if partial is not None:
+                loaded.partial.append((index, partial, left_out))
+            elif index in loaded.names:
+                loaded.failed_names.add(loaded.names[index])
             continue
         loaded.tasks.append(task)
         loaded.indices.append(index)
@@ -166,7 +171,7 @@ def _task_entries(loaded: _Loaded) -> list[tuple[int, Any]]:
     for key in data:
         if key not in TOP_LEVEL_KEYS:
             hint = did_you_mean(str(key), TOP_LEVEL_KEYS)
-            loaded.add((str(key),), f"unknown top-level key{hint}; a task file holds only a 'tasks:' list")
+            loaded.add((short_text(str(key)),), f"unknown top-level key{hint}; a task file holds only a 'tasks:' list")
     if "tasks" not in data:
         loaded.add((), "missing 'tasks:': expected a list of task definitions under a top-level 'tasks:' key")
         return []
@@ -189,7 +194,7 @@ def _check_duplicate_names(loaded: _Loaded, entries: list[tuple[int, Any]]) -> N
             loaded.duplicate_indices.add(index)
             where = loaded.document.line_of(("tasks", earlier))
             loaded.add(("tasks", index, "name"),
-                       f"duplicate task name {name!r}: already defined by tasks[{earlier}] (line {where})")
+                       f"duplicate task name {short_repr(name)}: already defined by tasks[{earlier}] (line {where})")
 
 
 def _with_datetimes(entry: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -224,8 +229,8 @@ def _describe(value: Any) -> str:
     if isinstance(value, list):
         return "a list"
     if isinstance(value, str):
-        return f"the text {value!r}" if len(value) <= 40 else f"the text {value[:37]!r}..."
-    return f"{type(value).__name__} {value!r}"
+        return f"the text {short_repr(value, 40)}"
+    return f"{type(value).__name__} {short_repr(value)}"
 
 
 # --- reading and parsing ------------------------------------------------------------------------
@@ -273,7 +278,9 @@ def _read_text(path: Path, source: str) -> str:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        siblings = [p.name for p in path.parent.iterdir()] if path.parent.is_dir() else []
+        # only task files are worth suggesting: jobs.py is no answer to a missing jobs.yaml
+        siblings = [p.name for p in path.parent.iterdir() if p.suffix.lower() in SYNTAX_BY_SUFFIX] \
+            if path.parent.is_dir() else []
         raise _fail(source, f"task file not found{did_you_mean(path.name, siblings)}") from None
     except IsADirectoryError:
         raise _fail(source, "is a directory; expected a .yaml, .yml or .json task file") from None
@@ -294,6 +301,7 @@ def _parse_yaml(text: str, source: str) -> _Document:
         node = loader.get_single_node()
         if node is None:
             return _Document(None, {})
+        check_expansion(node)
         # Lines come from the composed tree before construction, which rewrites merge keys.
         document = _Document(None, {(): node.start_mark.line + 1})
         _record_yaml_lines(node, (), document, set())
@@ -311,6 +319,8 @@ def _parse_yaml(text: str, source: str) -> _Document:
                     mark.line + 1 if mark else None) from None
     except yaml.YAMLError as exc:
         raise _fail(source, f"malformed YAML: {exc}") from None
+    except AliasExpansionError as exc:
+        raise _fail(source, f"refused: {exc}") from None
     finally:
         loader.dispose()
 

@@ -9,6 +9,7 @@ free of cycles. Every check is linear in the number of tasks and parents, so a b
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -62,6 +63,19 @@ def check_tasks(
     problems.extend(_cycle_problems(graph, first_index))
     problems.sort(key=lambda pair: pair[0])
     return problems
+
+
+#: What the task type checks besides ``type`` itself: a task whose ``type`` was invalid is checked
+#: as a python task, and what that finds about these options says nothing about the intended type.
+_TASK_TYPE_KEYS = frozenset({"type", "function", "command", "params", "args", "kwargs", "executor"})
+
+
+def reported_already(problem: Problem, left_out: frozenset[str]) -> bool:
+    """Whether a plugin check's ``problem`` with a task built without the options ``left_out``
+    (``model.task_from_valid_options``) is a consequence of leaving them out: those options are
+    reported already, and "function is required" after a malformed function says nothing new."""
+    key = re.split(r"[.\[]", problem.key_path, maxsplit=1)[0]
+    return key in left_out or ("type" in left_out and key in _TASK_TYPE_KEYS)
 
 
 def compile_trigger(task: Task, plugins: PluginManager, default_timezone: str = "UTC") -> Trigger | None:

@@ -189,6 +189,39 @@ def test_validate_reports_every_problem_of_a_file_at_once(workdir):
     assert "bad.yaml:8: tasks[1] (b).every" in result.stderr
 
 
+def test_validate_reports_a_bad_function_a_bad_cron_and_bad_retries_together(workdir):
+    write(workdir, "bad.yaml", "tasks:\n" + _task("cron: '99 * * * *'\nretries: -1", function="cli_jobs:nosuch"))
+    result = sts("validate", "bad.yaml", cwd=workdir)
+    assert result.returncode == 2
+    assert "bad.yaml:3: tasks[0] (a).function: module 'cli_jobs' has no attribute 'nosuch'" in result.stderr
+    assert "bad.yaml:4: tasks[0] (a).cron: invalid cron expression '99 * * * *'" in result.stderr
+    assert "bad.yaml:5: tasks[0] (a).retries: expected a whole number >= 0, got -1" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+@pytest.mark.parametrize("option", ["every", "timeout", "jitter", "backoff", "retries"])
+def test_a_number_too_large_for_a_float_is_exit_2_with_the_usual_message(workdir, command, option):
+    trigger = "" if option == "every" else "every: 1s"
+    write(workdir, "huge.yaml", "tasks:\n" + _task(f"{trigger}\n{option}: 1{'0' * 309}"))
+    result = sts(command, "huge.yaml", *(["--for", "1s"] if command == "run" else []), cwd=workdir)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "huge.yaml:" in result.stderr and f"tasks[0] (a).{option}: expected" in result.stderr
+    assert "a number of about 310 digits" in result.stderr
+
+
+def test_validate_refuses_a_billion_laughs_file_at_once(workdir):
+    levels = ['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    levels += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 9)]
+    write(workdir, "bomb.yaml", "\n".join(levels) + "\ntasks:\n" + _task("every: 1s\nargs: [*l8]"))
+    started = time.monotonic()
+    result = sts("validate", "bomb.yaml", cwd=workdir)
+    assert time.monotonic() - started < 5  # a new Python process; refusing takes milliseconds of it
+    assert result.returncode == 2
+    assert result.stderr.startswith("sts: error: invalid input:\n  bomb.yaml: refused: its YAML aliases")
+    assert len(result.stderr) < 1000
+
+
 def test_validate_of_a_missing_file_names_it_without_a_traceback(tmp_path):
     result = sts("validate", "nosuch.yaml", cwd=tmp_path)
     assert result.returncode == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -325,7 +326,7 @@ def test_one_bad_entry_means_no_task_is_returned(tmp_path, plugins):
 def test_every_problem_is_a_line_naming_the_file_never_a_traceback(tmp_path, plugins):
     path = write(tmp_path, "tasks:\n  - name: a\n    every: 1m\n    cron: '* * *'\n  - 7\nextra: 1\n")
     lines = problems_of(path, plugins=plugins)
-    assert len(lines) == 3
+    assert len(lines) == 4  # two triggers, no function (checked on the valid options), not a mapping, extra key
     assert all(line.startswith(f"{path}:") for line in lines)
     assert "Traceback" not in "\n".join(lines)
 
@@ -437,3 +438,95 @@ tasks:
     lines = problems_of(path, plugins=plugins)
     assert any(".retires: unknown task option (did you mean 'retries'?)" in line for line in lines)
     assert any(line.startswith(f"{path}:5: tasks[0] (a).cron:") for line in lines)
+
+
+# --- hostile and wrong input: alias bombs, huge numbers, every problem at once (issue 14) -------------
+
+
+def billion_laughs(levels: int = 9) -> str:
+    """A few hundred bytes of YAML whose aliases expand to 9**levels strings."""
+    lines = ['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, levels)]
+    return "\n".join(lines) + f"\ntasks:\n  - name: boom\n    function: f\n    every: 1s\n    args: [*l{levels - 1}]\n"
+
+
+@pytest.mark.parametrize("validate", [False, True], ids=["load", "validate"])
+def test_a_billion_laughs_file_is_refused_fast_naming_the_file(tmp_path, plugins, validate):
+    path = write(tmp_path, billion_laughs())
+    assert len(path.read_bytes()) < 600
+    started = time.perf_counter()
+    lines = problems_of(path, plugins=plugins) if validate else problems_of(path)
+    assert time.perf_counter() - started < 0.5
+    assert lines == [f"{path}: refused: its YAML aliases (*name) expand to more than 100,000 extra values, as in an "
+                     "alias-expansion (\"billion laughs\") attack; write the data out, or share less of it"]
+
+
+def test_a_recursive_alias_is_refused(tmp_path):
+    path = write(tmp_path, "tasks: &t\n  - name: a\n    function: f\n    args: *t\n")
+    assert problems_of(path) == [f"{path}: refused: an alias refers to the node that contains it "
+                                 "(a recursive structure); expected plain data"]
+
+
+def test_aliases_that_share_defaults_between_many_tasks_are_fine(tmp_path):
+    path = write(tmp_path, "tasks:\n  - &d {name: t0, function: f, every: 1m, kwargs: {a: [1, 2, 3]}}\n"
+                 + "".join(f"  - {{<<: *d, name: t{i}}}\n" for i in range(1, 2000)))
+    assert len(load_task_file(path)) == 2000
+
+
+def test_a_message_never_embeds_a_huge_value_in_full(tmp_path, plugins):
+    path = write(tmp_path, "tasks:\n  - name: a\n    function: f\n    every: [" + ", ".join(["1"] * 2_000) + "]\n")
+    [line] = problems_of(path, plugins=plugins)
+    assert line.startswith(f"{path}:4: tasks[0] (a).every: expected a duration such as 30s, 5m or 1h30m, got [1, 1,")
+    assert len(line) < len(str(path)) + 200
+
+
+def test_an_integer_too_large_for_a_float_is_a_problem_not_a_traceback(tmp_path, plugins):
+    huge = "1" + "0" * 309
+    path = write(tmp_path, f"tasks:\n  - name: a\n    function: f\n    every: {huge}\n    backoff: {huge}\n")
+    assert problems_of(path, plugins=plugins) == [
+        f"{path}:4: tasks[0] (a).every: expected a duration of at most 100 years, got a number of about 310 digits",
+        f"{path}:5: tasks[0] (a).backoff: expected a finite number >= 1.0, got a number of about 310 digits",
+    ]
+
+
+def test_a_task_timeout_of_zero_is_refused(tmp_path):
+    path = write(tmp_path, "tasks:\n  - {name: a, function: f, every: 1s, timeout: 0}\n")
+    assert problems_of(path) == [
+        f"{path}:2: tasks[0] (a).timeout: expected a duration greater than zero such as 30s, 5m or 1h30m, got 0"]
+
+
+class _StrictPython:
+    def validate(self, task: Task, resolve_function: Callable[[Any], Any]) -> list[Problem]:
+        if task.function is None:
+            return [Problem("function", "required: a python task needs a function")]
+        return [] if task.function == "f" else [Problem("function", f"cannot import {task.function!r}")]
+
+
+class StrictPlugin:
+    @hookimpl
+    def register_triggers(self, register: Any) -> None:
+        register("cron", _cron)
+
+    @hookimpl
+    def register_task_types(self, register: Any) -> None:
+        register("python", _StrictPython())
+
+
+def test_every_problem_of_a_task_is_reported_model_and_plugin_checks_alike(tmp_path):
+    strict = PluginManager(entry_points=False, plugins=[("strict", StrictPlugin())])
+    path = write(tmp_path, "tasks:\n  - name: a\n    function: nosuch:fn\n    cron: '* *'\n    retries: -1\n"
+                           "    evry: 3\n  - name: b\n    function: 'bad path:'\n    cron: '* * * * *'\n")
+    assert problems_of(path, plugins=strict) == [
+        f"{path}:3: tasks[0] (a).function: cannot import 'nosuch:fn'",
+        f"{path}:4: tasks[0] (a).cron: expected 5 cron fields, got '* *'",
+        f"{path}:5: tasks[0] (a).retries: expected a whole number >= 0, got -1",
+        f"{path}:6: tasks[0] (a).evry: unknown task option (did you mean 'every'?)",
+        # the malformed function is reported once, not again as "required" by the task type
+        f"{path}:8: tasks[1] (b).function: expected an import path 'package.module:function', got 'bad path:'",
+    ]
+
+
+def test_a_missing_task_file_suggests_only_task_files(tmp_path):
+    write(tmp_path, "def f(): pass\n", "jobs.py")
+    path = tmp_path / "jobs.yaml"
+    assert problems_of(path) == [f"{path}: task file not found"]

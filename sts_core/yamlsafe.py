@@ -1,0 +1,78 @@
+"""Refusing YAML alias-expansion bombs ("billion laughs") before the data is built.
+
+PyYAML's safe loader builds each anchored node once and shares it wherever an alias points
+to it, so loading a bomb is cheap; the cost comes later, from whatever walks the data as a
+tree: a repr in an error message, a JSON dump, a deep copy. A 430-byte task file whose aliases
+nest nine levels deep walks as 9**9 strings. ``check_expansion`` counts the nodes the document
+has once every alias is expanded (linear in the composed document: each node's count is
+computed once) and refuses a document whose aliases add more than ``MAX_ALIAS_EXPANSION``
+nodes, or that contains itself. A document without aliases is never refused.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+#: How many nodes aliases may add to a document once expanded: far more than sharing a block
+#: of defaults between thousands of tasks needs, far less than it takes to exhaust memory.
+MAX_ALIAS_EXPANSION = 100_000
+
+
+class AliasExpansionError(ValueError):
+    """A YAML document whose aliases expand past ``MAX_ALIAS_EXPANSION`` nodes, or refer to themselves."""
+
+
+def check_expansion(root: yaml.Node | None, limit: int = MAX_ALIAS_EXPANSION) -> None:
+    """Raise ``AliasExpansionError`` when the aliases in ``root`` expand to more than ``limit`` extra nodes."""
+    if root is None:
+        return
+    expanded: dict[int, int] = {}  # node id -> nodes in its subtree with aliases expanded
+    on_path: set[int] = set()
+    composed = 0
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            on_path.discard(key)
+            expanded[key] = 1 + sum(expanded[id(child)] for child in _children(node))
+            if expanded[key] - composed > limit:
+                raise AliasExpansionError(_too_large(limit))
+            continue
+        if key in expanded:
+            continue
+        if key in on_path:
+            raise AliasExpansionError("an alias refers to the node that contains it (a recursive structure); "
+                                      "expected plain data")
+        composed += 1
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node) if id(child) not in expanded)
+    if expanded[id(root)] - composed > limit:
+        raise AliasExpansionError(_too_large(limit))
+
+
+def safe_load(text: str) -> Any:
+    """``yaml.safe_load`` that refuses alias-expansion bombs (``AliasExpansionError``)."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        check_expansion(node)
+        return None if node is None else loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [child for pair in node.value for child in pair]
+    return []
+
+
+def _too_large(limit: int) -> str:
+    return (f"its YAML aliases (*name) expand to more than {limit:,} extra values, as in an "
+            "alias-expansion (\"billion laughs\") attack; write the data out, or share less of it")
