@@ -181,6 +181,13 @@ class AsyncTaskScheduler:
         by_name = {task.name: task for task in stored} | unchanged
         return [by_name[task.name] for task in tasks]
 
+    async def check_task(self, task: Task) -> list[Problem]:
+        """What ``add_task(task, replace=True)`` would refuse in ``task`` (its trigger, task type,
+        alerts, parents and dependency cycles), without storing anything; empty when nothing.
+        Key paths are relative to the task. Like ``add_task``, this imports the task's function."""
+        await self.open()
+        return [problem for _, problem in self._check([task], await self._stored_around([task]))]
+
     async def _stored_around(self, tasks: Sequence[Task]) -> dict[str, Task]:
         """The stored tasks a batch is checked against: those of the batch's names and, step by step,
         every parent they lead to (a dependency cycle through the batch runs along them), not every

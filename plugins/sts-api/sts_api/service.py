@@ -29,8 +29,10 @@ from sts_core.errors import (
     TaskExistsError,
     TaskNotFoundError,
     TaskValidationError,
+    short_repr,
 )
-from sts_core.model import Run, Task
+from sts_core.model import Run, Task, task_from_valid_options
+from sts_core.validation import reported_already
 
 #: Why runs started through the API say they ran (``Run.reason``).
 RUN_REASON = "api"
@@ -78,7 +80,7 @@ class TaskService:
         """Store a new task from task-file data; 409 when the name is taken. A ``version`` in the
         body (a task read from the API, say) is checked for shape and otherwise ignored."""
         _body_version(data, None)
-        task = self._build(data)
+        task = await self._build(data)
         async with self._changing:
             try:
                 stored = await self._store(task, replace=False)
@@ -91,7 +93,7 @@ class TaskService:
         """Store ``data`` as the next version of ``name`` (or as a new task). Returns the view and
         whether the task was created. An unchanged definition stores nothing."""
         expected = _body_version(data, expected)
-        task = self._build(data, name=name)
+        task = await self._build(data, name=name)
         async with self._changing:
             current = await self.scheduler.get_task(name)
             _check_expected(name, current, expected)
@@ -110,7 +112,7 @@ class TaskService:
         expected = _body_version(patch, expected)
         async with self._changing:
             current = await self._require(name)
-            task = self._build(merge_patch(_editable(current), patch), name=name)
+            task = await self._build(merge_patch(_editable(current), patch), name=name)
             _check_expected(name, current, expected)
             if _same(current, task):
                 return await self._view(current)
@@ -155,8 +157,11 @@ class TaskService:
 
     # -- helpers -----------------------------------------------------------------------------------
 
-    def _build(self, data: Any, *, name: str | None = None) -> Task:
-        """A task from task-file data, checked for shape and against the allowlist."""
+    async def _build(self, data: Any, *, name: str | None = None) -> Task:
+        """A task from task-file data, checked for shape and against the allowlist. When anything
+        is wrong, the plugins' checks (trigger, task type, parents) run too, on the valid options,
+        so that every problem is reported at once (what runs is not checked when the allowlist
+        refuses it); a valid task is checked by ``add_task``."""
         if not isinstance(data, Mapping):
             raise invalid([Problem("", "expected a JSON object of task options, e.g. "
                                        "{\"name\": \"report\", \"function\": \"reports:build\", \"every\": \"1h\"}")])
@@ -164,19 +169,26 @@ class TaskService:
         if name is not None:
             if "name" in data and data["name"] != name:
                 raise invalid([Problem("name", f"expected {name!r} (the name in the path) or no name, "
-                                               f"got {data['name']!r}; a task cannot be renamed")])
+                                               f"got {short_repr(data['name'])}; a task cannot be renamed")])
             data["name"] = name
         unknown = count_unknown_keys(data)
         if unknown > MAX_PROBLEMS:  # a "did you mean" for each of thousands of keys would block the loop
             raise invalid(unknown_key_problems(data), count=unknown)
         problems = data_problems(data)  # before the kernel's checks: the API's stricter limits name the key
+        left_out: frozenset[str] = frozenset()
         try:
-            task = Task.from_dict(data)
+            task: Task | None = Task.from_dict(data)
         except TaskValidationError as exc:
-            raise invalid(merged(problems, exc.problems)) from None
+            problems = merged(problems, exc.problems)
+            task, left_out = task_from_valid_options(data)
+        if task is None:
+            raise invalid(problems)
         refused = self.allowlist.problems(task)
         problems = [*merged(problems, limit_problems(task)), *refused]
         if problems:
+            found = await self.scheduler.check_task(_without_what_runs(task) if refused else task)
+            skipped = left_out | {"type"} if refused else left_out
+            problems = merged(problems, [p for p in found if not reported_already(p, skipped)])
             error = invalid(problems)
             error.refusal = _refusal(refused) if refused else None
             raise error
@@ -212,6 +224,12 @@ class TaskService:
         return TaskView(task, await self.scheduler.next_fire_time(task.name))
 
 
+def _without_what_runs(task: Task) -> Task:
+    """``task`` with nothing for its task type to check: a task the allowlist refuses gets its
+    trigger, parents and alerts checked, but its function is never imported to check it."""
+    return attrs.evolve(task, type="python", function=None, command=None, params={}, args=(), kwargs={})
+
+
 def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7396 JSON merge patch: ``patch``'s objects merge into ``target``'s, ``null`` removes."""
     if not isinstance(patch, Mapping):
@@ -241,7 +259,7 @@ def _body_version(data: Any, expected: int | None) -> int | None:
     version = data["version"]
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise invalid([Problem("version", f"expected the version this change is based on (a whole number "
-                                          f">= 1), got {version!r}")])
+                                          f">= 1), got {short_repr(version)}")])
     if expected is not None and expected != version:
         raise invalid([Problem("version", f"is {version} but If-Match names version {expected}")])
     return version

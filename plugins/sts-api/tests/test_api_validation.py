@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from sts_api_helpers import RunningApi, running_api, task_body
 
@@ -191,3 +193,63 @@ def test_unknown_paths_and_methods_answer_json(api: RunningApi) -> None:
     assert wrong.status == 405 and wrong.headers["allow"] == "GET" and wrong.json["error"] == "method_not_allowed"
     slash = api.client.get("/tasks/")
     assert slash.status == 404
+
+
+# --- issue 14: integers too large for a float, zero timeouts, every problem at once -------------------
+
+HUGE_OPTIONS = ["every", "timeout", "delay", "jitter", "retry_jitter", "max_retry_delay", "misfire_grace_time",
+                "backoff", "retries", "max_instances"]
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH"])
+@pytest.mark.parametrize("option", HUGE_OPTIONS)
+def test_an_integer_too_large_for_a_float_is_422_on_every_change(api: RunningApi, method: str, option: str) -> None:
+    assert api.client.post("/tasks", task_body("keep", every="1h")).status == 201
+    before = api.client.get("/tasks/keep").json
+    options = {option: 10**309} if option in ("every", "delay") else {"every": "1h", option: 10**309}
+    if method == "POST":
+        reply = api.client.post("/tasks", task_body("new", **options))
+    elif method == "PUT":
+        reply = api.client.call("PUT", "/tasks/keep", task_body("keep", **options))
+    else:  # a delay replaces the stored task's every: null removes it
+        patch = {**options, "every": None} if option == "delay" else options
+        reply = api.client.call("PATCH", "/tasks/keep", patch, content_type="application/merge-patch+json")
+    assert reply.status == 422, reply.body
+    [message] = [m for path, m in problems(reply) if path == option]
+    assert message.startswith("expected") and len(message) < 200, message
+    assert api.client.get("/tasks/keep").json == before
+    assert api.client.get("/tasks/new").status == 404
+
+
+def test_a_task_timeout_of_zero_is_422(api: RunningApi) -> None:
+    reply = api.client.post("/tasks", task_body("t", every="1h", timeout=0))
+    assert reply.status == 422
+    assert problems(reply) == [("timeout", "expected a duration greater than zero such as 30s, 5m or 1h30m, got 0")]
+
+
+def test_model_and_plugin_problems_are_reported_together(api: RunningApi) -> None:
+    reply = api.client.post("/tasks", task_body("t", "nosuch", cron="99 * * * *", retries=-1, evry=3))
+    assert reply.status == 422
+    found = dict(problems(reply))
+    assert set(found) == {"function", "cron", "retries", "evry"}, found
+    assert found["function"] == "module 'sts_api_jobs' has no attribute 'nosuch'"
+    assert found["cron"].startswith("invalid cron expression '99 * * * *': bad minute field '99'")
+    assert found["retries"] == "expected a whole number >= 0, got -1"
+    assert found["evry"] == "unknown task option (did you mean 'every'?)"
+
+
+def test_plugin_problems_come_with_the_api_limits(api: RunningApi) -> None:
+    reply = api.client.post("/tasks", task_body("t", cron="0 0 31 2 *", retries=5000, kwargs={"nope": 1}))
+    assert reply.status == 422
+    found = dict(problems(reply))
+    assert list(found) == ["retries", "cron", "kwargs"]
+    assert found["retries"] == "expected a whole number from 0 to 1000, got 5000"
+    assert "got an unexpected keyword argument 'nope'" in found["kwargs"]
+
+
+def test_a_function_the_allowlist_refuses_is_never_imported_to_find_more_problems(api: RunningApi) -> None:
+    reply = api.client.post("/tasks", {"name": "t", "function": "sts_api_never_imported:fn", "retries": -1})
+    assert reply.status == 422
+    assert {path for path, _ in problems(reply)} == {"function", "retries"}
+    assert "not allowed" in dict(problems(reply))["function"] or "allowed" in dict(problems(reply))["function"]
+    assert "sts_api_never_imported" not in sys.modules
