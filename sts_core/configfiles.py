@@ -24,6 +24,7 @@ import attrs
 import yaml
 
 from sts_core.errors import ConfigError, Problem
+from sts_core.yamlsafe import AliasExpansionError, check_expansion, safe_load
 
 DEFAULTS_FILE = "default.yaml"
 ENV_PREFIX = "STS_"
@@ -80,6 +81,7 @@ def _parse_yaml(text: str) -> tuple[Any, dict[str, int]]:
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
+        check_expansion(node)
         data = loader.construct_document(node) if node is not None else None
     finally:
         loader.dispose()
@@ -110,6 +112,8 @@ def _read_yaml(path: Path) -> tuple[Mapping[str, Any], dict[str, int]]:
         ) from None
     except yaml.YAMLError as exc:
         raise _file_error(path, f"malformed YAML: {exc}") from None
+    except AliasExpansionError as exc:
+        raise _file_error(path, f"refused: {exc}") from None
     return _top_level(path, data, "YAML"), lines
 
 
@@ -227,8 +231,8 @@ def _leaves(data: dict[str, Any], parts: tuple[str, ...] = ()) -> Iterator[tuple
 
 def _parse_scalar(text: str) -> Any:
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
+        return safe_load(text)
+    except (yaml.YAMLError, AliasExpansionError):
         return text
 
 

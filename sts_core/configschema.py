@@ -12,8 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 from sts_core.durations import parse_duration
-from sts_core.errors import did_you_mean, one_of
-from sts_core.model import EXECUTORS, MISFIRE_POLICIES, check_timezone
+from sts_core.errors import did_you_mean, one_of, short_repr
+from sts_core.model import EXECUTORS, MAX_COUNT, MISFIRE_POLICIES, check_timezone
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_OUTPUTS = ("stdout", "stderr", "file")
@@ -27,7 +27,7 @@ _NUMERIC_CHECKS: set[Check] = set()  # rules a ${...} reference (always text) ca
 
 
 def _expected(expectation: str, value: Any) -> str:
-    return f"expected {expectation}, got {value!r}"
+    return f"expected {expectation}, got {short_repr(value)}"
 
 
 def _whole(minimum: int, *, optional: bool = False) -> Check:
@@ -37,7 +37,7 @@ def _whole(minimum: int, *, optional: bool = False) -> Check:
         if value is None and optional:
             return None
         if isinstance(value, int) and not isinstance(value, bool) and value >= minimum:
-            return None
+            return None if value <= MAX_COUNT else _expected(f"a whole number from {minimum} to {MAX_COUNT}", value)
         return _expected(expectation, value)
 
     _NUMERIC_CHECKS.add(check)
@@ -46,12 +46,20 @@ def _whole(minimum: int, *, optional: bool = False) -> Check:
 
 def _number(minimum: float) -> Check:
     def check(value: Any) -> str | None:
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and minimum <= value < math.inf:
+        # float(value), not value: an int too large for a float passes the comparison, then overflows
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and minimum <= _as_float(value) < math.inf:
             return None
         return _expected(f"a finite number >= {minimum}", value)
 
     _NUMERIC_CHECKS.add(check)
     return check
+
+
+def _as_float(value: int | float) -> float:
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
 
 
 def _duration(*, optional: bool = False, positive: bool = False) -> Check:
@@ -75,7 +83,8 @@ def _choice(choices: tuple[str, ...], *, any_case: bool = False) -> Check:
         candidate = value.upper() if any_case and isinstance(value, str) else value
         if candidate in choices:
             return None
-        return _expected(f"one of {', '.join(choices)}", value) + did_you_mean(str(candidate), choices)
+        hint = did_you_mean(candidate, choices) if isinstance(candidate, str) else ""
+        return _expected(f"one of {', '.join(choices)}", value) + hint
 
     return check
 
@@ -144,4 +153,4 @@ CORE_SECTIONS: dict[str, frozenset[str]] = {
 
 
 def _unknown_key(key: str, known: frozenset[str] | set[str], where: str) -> str:
-    return f"unknown key {key!r}{did_you_mean(key, known)}; expected one of {one_of(known)} {where}"
+    return f"unknown key {short_repr(key)}{did_you_mean(key, known)}; expected one of {one_of(known)} {where}"

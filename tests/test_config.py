@@ -555,3 +555,48 @@ def test_a_saved_config_with_plugin_sections_round_trips(tmp_path: Path) -> None
     config.save_config(tmp_path / "saved.yaml")
     again = Config.from_yaml(tmp_path / "saved.yaml").validate_sections(plugin_manager(("slack", SlackPlugin())))
     assert again == config
+
+
+# --- numbers too large for a float, and YAML alias bombs (issue 14) --------------------------------
+
+HUGE = 10**309
+
+HUGE_VALUES = [
+    ("backoff", "expected a finite number >= 1.0, got a number of about 310 digits"),
+    ("retry_delay", "expected a duration such as 30s, 5m or 1h30m, got a number of about 310 digits"),
+    ("timeout", "expected a duration greater than zero such as 30s, 5m or 1h30m, or null, got a number of"),
+    ("misfire_grace_time", "expected a duration"),
+    ("executor.kill_grace", "expected a duration"),
+    ("retries", "expected a whole number from 0 to 1000000000, got a number of about 310 digits"),
+    ("executor.max_workers", "expected a whole number from 1 to 1000000000"),
+    ("history.max_runs_per_task", "expected a whole number from 1 to 1000000000"),
+]
+
+
+@pytest.mark.parametrize(("path", "expected"), HUGE_VALUES, ids=[case[0] for case in HUGE_VALUES])
+def test_a_number_too_large_for_a_float_is_a_config_error_not_an_overflow(
+    tmp_path: Path, path: str, expected: str
+) -> None:
+    file = write(tmp_path, "sts.yaml", yaml.safe_dump(nested(path, HUGE)))
+    with pytest.raises(ConfigError) as error:
+        Config.from_yaml(file)
+    assert [problem.key_path for problem in error.value.problems] == [path]
+    assert expected in str(error.value)
+    assert len(str(error.value)) < 300
+
+
+def test_a_yaml_alias_bomb_in_a_config_file_is_refused_naming_the_file(tmp_path: Path) -> None:
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    file = write(tmp_path, "sts.yaml", "\n".join(lines) + "\n")
+    with pytest.raises(ConfigError, match=r"refused: its YAML aliases \(\*name\) expand to more than 100,000") as error:
+        Config.from_yaml(file)
+    assert error.value.source == str(file)
+
+
+def test_an_alias_bomb_in_an_environment_override_is_kept_as_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    levels = ['&a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    levels += [f"&a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    bomb = "[" + ", ".join(levels) + "]"
+    monkeypatch.setenv("STS_LOG_FILE", bomb)
+    assert Config({})["log_file"] == bomb  # not read as YAML: it would expand to 9**9 strings
