@@ -66,7 +66,7 @@ from sts_core.configschema import (
     _unknown_key,
 )
 from sts_core.durations import parse_duration
-from sts_core.errors import ConfigError, Problem, did_you_mean, one_of
+from sts_core.errors import ConfigError, Problem, did_you_mean, one_of, short_repr
 
 if TYPE_CHECKING:
     from sts_core.plugins import PluginManager
@@ -340,7 +340,7 @@ class Config:
             elif not isinstance(child, dict):
                 where = ".".join(parts[: index + 1])
                 raise ConfigError(
-                    [Problem(where, f"cannot set {path!r}: {where!r} holds {child!r}, not a mapping")],
+                    [Problem(where, f"cannot set {path!r}: {where!r} holds {short_repr(child)}, not a mapping")],
                     source=self._source,
                 )
             holder = child

@@ -10,6 +10,10 @@ from typing import Any
 
 #: How many problems an error message lists before it only counts the rest.
 MAX_PROBLEMS_SHOWN = 50
+#: The longest a problem's message and key path may be: the last guard against a message that
+#: embeds a user's value in full (a plugin's, say); STS's own messages use ``short_repr``.
+MAX_MESSAGE_LENGTH = 2000
+MAX_KEY_PATH_LENGTH = 500
 
 
 class STSError(Exception):
@@ -47,8 +51,8 @@ class Problem:
     __slots__ = ("key_path", "line", "message")
 
     def __init__(self, key_path: str, message: str, line: int | None = None):
-        self.key_path = key_path
-        self.message = message
+        self.key_path = short_text(key_path, MAX_KEY_PATH_LENGTH)
+        self.message = short_text(message, MAX_MESSAGE_LENGTH)
         self.line = line
 
     def render(self, source: str | None = None) -> str:

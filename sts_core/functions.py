@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from types import ModuleType
 from typing import Any
 
-from sts_core.errors import did_you_mean
+from sts_core.errors import did_you_mean, short_repr, short_text
 from sts_core.tracebacks import innermost_location, source_location
 
 #: Modules that failed to import in the current ``import_errors_once()`` block (None: no block).
@@ -43,14 +43,14 @@ class FunctionRegistry:
         if callable(ref):
             return ref
         if not isinstance(ref, str):
-            raise LookupError(f"expected a callable, an import path or a registered name, got {ref!r}")
+            raise LookupError(f"expected a callable, an import path or a registered name, got {short_repr(ref)}")
         if ":" not in ref:
             try:
                 return self._by_name[ref]
             except KeyError:
                 hint = did_you_mean(ref, self._by_name)
                 raise LookupError(
-                    f"no function registered as {ref!r}{hint}; use an import path 'package.module:function' "
+                    f"no function registered as {short_repr(ref)}{hint}; use an import path 'package.module:function' "
                     "or register it with scheduler.register_function()"
                 ) from None
         return import_callable(ref)
@@ -66,10 +66,10 @@ def import_callable(path: str) -> Callable[..., Any]:
         except AttributeError:
             names = [n for n in dir(target) if not n.startswith("_")]
             raise LookupError(
-                f"module {module_name!r} has no attribute {attr_path!r}{did_you_mean(part, names)}"
+                f"module {short_repr(module_name)} has no attribute {short_repr(attr_path)}{did_you_mean(part, names)}"
             ) from None
     if not callable(target):
-        raise LookupError(f"{path!r} is not callable")
+        raise LookupError(f"{short_repr(path)} is not callable")
     return target
 
 
@@ -92,7 +92,7 @@ def _import_module(module_name: str, path: str) -> ModuleType:
     failed = _failed_imports.get()
     if failed is not None and module_name in failed:
         raise LookupError(
-            f"module {module_name!r} for {path!r} failed to import: see the error reported for the "
+            f"module {short_repr(module_name)} for {short_repr(path)} failed to import: see the error reported for the "
             "first task that uses it"
         )
     try:
@@ -107,14 +107,15 @@ def _import_failure(module_name: str, path: str, error: Exception) -> str:
     """What went wrong importing ``module_name`` (for ``path``), with the file and line that
     failed: a SyntaxError's own, else the innermost frame in the module's package."""
     if isinstance(error, ModuleNotFoundError) and error.name and _is_package_of(error.name, module_name):
-        return f"cannot import module {module_name!r} for {path!r}: {error}"
+        return f"cannot import module {short_repr(module_name)} for {short_repr(path)}: {short_text(str(error))}"
     if isinstance(error, SyntaxError):
         where = source_location(error.filename, error.lineno) if error.filename else None
-        what = f"{type(error).__name__}: {error.msg}"
+        what = f"{type(error).__name__}: {short_text(str(error.msg))}"
     else:
         where = innermost_location(error, [module_name.partition(".")[0]])
-        what = f"{type(error).__name__}: {error}"
-    return f"importing module {module_name!r} for {path!r} failed{f' at {where}' if where else ''}: {what}"
+        what = f"{type(error).__name__}: {short_text(str(error))}"
+    return (f"importing module {short_repr(module_name)} for {short_repr(path)} failed"
+            f"{f' at {where}' if where else ''}: {what}")
 
 
 def _is_package_of(name: str, module_name: str) -> bool:

@@ -374,7 +374,7 @@ class Task:
                 )
             )
         if isinstance(self.name, str) and self.name in self.parent_tasks:
-            problems.append(Problem("parent_tasks", f"a task cannot be its own parent ({self.name!r})"))
+            problems.append(Problem("parent_tasks", f"a task cannot be its own parent ({short_repr(self.name)})"))
         return problems
 
     def with_version(self, version: int) -> Task:

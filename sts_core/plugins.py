@@ -24,7 +24,7 @@ import pluggy
 from pluggy import HookImpl
 
 from sts_core import hookspecs
-from sts_core.errors import PluginError, STSError, did_you_mean, one_of
+from sts_core.errors import PluginError, STSError, did_you_mean, one_of, short_repr
 from sts_core.tracebacks import innermost_location
 
 log = logging.getLogger("sts.plugins")
@@ -272,7 +272,7 @@ class PluginManager:
         }[kind]()
         if name in registry:
             return registry[name]
-        message = f"unknown {kind} {name!r}{did_you_mean(name, registry)}; installed: {one_of(registry)}"
+        message = f"unknown {kind} {short_repr(name)}{did_you_mean(name, registry)}; installed: {one_of(registry)}"
         failed = [info for info in self._infos.values() if info.status != "enabled"]
         if failed:
             message += "; not loaded: " + ", ".join(

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sts_core.errors import did_you_mean
+from sts_core.errors import did_you_mean, short_repr
 
 KeyCheck = Callable[[Any], "str | Sequence[tuple[str, str]] | None"]
 """A check of one key's value: None (or no pairs) when valid, else a message about the key, or
@@ -53,14 +53,14 @@ def parse_address(value: Any, expected: str = ADDRESS_EXPECTED) -> tuple[str, in
     """``"host:port"`` (``"[v6]:port"``) as ``(host, port)``; raises ``ValueError`` with ``expected``
     (what a valid value looks like, with the plugin's own example) and the value given."""
     if not isinstance(value, str):
-        raise ValueError(f"{expected}; got {value!r}")
+        raise ValueError(f"{expected}; got {short_repr(value)}")
     host, sep, port = value.strip().rpartition(":")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     elif ":" in host:
         host = ""  # an IPv6 address needs brackets to be told from its port
     if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"{expected}; got {value!r}")
+        raise ValueError(f"{expected}; got {short_repr(value)}")
     return host, int(port)
 
 
@@ -107,7 +107,7 @@ def duration_check(*, allow_zero: bool = False) -> KeyCheck:
         if seconds > 0 or (allow_zero and seconds == 0):
             return None
         least = "of zero or more" if allow_zero else "greater than zero"
-        return f"expected a duration {least} such as 30s, got {value!r}"
+        return f"expected a duration {least} such as 30s, got {short_repr(value)}"
 
     return check
 
@@ -118,6 +118,6 @@ def count_check(minimum: int = 1) -> KeyCheck:
     def check(value: Any) -> str | None:
         if isinstance(value, int) and not isinstance(value, bool) and value >= minimum:
             return None
-        return f"expected a whole number of {minimum} or more, got {value!r}"
+        return f"expected a whole number of {minimum} or more, got {short_repr(value)}"
 
     return check

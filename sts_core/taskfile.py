@@ -117,7 +117,7 @@ class _Loaded:
             if isinstance(part, int):
                 text += f"[{part}]"
                 if position == 1 and part in self.names:
-                    text += f" ({self.names[part]})"
+                    text += f" ({short_text(self.names[part])})"
             else:
                 text += f".{part}" if text else str(part)
         return text

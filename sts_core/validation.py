@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sts_core.errors import PluginError, Problem, TaskValidationError, did_you_mean
+from sts_core.errors import PluginError, Problem, TaskValidationError, did_you_mean, short_repr, short_text
 from sts_core.functions import import_errors_once
 from sts_core.interfaces import Trigger
 from sts_core.model import TRIGGER_KEYS, Task, check_timezone
@@ -127,7 +127,7 @@ def _build_trigger(task: Task, plugins: PluginManager, zones: _ZoneCache) -> tup
     except PluginError as exc:
         if key == "trigger":
             return None, Problem("trigger.kind", str(exc))
-        return None, Problem(key, f"needs trigger kind {kind!r}: {exc}")
+        return None, Problem(key, f"needs trigger kind {short_repr(kind)}: {exc}")
     zone = zones.get(task.timezone)
     if isinstance(zone, str):
         return None, Problem("timezone", zone)
@@ -141,7 +141,8 @@ def _build_trigger(task: Task, plugins: PluginManager, zones: _ZoneCache) -> tup
         return None, Problem(key, str(exc))
     except Exception as exc:  # noqa: BLE001 - a plugin bug must not escape as a traceback
         return None, Problem(
-            key, f"trigger kind {kind!r} (plugin {registration.plugin!r}) failed: {type(exc).__name__}: {exc}"
+            key, f"trigger kind {kind!r} (plugin {registration.plugin!r}) failed: "
+                 f"{type(exc).__name__}: {short_text(str(exc))}"
         )
 
 
@@ -157,7 +158,7 @@ def _task_type_problems(task: Task, plugins: PluginManager, resolve_function: Re
             Problem(
                 "type",
                 f"task type {task.type!r} (plugin {registration.plugin!r}) failed to validate the task: "
-                f"{type(exc).__name__}: {exc}",
+                f"{type(exc).__name__}: {short_text(str(exc))}",
             )
         ]
     return [_as_problem(item) for item in found or ()]
@@ -170,13 +171,14 @@ def _alert_problems(task: Task, plugins: PluginManager) -> list[Problem]:
         registration = known.get(name)
         if registration is None:
             installed = ", ".join(sorted(known)) or "none (no alerting plugin is installed and enabled)"
-            problems.append(Problem(f"alerts.{name}", f"unknown alerting plugin {name!r}{did_you_mean(name, known)}; "
-                                    f"installed: {installed}"))
+            message = f"unknown alerting plugin {short_repr(name)}{did_you_mean(name, known)}; installed: {installed}"
+            problems.append(Problem(f"alerts.{short_text(name)}", message))
             continue
         try:
             found = registration.value(value)
         except Exception as exc:  # noqa: BLE001 - a plugin bug must not escape as a traceback
-            found = [("", f"plugin {registration.plugin!r} failed to check it: {type(exc).__name__}: {exc}")]
+            failure = f"{type(exc).__name__}: {short_text(str(exc))}"
+            found = [("", f"plugin {registration.plugin!r} failed to check it: {failure}")]
         for item in found or ():
             problem = _as_problem(item)
             path = f"alerts.{name}.{problem.key_path}" if problem.key_path else f"alerts.{name}"
@@ -216,7 +218,7 @@ def _unknown_parent_problems(tasks: Sequence[Task], graph: Mapping[str, Task]) -
             if hints_left > 0:
                 hints_left -= 1
                 hint = did_you_mean(parent, graph)
-            yield index, Problem("parent_tasks", f"unknown parent {parent!r}{hint}")
+            yield index, Problem("parent_tasks", f"unknown parent {short_repr(parent)}{hint}")
 
 
 def _cycle_problems(graph: Mapping[str, Task], new: Mapping[str, int]) -> Iterator[tuple[int, Problem]]:

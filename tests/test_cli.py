@@ -222,6 +222,29 @@ def test_validate_refuses_a_billion_laughs_file_at_once(workdir):
     assert len(result.stderr) < 1000
 
 
+def test_validate_shows_huge_user_values_shortened_in_every_message(workdir):
+    long = "x" * 100_000
+    greet = {"function": "cli_jobs:greet"}
+    entries = [
+        {"name": "a", "function": f"{long}.mod:fn", "every": "1s"},
+        {"name": "b", "function": long, "every": "1s"},  # a registered name
+        {"name": "c", "type": long, "command": "echo", "every": "1s"},
+        {"name": "d", **greet, "trigger": {"kind": long}},
+        {"name": "e", **greet, "parent_tasks": [long]},
+        {"name": "f", **greet, "every": "1s", "alerts": {long: {}}},
+        {"name": "g", **greet, "cron": "61 " + "* " * 5000 + "*"},
+        {"name": "h", **greet, "every": "1s", long: 1},
+        {"name": long, **greet, "every": "1s"},
+        {"name": "i", **greet, "every": "1s", "kwargs": {long: [long] * 100}},
+    ]
+    write(workdir, "long.json", json.dumps({"tasks": entries}, indent=1))
+    result = sts("validate", "long.json", cwd=workdir)
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()[1:]
+    assert len(lines) == len(entries), result.stderr[:3000]
+    assert all(len(line) < 500 for line in lines), max(lines, key=len)[:1000]
+
+
 def test_validate_of_a_missing_file_names_it_without_a_traceback(tmp_path):
     result = sts("validate", "nosuch.yaml", cwd=tmp_path)
     assert result.returncode == 2

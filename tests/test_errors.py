@@ -7,7 +7,15 @@ from zoneinfo import available_timezones
 
 import pytest
 
-from sts_core.errors import SHORT_REPR_LIMIT, did_you_mean, short_repr, short_text
+from sts_core.errors import (
+    MAX_KEY_PATH_LENGTH,
+    MAX_MESSAGE_LENGTH,
+    SHORT_REPR_LIMIT,
+    Problem,
+    did_you_mean,
+    short_repr,
+    short_text,
+)
 from sts_core.model import TASK_KEYS
 
 
@@ -69,3 +77,9 @@ def test_short_repr_survives_a_failing_repr():
             raise RuntimeError("no")
 
     assert short_repr(Broken()).startswith("<Broken ")
+
+
+def test_a_problem_bounds_its_message_and_key_path_whoever_wrote_them():
+    problem = Problem("k" * 10_000, "a plugin's message embedding a value: " + "v" * 1_000_000)
+    assert len(problem.key_path) == MAX_KEY_PATH_LENGTH and len(problem.message) == MAX_MESSAGE_LENGTH
+    assert problem.message.endswith("...")

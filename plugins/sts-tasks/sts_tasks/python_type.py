@@ -145,7 +145,7 @@ def _call_problems(function: Callable[..., Any], task: Task) -> list[Problem]:
             Problem(
                 key,
                 f"{short_text(str(name))}{short_text(str(signature))} cannot be called with "
-                f"args={short_repr(list(task.args))} kwargs={short_repr(dict(task.kwargs))}: {message}",
+                f"args={short_repr(list(task.args))} kwargs={short_repr(dict(task.kwargs))}: {short_text(message)}",
             )
         ]
     return []
