@@ -24,7 +24,7 @@ import attrs
 import yaml
 
 from sts_core.errors import ConfigError, Problem
-from sts_core.yamlsafe import AliasExpansionError, check_expansion, safe_load
+from sts_core.yamlsafe import TOO_MANY_DIGITS, AliasExpansionError, check_expansion, safe_load
 
 DEFAULTS_FILE = "default.yaml"
 ENV_PREFIX = "STS_"
@@ -113,7 +113,7 @@ def _read_yaml(path: Path) -> tuple[Mapping[str, Any], dict[str, int]]:
     except yaml.YAMLError as exc:
         raise _file_error(path, f"malformed YAML: {exc}") from None
     except AliasExpansionError as exc:
-        raise _file_error(path, f"refused: {exc}") from None
+        raise _file_error(path, f"refused: {exc}", exc.line) from None
     return _top_level(path, data, "YAML"), lines
 
 
@@ -125,6 +125,8 @@ def _read_json(path: Path) -> tuple[Mapping[str, Any], dict[str, int]]:
         raise _file_error(
             path, f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}", exc.lineno
         ) from None
+    except ValueError:  # an integer of more than 4300 digits
+        raise _file_error(path, f"refused: {TOO_MANY_DIGITS}") from None
     try:  # JSON is (almost always) YAML: reuse the YAML composer to find the line of each key
         lines = _key_lines(yaml.compose(text, Loader=yaml.SafeLoader))
     except yaml.YAMLError:

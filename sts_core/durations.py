@@ -53,7 +53,9 @@ def parse_duration(value: object) -> float:
             seconds = sum(float(n) * _UNITS[u] for n, u in _PART.findall(text))
     else:
         raise ValueError(f"expected a duration such as 30s, 5m or 1h30m, got {short_repr(value)}")
-    if seconds < 0 or seconds != seconds:
+    if seconds != seconds:
+        raise ValueError(f"expected a duration such as 30s, 5m or 1h30m, got {short_repr(value)}")
+    if seconds < 0:
         raise ValueError(f"expected a duration of zero or more, got {short_repr(value)}")
     if seconds > MAX_DURATION:
         raise ValueError(f"expected a duration of at most 100 years, got {short_repr(value)}")

@@ -24,7 +24,7 @@ from sts_core.errors import Problem, TaskValidationError, did_you_mean, short_re
 from sts_core.model import Task, task_from_valid_options
 from sts_core.plugins import PluginManager
 from sts_core.validation import check_tasks, reported_already
-from sts_core.yamlsafe import AliasExpansionError, check_expansion
+from sts_core.yamlsafe import TOO_MANY_DIGITS, AliasExpansionError, check_expansion
 
 #: File suffixes and the syntax each one selects.
 SYNTAX_BY_SUFFIX: dict[str, str] = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
@@ -320,7 +320,7 @@ def _parse_yaml(text: str, source: str) -> _Document:
     except yaml.YAMLError as exc:
         raise _fail(source, f"malformed YAML: {exc}") from None
     except AliasExpansionError as exc:
-        raise _fail(source, f"refused: {exc}") from None
+        raise _fail(source, f"refused: {exc}", exc.line) from None
     finally:
         loader.dispose()
 
@@ -353,6 +353,8 @@ def _parse_json(text: str, source: str) -> _Document:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise _fail(source, f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}", exc.lineno) from None
+    except ValueError:  # an integer of more than 4300 digits
+        raise _fail(source, f"refused: {TOO_MANY_DIGITS}") from None
     document = _Document(data, {})
     _JsonLines(text, document).value(0, ())
     return document

@@ -1,4 +1,5 @@
-"""Refusing YAML alias-expansion bombs ("billion laughs") before the data is built.
+"""Refusing hostile YAML before the data is built: alias-expansion bombs ("billion laughs") and
+integers too long for Python to read.
 
 PyYAML's safe loader builds each anchored node once and shares it wherever an alias points
 to it, so loading a bomb is cheap; the cost comes later, from whatever walks the data as a
@@ -6,7 +7,9 @@ tree: a repr in an error message, a JSON dump, a deep copy. A 430-byte task file
 nest nine levels deep walks as 9**9 strings. ``check_expansion`` counts the nodes the document
 has once every alias is expanded (linear in the composed document: each node's count is
 computed once) and refuses a document whose aliases add more than ``MAX_ALIAS_EXPANSION``
-nodes, or that contains itself. A document without aliases is never refused.
+nodes, or that contains itself. A document without aliases is never refused. It also refuses an
+integer of more than ``MAX_INT_DIGITS`` digits, which PyYAML would fail to build with a bare
+``ValueError`` (Python's limit on converting text to int).
 """
 
 from __future__ import annotations
@@ -15,17 +18,27 @@ from typing import Any
 
 import yaml
 
+#: The longest integer a document may hold: Python refuses to read longer ones from text.
+MAX_INT_DIGITS = 4300
+_INT_TAG = "tag:yaml.org,2002:int"
+TOO_MANY_DIGITS = f"a number of more than {MAX_INT_DIGITS:,} digits, which cannot be read"
 #: How many nodes aliases may add to a document once expanded: far more than sharing a block
 #: of defaults between thousands of tasks needs, far less than it takes to exhaust memory.
 MAX_ALIAS_EXPANSION = 100_000
 
 
 class AliasExpansionError(ValueError):
-    """A YAML document whose aliases expand past ``MAX_ALIAS_EXPANSION`` nodes, or refer to themselves."""
+    """A YAML document whose aliases expand past ``MAX_ALIAS_EXPANSION`` nodes, or refer to themselves,
+    or that holds an integer too long to read; ``line`` (1-based) is where, when known."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
 
 
 def check_expansion(root: yaml.Node | None, limit: int = MAX_ALIAS_EXPANSION) -> None:
-    """Raise ``AliasExpansionError`` when the aliases in ``root`` expand to more than ``limit`` extra nodes."""
+    """Raise ``AliasExpansionError`` when the aliases in ``root`` expand to more than ``limit`` extra
+    nodes, or an integer in it is too long to read."""
     if root is None:
         return
     expanded: dict[int, int] = {}  # node id -> nodes in its subtree with aliases expanded
@@ -47,6 +60,8 @@ def check_expansion(root: yaml.Node | None, limit: int = MAX_ALIAS_EXPANSION) ->
             raise AliasExpansionError("an alias refers to the node that contains it (a recursive structure); "
                                       "expected plain data")
         composed += 1
+        if isinstance(node, yaml.ScalarNode) and node.tag == _INT_TAG and len(node.value) > MAX_INT_DIGITS:
+            raise AliasExpansionError(TOO_MANY_DIGITS, node.start_mark.line + 1)
         on_path.add(key)
         stack.append((node, True))
         stack.extend((child, False) for child in _children(node) if id(child) not in expanded)

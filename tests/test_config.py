@@ -600,3 +600,11 @@ def test_an_alias_bomb_in_an_environment_override_is_kept_as_text(monkeypatch: p
     bomb = "[" + ", ".join(levels) + "]"
     monkeypatch.setenv("STS_LOG_FILE", bomb)
     assert Config({})["log_file"] == bomb  # not read as YAML: it would expand to 9**9 strings
+
+
+@pytest.mark.parametrize(("name", "text"), [("sts.yaml", "retries: 1{zeros}\n"),
+                                           ("sts.json", '{{"retries": 1{zeros}}}')])
+def test_an_integer_too_long_to_read_is_a_config_error(tmp_path: Path, name: str, text: str) -> None:
+    file = write(tmp_path, name, text.format(zeros="0" * 5000))
+    with pytest.raises(ConfigError, match="refused: a number of more than 4,300 digits, which cannot be read"):
+        Config.from_file(file)

@@ -530,3 +530,13 @@ def test_a_missing_task_file_suggests_only_task_files(tmp_path):
     write(tmp_path, "def f(): pass\n", "jobs.py")
     path = tmp_path / "jobs.yaml"
     assert problems_of(path) == [f"{path}: task file not found"]
+
+
+@pytest.mark.parametrize("name", ["tasks.yaml", "tasks.json"])
+def test_an_integer_too_long_to_read_is_refused_not_a_traceback(tmp_path, name):
+    digits = "1" + "0" * 5000
+    text = (f"tasks:\n  - name: a\n    retries: {digits}\n" if name.endswith(".yaml")
+            else f'{{"tasks": [{{"name": "a", "retries": {digits}}}]}}')
+    path = write(tmp_path, text, name)
+    where = f"{path}:3" if name.endswith(".yaml") else str(path)
+    assert problems_of(path) == [f"{where}: refused: a number of more than 4,300 digits, which cannot be read"]
