@@ -24,7 +24,7 @@ import attrs
 import yaml
 
 from sts_core.errors import ConfigError, Problem
-from sts_core.yamlsafe import TOO_MANY_DIGITS, AliasExpansionError, check_expansion, safe_load
+from sts_core.yamlsafe import TOO_MANY_DIGITS, UnsafeYamlError, check_document, safe_load
 
 DEFAULTS_FILE = "default.yaml"
 ENV_PREFIX = "STS_"
@@ -81,7 +81,7 @@ def _parse_yaml(text: str) -> tuple[Any, dict[str, int]]:
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
-        check_expansion(node)
+        check_document(node)
         data = loader.construct_document(node) if node is not None else None
     finally:
         loader.dispose()
@@ -112,7 +112,7 @@ def _read_yaml(path: Path) -> tuple[Mapping[str, Any], dict[str, int]]:
         ) from None
     except yaml.YAMLError as exc:
         raise _file_error(path, f"malformed YAML: {exc}") from None
-    except AliasExpansionError as exc:
+    except UnsafeYamlError as exc:
         raise _file_error(path, f"refused: {exc}", exc.line) from None
     return _top_level(path, data, "YAML"), lines
 
@@ -234,7 +234,7 @@ def _leaves(data: dict[str, Any], parts: tuple[str, ...] = ()) -> Iterator[tuple
 def _parse_scalar(text: str) -> Any:
     try:
         return safe_load(text)
-    except (yaml.YAMLError, AliasExpansionError):
+    except (yaml.YAMLError, UnsafeYamlError):
         return text
 
 

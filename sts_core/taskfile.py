@@ -24,7 +24,7 @@ from sts_core.errors import Problem, TaskValidationError, did_you_mean, short_re
 from sts_core.model import Task, task_from_valid_options
 from sts_core.plugins import PluginManager
 from sts_core.validation import check_tasks, reported_already
-from sts_core.yamlsafe import TOO_MANY_DIGITS, AliasExpansionError, check_expansion
+from sts_core.yamlsafe import TOO_MANY_DIGITS, UnsafeYamlError, check_document
 
 #: File suffixes and the syntax each one selects.
 SYNTAX_BY_SUFFIX: dict[str, str] = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
@@ -301,7 +301,7 @@ def _parse_yaml(text: str, source: str) -> _Document:
         node = loader.get_single_node()
         if node is None:
             return _Document(None, {})
-        check_expansion(node)
+        check_document(node)
         # Lines come from the composed tree before construction, which rewrites merge keys.
         document = _Document(None, {(): node.start_mark.line + 1})
         _record_yaml_lines(node, (), document, set())
@@ -319,7 +319,7 @@ def _parse_yaml(text: str, source: str) -> _Document:
                     mark.line + 1 if mark else None) from None
     except yaml.YAMLError as exc:
         raise _fail(source, f"malformed YAML: {exc}") from None
-    except AliasExpansionError as exc:
+    except UnsafeYamlError as exc:
         raise _fail(source, f"refused: {exc}", exc.line) from None
     finally:
         loader.dispose()

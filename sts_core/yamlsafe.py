@@ -4,7 +4,7 @@ integers too long for Python to read.
 PyYAML's safe loader builds each anchored node once and shares it wherever an alias points
 to it, so loading a bomb is cheap; the cost comes later, from whatever walks the data as a
 tree: a repr in an error message, a JSON dump, a deep copy. A 430-byte task file whose aliases
-nest nine levels deep walks as 9**9 strings. ``check_expansion`` counts the nodes the document
+nest nine levels deep walks as 9**9 strings. ``check_document`` counts the nodes the document
 has once every alias is expanded (linear in the composed document: each node's count is
 computed once) and refuses a document whose aliases add more than ``MAX_ALIAS_EXPANSION``
 nodes, or that contains itself. A document without aliases is never refused. It also refuses an
@@ -27,7 +27,7 @@ TOO_MANY_DIGITS = f"a number of more than {MAX_INT_DIGITS:,} digits, which canno
 MAX_ALIAS_EXPANSION = 100_000
 
 
-class AliasExpansionError(ValueError):
+class UnsafeYamlError(ValueError):
     """A YAML document whose aliases expand past ``MAX_ALIAS_EXPANSION`` nodes, or refer to themselves,
     or that holds an integer too long to read; ``line`` (1-based) is where, when known."""
 
@@ -36,8 +36,8 @@ class AliasExpansionError(ValueError):
         self.line = line
 
 
-def check_expansion(root: yaml.Node | None, limit: int = MAX_ALIAS_EXPANSION) -> None:
-    """Raise ``AliasExpansionError`` when the aliases in ``root`` expand to more than ``limit`` extra
+def check_document(root: yaml.Node | None, limit: int = MAX_ALIAS_EXPANSION) -> None:
+    """Raise ``UnsafeYamlError`` when the aliases in ``root`` expand to more than ``limit`` extra
     nodes, or an integer in it is too long to read."""
     if root is None:
         return
@@ -52,29 +52,29 @@ def check_expansion(root: yaml.Node | None, limit: int = MAX_ALIAS_EXPANSION) ->
             on_path.discard(key)
             expanded[key] = 1 + sum(expanded[id(child)] for child in _children(node))
             if expanded[key] - composed > limit:
-                raise AliasExpansionError(_too_large(limit))
+                raise UnsafeYamlError(_too_large(limit))
             continue
         if key in expanded:
             continue
         if key in on_path:
-            raise AliasExpansionError("an alias refers to the node that contains it (a recursive structure); "
+            raise UnsafeYamlError("an alias refers to the node that contains it (a recursive structure); "
                                       "expected plain data")
         composed += 1
         if isinstance(node, yaml.ScalarNode) and node.tag == _INT_TAG and len(node.value) > MAX_INT_DIGITS:
-            raise AliasExpansionError(TOO_MANY_DIGITS, node.start_mark.line + 1)
+            raise UnsafeYamlError(TOO_MANY_DIGITS, node.start_mark.line + 1)
         on_path.add(key)
         stack.append((node, True))
         stack.extend((child, False) for child in _children(node) if id(child) not in expanded)
     if expanded[id(root)] - composed > limit:
-        raise AliasExpansionError(_too_large(limit))
+        raise UnsafeYamlError(_too_large(limit))
 
 
 def safe_load(text: str) -> Any:
-    """``yaml.safe_load`` that refuses alias-expansion bombs (``AliasExpansionError``)."""
+    """``yaml.safe_load`` that refuses alias-expansion bombs (``UnsafeYamlError``)."""
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
-        check_expansion(node)
+        check_document(node)
         return None if node is None else loader.construct_document(node)
     finally:
         loader.dispose()
