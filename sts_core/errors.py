@@ -163,8 +163,10 @@ def _swaps_two(word: str, candidate: str) -> bool:
     if len(word) != len(candidate):
         return False
     differ = [i for i, (a, b) in enumerate(zip(word, candidate, strict=True)) if a != b]
-    return len(differ) == 2 and differ[1] == differ[0] + 1 and word[differ[0]] == candidate[differ[1]] \
-        and word[differ[1]] == candidate[differ[0]]
+    if len(differ) != 2 or differ[1] != differ[0] + 1:
+        return False
+    first = differ[0]
+    return word[first] == candidate[first + 1] and word[first + 1] == candidate[first]
 
 
 def _abbreviates(word: str, candidate: str) -> bool:
