@@ -8,7 +8,8 @@
   so a client trickling bytes cannot hold a request open for ever.
 * Malformed JSON, ``NaN``/``Infinity``, unpaired surrogate escapes and nesting deeper than task
   data needs are 400.
-* A number too large for a float (``1e400`` reads as infinity) is 422, naming its key path.
+* A number too large for a float (``1e400`` reads as infinity) is 422, naming its key path; so is an
+  integer of more than 4,300 digits, which Python cannot read from text.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from sts_core.errors import Problem
 #: Media types a body may be sent as: JSON, and JSON merge patch (RFC 7396).
 JSON_TYPES = ("application/json", "application/merge-patch+json")
 MAX_DEPTH = 32
+#: Python's limit on reading an integer from text (``sys.get_int_max_str_digits``).
+MAX_INT_DIGITS = 4300
 #: The default of ``api.request_timeout``: seconds a request's head, and then its body, may take to arrive.
 REQUEST_TIMEOUT = 10.0
 
@@ -52,9 +55,15 @@ async def read_json(request: Request, limit: int, timeout: float = REQUEST_TIMEO
             overflowed.append(text)
         return number
 
+    def parse_int(text: str) -> int | float:
+        if len(text.lstrip("-")) > MAX_INT_DIGITS:  # int() would raise: reported below like a float too large
+            overflowed.append(text)
+            return -math.inf if text.startswith("-") else math.inf
+        return int(text)
+
     try:
         text = raw.decode("utf-8")
-        data = json.loads(text, parse_constant=_refuse_constant, parse_float=parse_float)
+        data = json.loads(text, parse_constant=_refuse_constant, parse_float=parse_float, parse_int=parse_int)
     except UnicodeDecodeError:
         raise ApiError(400, "malformed_json", "the body is not UTF-8 text") from None
     except json.JSONDecodeError as exc:

@@ -90,6 +90,10 @@ def test_every_problem_is_reported_at_once(api: RunningApi) -> None:
         (b'{"name": "t", "kwargs": {"x": [1, {"y": 1e999}]}}', "application/json", 422, "validation",
          "kwargs.x[1].y: expected a finite number"),
         (b"1e400", "application/json", 422, "validation", "expected a finite number"),
+        (b'{"name": "t", "every": 1' + b"0" * 5000 + b"}", "application/json", 422, "validation",
+         "every: expected a finite number: this one is too large"),
+        (b'{"name": "t", "args": [-1' + b"0" * 5000 + b"]}", "application/json", 422, "validation",
+         "args[0]: expected a finite number"),
     ],
 )
 def test_bodies_that_are_not_json_are_refused_before_validation(api: RunningApi, raw: bytes, content_type: str | None,
