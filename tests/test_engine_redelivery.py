@@ -11,10 +11,10 @@ import asyncio
 from typing import Any
 
 from sts_core import events as ev
-from sts_core.hookspecs import hookimpl
 from sts_core.model import RunState, Task
 from sts_core.plugins import PluginManager
 from sts_core.scheduler import AsyncTaskScheduler
+from sts_core.testing import EventRecorder
 
 calls: list[str] = []
 
@@ -29,23 +29,12 @@ def failing() -> None:
     raise RuntimeError("boom")
 
 
-class Events:
-    """Collects the events the engine emits."""
-
-    def __init__(self) -> None:
-        self.seen: list[Any] = []
-
-    @hookimpl
-    def handle_event(self, event: Any) -> None:
-        self.seen.append(event)
-
-
-def _listened(make_scheduler: Any, events: Events, **config: Any) -> AsyncTaskScheduler:
+def _listened(make_scheduler: Any, events: EventRecorder, **config: Any) -> AsyncTaskScheduler:
     """A scheduler whose events reach ``events``."""
     return make_scheduler(plugins=PluginManager(plugins=[("events", events)]), **config)
 
 
-async def _seen(events: Events, kind: type) -> list[Any]:
+async def _seen(events: EventRecorder, kind: type) -> list[Any]:
     """The events of ``kind`` once one has reached the listener (events arrive on their own thread)."""
     for _ in range(200):
         found = [e for e in events.seen if isinstance(e, kind)]
@@ -68,7 +57,7 @@ async def _fire_first(engine: Any, name: str) -> Any:
 
 
 def test_a_redelivered_run_marks_the_lost_attempt_and_runs_as_a_new_attempt(make_scheduler, clock) -> None:
-    events = Events()
+    events = EventRecorder()
 
     async def main() -> None:
         async with _listened(make_scheduler, events) as scheduler:
@@ -95,7 +84,7 @@ def test_a_redelivered_run_marks_the_lost_attempt_and_runs_as_a_new_attempt(make
 
 
 def test_a_run_delivered_more_often_than_max_redeliveries_is_dead_lettered_as_poison(make_scheduler, clock) -> None:
-    events = Events()
+    events = EventRecorder()
 
     async def main() -> None:
         async with _listened(make_scheduler, events, executor={"max_redeliveries": 1}) as scheduler:
@@ -128,7 +117,7 @@ def test_a_run_delivered_more_often_than_max_redeliveries_is_dead_lettered_as_po
 def test_a_run_whose_outcome_was_recorded_before_its_worker_died_is_completed_not_run_again(
     make_scheduler, clock
 ) -> None:
-    events = Events()
+    events = EventRecorder()
 
     async def main() -> None:
         async with _listened(make_scheduler, events) as scheduler:
@@ -201,7 +190,7 @@ def test_a_run_recorded_retrying_before_its_worker_died_gets_its_retry_queued(ma
 def test_a_worker_that_finishes_after_losing_its_lease_records_a_duplicate_and_nothing_follows(
     make_scheduler, clock
 ) -> None:
-    events = Events()
+    events = EventRecorder()
 
     async def main() -> None:
         async with _listened(make_scheduler, events) as scheduler:

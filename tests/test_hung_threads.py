@@ -16,22 +16,11 @@ import pytest
 
 from sts_core import events as ev
 from sts_core.clock import SystemClock
-from sts_core.hookspecs import hookimpl
 from sts_core.model import Run, RunState, Task
 from sts_core.plugins import PluginManager
 from sts_core.scheduler import AsyncTaskScheduler
+from sts_core.testing import EventRecorder
 from tests.conftest import quiet_config
-
-
-class Events:
-    """Collects the events the engine emits."""
-
-    def __init__(self) -> None:
-        self.seen: list[Any] = []
-
-    @hookimpl
-    def handle_event(self, event: Any) -> None:
-        self.seen.append(event)
 
 
 @pytest.fixture
@@ -112,7 +101,7 @@ def test_a_task_that_hangs_every_time_holds_max_instances_threads_so_the_cap_is_
 def test_an_abandoned_thread_is_logged_once_with_its_task_reported_and_replaced(
     make_scheduler, clock, release, caplog
 ) -> None:
-    events = Events()
+    events = EventRecorder()
 
     def hang() -> None:
         release.wait(30)

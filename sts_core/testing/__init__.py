@@ -6,6 +6,7 @@ It gives every test suite, the kernel's and each plugin's:
 - ``StubConfig``: the ``config.get("dotted.path", default)`` surface a backend factory reads;
 - the ``make_plugin_manager`` fixture: a plugin manager holding only the plugins a test names;
 - ``StoreContract`` and ``BrokerContract``: the conformance suites every backend runs;
+- ``EventRecorder``: a plugin keeping every event the engine emits;
 - ``until(condition, timeout, what)``: wait in real time for a condition, in tests against real
   servers and processes (``processes`` has free ports and children that die with the test run).
 
@@ -55,6 +56,7 @@ import pytest
 from sts_core.testing.broker_contract import BrokerContract
 from sts_core.testing.clock import DEFAULT_START, FakeClock
 from sts_core.testing.contracts import DEFAULT_SETTINGS
+from sts_core.testing.events import EventRecorder
 from sts_core.testing.store_contract import StoreContract
 
 if TYPE_CHECKING:
@@ -64,6 +66,7 @@ __all__ = [
     "DEFAULT_SETTINGS",
     "DEFAULT_START",
     "BrokerContract",
+    "EventRecorder",
     "FakeClock",
     "StoreContract",
     "StubConfig",
