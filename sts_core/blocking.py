@@ -27,6 +27,9 @@ from sts_core.scheduler import AsyncTaskScheduler, TaskRef
 
 log = logging.getLogger("sts.scheduler")
 T = TypeVar("T")
+#: A signal handler waits for the graceful stop at most ``scheduler.shutdown_grace`` plus this
+#: long before handing the signal on (a stop stuck on a lock the interrupted thread holds is freed then).
+STOP_WAIT_MARGIN = 5.0
 
 
 def _wait_for(future: concurrent.futures.Future[T], timeout: float | None) -> T:
@@ -115,13 +118,13 @@ class TaskScheduler:
         """Let tasks refer to ``function`` by ``name``."""
         self._scheduler.register_function(name, function)
 
-    def add_task(self, task: Task, *, replace: bool = False) -> Task:
+    def add_task(self, task: Task, *, replace: bool = False, keep_paused: bool = True) -> Task:
         """Store and schedule ``task``; see ``AsyncTaskScheduler.add_task``."""
-        return self._call(self._scheduler.add_task(task, replace=replace))
+        return self._call(self._scheduler.add_task(task, replace=replace, keep_paused=keep_paused))
 
-    def add_tasks(self, tasks: Sequence[Task], *, replace: bool = False) -> list[Task]:
-        """Add several tasks all or nothing."""
-        return self._call(self._scheduler.add_tasks(tasks, replace=replace))
+    def add_tasks(self, tasks: Sequence[Task], *, replace: bool = False, keep_paused: bool = True) -> list[Task]:
+        """Add several tasks all or nothing; see ``AsyncTaskScheduler.add_task``."""
+        return self._call(self._scheduler.add_tasks(tasks, replace=replace, keep_paused=keep_paused))
 
     def load_task_file(self, path: str | os.PathLike[str]) -> list[Task]:
         """Validate a task file and add its tasks all or nothing."""
@@ -303,15 +306,22 @@ class TaskScheduler:
                 loop.call_soon_threadsafe(self._scheduler.engine.interrupt_all)
             return
         log.info("received %s: stopping gracefully (send it again to stop at once)", name)
+        # Never stop on this thread: it was interrupted wherever it was, perhaps holding a lock (a
+        # logging handler's, say) that the stop needs. Stop beside it.
+        stopping = threading.Thread(target=self.stop, name="sts-stop", daemon=True)
+        stopping.start()
         if self._exiting:  # the script has ended: nobody is left to hand the signal to
-            threading.Thread(target=self.stop, name="sts-stop", daemon=True).start()
             return
-        if self._lock.acquire(timeout=0.5):
-            self._lock.release()
-            self.stop()  # on this thread, so that the caller sees a stopped scheduler; a second signal lands
-            #              in here (stop() waits in slices) and interrupts the runs in flight
-        else:  # this thread was interrupted holding the lock that stop() needs: stop beside it
-            threading.Thread(target=self.stop, name="sts-stop", daemon=True).start()
+        # Wait for the graceful stop, so that the caller sees a stopped scheduler: in slices, so that a
+        # second signal lands in here and interrupts the runs in flight; and bounded, so that a stop
+        # waiting for a lock this thread holds is freed once the signal below unwinds this thread.
+        give_up = time.monotonic() + (self.config.seconds("scheduler.shutdown_grace") or 0.0) + STOP_WAIT_MARGIN
+        if _holds_a_log_handler_lock():  # the stop logs: it would wait for this thread until give_up
+            give_up = 0.0
+        while stopping.is_alive() and time.monotonic() < give_up:
+            stopping.join(0.1)
+        if not stopping.is_alive():
+            self._restore_signal_handlers()
         # A library must not eat the host program's signals: hand it on to the handler it replaced
         # (for SIGINT that is Python's, which raises KeyboardInterrupt in the caller's code).
         _chain(previous, signum, frame, default=False)
@@ -321,6 +331,17 @@ class TaskScheduler:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def _holds_a_log_handler_lock() -> bool:
+    """True when this thread holds the lock of a handler the scheduler's log lines go through (the
+    signal interrupted it inside a log call)."""
+    for logger in (logging.getLogger("sts"), logging.getLogger()):
+        for handler in logger.handlers:
+            is_owned = getattr(handler.lock, "_is_owned", None)  # RLock's own check, in C and Python
+            if is_owned is not None and is_owned():
+                return True
+    return False
 
 
 def _chain(handler: Any, signum: int, frame: Any, *, default: bool) -> None:

@@ -93,3 +93,45 @@ def test_a_programs_own_sigint_handler_is_called_after_the_graceful_stop_and_sta
     assert "own handler; scheduler running: False" in out
     assert out.index("STS stopped") < out.index("own handler;")
     assert "own handler still installed: True" in out
+
+
+HOLDING_A_LOG_LOCK = '''\
+import logging, signal, time
+from sts.config import Config
+from sts.scheduler import TaskScheduler
+from sts.task import Task
+
+scheduler = TaskScheduler(config=Config())
+scheduler.add_task(Task("tick", function=lambda: None, every="0.2s"))
+scheduler.start()
+time.sleep(0.5)
+handler = logging.getLogger("sts").handlers[0]
+try:
+    handler.acquire()  # the main thread is inside a log call when Ctrl-C arrives
+    try:
+        signal.raise_signal(signal.SIGINT)
+        time.sleep(0.1)
+    finally:
+        handler.release()
+except KeyboardInterrupt:
+    print("caught KeyboardInterrupt", flush=True)
+print("stopped:", scheduler.wait(5), flush=True)
+'''
+
+
+def test_ctrl_c_while_the_main_thread_holds_a_logging_lock_does_not_deadlock(tmp_path: Path) -> None:
+    """The interrupted main thread holds the lock of the handler the stop logs through: the signal
+    handler must not wait for the stop (both would wait for ever); the stop finishes once the
+    KeyboardInterrupt has unwound the main thread out of its log call."""
+    script = tmp_path / "program.py"
+    script.write_text(HOLDING_A_LOG_LOCK)
+    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, cwd=tmp_path)
+    try:
+        out, _ = process.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, _ = process.communicate()
+        raise AssertionError("deadlocked after SIGINT:\n" + out[-600:]) from None
+    assert "caught KeyboardInterrupt" in out
+    assert out.rstrip().endswith("stopped: True")
