@@ -17,6 +17,7 @@ import asyncio
 import logging
 import random
 import socket
+import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
@@ -101,6 +102,7 @@ class Engine(Firing, Working, Redelivery):
         self._threads: DaemonThreadPool | None = None  # created on first use, again after close()
         # task name -> calls of its sync function abandoned after their run ended and still running
         self._hung_calls: Counter[str] = Counter()
+        self._hung_lock = threading.Lock()  # pool threads count down too
         self._output_limit = int(config.get("executor.output_limit", 65536))
         self._max_redeliveries = int(config.get("executor.max_redeliveries", 3))
         self._durable = getattr(self.broker, "durable", True)

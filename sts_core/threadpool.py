@@ -85,7 +85,7 @@ class _LoopResults:
 class _Job:
     """One queued call; ``waits`` is set before it is queued, ``abandoned`` under the pool's lock."""
 
-    __slots__ = ("abandoned", "cancel", "deadline", "on_return", "remaining", "results", "run", "running", "waits")
+    __slots__ = ("abandoned", "cancel", "count_hung", "deadline", "remaining", "results", "run", "running", "waits")
 
     def __init__(self, run: Callable[[], None], cancel: Callable[[], Any], results: _LoopResults | None = None) -> None:
         self.run = run
@@ -97,8 +97,9 @@ class _Job:
         self.waits = False
         self.deadline: asyncio.Timeout | None = None
         self.remaining = 0.0
-        #: Called on the caller's loop when the call returns after it was abandoned.
-        self.on_return: Callable[[], None] | None = None
+        #: Called with +1 when the call is abandoned while it runs and -1 when it returns after that,
+        #: under the pool's lock (so in that order), on whichever thread it happens.
+        self.count_hung: Callable[[int], None] | None = None
 
 
 class DaemonThreadPool(Executor):
@@ -161,7 +162,7 @@ class DaemonThreadPool(Executor):
         *args: Any,
         deadline: asyncio.Timeout | None = None,
         on_abandon: Callable[[int, bool], None] | None = None,
-        on_return: Callable[[], None] | None = None,
+        count_hung: Callable[[int], None] | None = None,
     ) -> Any:
         """Run ``fn(*args)`` in a pool thread and return its result (or raise its exception).
 
@@ -169,8 +170,9 @@ class DaemonThreadPool(Executor):
         ``asyncio.timeout``) meanwhile: it is paused until a thread starts the call, so a
         timeout counts from the function's start. Cancelled before a thread took it, the call
         is skipped; cancelled while it runs, it is abandoned: its late result is dropped, a
-        replacement thread may start, and ``on_abandon(abandoned_threads, replaced)`` is called;
-        when the abandoned call returns at last, ``on_return()`` is called on the loop.
+        replacement thread may start, and ``on_abandon(abandoned_threads, replaced)`` is called.
+        ``count_hung(+1)`` and, when the abandoned call returns at last, ``count_hung(-1)`` keep a
+        count of abandoned calls still running that outlives the loop (see ``_Job.count_hung``).
         """
         loop = asyncio.get_running_loop()
         results = self._results
@@ -191,7 +193,7 @@ class DaemonThreadPool(Executor):
                 results.add(future, result, None)
 
         job = _Job(run, future.cancel, results)
-        job.on_return = on_return
+        job.count_hung = count_hung
         deadline_at = None if deadline is None else deadline.when()
         if deadline_at is not None:
             job.deadline = deadline
@@ -244,6 +246,8 @@ class DaemonThreadPool(Executor):
             if not job.running or job.abandoned:
                 return  # not started (the thread skips it) or already over
             job.abandoned = True
+            if job.count_hung is not None:
+                job.count_hung(1)
             self._abandoned += 1
             abandoned = self._abandoned
             replaced = len(self._threads) < self._max_workers + self._max_abandoned
@@ -267,7 +271,8 @@ class DaemonThreadPool(Executor):
                 if job.abandoned:
                     self._abandoned -= 1
                     self._at_cap = False
-                    _report_return(job)
+                    if job.count_hung is not None:
+                        job.count_hung(-1)
                     if len(self._threads) - self._abandoned > self._max_workers:
                         self._threads.remove(current)  # its replacement serves instead
                         return
@@ -296,9 +301,3 @@ class DaemonThreadPool(Executor):
             for thread in threads:
                 thread.join()
 
-
-def _report_return(job: _Job) -> None:
-    """An abandoned call returned: tell its caller's loop (``on_return``), if it is still open."""
-    if job.on_return is not None and job.results is not None:
-        with contextlib.suppress(RuntimeError):
-            job.results.loop.call_soon_threadsafe(job.on_return)

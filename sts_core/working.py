@@ -586,19 +586,24 @@ class Working:
                 max_abandoned=int(self.config.get("executor.max_abandoned_threads", DEFAULT_MAX_ABANDONED)),
             )
         on_abandon = functools.partial(self._thread_abandoned, run, deadline)
-        on_return = functools.partial(self._abandoned_call_returned, run.task_name)
-        return threads.call(function, *args, deadline=deadline, on_abandon=on_abandon, on_return=on_return)
+        count_hung = functools.partial(self._count_hung, run.task_name)
+        return threads.call(function, *args, deadline=deadline, on_abandon=on_abandon, count_hung=count_hung)
 
-    def _abandoned_call_returned(self, task_name: str) -> None:
-        """A call abandoned after its run timed out (or was cancelled) returned at last."""
-        self._hung_calls[task_name] -= 1
-        if self._hung_calls[task_name] <= 0:
-            del self._hung_calls[task_name]
-        log.info("task %r: a call of its function abandoned after its run ended has returned", task_name)
+    def _count_hung(self, task_name: str, change: int) -> None:
+        """A call of the task's function was abandoned while running (+1), or returned after that (-1).
+        Called by the pool's threads as well as the loop, and kept apart from both: a call that
+        returns while the scheduler is stopped, or after its pool was replaced, still counts down."""
+        with self._hung_lock:
+            left = self._hung_calls[task_name] + change
+            if left:
+                self._hung_calls[task_name] = left
+            else:
+                del self._hung_calls[task_name]
+        if change < 0:
+            log.info("task %r: a call of its function abandoned after its run ended has returned", task_name)
 
     def _thread_abandoned(self, run: Run, deadline: asyncio.Timeout | None, abandoned: int, replaced: bool) -> None:
         """A run's synchronous function outlived its run (a timeout, a cancellation): say so, once."""
-        self._hung_calls[run.task_name] += 1
         why = "timed out" if deadline is not None and deadline.expired() else "was cancelled"
         cap = self._threads.max_abandoned if self._threads is not None else DEFAULT_MAX_ABANDONED
         if replaced:

@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import Counter
 from typing import Any
 
 import pytest
 
 from sts_core import events as ev
+from sts_core.blocking import TaskScheduler
 from sts_core.clock import SystemClock
 from sts_core.model import Run, RunState, Task
 from sts_core.plugins import PluginManager
@@ -181,3 +183,34 @@ def test_runs_waiting_for_the_only_thread_are_not_charged_the_wait_against_their
 
     runs = asyncio.run(main())
     assert [run.state for run in runs] == [RunState.SUCCEEDED] * 3
+
+
+def test_a_hung_call_that_returned_while_the_scheduler_was_stopped_no_longer_holds_back_its_task() -> None:
+    """The count of a task's hung calls goes down when the call returns, also while no loop runs."""
+    gate = threading.Event()
+    returned = threading.Event()
+
+    def hang() -> None:
+        if not gate.is_set():
+            gate.wait(10)
+            returned.set()
+
+    sched = TaskScheduler(quiet_config())
+    sched.add_task(Task("hang", hang, timeout=0.1))
+    sched.start()
+    try:
+        deadline = time.monotonic() + 5
+        while sched.health().abandoned_threads == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sched.health().abandoned_threads == 1
+    finally:
+        sched.stop(grace=0.2)  # the loop that would hear of the return is closed
+    gate.set()
+    assert returned.wait(5)  # the abandoned call is over
+    time.sleep(0.2)
+    sched.start()
+    try:
+        run = sched.run("hang")
+    finally:
+        sched.stop(grace=0.2)
+    assert run.state is RunState.SUCCEEDED, (run.error_type, run.error_message)
