@@ -563,10 +563,11 @@ RESULT_REPR_LIMIT = 500
 def recordable_result(value: Any) -> Any:
     """What a run records of its function's return value: the value as JSON data (tuples become
     lists, as they would in any store), when it is JSON data of at most ``RESULT_JSON_LIMIT``
-    bytes; otherwise its ``repr``, cut to ``RESULT_REPR_LIMIT`` characters."""
+    bytes that UTF-8 can encode; otherwise its ``repr``, cut to ``RESULT_REPR_LIMIT`` characters."""
     try:
         text = json.dumps(value, allow_nan=False, ensure_ascii=False)
-    except (TypeError, ValueError, RecursionError):
+        text.encode("utf-8")  # an unpaired surrogate (os.fsdecode of a bad file name) cannot be stored
+    except (TypeError, ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
         text = None
     if text is not None and len(text) <= RESULT_JSON_LIMIT and _keys_survive(value):
         return json.loads(text)
@@ -636,20 +637,26 @@ class Run:
         return self.state is RunState.RETRYING and self.error_type == "TimeoutError" and self.traceback is None
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-safe data."""
+        """Plain JSON-safe data. ``waits_for_instance`` is left out when false, so that processes of
+        an earlier version, which do not know it, can still read the records and messages."""
         data = attrs.asdict(self, recurse=False)
         data["state"] = self.state.value
         for key in ("scheduled_for", "created_at", "started_at", "ended_at", "retry_at"):
             if data[key] is not None:
                 data[key] = data[key].isoformat()
+        if not self.waits_for_instance:
+            del data["waits_for_instance"]
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Run:
-        """The inverse of ``to_dict``."""
-        values = dict(data)
+        """The inverse of ``to_dict``. Keys it does not know (written by a later version) are ignored."""
+        values = {key: value for key, value in data.items() if key in _RUN_FIELDS}
         values["state"] = RunState(values["state"])
         for key in ("scheduled_for", "created_at", "started_at", "ended_at", "retry_at"):
             if values.get(key) is not None:
                 values[key] = datetime.fromisoformat(values[key])
         return cls(**values)
+
+
+_RUN_FIELDS = frozenset(field.name for field in attrs.fields(Run))

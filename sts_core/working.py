@@ -272,16 +272,17 @@ class Working:
 
     async def _take_instance(self, plan: TaskPlan, run: Run, delivery: Delivery) -> bool:
         """A manual fire queued behind its task's active runs: True when it may start now (it now
-        counts toward ``max_instances``); else it goes back to the queue (in the ack, so it cannot be
-        lost), under a new run id, to be tried again ``WAIT_FOR_INSTANCE_POLL`` seconds later."""
+        counts toward ``max_instances``); else it goes back to the queue as it was delivered (in the
+        ack, so it cannot be lost), to be tried again ``WAIT_FOR_INSTANCE_POLL`` seconds later. It
+        keeps its run id: the id ``fire_now`` returned is the one recorded, and a copy a lost ack
+        leaves behind is recognised as one."""
         task = plan.task
         fire = run.fire_id or run.id
         what = f"starting run {run.id} of {task.name}"
         if await self._persist(what, lambda: self.store.begin_fire(task.name, fire, task.max_instances)):
             return True
-        again = attrs.evolve(run, id=new_run_id())
         at = self.clock.now() + timedelta(seconds=WAIT_FOR_INSTANCE_POLL)
-        await self._persist(what, lambda: self.broker.ack(self._held(delivery), again, at))
+        await self._persist(what, lambda: self.broker.ack(self._held(delivery), delivery.run, at))
         return False
 
     def _held(self, delivery: Delivery) -> Delivery:

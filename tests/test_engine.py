@@ -883,6 +883,7 @@ def test_fire_now_queues_a_run_for_the_workers_and_respects_max_instances(make_s
         assert skipped.state is RunState.SKIPPED and "max_instances" in skipped.reason
         succeeded = {r.fire_id for r in runs if r.state is RunState.SUCCEEDED}
         assert succeeded == {fired.fire_id, queued.fire_id}, "the queued manual fire ran once the first ended"
+        assert queued.id in {r.id for r in runs if r.state is RunState.SUCCEEDED}, "recorded under the id returned"
         assert all(len(seen) == 1 for seen in overlaps), f"runs overlapped: {overlaps}"
 
     asyncio.run(main())
@@ -1015,3 +1016,15 @@ def test_a_run_records_what_its_function_returned_as_a_value_when_it_is_json_dat
 
     run = asyncio.run(main())
     assert run.result == recorded
+
+
+def test_a_recorded_json_result_cannot_be_changed_through_a_run_read_back(make_scheduler) -> None:
+    async def main() -> list:
+        async with make_scheduler() as sched:
+            run = await sched.run(Task("listing", lambda: ["a", "b"]))
+            first = await sched.get_run(run.id)
+            first.result.append("changed by a reader")  # memory store: copy_run is shallow
+            return (await sched.get_run(run.id)).result
+
+    assert asyncio.run(main()) == ["a", "b"]
+

@@ -257,3 +257,16 @@ def test_task_from_valid_options_leaves_out_what_is_invalid():
     assert left_out == {"retries", "evry", "cron"}  # cron: the second trigger
     assert task == Task("t", "pkg:fn", every="1s")
     assert task_from_valid_options({"name": "bad name", "every": 1}) == (None, frozenset())
+
+
+def test_run_records_stay_readable_across_versions() -> None:
+    from datetime import UTC, datetime
+
+    from sts_core.model import Run
+
+    run = Run(id="r1", task_name="t", task_version=1, scheduled_for=datetime(2026, 1, 1, tzinfo=UTC))
+    data = run.to_dict()
+    assert "waits_for_instance" not in data  # an earlier version cannot read a key it does not know
+    assert Run.from_dict({**data, "added_by_a_later_version": 1}).to_dict() == data
+    waiting = Run.from_dict({**data, "waits_for_instance": True})
+    assert waiting.waits_for_instance and waiting.to_dict()["waits_for_instance"] is True

@@ -215,7 +215,7 @@ def test_manual_fires_beyond_max_instances_queue_and_run_one_after_another_acros
 
             async def all_ran() -> bool:
                 done = await api_like.runs("exclusive", state="succeeded", limit=10)
-                return {run.fire_id for run in done} == {run.fire_id for run in fired}
+                return {run.id for run in done} == {run.id for run in fired}  # under the ids fire_now gave
 
             await until(all_ran, timeout=15, what="the three manual fires to run")
         finally:
@@ -351,3 +351,19 @@ def test_a_next_fire_moved_earlier_by_another_process_wakes_the_sleeping_schedul
             await other.close()
 
     asyncio.run(main())
+
+
+def bad_name() -> list[str]:
+    return ["report-\udcff.csv"]  # what os.fsdecode gives for b"report-\xff.csv"
+
+
+def test_a_result_redis_cannot_encode_is_recorded_as_its_repr(redis_url: str) -> None:
+    async def main() -> Run:
+        sched = scheduler(redis_url)
+        sched.register_function("bad_name", bad_name)
+        async with sched:
+            return await sched.run(Task("surrogate", function="bad_name"))
+
+    run = asyncio.run(main())
+    assert run.state is RunState.SUCCEEDED
+    assert run.result == repr(bad_name())
