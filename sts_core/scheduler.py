@@ -128,17 +128,25 @@ class AsyncTaskScheduler:
 
     # -- tasks -------------------------------------------------------------------------------------
 
-    async def add_task(self, task: Task, *, replace: bool = False) -> Task:
+    async def add_task(self, task: Task, *, replace: bool = False, keep_paused: bool = True) -> Task:
         """Store ``task`` and schedule it; returns the stored task with its version.
 
         A name that exists is an error unless ``replace`` is true, which stores the task as the
-        next version of that name. Raises ``TaskValidationError`` when the task is invalid
-        (nothing is stored then).
+        next version of that name; a definition equal to the stored one changes nothing (same
+        version and next fire time), so an application may add its tasks at every start. With
+        ``keep_paused`` a paused task added again as it was defined (``enabled`` true, the default)
+        stays paused: ``resume_task`` resumes it. Raises ``TaskValidationError`` when the task is
+        invalid (nothing is stored then).
         """
-        return (await self.add_tasks([task], replace=replace))[0]
+        return (await self.add_tasks([task], replace=replace, keep_paused=keep_paused))[0]
 
-    async def add_tasks(self, tasks: Sequence[Task], *, replace: bool = False) -> list[Task]:
-        """Add several tasks all or nothing (one invalid task means none is stored)."""
+    async def add_tasks(
+        self, tasks: Sequence[Task], *, replace: bool = False, keep_paused: bool = True
+    ) -> list[Task]:
+        """Add several tasks all or nothing (one invalid task means none is stored); as ``add_task``."""
+        return await self._add_tasks(tasks, replace=replace, keep_paused=keep_paused)
+
+    async def _add_tasks(self, tasks: Sequence[Task], *, replace: bool, keep_paused: bool) -> list[Task]:
         await self.open()
         tasks = list(tasks)
         for task in tasks:
@@ -163,7 +171,7 @@ class AsyncTaskScheduler:
         # A task stored with the same definition is left as it is (version and next fire time):
         # an application that adds its tasks at every start must not delay them each time.
         unchanged = {task.name: existing[task.name] for task in tasks
-                     if task.name in existing and _definition(existing[task.name]) == _definition(task)}
+                     if task.name in existing and _same_definition(existing[task.name], task, keep_paused)}
         changed = [task for task in tasks if task.name not in unchanged]
         for name, task in unchanged.items():
             self.engine.apply_stored(name, task)  # known here too, if another process stored it
@@ -289,7 +297,7 @@ class AsyncTaskScheduler:
             raise TaskNotFoundError(f"no task named {name!r}")
         if current.enabled is enabled:
             return current
-        return await self.add_task(attrs.evolve(current, enabled=enabled), replace=True)
+        return await self.add_task(attrs.evolve(current, enabled=enabled), replace=True, keep_paused=False)
 
     async def cancel_task(self, name: TaskRef) -> bool:
         """Remove the task with its scheduled times and queued retries, and cancel its runs in
@@ -315,8 +323,8 @@ class AsyncTaskScheduler:
         ``max_instances``. Returns the queued run. Raises ``TaskNotFoundError``.
 
         When ``max_instances`` runs of the task are active, the run waits in the queue
-        (``run.waits_for_instance``) and starts once one of them ends, under another run id with
-        the same ``fire_id``; with ``queue_when_busy=False`` it is recorded ``skipped`` instead,
+        (``run.waits_for_instance``) and starts, under the id returned, once one of them ends;
+        with ``queue_when_busy=False`` it is recorded ``skipped`` instead,
         as a scheduled fire is, and that record is returned (its ``reason`` says why).
 
         Unlike ``run()``, it returns at once and does not execute in the caller.
@@ -462,8 +470,16 @@ class AsyncTaskScheduler:
             await self.close()
 
 
+def _same_definition(stored: Task, task: Task, keep_paused: bool) -> bool:
+    """True when adding ``task`` again changes nothing. With ``keep_paused``, a paused task stays
+    paused when its definition is added again as it was (``enabled`` true, the default): an
+    operator's pause is undone by ``resume_task``, not by an application re-adding its tasks."""
+    if _definition(stored) == _definition(task):
+        return True
+    return (keep_paused and not stored.enabled and task.enabled
+            and _definition(stored) == _definition(attrs.evolve(task, enabled=False)))
+
+
 def _definition(task: Task) -> Task:
     """The task without its version, for comparing definitions."""
-    import attrs
-
     return attrs.evolve(task, version=0)

@@ -125,3 +125,12 @@ def test_fire_now_queues_a_run_that_get_run_reads_back_with_its_outcome():
         assert run is not None and run.state is RunState.SUCCEEDED
         assert run.reason == "manual" and run.started_at is not None and run.duration is not None
         assert scheduler.get_run("no-such-run") is None
+
+
+def test_a_paused_task_stays_paused_when_the_application_adds_it_again_at_start_up():
+    with TaskScheduler(config=_config()) as scheduler:
+        scheduler.add_task(Task("hourly", function=lambda: None, every="1h"))
+        paused = scheduler.pause_task("hourly")
+        again = scheduler.add_task(Task("hourly", function=paused.function, every="1h"), replace=True)
+        assert (again.version, again.enabled) == (paused.version, False)
+        assert scheduler.next_fire_time("hourly") is None

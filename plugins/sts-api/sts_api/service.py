@@ -210,7 +210,8 @@ class TaskService:
 
     async def _store(self, task: Task, *, replace: bool) -> Task:
         try:
-            return await self.scheduler.add_task(task, replace=replace)
+            # The body is the whole definition: `enabled` true in it resumes a paused task.
+            return await self.scheduler.add_task(task, replace=replace, keep_paused=False)
         except TaskValidationError as exc:
             raise invalid(_relative(task.name, exc.problems)) from None
 
