@@ -75,6 +75,11 @@ class TaskFileReloader:
         self._stat, self._digest = self._fingerprint()
         try:
             summary = self._apply()
+        except _AppliedInPart as exc:
+            self._stat = self._digest = None  # --watch tries again at its next look
+            log.error("task file %s applied in part: %s; the rest is tried again at the next change or SIGHUP",
+                      self.path, exc)
+            return None
         except STSError as exc:
             lines = exc.lines() if isinstance(exc, TaskValidationError) else [str(exc)]
             log.error("task file %s rejected, every task stays as it was:\n  %s", self.path, "\n  ".join(lines))
@@ -92,10 +97,14 @@ class TaskFileReloader:
         names = {task.name for task in tasks}
         removed = sorted(name for name in self._names - names if name in before)
         _check_no_children_left(removed, [*tasks, *(task for name, task in before.items() if name not in names)])
-        stored = scheduler.load_task_file(self.path)
+        stored = scheduler.add_tasks(tasks, replace=True)  # the file as validated: it is read once
+        self._names = names | set(removed)
         for name in _children_first(removed, before):
-            scheduler.delete_task(name)
-        self._names = names
+            try:
+                scheduler.delete_task(name)
+            except STSError as exc:
+                raise _AppliedInPart(f"its tasks are stored, but removing {name!r} failed: {exc}") from exc
+            self._names.discard(name)
         return ReloadSummary(
             added=tuple(t.name for t in stored if t.name not in before),
             changed=tuple(t.name for t in stored if t.name in before and t.version != before[t.name].version),
@@ -115,6 +124,10 @@ class TaskFileReloader:
             return stat, hashlib.sha256(self.path.read_bytes()).hexdigest()
         except OSError:
             return None, None
+
+
+class _AppliedInPart(STSError):
+    """The file's tasks were stored but a task dropped from it could not be removed."""
 
 
 def _check_no_children_left(removed: list[str], staying: list[Task]) -> None:

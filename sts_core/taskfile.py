@@ -296,8 +296,9 @@ def _read_text(path: Path, source: str) -> str:
 
 
 def _parse_yaml(text: str, source: str) -> _Document:
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)  # reads the whole text: refuses control characters here
         node = loader.get_single_node()
         if node is None:
             return _Document(None, {})
@@ -322,7 +323,8 @@ def _parse_yaml(text: str, source: str) -> _Document:
     except UnsafeYamlError as exc:
         raise _fail(source, f"refused: {exc}", exc.line) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _record_yaml_lines(node: yaml.Node, path: KeyPath, document: _Document, seen: set[int]) -> None:

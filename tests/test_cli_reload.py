@@ -155,3 +155,53 @@ def test_watch_without_a_task_file_is_a_usage_error(tmp_path):
     result = run_sts("run", "--watch", cwd=tmp_path)
     assert result.returncode == 2
     assert "--watch needs a task file" in result.stderr
+
+
+def test_a_removal_that_fails_is_reported_as_a_partial_reload_and_done_at_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from sts_core.blocking import TaskScheduler
+    from sts_core.config import Config
+    from sts_core.errors import BackendUnavailableError
+    from sts_core.reloading import TaskFileReloader
+
+    (tmp_path / "reload_jobs.py").write_text(JOBS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    task_file = tmp_path / "tasks.yaml"
+    task_file.write_text(FIRST)
+    with TaskScheduler(config=Config({"logging": {"loglevel": "WARNING"}})) as scheduler:
+        reloader = TaskFileReloader(scheduler, task_file, scheduler.load_task_file(task_file))
+        task_file.write_text(SECOND)
+        real_delete, failures = scheduler.delete_task, [BackendUnavailableError("redis at 127.0.0.1:1 is down")]
+
+        def flaky_delete(name: str) -> bool:
+            if failures:
+                raise failures.pop()
+            return real_delete(name)
+
+        monkeypatch.setattr(scheduler, "delete_task", flaky_delete)
+        assert reloader.reload() is None
+        assert "applied in part" in caplog.text and "removing 'goes' failed" in caplog.text
+        assert "arrives" in {task.name for task in scheduler.list_tasks()}
+        assert reloader.changed_on_disk(), "a partial reload is tried again at --watch's next look"
+        summary = reloader.reload()
+        assert summary is not None and summary.removed == ("goes",)
+        assert "goes" not in {task.name for task in scheduler.list_tasks()}
+
+
+def test_a_reload_of_a_task_file_with_a_control_character_is_rejected_not_raised(tmp_path) -> None:
+    from sts_core.blocking import TaskScheduler
+    from sts_core.reloading import TaskFileReloader
+    from tests.conftest import quiet_config
+
+    path = tmp_path / "tasks.yaml"
+    path.write_text("tasks:\n  - name: a\n    type: shell\n    command: echo a\n    every: 1h\n")
+    sched = TaskScheduler(quiet_config())
+    try:
+        reloader = TaskFileReloader(sched, path, sched.load_task_file(path))
+        # an ANSI colour code pasted into the file: refused with the usual message, not raised
+        path.write_text("tasks:\n  - name: a\n    type: shell\n    command: echo \x1b[31ma\n    every: 1h\n")
+        assert reloader.reload() is None
+        assert [task.name for task in sched.list_tasks()] == ["a"]
+    finally:
+        sched.stop()
