@@ -107,17 +107,18 @@ class Firing:
             await self._fire(fire, now)
         except (asyncio.CancelledError, BackendError):
             raise  # the loop backs off; the fire stays due
-        except Exception as exc:
-            log.debug("firing %s failed", fire.task_name, exc_info=True)
-            await self._cannot_fire(fire, now, f"firing it failed: {type(exc).__name__}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - a trigger that raises: recorded, see _cannot_fire
+            await self._cannot_fire(fire, now, f"firing it failed: {type(exc).__name__}: {exc}", exc)
 
-    async def _cannot_fire(self, fire: DueFire, now: datetime, problem: str) -> None:
+    async def _cannot_fire(
+        self, fire: DueFire, now: datetime, problem: str, error: BaseException | None = None
+    ) -> None:
         """A due task this process cannot fire (its trigger cannot be built or raised): record a
         failed run saying why, so that history, alerts and metrics show it, and keep the task due,
         trying again in ``UNFIREABLE_RETRY`` seconds (never drop it: that loses it silently)."""
         plan = self.plans.current(fire.task_name)
         log.error("task %r cannot be fired by this scheduler: %s; trying again in %gs",
-                  fire.task_name, problem, UNFIREABLE_RETRY)
+                  fire.task_name, problem, UNFIREABLE_RETRY, exc_info=error)  # a trigger's bug: where
         if not await self.store.claim_fire(fire, now + timedelta(seconds=UNFIREABLE_RETRY)):
             return  # another scheduler took the fire
         if plan is None:
