@@ -24,7 +24,7 @@ import attrs
 import yaml
 
 from sts_core.errors import ConfigError, Problem
-from sts_core.yamlsafe import TOO_MANY_DIGITS, UnsafeYamlError, check_document, safe_load
+from sts_core.yamlsafe import TOO_MANY_DIGITS, UnsafeYamlError, load_with_node, safe_load
 
 DEFAULTS_FILE = "default.yaml"
 ENV_PREFIX = "STS_"
@@ -78,13 +78,7 @@ def _key_lines(node: yaml.Node | None, prefix: str = "") -> dict[str, int]:
 
 def _parse_yaml(text: str) -> tuple[Any, dict[str, int]]:
     """Data and key-path lines from one parse (``SafeLoader``: no arbitrary objects)."""
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        check_document(node)
-        data = loader.construct_document(node) if node is not None else None
-    finally:
-        loader.dispose()
+    data, node = load_with_node(text)
     return data, _key_lines(node)
 
 
