@@ -56,9 +56,13 @@ def format_time(created: float, msecs: float, zone: tzinfo, separator: str = " "
     """``created`` (a Unix time) in ``zone`` to the millisecond, with its UTC offset: ``Z`` when the
     offset is zero, else ``+01:00``. ``2026-12-08 02:14:03.120+01:00``; ISO 8601 with ``T``."""
     moment = datetime.fromtimestamp(int(created), zone)
-    offset = moment.utcoffset()
-    stamp = moment.strftime(f"%Y-%m-%d{separator}%H:%M:%S") + f".{int(msecs):03d}"
-    return stamp + ("Z" if not offset else moment.isoformat()[19:])
+    return moment.strftime(f"%Y-%m-%d{separator}%H:%M:%S") + f".{int(msecs):03d}" + offset_text(moment)
+
+
+def offset_text(moment: datetime) -> str:
+    """The UTC offset of an aware ``moment`` as a timestamp ends: ``Z`` when it is zero, else ``+01:00``."""
+    offset = moment.strftime("%z")
+    return "Z" if offset in ("", "+0000") else f"{offset[:3]}:{offset[3:]}"
 
 
 class TextFormatter(logging.Formatter):

@@ -7,6 +7,8 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from sts_core.logsetup import offset_text
+
 _BREAK_AFTER = re.compile(r"(?<=[ ,:_])")
 #: A column fitted to the terminal keeps at least this many characters.
 MIN_FITTED_WIDTH = 12
@@ -45,9 +47,7 @@ def format_time(value: datetime | None, zone: ZoneInfo) -> str | None:
     if value is None:
         return None
     local = value.astimezone(zone)
-    offset = local.strftime("%z")
-    offset = "Z" if offset in ("+0000", "") else f"{offset[:3]}:{offset[3:]}"
-    return local.strftime("%Y-%m-%d %H:%M:%S") + offset
+    return local.strftime("%Y-%m-%d %H:%M:%S") + offset_text(local)
 
 
 def _fit(widths: list[int], flexible: list[int], total: int) -> None:
