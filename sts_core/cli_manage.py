@@ -118,17 +118,18 @@ def cmd_remove(args: argparse.Namespace, config: Any) -> int:
 def cmd_next(args: argparse.Namespace, config: Any) -> int:
     """The next ``-n`` fire times of a task, stored or in a task file."""
     with open_scheduler(config) as scheduler:
+        engine = scheduler.asyncio_scheduler.engine
         if args.task_file:
-            task, first = _from_file(scheduler, args.task_file, args.name)
+            plan = engine.compile(_from_file(scheduler, args.task_file, args.name))
+            first = engine.first_fire(plan)
         else:
             task = scheduler.get_task(args.name)
             if task is None:
                 raise TaskNotFoundError(f"no task named {args.name!r}{memory_hint(scheduler, 'tasks')}")
-            first = scheduler.next_fire_time(task.name)
-        try:
-            plan = scheduler.asyncio_scheduler.engine.compile(task)
-        except Exception as exc:  # noqa: BLE001 - a stored task this process cannot load: say why
-            raise STSError(f"task {task.name!r} cannot be loaded here: {exc}") from None
+            plan, first = engine.compile(task), scheduler.next_fire_time(task.name)
+        if plan.trigger_error is not None:  # only the trigger is needed here, not the function
+            raise STSError(f"task {plan.task.name!r}: {plan.trigger_error}")
+        task = plan.task
         times, note = _upcoming(plan, first, args.count)
     if args.json:
         print_json({"name": task.name, "state": "active" if task.enabled else "paused",
@@ -142,7 +143,7 @@ def cmd_next(args: argparse.Namespace, config: Any) -> int:
     return EXIT_OK
 
 
-def _from_file(scheduler: Any, path: str, name: str) -> tuple[Task, datetime | None]:
+def _from_file(scheduler: Any, path: str, name: str) -> Task:
     from pathlib import Path
 
     from sts_core.taskfile import validate_task_file
@@ -154,8 +155,7 @@ def _from_file(scheduler: Any, path: str, name: str) -> tuple[Task, datetime | N
     if task is None:
         names = ", ".join(task.name for task in tasks) or "none"
         raise TaskNotFoundError(f"{path} has no task named {name!r} (its tasks: {names})")
-    engine = inner.engine
-    return task, engine.first_fire(engine.compile(task))
+    return task
 
 
 def _upcoming(plan: Any, first: datetime | None, count: int) -> tuple[list[datetime], str | None]:

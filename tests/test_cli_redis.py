@@ -136,3 +136,12 @@ def test_a_running_scheduler_stops_firing_a_task_paused_from_the_command_line(wo
     with _scheduler(workdir) as scheduler:
         after = len(scheduler.runs("tick", limit=1000))
     assert after <= paused_at + 1  # at most the one in flight as the pause landed
+
+
+def test_next_of_a_task_whose_trigger_this_process_cannot_build_says_so(workdir):
+    with _scheduler(workdir) as scheduler:
+        scheduler.add_task(Task("beat", function="redis_jobs:greet", every="1h"))
+    result = run_sts("next", "beat", "--config", "sts.yaml", cwd=workdir, STS_DISABLE_PLUGINS="triggers")
+    assert result.returncode == 2, result.stdout
+    assert "task 'beat': its trigger cannot be built here" in result.stderr
+    assert "runs once" not in result.stdout
