@@ -227,7 +227,8 @@ class AsyncTaskScheduler:
             existing=existing,
             default_timezone=self.engine.defaults.timezone,
         )
-        changed = [t for t in tasks if t.name not in existing or _definition(existing[t.name]) != _definition(t)]
+        # add_tasks leaves unchanged tasks as they are too; sorted out here, they are not validated again
+        changed = [t for t in tasks if t.name not in existing or not _same_definition(existing[t.name], t, True)]
         stored = {task.name: task for task in await self.add_tasks(changed, replace=True)} if changed else {}
         return [stored.get(task.name) or existing[task.name] for task in tasks]
 
