@@ -123,24 +123,8 @@ class Firing:
             return  # another scheduler took the fire
         if plan is None:
             return
-        task = plan.task
-        run = Run(
-            id=new_run_id(),
-            task_name=task.name,
-            task_version=task.version,
-            scheduled_for=fire.scheduled_for,
-            state=RunState.FAILED,
-            reason="schedule",
-            fire_id=fire_id(task.name, fire.scheduled_for),
-            created_at=now,
-            ended_at=now,
-            error_type="TaskLoadError",
-            error_message=f"cannot be fired: {problem}",
-        )
-        await self.store.record_run(run)
-        log_run(run)
-        if self.events.active:
-            self.events.emit(ev.RunFailed(now, attrs.evolve(run), task))
+        await self._record_unrun(plan, fire.scheduled_for, RunState.FAILED, "schedule", ev.RunFailed,
+                                 error_type="TaskLoadError", error_message=f"cannot be fired: {problem}")
 
     def _wall_minus_monotonic(self) -> float:
         return self.clock.now().timestamp() - self.clock.monotonic()
@@ -319,6 +303,14 @@ class Firing:
             await self._publish_staged(run, at)
 
     async def _record_skip(self, plan: TaskPlan, scheduled_for: datetime, reason: str) -> Run:
+        return await self._record_unrun(plan, scheduled_for, RunState.SKIPPED, reason, ev.RunSkipped)
+
+    async def _record_unrun(
+        self, plan: TaskPlan, scheduled_for: datetime, state: RunState, reason: str, event: type[ev.RunEvent],
+        **details: str,
+    ) -> Run:
+        """Record a fire that ended without running (``state``: skipped, or failed before it could
+        be fired), log it and emit ``event``."""
         now = self.clock.now()
         task = plan.task
         run = Run(
@@ -326,14 +318,15 @@ class Firing:
             task_name=task.name,
             task_version=task.version,
             scheduled_for=scheduled_for,
-            state=RunState.SKIPPED,
+            state=state,
             reason=reason,
             fire_id=fire_id(task.name, scheduled_for),
             created_at=now,
             ended_at=now,
+            **details,
         )
         await self.store.record_run(run)
         log_run(run)
         if self.events.active:
-            self.events.emit(ev.RunSkipped(now, attrs.evolve(run), task))
+            self.events.emit(event(now, attrs.evolve(run), task))
         return run
