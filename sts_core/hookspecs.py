@@ -32,17 +32,31 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 @hookspec
 def register_triggers(register: RegisterTrigger) -> None:
-    """Register trigger kinds: ``register(name, factory)``.
+    """Register trigger kinds: ``register(name, factory, options=())``.
 
     Called once per plugin manager, lazily. ``factory(spec, timezone)`` builds a
     ``sts_core.interfaces.Trigger`` from plain data such as ``{"kind": "interval",
     "every": 30.0}``, raising ``ValueError`` with what was expected when the spec is invalid.
+    ``options`` (``sts_core.options.Option``) are task options that select this kind: a task
+    with ``every: 30s`` has the spec ``{"kind": "interval", "every": 30.0}``. ``Task`` converts
+    and checks them when it is created.
+
+    .. versionchanged:: 0.4 ``options`` added.
     """
 
 
 @hookspec
 def register_task_types(register: RegisterTaskType) -> None:
-    """Register task types: ``register(name, task_type)``; see ``sts_core.interfaces.TaskType``."""
+    """Register task types: ``register(name, task_type, options=())``; see
+    ``sts_core.interfaces.TaskType``.
+
+    ``options`` (``sts_core.options.Option``) are the task options the type reads, such as
+    ``function`` for ``python``: ``Task`` converts and checks them when it is created, and they
+    are read as attributes of the task (``task.function``). The type's ``validate`` says, when
+    the task is added, which of them it needs and which it refuses.
+
+    .. versionchanged:: 0.4 ``options`` added.
+    """
 
 
 @hookspec

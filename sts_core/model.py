@@ -1,8 +1,11 @@
 """The domain model: ``Task`` (what and when) and ``Run`` (one attempt of a task).
 
-Both are plain data (attrs). A task is validated when it is created; the checks that need
-plugins (is the cron expression valid, is the task type installed, can the function be
-imported) happen when it is added to a scheduler or a task file is validated.
+Both are plain data (attrs). ``Task`` holds what every task has; the options of the trigger
+kinds and task types (``every``, ``cron``, ``function``, ``command``, ...) are declared by their
+plugins (``sts_core.options``). A task is validated when it is created, every option through
+the installed plugins' declarations; the checks that need more context (does the trigger
+kind accept the whole spec, can the function be imported, do the parents exist) happen when
+it is added to a scheduler or a task file is validated.
 """
 
 from __future__ import annotations
@@ -23,21 +26,16 @@ import attrs
 
 from sts_core.durations import parse_duration
 from sts_core.errors import Problem, TaskValidationError, did_you_mean, short_repr, short_text
+from sts_core.options import TaskOptions, installed_options
 
-#: Names of the options a trigger is given by (at most one per task).
-TRIGGER_KEYS: tuple[str, ...] = ("every", "cron", "at", "delay", "trigger")
-#: The trigger kind each trigger option selects.
-TRIGGER_KIND_BY_KEY: dict[str, str] = {"every": "interval", "cron": "cron", "at": "date", "delay": "delay"}
 MISFIRE_POLICIES: tuple[str, ...] = ("coalesce", "skip", "run_all")
-EXECUTORS: tuple[str, ...] = ("thread", "process")
 
 #: The largest whole number a count option (``retries``, ``max_instances``) takes: larger ones
 #: serve no schedule, and past 4300 digits an integer no longer reads back from JSON.
 MAX_COUNT = 1_000_000_000
 
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,199}")
-_IMPORT_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
-# Both are applied with fullmatch: "$" would also accept a trailing newline.
+# Applied with fullmatch: "$" would also accept a trailing newline.
 
 
 class RunState(enum.StrEnum):
@@ -162,14 +160,6 @@ def _str_tuple(value: Any) -> tuple[str, ...]:
     raise ValueError(f"expected a list of names, got {short_repr(value)}")
 
 
-def _args(value: Any) -> tuple[Any, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, (list, tuple)):
-        return tuple(value)
-    raise ValueError(f"expected a list of positional arguments, got {short_repr(value)}")
-
-
 def _mapping(value: Any) -> Mapping[str, Any]:
     if value is None:
         return {}
@@ -189,30 +179,6 @@ def _name(value: Any) -> str:
             f"not starting with punctuation), got {short_repr(value)}"
         )
     return value
-
-
-def _function(value: Any) -> Callable[..., Any] | str | None:
-    if value is None or callable(value):
-        return value
-    if isinstance(value, str):
-        if ":" in value and not _IMPORT_PATH.fullmatch(value):
-            raise ValueError(f"expected an import path 'package.module:function', got {short_repr(value)}")
-        if not value:
-            raise ValueError("expected a callable, an import path 'package.module:function' or a registered name")
-        return value
-    raise ValueError(
-        f"expected a callable, an import path 'package.module:function' or a registered name, got {short_repr(value)}"
-    )
-
-
-def _command(value: Any) -> str | tuple[str, ...] | None:
-    if value is None:
-        return None
-    if isinstance(value, str) and value.strip():
-        return value
-    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
-        return tuple(value)
-    raise ValueError(f"expected a command line (text) or a list of arguments, got {short_repr(value)}")
 
 
 def _choice(choices: tuple[str, ...]) -> Callable[[Any], str | None]:
@@ -243,20 +209,12 @@ def _positive_int(value: Any) -> int:
     return _whole(value, 1)
 
 
-#: Every task option with its converter; the task-file loader uses this table to report
-#: every bad key at once, and ``Task`` uses it through ``__attrs_post_init__``.
+#: The converter of every option the kernel's ``Task`` has (what every task has); the other
+#: options are declared by plugins (``sts_core.options``).
 CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "name": _name,
-    "function": _function,
     "type": _type_name,
-    "command": _command,
-    "args": _args,
-    "kwargs": _mapping,
     "params": _mapping,
-    "every": _optional_duration,
-    "cron": _optional_str,
-    "at": _optional_datetime,
-    "delay": _optional_duration,
     "trigger": _optional_mapping,
     "timezone": _optional_timezone,
     "start": _optional_datetime,
@@ -268,7 +226,6 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "max_retry_delay": _optional_duration,
     "retry_jitter": _optional_duration,
     "timeout": _optional_positive_duration,
-    "executor": _choice(EXECUTORS),
     "parent_tasks": _str_tuple,
     "max_instances": _positive_int,
     "misfire": _choice(MISFIRE_POLICIES),
@@ -278,29 +235,28 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "description": _optional_str,
     "alerts": _mapping,
 }
+#: The positional arguments of ``Task(...)``: the name, and the python task type's ``function``.
+_POSITIONAL = ("name", "function")
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(init=False)
 class Task:
     """A task definition: what runs, when, and how failures are handled.
 
     ``Task("report", function="reports:build", every="30s", retries=2)`` and a task-file
     entry with the same keys describe the same task. Options left as ``None`` take their
     value from the configuration (``retries``, ``retry_delay``, ``timezone``, ...).
-    Raises ``TaskValidationError`` naming the option and what was expected.
+
+    The fields below are what every task has. The other options (``function``, ``command``,
+    ``every``, ``cron``, ...) are declared by the installed trigger and task-type plugins
+    (``sts_core.options``), kept in ``options`` and read as attributes too (``task.every``).
+    Every option is converted and checked at creation: raises ``TaskValidationError`` naming
+    each bad option and what was expected, with a "did you mean" for an unknown one.
     """
 
-    name: str = attrs.field(kw_only=False)
-    function: Callable[..., Any] | str | None = attrs.field(default=None, kw_only=False)
+    name: str
     type: str = "python"
-    command: str | tuple[str, ...] | None = None
-    args: tuple[Any, ...] = ()
-    kwargs: Mapping[str, Any] = attrs.field(factory=dict)
     params: Mapping[str, Any] = attrs.field(factory=dict)
-    every: float | None = None
-    cron: str | None = None
-    at: datetime | None = None
-    delay: float | None = None
     trigger: Mapping[str, Any] | None = None
     timezone: str | None = None
     start: datetime | None = None
@@ -312,7 +268,6 @@ class Task:
     max_retry_delay: float | None = None
     retry_jitter: float | None = None
     timeout: float | None = None
-    executor: str | None = None
     parent_tasks: tuple[str, ...] = ()
     max_instances: int = 1
     misfire: str | None = None
@@ -323,59 +278,40 @@ class Task:
     #: What this task tells alerting plugins, by plugin: ``{"slack": {"webhook": "data-team"}}``.
     alerts: Mapping[str, Any] = attrs.field(factory=dict)
     version: int = 0
+    #: The plugin-declared options given (converted), by name; those not given are left out.
+    options: Mapping[str, Any] = attrs.field(factory=dict)
 
-    def __new__(cls, *args: Any, **options: Any) -> Task:
-        # Runs before the generated __init__, which would refuse an unknown option with a bare
-        # TypeError: here it gets a "did you mean", together with every other problem.
-        if not TASK_KEYS.issuperset(options):
-            raise _unknown_options_error(cls, args, options)
-        return super().__new__(cls)
-
-    def __attrs_post_init__(self) -> None:
-        problems: list[Problem] = []
-        for key, convert in CONVERTERS.items():
-            raw = getattr(self, key)
-            try:
-                value = convert(raw)
-            except ValueError as exc:
-                problems.append(Problem(key, str(exc)))
-                continue
-            if value is not raw:
-                object.__setattr__(self, key, value)
+    def __init__(self, *args: Any, **given: Any) -> None:
+        if len(args) > len(_POSITIONAL):
+            raise TypeError(f"Task() takes at most {len(_POSITIONAL)} positional arguments ({len(args)} given)")
+        for key, value in zip(_POSITIONAL, args, strict=False):
+            if key in given:
+                raise TypeError(f"Task() got multiple values for argument {key!r}")
+            given[key] = value
+        # ``attrs.evolve`` passes the options mapping back with the changed options beside it.
+        kept = given.pop("options", None) or {}
+        if "name" not in given:
+            unknown = _unknown_key_problems(given, installed_options())
+            if unknown:  # the more useful news
+                raise TaskValidationError(unknown)
+            raise TypeError("Task() missing 1 required argument: 'name'")
+        values, options, problems = _convert(given, kept, installed_options())
         if problems:
-            # The cross-field checks still run, on the options that are valid (the others at
-            # their defaults), so every problem is reported at once.
-            failed = {problem.key_path for problem in problems}
-            for key in failed - {"name"}:
-                object.__setattr__(self, key, _default_of(key))
-            problems.extend(p for p in self._cross_field_problems() if p.key_path not in failed)
-        else:
-            problems.extend(self._cross_field_problems())
-        if problems:
-            raise TaskValidationError(problems, source=_task_source(self.name))
+            raise TaskValidationError(problems, source=_task_source(given.get("name")))
+        self.__attrs_init__(**values, options=options)  # type: ignore[attr-defined]
 
-    def _cross_field_problems(self) -> list[Problem]:
-        problems: list[Problem] = []
-        given = [key for key in TRIGGER_KEYS if getattr(self, key) is not None]
-        if len(given) > 1:
-            problems.append(Problem(given[1], f"a task has at most one trigger; got {' and '.join(given)}"))
-        if self.every is not None and self.every <= 0:
-            problems.append(Problem("every", "expected an interval greater than zero"))
-        if self.trigger is not None and not isinstance(self.trigger.get("kind"), str):
-            problems.append(Problem("trigger.kind", "expected the name of a trigger kind"))
-        if self.start and self.end and _comparable(self.start) > _comparable(self.end):
-            problems.append(Problem("end", "expected end after start"))
-        if self.parent_tasks and given:
-            problems.append(
-                Problem(
-                    "parent_tasks",
-                    f"a task with parent_tasks runs when its parents succeed; remove {given[0]!r} "
-                    "(a task cannot have both a trigger and parents)",
-                )
-            )
-        if isinstance(self.name, str) and self.name in self.parent_tasks:
-            problems.append(Problem("parent_tasks", f"a task cannot be its own parent ({short_repr(self.name)})"))
-        return problems
+    def __getattr__(self, name: str) -> Any:
+        # Only called for names that are not fields: the plugin-declared options.
+        if name.startswith("__") or name == "options":
+            raise AttributeError(name)
+        options = self.options
+        if name in options:
+            return options[name]
+        declared = installed_options().get(name)
+        if declared is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r} "
+                                 "(no installed plugin declares a task option of that name)")
+        return declared.option.default
 
     def with_version(self, version: int) -> Task:
         """This definition stored as ``version`` (cheap: the options were validated already)."""
@@ -388,63 +324,58 @@ class Task:
     @property
     def trigger_kind(self) -> str | None:
         """The trigger kind this task uses (``interval``, ``cron``, ...) or None."""
-        for key, kind in TRIGGER_KIND_BY_KEY.items():
-            if getattr(self, key) is not None:
-                return kind
         if self.trigger is not None:
             return str(self.trigger["kind"])
-        return None
+        kinds = installed_options().trigger_kinds
+        return next((kinds[key] for key in self.options if key in kinds), None)
+
+    @property
+    def trigger_option(self) -> str | None:
+        """The option this task's trigger is given by (``every``, ``cron``, ``trigger``, ...) or None."""
+        if self.trigger is not None:
+            return "trigger"
+        kinds = installed_options().trigger_kinds
+        return next((key for key in self.options if key in kinds), None)
 
     def trigger_spec(self) -> dict[str, Any] | None:
-        """The plain-data description of the trigger handed to the trigger plugin."""
+        """The plain-data description of the trigger handed to the trigger plugin: ``trigger``
+        itself, or ``{"kind": <kind>, <option>: <value>}`` for a trigger option (``every: 30``)."""
         kind = self.trigger_kind
         if kind is None:
             return None
         if self.trigger is not None:
             spec = dict(self.trigger)
         else:
-            key = next(k for k, v in TRIGGER_KIND_BY_KEY.items() if v == kind)
-            spec = {"kind": kind, key: getattr(self, key)}
+            kinds = installed_options().trigger_kinds
+            spec = {"kind": kind, **{key: value for key, value in self.options.items() if kinds.get(key) == kind}}
         if self.start is not None:
             spec.setdefault("start", self.start)
         if self.end is not None:
             spec.setdefault("end", self.end)
         return spec
 
-    @property
-    def function_ref(self) -> str | None:
-        """The function as an import path or registered name; None for an anonymous callable."""
-        if isinstance(self.function, str):
-            return self.function
-        if self.function is None:
-            return None
-        module = getattr(self.function, "__module__", None)
-        qualname = getattr(self.function, "__qualname__", "")
-        if module and qualname and "<" not in qualname and module != "__main__":
-            return f"{module}:{qualname}"
-        return None
-
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-safe data with only the options that differ from their defaults.
 
-        Raises ``TaskValidationError`` when the function is an anonymous callable, which
-        cannot cross a process boundary (use an import path or a registered name).
+        Raises ``TaskValidationError`` when an option cannot be stored outside this process
+        (say the function is an anonymous callable: use an import path or a registered name).
         """
-        data: dict[str, Any] = {}
-        for field in attrs.fields(Task):
+        data: dict[str, Any] = {"name": self.name}
+        problems = []
+        declared = installed_options()
+        for key, value in self.options.items():
+            option = declared.get(key)
+            to_data = option.option.to_data if option is not None else None
+            try:
+                data[key] = _jsonable(to_data(value) if to_data is not None else value)
+            except ValueError as exc:
+                problems.append(Problem(key, str(exc)))
+        if problems:
+            raise TaskValidationError(problems, source=f"task {self.name!r}")
+        for field in _FIELDS[1:-1]:  # name is first, options are in already
             value = getattr(self, field.name)
-            default = field.default.factory() if isinstance(field.default, attrs.Factory) else field.default
-            if field.name != "name" and value == default:
-                continue
-            if field.name == "function":
-                value = self.function_ref
-                if value is None:
-                    raise TaskValidationError(
-                        [Problem("function", "an anonymous callable cannot be stored outside this process; "
-                                 "use an import path 'package.module:function' or a registered name")],
-                        source=f"task {self.name!r}",
-                    )
-            data[field.name] = _jsonable(value)
+            if value != _default_of(field.name):
+                data[field.name] = _jsonable(value)
         return data
 
     @classmethod
@@ -452,7 +383,7 @@ class Task:
         """Build a task from plain data (a task-file entry, a JSON body), reporting every
         unknown key (with a "did you mean") and every bad value at once."""
         problems = check_task_keys(data)
-        known = {k: v for k, v in data.items() if k in TASK_KEYS}
+        known = {k: v for k, v in data.items() if k in task_keys()}
         try:
             task = cls(**known) if "name" in known else None
         except TaskValidationError as exc:
@@ -468,12 +399,86 @@ def create_task(name: str, function: Callable[..., Any] | str | None = None, **o
     return Task(name, function, **options)
 
 
-TASK_KEYS: frozenset[str] = frozenset(f.name for f in attrs.fields(Task))
+_FIELDS = attrs.fields(Task)
+#: The options the kernel's ``Task`` has, besides ``options``, the plugins' options.
+CORE_TASK_KEYS: frozenset[str] = frozenset(f.name for f in _FIELDS[:-1])
+
+
+def task_keys() -> frozenset[str]:
+    """Every option a task may have here: the kernel's and those the installed plugins declare."""
+    return CORE_TASK_KEYS | installed_options().names
+
+
+def _convert(
+    given: Mapping[str, Any], kept: Mapping[str, Any], declared: TaskOptions
+) -> tuple[dict[str, Any], dict[str, Any], list[Problem]]:
+    """The kernel's fields, the plugins' options, and every problem with ``given`` (unknown keys
+    first, then bad values, then the cross-field problems among the valid values)."""
+    problems = _unknown_key_problems(given, declared)
+    failed: set[str] = set()
+    values: dict[str, Any] = {}
+    for key, convert in CONVERTERS.items():
+        if key not in given:
+            continue
+        try:
+            values[key] = convert(given[key])
+        except ValueError as exc:
+            problems.append(Problem(key, str(exc)))
+            failed.add(key)
+    if "version" in given:
+        values["version"] = given["version"]
+    options: dict[str, Any] = {}
+    for key, value in {**kept, **{k: v for k, v in given.items() if k not in CORE_TASK_KEYS}}.items():
+        item = declared.get(key)
+        if item is None or value is None:
+            continue  # unknown: reported above; None: not given
+        try:
+            converted = item.option.convert(value)
+        except ValueError as exc:
+            problems.append(Problem(key, str(exc)))
+            failed.add(key)
+            continue
+        if converted != item.option.default:
+            options[key] = converted
+    # The cross-field checks run on the options that are valid, so every problem is reported at once.
+    problems.extend(p for p in _cross_field_problems(values, options, declared) if p.key_path not in failed)
+    return values, options, problems
+
+
+def _cross_field_problems(
+    values: Mapping[str, Any], options: Mapping[str, Any], declared: TaskOptions
+) -> list[Problem]:
+    problems: list[Problem] = []
+    kinds = declared.trigger_kinds
+    given = [key for key in options if key in kinds]
+    if values.get("trigger") is not None:
+        given.insert(0, "trigger")
+    if len({kinds.get(key, key) for key in given}) > 1:
+        problems.append(Problem(given[1], f"a task has at most one trigger; got {' and '.join(given)}"))
+    trigger = values.get("trigger")
+    if trigger is not None and not isinstance(trigger.get("kind"), str):
+        problems.append(Problem("trigger.kind", "expected the name of a trigger kind"))
+    start, end = values.get("start"), values.get("end")
+    if start and end and _comparable(start) > _comparable(end):
+        problems.append(Problem("end", "expected end after start"))
+    parents = values.get("parent_tasks", ())
+    if parents and given:
+        problems.append(
+            Problem(
+                "parent_tasks",
+                f"a task with parent_tasks runs when its parents succeed; remove {given[0]!r} "
+                "(a task cannot have both a trigger and parents)",
+            )
+        )
+    name = values.get("name")
+    if isinstance(name, str) and name in parents:
+        problems.append(Problem("parent_tasks", f"a task cannot be its own parent ({short_repr(name)})"))
+    return problems
 
 
 def check_task_keys(data: Mapping[str, Any]) -> list[Problem]:
     """Problems for keys that are not task options, each with a "did you mean"."""
-    problems = _unknown_key_problems(data)
+    problems = _unknown_key_problems(data, installed_options())
     if "name" not in data:
         problems.append(Problem("name", "required: every task needs a name"))
     return problems
@@ -486,8 +491,9 @@ def task_from_valid_options(data: Mapping[str, Any]) -> tuple[Task | None, froze
     the options left out are reported, so one pass reports every problem. The task is None when
     even the valid options make no task (the name is missing or invalid).
     """
-    options = {key: value for key, value in data.items() if key in TASK_KEYS}
-    left_out: set[str] = {str(key) for key in data if key not in TASK_KEYS}
+    known = task_keys()
+    options = {key: value for key, value in data.items() if key in known}
+    left_out: set[str] = {str(key) for key in data if key not in known}
     for _ in range(3):  # a cross-field problem can name an option only once another is left out
         if not isinstance(options.get("name"), str):
             break
@@ -502,26 +508,14 @@ def task_from_valid_options(data: Mapping[str, Any]) -> tuple[Task | None, froze
     return None, frozenset(left_out)
 
 
-def _unknown_key_problems(data: Mapping[Any, Any]) -> list[Problem]:
+def _unknown_key_problems(data: Mapping[Any, Any], declared: TaskOptions) -> list[Problem]:
+    known = CORE_TASK_KEYS | declared.names
     return [
-        Problem(short_text(str(key)), f"unknown task option{did_you_mean(str(key), TASK_KEYS)}")
-        for key in data
-        if key not in TASK_KEYS
+        Problem(short_text(str(key)), f"unknown task option{did_you_mean(str(key), known)}")
+        for key, value in data.items()
+        # function=None: the positional argument left out, even when no plugin declares ``function``
+        if key not in known and not (key == "function" and value is None)
     ]
-
-
-def _unknown_options_error(cls: type[Task], args: tuple[Any, ...], options: Mapping[str, Any]) -> TaskValidationError:
-    """The error for ``Task(...)`` called with unknown options, listing the other problems too."""
-    problems = _unknown_key_problems(options)
-    known = {key: value for key, value in options.items() if key in TASK_KEYS}
-    try:
-        cls(*args, **known)
-    except TaskValidationError as exc:
-        problems.extend(exc.problems)
-    except TypeError:  # no name, or too many positional arguments: the unknown options come first
-        pass
-    name = args[0] if args else options.get("name")
-    return TaskValidationError(problems, source=_task_source(name))
 
 
 def _task_source(name: Any) -> str | None:

@@ -131,7 +131,7 @@ def compile_plan(
     if overrides:
         retry = attrs.evolve(retry, **overrides)
     settings = {
-        "executor": _pick(task.executor, defaults.executor),
+        "executor": defaults.executor,  # a task type's own option may override it (python's executor)
         "kill_grace": defaults.kill_grace,
         "timezone": task.timezone or defaults.timezone,
     }

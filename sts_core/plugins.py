@@ -88,8 +88,9 @@ class PluginManager:
         *,
         entry_points: bool = True,
         plugins: Iterable[tuple[str, object]] = (),
+        disable_from_env: bool = True,
     ) -> None:
-        self._disable = set(disable) | set(disabled_from_env())
+        self._disable = set(disable) | (set(disabled_from_env()) if disable_from_env else set())
         self._use_entry_points = entry_points
         self._extra = list(plugins)
         self._pm: pluggy.PluginManager | None = None

@@ -19,7 +19,8 @@ from zoneinfo import ZoneInfo
 from sts_core.errors import PluginError, Problem, TaskValidationError, did_you_mean, short_repr, short_text
 from sts_core.functions import import_errors_once
 from sts_core.interfaces import Trigger
-from sts_core.model import TRIGGER_KEYS, Task, check_timezone
+from sts_core.model import Task, check_timezone
+from sts_core.options import installed_options
 from sts_core.plugins import PluginManager
 
 #: At most this many unknown parents get a "did you mean": each hint scans every task name.
@@ -65,17 +66,18 @@ def check_tasks(
     return problems
 
 
-#: What the task type checks besides ``type`` itself: a task whose ``type`` was invalid is checked
-#: as a python task, and what that finds about these options says nothing about the intended type.
-_TASK_TYPE_KEYS = frozenset({"type", "function", "command", "params", "args", "kwargs", "executor"})
-
-
 def reported_already(problem: Problem, left_out: frozenset[str]) -> bool:
     """Whether a plugin check's ``problem`` with a task built without the options ``left_out``
     (``model.task_from_valid_options``) is a consequence of leaving them out: those options are
     reported already, and "function is required" after a malformed function says nothing new."""
     key = re.split(r"[.\[]", problem.key_path, maxsplit=1)[0]
-    return key in left_out or ("type" in left_out and key in _TASK_TYPE_KEYS)
+    return key in left_out or ("type" in left_out and _checked_by_task_type(key))
+
+
+def _checked_by_task_type(key: str) -> bool:
+    """Whether the task type checks ``key``: a task whose ``type`` was invalid is checked as a
+    python task, and what that finds about these options says nothing about the intended type."""
+    return key in ("type", "params") or key in installed_options().task_type_options
 
 
 def compile_trigger(task: Task, plugins: PluginManager, default_timezone: str = "UTC") -> Trigger | None:
@@ -113,15 +115,11 @@ class _ZoneCache:
         return zone
 
 
-def _trigger_key(task: Task) -> str:
-    return next((key for key in TRIGGER_KEYS if getattr(task, key) is not None), "trigger")
-
-
 def _build_trigger(task: Task, plugins: PluginManager, zones: _ZoneCache) -> tuple[Trigger | None, Problem | None]:
     kind = task.trigger_kind
     if kind is None:
         return None, None
-    key = _trigger_key(task)
+    key = task.trigger_option or "trigger"
     try:
         registration = plugins.lookup("trigger", kind)
     except PluginError as exc:

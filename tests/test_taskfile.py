@@ -339,7 +339,7 @@ def test_validate_reports_plugin_problems_with_file_line_and_key_path(tmp_path, 
 tasks:
   - name: nightly
     function: f
-    cron: "0 3 * *"
+    cron: "0 0 3 * * *"
   - name: report
     every: 1m
   - name: odd
@@ -350,7 +350,8 @@ tasks:
     at: 2026-12-01T09:30:00+01:00
 """)
     lines = problems_of(path, plugins=plugins)
-    assert lines[0] == f"{path}:4: tasks[0] (nightly).cron: expected 5 cron fields, got '0 3 * *'"
+    # a valid cron expression (seconds first) that only this fake trigger refuses
+    assert lines[0] == f"{path}:4: tasks[0] (nightly).cron: expected 5 cron fields, got '0 0 3 * * *'"
     assert lines[1] == f"{path}:5: tasks[1] (report).function: required: a python task needs a function"
     assert lines[2].startswith(f"{path}:8: tasks[2] (odd).type: unknown task type 'pyhton' (did you mean 'python'?)")
     assert lines[3].startswith(f"{path}:12: tasks[3] (once).at: needs trigger kind 'date': unknown trigger 'date'")
@@ -518,7 +519,9 @@ def test_every_problem_of_a_task_is_reported_model_and_plugin_checks_alike(tmp_p
                            "    evry: 3\n  - name: b\n    function: 'bad path:'\n    cron: '* * * * *'\n")
     assert problems_of(path, plugins=strict) == [
         f"{path}:3: tasks[0] (a).function: cannot import 'nosuch:fn'",
-        f"{path}:4: tasks[0] (a).cron: expected 5 cron fields, got '* *'",
+        # checked when the task is built, by the installed cron trigger's option
+        f"{path}:4: tasks[0] (a).cron: invalid cron expression '* *': expected 5 fields (minute hour day-of-month "
+        "month day-of-week), or 6 with seconds first, got 2",
         f"{path}:5: tasks[0] (a).retries: expected a whole number >= 0, got -1",
         f"{path}:6: tasks[0] (a).evry: unknown task option (did you mean 'every'?)",
         # the malformed function is reported once, not again as "required" by the task type

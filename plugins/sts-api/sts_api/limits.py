@@ -26,7 +26,7 @@ from typing import Any
 
 from sts_api.responses import MAX_PROBLEMS
 from sts_core.errors import Problem, did_you_mean, short_repr, short_text
-from sts_core.model import TASK_KEYS, Task
+from sts_core.model import Task, task_keys
 
 #: The kernel's task name rule, matched in full.
 NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,199}")
@@ -51,17 +51,19 @@ _TEXT = re.compile(r"(?:\s*\d+(?:\.\d+)?\s*(?:ms|sec|min|s|m|h|d|w))+\s*")
 def unknown_key_problems(data: Mapping[Any, Any]) -> list[Problem]:
     """The unknown options of ``data`` with a "did you mean", for at most ``MAX_PROBLEMS`` of them."""
     problems = []
+    known = task_keys()
     for key in data:
-        if key not in TASK_KEYS:
+        if key not in known:
             if len(problems) == MAX_PROBLEMS:
                 break
-            problems.append(Problem(short_text(str(key)), f"unknown task option{did_you_mean(str(key), TASK_KEYS)}"))
+            problems.append(Problem(short_text(str(key)), f"unknown task option{did_you_mean(str(key), known)}"))
     return problems
 
 
 def count_unknown_keys(data: Mapping[Any, Any]) -> int:
     """How many keys of ``data`` are not task options (cheap: no "did you mean")."""
-    return sum(1 for key in data if key not in TASK_KEYS)
+    known = task_keys()
+    return sum(1 for key in data if key not in known)
 
 
 def data_problems(data: Mapping[str, Any]) -> list[Problem]:

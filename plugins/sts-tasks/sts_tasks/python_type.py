@@ -14,6 +14,7 @@ from sts_core.errors import Problem, short_repr, short_text
 from sts_core.interfaces import ExecutionContext
 from sts_core.model import Task
 from sts_tasks import capture
+from sts_tasks.options import function_ref
 from sts_tasks.settings import executor, kill_grace
 
 Resolver = Callable[[Any], Callable[..., Any]]
@@ -87,7 +88,7 @@ class PythonTaskType:
     async def execute(self, context: ExecutionContext) -> Any:
         """Call the function once and return its result; its exception fails the run."""
         call: PreparedCall = context.prepared
-        if executor(context.settings) == "process":
+        if executor(context.settings, context.task.executor) == "process":
             if call.import_path is None:
                 raise ValueError(_no_import_path_message(call.task_name, context.task.function))
             from sts_tasks.child_runner import call_in_child  # asyncio subprocesses: loaded when first used
@@ -126,7 +127,7 @@ def _is_coroutine_function(function: Callable[..., Any]) -> bool:
 
 
 def _import_path(task: Task) -> str | None:
-    ref = task.function_ref
+    ref = function_ref(task.function)
     return ref if ref is not None and ":" in ref else None
 
 
