@@ -372,10 +372,10 @@ class Task:
                 problems.append(Problem(key, str(exc)))
         if problems:
             raise TaskValidationError(problems, source=f"task {self.name!r}")
-        for field in _FIELDS[1:-1]:  # name is first, options are in already
-            value = getattr(self, field.name)
-            if value != _default_of(field.name):
-                data[field.name] = _jsonable(value)
+        for key, default in _STORED_DEFAULTS.items():
+            value = getattr(self, key)
+            if value != default:
+                data[key] = _jsonable(value)
         return data
 
     @classmethod
@@ -400,6 +400,11 @@ def create_task(name: str, function: Callable[..., Any] | str | None = None, **o
 
 
 _FIELDS = attrs.fields(Task)
+#: The default of each field ``to_dict`` writes when it differs (name: always, first; options: their own way).
+_STORED_DEFAULTS: dict[str, Any] = {
+    field.name: field.default.factory() if isinstance(field.default, attrs.Factory) else field.default  # type: ignore[attr-defined]
+    for field in _FIELDS[1:-1]
+}
 #: The options the kernel's ``Task`` has, besides ``options``, the plugins' options.
 CORE_TASK_KEYS: frozenset[str] = frozenset(f.name for f in _FIELDS[:-1])
 
@@ -458,6 +463,8 @@ def _cross_field_problems(
     trigger = values.get("trigger")
     if trigger is not None and not isinstance(trigger.get("kind"), str):
         problems.append(Problem("trigger.kind", "expected the name of a trigger kind"))
+    elif trigger is not None:
+        problems.extend(_trigger_option_problems(trigger, declared))
     start, end = values.get("start"), values.get("end")
     if start and end and _comparable(start) > _comparable(end):
         problems.append(Problem("end", "expected end after start"))
@@ -473,6 +480,21 @@ def _cross_field_problems(
     name = values.get("name")
     if isinstance(name, str) and name in parents:
         problems.append(Problem("parent_tasks", f"a task cannot be its own parent ({short_repr(name)})"))
+    return problems
+
+
+def _trigger_option_problems(trigger: Mapping[str, Any], declared: TaskOptions) -> list[Problem]:
+    """``trigger: {kind: cron, cron: ...}``: the options its kind declares are checked as they are
+    on their own (``cron: ...``); the rest of the spec is the trigger's, checked when it is built."""
+    problems = []
+    for key, value in trigger.items():
+        item = declared.get(key) if isinstance(key, str) else None
+        if item is None or item.role != "trigger" or item.owner != trigger["kind"] or value is None:
+            continue
+        try:
+            item.option.convert(value)
+        except ValueError as exc:
+            problems.append(Problem(f"trigger.{key}", str(exc)))
     return problems
 
 
@@ -526,10 +548,6 @@ def _root_key(key_path: str) -> str:
     """``trigger.kind`` -> ``trigger``; ``parent_tasks[1]`` -> ``parent_tasks``."""
     return re.split(r"[.\[]", key_path, maxsplit=1)[0]
 
-
-def _default_of(key: str) -> Any:
-    default = attrs.fields_dict(Task)[key].default
-    return default.factory() if isinstance(default, attrs.Factory) else default  # type: ignore[attr-defined]
 
 
 def _comparable(value: datetime) -> datetime:

@@ -245,3 +245,12 @@ def test_an_installed_plugins_options_are_accepted_by_task(echo_site, monkeypatc
     finally:
         monkeypatch.undo()
         forget_installed()
+
+
+def test_the_options_a_trigger_kind_declares_are_checked_inside_trigger_too():
+    with pytest.raises(TaskValidationError) as caught:
+        Task("t", job, trigger={"kind": "cron", "cron": "61 * * * *"})
+    assert [p.key_path for p in caught.value.problems] == ["trigger.cron"]
+    assert caught.value.problems[0].message.startswith("invalid cron expression '61 * * * *': bad minute field")
+    # a kind this process does not have is left to the scheduler that adds the task
+    assert Task("t", job, trigger={"kind": "solar", "cron": "61"}).trigger_kind == "solar"

@@ -145,11 +145,11 @@ def test_a_shorthand_whose_trigger_kind_is_not_installed_names_the_kind(plugins)
 def test_a_spec_the_trigger_refuses_is_reported_on_the_key_that_holds_it(plugins):
     # 6 fields are a valid cron expression (seconds first), which only this fake trigger refuses
     problems = check([job("a", cron="0 0 3 * * *"), job("b", every="0.5s"), job("c", trigger={"kind": "cron"} | {
-        "cron": "x"})], plugins)
+        "cron": "0 0 4 * * *"})], plugins)
     assert problems == [
         (0, "cron", "expected 5 cron fields, got 6 in '0 0 3 * * *'"),
         (1, "every", "expected an interval of at least 1s, got 0.5s"),
-        (2, "trigger", "expected 5 cron fields, got 1 in 'x'"),
+        (2, "trigger", "expected 5 cron fields, got 6 in '0 0 4 * * *'"),
     ]
 
 
