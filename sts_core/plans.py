@@ -7,7 +7,6 @@ plain attributes of a ``TaskPlan`` on every fire and every attempt.
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
@@ -161,18 +160,7 @@ def load_code(
         task_type = plugins.lookup("task type", task.type).value
         return task_type, task_type.prepare(task, resolve_function)
     except Exception as exc:
-        raise TaskLoadError(f"cannot be loaded in this process: {exc}{_stale_module_hint(task)}") from exc
-
-
-def _stale_module_hint(task: Task) -> str:
-    """A hint when the function's module was imported here before the function existed."""
-    function = task.function
-    if not isinstance(function, str) or ":" not in function:
-        return ""
-    module = function.partition(":")[0]
-    if module not in sys.modules:
-        return ""
-    return f" (module {module!r} was imported by this process earlier: restart it to load changed code)"
+        raise TaskLoadError(f"cannot be loaded in this process: {exc}") from exc
 
 
 def reload_code(plan: TaskPlan, plugins: PluginManager, resolve_function: Callable[[Any], Callable[..., Any]]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import inspect
 import json
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -75,7 +76,10 @@ class PythonTaskType:
 
     def prepare(self, task: Task, resolve_function: Resolver) -> PreparedCall:
         """Resolve the function once per task version (``LookupError`` if it cannot be found)."""
-        function = resolve_function(task.function)
+        try:
+            function = resolve_function(task.function)
+        except LookupError as exc:
+            raise LookupError(f"{exc}{_stale_module_hint(task.function)}") from exc
         return PreparedCall(
             task_name=task.name,
             function=function,
@@ -118,6 +122,16 @@ async def _await_capturing(awaitable: Any, output: capture.Sink) -> Any:
         return await awaitable
     finally:
         capture.current_sink.reset(token)
+
+
+def _stale_module_hint(function: Any) -> str:
+    """A hint when the function's module was imported here before the function existed."""
+    if not isinstance(function, str) or ":" not in function:
+        return ""
+    module = function.partition(":")[0]
+    if module not in sys.modules:
+        return ""
+    return f" (module {module!r} was imported by this process earlier: restart it to load changed code)"
 
 
 def _is_coroutine_function(function: Callable[..., Any]) -> bool:
