@@ -32,6 +32,8 @@ class PreparedCall:
     is_coroutine: bool
     #: How a child process finds the function; None for anonymous callables and registered names.
     import_path: str | None
+    #: The task's ``executor`` option (None: the config's ``executor.type``).
+    executor: str | None = None
 
 
 class PythonTaskType:
@@ -87,12 +89,13 @@ class PythonTaskType:
             kwargs=dict(task.kwargs),
             is_coroutine=_is_coroutine_function(function),
             import_path=_import_path(task),
+            executor=task.executor,
         )
 
     async def execute(self, context: ExecutionContext) -> Any:
         """Call the function once and return its result; its exception fails the run."""
         call: PreparedCall = context.prepared
-        if executor(context.settings, context.task.executor) == "process":
+        if executor(context.settings, call.executor) == "process":
             if call.import_path is None:
                 raise ValueError(_no_import_path_message(call.task_name, context.task.function))
             from sts_tasks.child_runner import call_in_child  # asyncio subprocesses: loaded when first used
