@@ -393,6 +393,25 @@ class Task:
         assert task is not None
         return task
 
+    @classmethod
+    def from_stored(cls, data: Mapping[str, Any]) -> Task:
+        """A task from what a store holds (``to_dict`` data), which a process with other plugins
+        may have written: the options no plugin of this process declares are kept as they are,
+        unchecked (see ``undeclared_options``), so the task stays scheduled; the scheduler reports
+        it as one it cannot fire or run here. Raises ``TaskValidationError`` for a bad value."""
+        known = task_keys()
+        task = cls(**{key: value for key, value in data.items() if key in known})
+        undeclared = {key: value for key, value in data.items() if key not in known}
+        if undeclared:
+            object.__setattr__(task, "options", {**task.options, **undeclared})
+        return task
+
+    @property
+    def undeclared_options(self) -> list[str]:
+        """The options of a stored task that no plugin of this process declares (``from_stored``)."""
+        declared = installed_options().names
+        return [key for key in self.options if key not in declared]
+
 
 def create_task(name: str, function: Callable[..., Any] | str | None = None, **options: Any) -> Task:
     """Create a task: ``create_task("report", "reports:build", every="1h")``."""

@@ -111,6 +111,12 @@ def compile_plan(
         load_error = None
     except TaskLoadError as exc:
         task_type, prepared, load_error = None, None, str(exc)
+    undeclared = task.undeclared_options
+    if undeclared:  # stored by a process with a plugin this one lacks: the option may be its trigger's
+        missing = f"no plugin here declares its option(s) {', '.join(map(repr, undeclared))}"
+        if trigger is None and not task.parent_tasks:
+            trigger_error = trigger_error or f"its trigger cannot be built here: {missing}"
+        load_error = load_error or f"cannot be loaded in this process: {missing}"
     for problem in (trigger_error, load_error):
         if problem is not None:
             log.warning("task %r (version %d): %s; it stays scheduled and each of its runs that cannot be "

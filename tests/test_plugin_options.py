@@ -254,3 +254,34 @@ def test_the_options_a_trigger_kind_declares_are_checked_inside_trigger_too():
     assert caught.value.problems[0].message.startswith("invalid cron expression '61 * * * *': bad minute field")
     # a kind this process does not have is left to the scheduler that adds the task
     assert Task("t", job, trigger={"kind": "solar", "cron": "61"}).trigger_kind == "solar"
+
+
+# --- a stored task whose plugin this process lacks ------------------------------------------------------
+
+
+def _plan(task: Task) -> Any:
+    from sts_core.config import Config
+    from sts_core.functions import FunctionRegistry
+    from sts_core.plans import PlanDefaults, compile_plan
+
+    return compile_plan(task, defaults=PlanDefaults.from_config(Config()), plugins=PluginManager(),
+                        resolve_function=FunctionRegistry().resolve)
+
+
+def test_a_stored_task_keeps_the_options_no_plugin_here_declares_and_cannot_run_here():
+    stored = {"name": "e", "type": "echo", "message": "hi", "every": 60.0, "version": 2}
+    task = Task.from_stored(stored)
+    assert (task.undeclared_options, task.message, task.to_dict()) == (["message"], "hi", stored)
+    plan = _plan(task)
+    assert plan.trigger_error is None  # every is known here: it stays scheduled
+    assert plan.load_error is not None and "unknown task type 'echo'" in plan.load_error
+
+
+def test_a_stored_task_whose_trigger_option_no_plugin_here_declares_is_not_fired_as_triggerless():
+    task = Task.from_stored({"name": "s", "function": "json:dumps", "past_the_hour": 15})
+    plan = _plan(task)
+    assert plan.trigger is None
+    assert plan.trigger_error == (
+        "its trigger cannot be built here: no plugin here declares its option(s) 'past_the_hour'")
+    with pytest.raises(TaskValidationError, match="past_the_hour: unknown task option"):
+        Task.from_dict({"name": "s", "function": "json:dumps", "past_the_hour": 15})  # user input stays strict

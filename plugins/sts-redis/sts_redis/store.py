@@ -32,7 +32,7 @@ def _task_json(task: Task) -> str:
 def _load_task(version: int | str | bytes, text: str | bytes) -> Task:
     data = json.loads(text)
     data["version"] = int(version)
-    return Task.from_dict(data)
+    return Task.from_stored(data)
 
 
 def _split_current(value: bytes) -> Task:
