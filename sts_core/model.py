@@ -288,7 +288,8 @@ class Task:
             if key in given:
                 raise TypeError(f"Task() got multiple values for argument {key!r}")
             given[key] = value
-        # ``attrs.evolve`` passes the options mapping back with the changed options beside it.
+        # ``attrs.evolve`` passes the options mapping back with the changed options beside it
+        # (its undeclared options, those of a stored task, are kept unchecked: see from_stored).
         kept = given.pop("options", None) or {}
         if "name" not in given:
             unknown = _unknown_key_problems(given, installed_options())
@@ -324,10 +325,10 @@ class Task:
     @property
     def trigger_kind(self) -> str | None:
         """The trigger kind this task uses (``interval``, ``cron``, ...) or None."""
-        if self.trigger is not None:
-            return str(self.trigger["kind"])
-        kinds = installed_options().trigger_kinds
-        return next((kinds[key] for key in self.options if key in kinds), None)
+        key = self.trigger_option
+        if key is None or key == "trigger":
+            return None if self.trigger is None else str(self.trigger["kind"])
+        return installed_options().trigger_kinds[key]
 
     @property
     def trigger_option(self) -> str | None:
@@ -454,8 +455,12 @@ def _convert(
     options: dict[str, Any] = {}
     for key, value in {**kept, **{k: v for k, v in given.items() if k not in CORE_TASK_KEYS}}.items():
         item = declared.get(key)
-        if item is None or value is None:
-            continue  # unknown: reported above; None: not given
+        if value is None:
+            continue  # not given
+        if item is None:
+            if key not in given:  # kept from a stored task that holds it unchecked (from_stored)
+                options[key] = value
+            continue  # else unknown: reported above
         try:
             converted = item.option.convert(value)
         except ValueError as exc:

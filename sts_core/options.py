@@ -5,7 +5,7 @@ every other option is declared by the plugin it belongs to, as an ``Option`` giv
 ``register`` callback of ``register_triggers`` or ``register_task_types``::
 
     register("interval", IntervalTrigger.from_spec, options=[Option("every", convert=interval, doc=...)])
-    register("python", PythonTaskType(), options=[Option("function", convert=function_ref), ...])
+    register("python", PythonTaskType(), options=[Option("function", convert=function), ...])
 
 An option declared by a trigger kind is that kind's shorthand: ``every: 30s`` on a task means
 ``trigger: {kind: interval, every: 30}``. An option declared by a task type is read by that type
@@ -18,7 +18,8 @@ They describe installed code, so one set per process is right. Plugins switched 
 ``plugins.disable``, ``STS_DISABLE_PLUGINS``) still declare their options, so that tasks using
 them read as before, stored ones included; a scheduler without the plugin refuses such a task
 when it is added ("unknown trigger 'interval'; not loaded: triggers (disabled)") and reports a
-stored one as one it cannot fire or run.
+stored one as one it cannot fire or run. A stored task may even hold options no plugin of
+this process declares (``Task.from_stored``): it loads, and its plan says it cannot run here.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ class Option:
     ``convert(value)`` receives the value given (never None: None means "not given", and the
     option then has its ``default``) and returns the value the task keeps, or raises
     ``ValueError`` saying what was expected (the message is reported against the option's
-    name). ``to_data(value)``, when given, turns a kept value into JSON-safe data for
+    name). It must accept what it returns, since a task changed with ``attrs.evolve`` is
+    checked again. ``to_data(value)``, when given, turns a kept value into JSON-safe data for
     ``Task.to_dict`` (raising ``ValueError`` when it cannot be stored); by default datetimes
     become ISO text and tuples lists. Defaults are shared by all tasks: keep them immutable.
     """

@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from sts_core.errors import PluginError, TaskValidationError
@@ -272,6 +273,7 @@ def test_a_stored_task_keeps_the_options_no_plugin_here_declares_and_cannot_run_
     stored = {"name": "e", "type": "echo", "message": "hi", "every": 60.0, "version": 2}
     task = Task.from_stored(stored)
     assert (task.undeclared_options, task.message, task.to_dict()) == (["message"], "hi", stored)
+    assert attrs.evolve(task, enabled=False).message == "hi"  # kept when the task is paused here
     plan = _plan(task)
     assert plan.trigger_error is None  # every is known here: it stays scheduled
     assert plan.load_error is not None and "unknown task type 'echo'" in plan.load_error
