@@ -126,6 +126,30 @@ class AsyncTaskScheduler:
         loop was last seen alive. Cheap, and safe to call from any thread (a metrics server's)."""
         return self.engine.health(running=self._running)
 
+    # -- backend reads for plugins (``SchedulerView``) ---------------------------------------------
+
+    @property
+    def shared_backend(self) -> bool:
+        """True when the backend is shared between processes (such as redis): other processes
+        see and change the same tasks and runs."""
+        return self.engine.shared
+
+    async def check_backend(self) -> None:
+        """Ask the backend's store a cheap question (its earliest due time); raises what the
+        backend raised when it cannot answer. For readiness checks."""
+        await self.backend.store.next_due_time()
+
+    async def queue_counts(self) -> dict[str, int] | None:
+        """Runs in the broker by state: ``ready`` (due, waiting for a worker), ``delayed`` (due
+        later: retries, scheduled deliveries), ``leased`` (held by a worker) and ``dead``
+        (dead-lettered); None when the broker does not count them by state (``queue_depth()``)."""
+        queue_counts = getattr(self.backend.broker, "queue_counts", None)  # optional in the Broker role
+        return None if queue_counts is None else await queue_counts()
+
+    async def queue_depth(self) -> int:
+        """How many runs wait in the broker (ready and delayed)."""
+        return await self.backend.broker.depth()
+
     # -- tasks -------------------------------------------------------------------------------------
 
     async def add_task(self, task: Task, *, replace: bool = False, keep_paused: bool = True) -> Task:

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -73,6 +73,7 @@ __all__ = [
     "fake_clock",
     "make_plugin_manager",
     "noop",
+    "run_cli",
     "until",
 ]
 
@@ -117,6 +118,14 @@ def make_plugin_manager() -> Callable[..., PluginManager]:
         return PluginManager(disable, entry_points=False, plugins=plugins)
 
     return make
+
+
+def run_cli(argv: Sequence[str]) -> int:
+    """Run the ``sts`` command line in this process with ``argv`` (the words after ``sts``) and
+    return its exit status: for testing the commands a plugin registers (``register_commands``)."""
+    from sts_core.cli import main
+
+    return main(argv)
 
 
 def noop() -> None:
