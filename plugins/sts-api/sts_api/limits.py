@@ -24,9 +24,8 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from sts.plugin import TASK_KEYS, Problem, Task, did_you_mean, short_repr, short_text
 from sts_api.responses import MAX_PROBLEMS
-from sts_core.errors import Problem, did_you_mean, short_repr, short_text
-from sts_core.model import TASK_KEYS, Task
 
 #: The kernel's task name rule, matched in full.
 NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,199}")

@@ -12,10 +12,9 @@ import errno
 import logging
 from typing import TYPE_CHECKING, Any
 
+from sts.plugin import RegisterCommand, RegisterConfigSection, hookimpl
 from sts_api.command import add_arguments, cmd_api
 from sts_api.config import DEFAULTS, Settings, validate_section
-from sts_core.hookspecs import hookimpl
-from sts_core.registry import RegisterCommand, RegisterConfigSection
 
 if TYPE_CHECKING:
     from sts_api.server import ApiServer

@@ -21,18 +21,20 @@ from typing import Any
 
 import attrs
 
-from sts_api.allowlist import Allowlist
-from sts_api.limits import count_unknown_keys, data_problems, limit_problems, merged, unknown_key_problems
-from sts_api.responses import MAX_PROBLEMS, ApiError, invalid, not_found
-from sts_core.errors import (
+from sts.plugin import (
     Problem,
+    Run,
+    Task,
     TaskExistsError,
     TaskNotFoundError,
     TaskValidationError,
+    reported_already,
     short_repr,
+    task_from_valid_options,
 )
-from sts_core.model import Run, Task, task_from_valid_options
-from sts_core.validation import reported_already
+from sts_api.allowlist import Allowlist
+from sts_api.limits import count_unknown_keys, data_problems, limit_problems, merged, unknown_key_problems
+from sts_api.responses import MAX_PROBLEMS, ApiError, invalid, not_found
 
 #: Why runs started through the API say they ran (``Run.reason``).
 RUN_REASON = "api"

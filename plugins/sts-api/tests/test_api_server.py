@@ -13,11 +13,9 @@ from urllib.parse import urlsplit
 import pytest
 from sts_api_helpers import ADMIN, READ, ApiClient, api_config, running_api, task_body, wait_for
 
+from sts.plugin import BackendUnavailableError, Config, Task
+from sts.scheduler import AsyncTaskScheduler
 from sts_api.plugin import server_for
-from sts_core.config import Config
-from sts_core.errors import BackendUnavailableError
-from sts_core.model import Task
-from sts_core.scheduler import AsyncTaskScheduler
 
 
 def listening_socket() -> socket.socket:

@@ -8,11 +8,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from sts_core.events import Event
-from sts_core.hookspecs import hookimpl
-from sts_core.registry import RegisterConfigSection
+from sts.plugin import Event, RegisterConfigSection, SchedulerView, hookimpl
 from sts_prometheus.config import DEFAULTS, Settings, validate_section
 
 if TYPE_CHECKING:
@@ -22,7 +20,7 @@ if TYPE_CHECKING:
 _exporters: dict[str, Exporter] = {}
 
 
-def exporter_for(scheduler: Any) -> Exporter | None:
+def exporter_for(scheduler: SchedulerView) -> Exporter | None:
     """The running exporter of ``scheduler`` (``.url``, ``.address``, ``.metrics``), or None when
     the plugin is not enabled for it, it could not listen, or it is stopped."""
     return _exporters.get(scheduler.id)
@@ -35,7 +33,7 @@ def register_config_sections(register: RegisterConfigSection) -> None:
 
 
 @hookimpl
-async def scheduler_started(scheduler: Any) -> None:
+async def scheduler_started(scheduler: SchedulerView) -> None:
     """Serve the scheduler's metrics when ``prometheus.enabled``; a port in use is logged, not raised."""
     settings = Settings.from_config(scheduler.config)
     if not settings.enabled or scheduler.id in _exporters:
@@ -48,7 +46,7 @@ async def scheduler_started(scheduler: Any) -> None:
 
 
 @hookimpl
-async def scheduler_stopping(scheduler: Any) -> None:
+async def scheduler_stopping(scheduler: SchedulerView) -> None:
     """Stop sampling; ``/metrics`` stays up while the runs in flight finish."""
     exporter = _exporters.get(scheduler.id)
     if exporter is not None:
@@ -56,7 +54,7 @@ async def scheduler_stopping(scheduler: Any) -> None:
 
 
 @hookimpl
-async def scheduler_stopped(scheduler: Any) -> None:
+async def scheduler_stopped(scheduler: SchedulerView) -> None:
     """Stop serving once the scheduler has stopped and its last events are counted; the port is free afterwards."""
     exporter = _exporters.pop(scheduler.id, None)
     if exporter is not None:
@@ -64,7 +62,7 @@ async def scheduler_stopped(scheduler: Any) -> None:
 
 
 @hookimpl
-def handle_event(event: Event, scheduler: Any) -> None:
+def handle_event(event: Event, scheduler: SchedulerView) -> None:
     """Update the metrics of the scheduler that emitted ``event`` (never blocks)."""
     exporter = _exporters.get(scheduler.id)
     if exporter is not None:

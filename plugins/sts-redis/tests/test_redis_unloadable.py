@@ -17,9 +17,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from procs import StsProcess
 
 from sts.config import Config
+from sts.plugin import RunState
+from sts.scheduler import AsyncTaskScheduler
 from sts.task import Task
-from sts_core.model import RunState
-from sts_core.scheduler import AsyncTaskScheduler
 from sts_core.testing import until
 
 calls: list[str] = []

@@ -27,11 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from sts_core.config import Config
-from sts_core.durations import format_duration
-from sts_core.events import Event
-from sts_core.hookspecs import hookimpl
-from sts_core.registry import RegisterAlertOptions, RegisterConfigSection
+from sts.plugin import Config, Event, RegisterAlertOptions, RegisterConfigSection, format_duration, hookimpl
 from sts_slack.config import DEFAULTS, KINDS, SlackSettings, settings_from_config, validate_section
 from sts_slack.options import validate_task_options
 from sts_slack.redaction import SECRETS, install_filters, redact_url

@@ -12,11 +12,9 @@ from sts_slack_helpers import T0, headers, make_run, make_task
 import sts_memory.plugin
 import sts_tasks.plugin
 import sts_triggers.plugin
-from sts_core import events as ev
-from sts_core.config import Config
-from sts_core.model import RunState, Task
-from sts_core.plugins import PluginManager
-from sts_core.scheduler import AsyncTaskScheduler
+from sts.plugin import Config, PluginManager, RunState, Task
+from sts.plugin import events as ev
+from sts.scheduler import AsyncTaskScheduler
 from sts_core.testing import FakeClock
 from sts_slack.plugin import SlackPlugin
 from sts_slack.testing import FakeSlack
