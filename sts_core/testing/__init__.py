@@ -7,6 +7,7 @@ It gives every test suite, the kernel's and each plugin's:
 - the ``make_plugin_manager`` fixture: a plugin manager holding only the plugins a test names;
 - ``StoreContract`` and ``BrokerContract``: the conformance suites every backend runs;
 - ``EventRecorder``: a plugin keeping every event the engine emits;
+- ``run_cli(argv)``: the ``sts`` command line run in this process, for testing a plugin's commands;
 - ``until(condition, timeout, what)``: wait in real time for a condition, in tests against real
   servers and processes (``processes`` has free ports and children that die with the test run).
 
