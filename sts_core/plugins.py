@@ -18,7 +18,6 @@ import os
 import weakref
 from collections.abc import Iterable, Mapping
 from importlib import metadata
-from types import ModuleType
 from typing import Any
 
 import attrs
@@ -422,7 +421,3 @@ def call_hook_impl(impl: HookImpl, **arguments: Any) -> Any:
     implementation may take fewer arguments than the spec (hooks only ever gain arguments)."""
     return impl.function(*(arguments[name] for name in impl.argnames))
 
-
-def plugin_module_name(plugin: object) -> str:
-    """A readable name for a plugin object (for messages)."""
-    return plugin.__name__ if isinstance(plugin, ModuleType) else type(plugin).__name__

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import secrets
@@ -90,7 +89,6 @@ class AsyncTaskScheduler:
         )
         self._opened = False
         self._running = False
-        self._stopped: asyncio.Event | None = None
 
     # -- setup -------------------------------------------------------------------------------------
 
@@ -437,7 +435,6 @@ class AsyncTaskScheduler:
                 f"is {self.config.get('scheduler_backend')!r} (use `sts run` to run both in one process)"
             )
         await self.open()
-        self._stopped = asyncio.Event()
         self.engine.start(scheduler=scheduler, worker=worker)
         self._running = True
         await self.plugins.scheduler_started(self)
@@ -466,8 +463,6 @@ class AsyncTaskScheduler:
         await self.close()
         await self.plugins.scheduler_stopped(self)
         log.info("STS stopped")
-        if self._stopped is not None:
-            self._stopped.set()
 
     async def close(self) -> None:
         """Release the backend and threads (event listeners get the last events first)."""
@@ -478,11 +473,6 @@ class AsyncTaskScheduler:
             await self.backend.broker.close()
             await self.backend.store.close()
             self._opened = False
-
-    async def wait_stopped(self) -> None:
-        """Wait until ``stop()`` has finished."""
-        if self._stopped is not None:
-            await self._stopped.wait()
 
     async def __aenter__(self) -> AsyncTaskScheduler:
         await self.open()
