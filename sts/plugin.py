@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from sts_core import events
 from sts_core.clock import Clock, SystemClock
-from sts_core.durations import format_duration, parse_duration
+from sts_core.durations import duration_seconds, format_duration, parse_duration
 from sts_core.errors import (
     BackendError,
     BackendUnavailableError,
@@ -218,6 +218,7 @@ __all__ = [  # noqa: RUF022 - grouped by section (sorted within each), so names 
     "check_section",
     "count_check",
     "duration_check",
+    "duration_seconds",
     "format_address",
     "format_duration",
     "is_loopback",
