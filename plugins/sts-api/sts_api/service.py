@@ -131,7 +131,13 @@ class TaskService:
                 return await self._view(current)
             if enabled:
                 self._check_startable(current, "resumed")
-            stored = await self._store(attrs.evolve(current, enabled=enabled), replace=True)
+            change = self.scheduler.resume_task if enabled else self.scheduler.pause_task
+            try:
+                stored = await change(name)
+            except TaskNotFoundError:  # deleted by another process meanwhile
+                raise not_found(f"no task named {name!r}") from None
+            except TaskValidationError as exc:
+                raise invalid(_relative(name, exc.problems)) from None
         return await self._view(stored)
 
     async def delete(self, name: str, expected: int | None) -> None:
