@@ -168,7 +168,10 @@ class AsyncTaskScheduler:
         """Add several tasks all or nothing (one invalid task means none is stored); as ``add_task``."""
         return await self._add_tasks(tasks, replace=replace, keep_paused=keep_paused)
 
-    async def _add_tasks(self, tasks: Sequence[Task], *, replace: bool, keep_paused: bool) -> list[Task]:
+    async def _add_tasks(
+        self, tasks: Sequence[Task], *, replace: bool, keep_paused: bool, checked: bool = False
+    ) -> list[Task]:
+        """``checked``: ``tasks`` were just validated against the stored tasks (a task file), not again."""
         await self.open()
         tasks = list(tasks)
         for task in tasks:
@@ -181,7 +184,7 @@ class AsyncTaskScheduler:
                 raise TaskExistsError(
                     f"task {taken[0]!r} already exists; pass replace=True to store a new version"
                 )
-        problems = self._check(tasks, existing)
+        problems = [] if checked else self._check(tasks, existing)
         if any(p.message.startswith("unknown parent") for _, p in problems):
             # Rare, and worth a "did you mean" among every stored task: check again against them all.
             problems = self._check(tasks, {task.name: task for task in await self.backend.store.list_tasks()})
@@ -251,7 +254,9 @@ class AsyncTaskScheduler:
         )
         # add_tasks leaves unchanged tasks as they are too; sorted out here, they are not validated again
         changed = [t for t in tasks if t.name not in existing or not _same_definition(existing[t.name], t, True)]
-        stored = {task.name: task for task in await self.add_tasks(changed, replace=True)} if changed else {}
+        # validate_task_file ran every check add_tasks makes, against every stored task: not twice
+        stored = ({task.name: task for task in await self._add_tasks(changed, replace=True, keep_paused=True,
+                                                                     checked=True)} if changed else {})
         return [stored.get(task.name) or existing[task.name] for task in tasks]
 
     async def get_task(self, name: str, version: int | None = None) -> Task | None:
