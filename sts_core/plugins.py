@@ -18,7 +18,7 @@ import os
 import weakref
 from collections.abc import Iterable, Mapping
 from importlib import metadata
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import pluggy
@@ -29,6 +29,7 @@ from sts_core.errors import PluginError, STSError, did_you_mean, one_of, short_r
 from sts_core.tracebacks import innermost_location
 
 log = logging.getLogger("sts.plugins")
+T = TypeVar("T")
 
 ENTRY_POINT_GROUP = "sts"
 DISABLE_ENV = "STS_DISABLE_PLUGINS"
@@ -185,6 +186,11 @@ class PluginManager:
         finally:
             self._listing = False
         return sorted(self._infos.values(), key=lambda info: info.name)
+
+    def instance_of(self, cls: type[T]) -> T | None:
+        """The plugin object of class ``cls`` registered with this manager, or None: how a plugin
+        class's module finds its instance for a scheduler (``scheduler.plugins.instance_of(...)``)."""
+        return next((plugin for plugin in self.pm.get_plugins() if isinstance(plugin, cls)), None)
 
     # -- registrations ------------------------------------------------------------------------
 
