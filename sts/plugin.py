@@ -1,8 +1,9 @@
 """The plugin API: everything an STS plugin imports from the kernel, in one module.
 
 A plugin is a module of hook implementations (``@hookimpl``) found through the ``sts``
-entry-point group; see CONTRIBUTING.md ("Write a task-type plugin"). It imports the kernel
-only from here (its tests may also use ``sts_core.testing`` and the user API ``sts.scheduler``,
+entry-point group, or a class of them when it keeps state (instantiated once per plugin
+manager, so per scheduler); see CONTRIBUTING.md ("Write a task-type plugin"). It imports the
+kernel only from here (its tests may also use ``sts_core.testing`` and the user API ``sts.scheduler``,
 ``sts.task``, ``sts.config``), so the kernel may move its code without breaking plugins. The
 code lives in ``sts_core``; this module only re-exports, as ``pytest`` does ``_pytest``.
 

@@ -188,8 +188,9 @@ class PluginManager:
         return sorted(self._infos.values(), key=lambda info: info.name)
 
     def instance_of(self, cls: type[T]) -> T | None:
-        """The plugin object of class ``cls`` registered with this manager, or None: how a plugin
-        class's module finds its instance for a scheduler (``scheduler.plugins.instance_of(...)``)."""
+        """The plugin object of class ``cls`` registered with this manager (any one, if several
+        are), or None: how a plugin class's module finds its instance for a scheduler
+        (``scheduler.plugins.instance_of(...)``)."""
         return next((plugin for plugin in self.pm.get_plugins() if isinstance(plugin, cls)), None)
 
     # -- registrations ------------------------------------------------------------------------

@@ -215,10 +215,10 @@ def test_a_plugin_class_given_to_the_manager_is_instantiated_and_configured_even
 
     early = PluginManager(entry_points=False, plugins=[("early", Counter)])
     early.configure("config")
-    early.register("late", Counter)
-    assert [early.pm.get_plugin(name).configs for name in ("early", "late")] == [["config"], ["config"]]
     assert early.instance_of(Counter) is early.pm.get_plugin("early")
     assert early.instance_of(PluginManager) is None
+    early.register("late", Counter)
+    assert [early.pm.get_plugin(name).configs for name in ("early", "late")] == [["config"], ["config"]]
 
 
 def test_a_plugin_class_whose_constructor_raises_is_failed_and_the_others_load(caplog):
