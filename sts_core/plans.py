@@ -7,6 +7,7 @@ plain attributes of a ``TaskPlan`` on every fire and every attempt.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
@@ -176,6 +177,10 @@ def reload_code(plan: TaskPlan, plugins: PluginManager, resolve_function: Callab
     plan.load_error = None
 
 
+#: How many replaced versions ``TaskPlans`` keeps compiled for runs queued or in flight (see there).
+OLDER_VERSIONS_KEPT = 256
+
+
 class TaskPlans:
     """The plans of the tasks a scheduler knows: the current version of each task, older
     versions that runs in flight still use, and the parent -> children index."""
@@ -187,7 +192,12 @@ class TaskPlans:
     ) -> None:
         self._compile = compile
         self._load_task = load_task
-        self._by_version: dict[tuple[str, int], TaskPlan] = {}
+        # Replaced versions, least recently asked for first. Runs of a replaced version may still be
+        # queued (in the broker, perhaps by another process) or in flight, and no process knows which
+        # versions those are; so the most recent OLDER_VERSIONS_KEPT stay compiled, and a run of one
+        # evicted from here gets its plan compiled again from the store. Current plans live in
+        # ``_current`` only, so a scheduler with many tasks does not push them out.
+        self._by_version: OrderedDict[tuple[str, int], TaskPlan] = OrderedDict()
         self._current: dict[str, TaskPlan] = {}
         self._children: dict[str, set[str]] = {}
         self._problems: dict[str, str] = {}
@@ -197,7 +207,7 @@ class TaskPlans:
         task = plan.task
         self.uninstall(task.name)
         self._current[task.name] = plan
-        self._by_version[(task.name, task.version)] = plan
+        self._by_version.pop((task.name, task.version), None)
         for parent in plan.parents:
             self._children.setdefault(parent, set()).add(task.name)
         self.note_problem(plan)
@@ -215,10 +225,11 @@ class TaskPlans:
         return dict(self._problems)
 
     def uninstall(self, name: str) -> None:
-        """Forget the current plan of ``name`` (older versions stay for runs in flight)."""
+        """Forget the current plan of ``name`` (it stays, as an older version, for runs in flight)."""
         plan = self._current.pop(name, None)
         self._problems.pop(name, None)
         if plan is not None:
+            self._keep_older(plan)
             for parent in plan.parents:
                 self._children.get(parent, set()).discard(name)
 
@@ -243,10 +254,25 @@ class TaskPlans:
 
     async def for_version(self, name: str, version: int) -> TaskPlan | None:
         """The plan of one version of a task, compiled from the store when not cached."""
-        plan = self._by_version.get((name, version))
-        if plan is None:
-            task = await self._load_task(name, version)
-            if task is None:
-                return None
-            plan = self._by_version[(name, version)] = self._compile(task)
+        plan = self._current.get(name)
+        if plan is not None and plan.task.version == version:
+            return plan
+        key = (name, version)
+        plan = self._by_version.get(key)
+        if plan is not None:
+            self._by_version.move_to_end(key)
+            return plan
+        task = await self._load_task(name, version)
+        if task is None:
+            return None
+        plan = self._compile(task)
+        current = self._current.get(name)
+        if current is None or current.task.version != version:  # the task may have changed meanwhile
+            self._keep_older(plan)
         return plan
+
+    def _keep_older(self, plan: TaskPlan) -> None:
+        self._by_version[(plan.task.name, plan.task.version)] = plan
+        self._by_version.move_to_end((plan.task.name, plan.task.version))
+        while len(self._by_version) > OLDER_VERSIONS_KEPT:
+            self._by_version.popitem(last=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -543,3 +544,48 @@ def test_an_integer_too_long_to_read_is_refused_not_a_traceback(tmp_path, name):
     path = write(tmp_path, text, name)
     where = f"{path}:3" if name.endswith(".yaml") else str(path)
     assert problems_of(path) == [f"{where}: refused: a number of more than 4,300 digits, which cannot be read"]
+
+
+# --- loading into a scheduler ----------------------------------------------------------------------
+
+
+class CountingTaskType:
+    """A task type that counts how often it is asked to validate a task."""
+
+    def __init__(self) -> None:
+        self.validated: list[str] = []
+
+    def validate(self, task: Task, resolve_function: Any) -> list[Problem]:
+        self.validated.append(task.name)
+        return []
+
+    def prepare(self, task: Task, resolve_function: Any) -> None:
+        return None
+
+    async def execute(self, context: Any) -> None:
+        return None
+
+
+class Counting:
+    def __init__(self) -> None:
+        self.task_type = CountingTaskType()
+
+    @hookimpl
+    def register_task_types(self, register: Callable[..., None]) -> None:
+        register("counted", self.task_type)
+
+
+def test_a_task_file_loaded_into_a_scheduler_is_validated_once(make_scheduler, tmp_path):
+    """``sts run`` loads its task file with ``load_task_file``: the file's checks cover what
+    ``add_tasks`` would check, so each task is validated once, not twice."""
+    counting = Counting()
+    path = write(tmp_path, "tasks:\n  - {name: a, type: counted, every: 10s}\n"
+                           "  - {name: b, type: counted, every: 1m}\n")
+
+    async def main() -> list[tuple[str, int]]:
+        async with make_scheduler(plugins=PluginManager(plugins=[("counting", counting)])) as scheduler:
+            loaded = await scheduler.load_task_file(path)
+        return [(task.name, task.version) for task in loaded]
+
+    assert asyncio.run(main()) == [("a", 1), ("b", 1)]
+    assert sorted(counting.task_type.validated) == ["a", "b"]

@@ -7,6 +7,7 @@ It gives every test suite, the kernel's and each plugin's:
 - the ``make_plugin_manager`` fixture: a plugin manager holding only the plugins a test names;
 - ``StoreContract`` and ``BrokerContract``: the conformance suites every backend runs;
 - ``EventRecorder``: a plugin keeping every event the engine emits;
+- ``run_cli(argv)``: the ``sts`` command line run in this process, for testing a plugin's commands;
 - ``until(condition, timeout, what)``: wait in real time for a condition, in tests against real
   servers and processes (``processes`` has free ports and children that die with the test run).
 
@@ -48,7 +49,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -73,6 +74,7 @@ __all__ = [
     "fake_clock",
     "make_plugin_manager",
     "noop",
+    "run_cli",
     "until",
 ]
 
@@ -117,6 +119,14 @@ def make_plugin_manager() -> Callable[..., PluginManager]:
         return PluginManager(disable, entry_points=False, plugins=plugins)
 
     return make
+
+
+def run_cli(argv: Sequence[str]) -> int:
+    """Run the ``sts`` command line in this process with ``argv`` (the words after ``sts``) and
+    return its exit status: for testing the commands a plugin registers (``register_commands``)."""
+    from sts_core.cli import main
+
+    return main(argv)
 
 
 def noop() -> None:

@@ -18,11 +18,9 @@ import pytest
 import yaml
 from sts_api_helpers import ADMIN, READ, ApiClient, api_config, read_address, task_body, wait_for
 
+from sts.plugin import Config, RunState
+from sts.scheduler import AsyncTaskScheduler, TaskScheduler
 from sts_api.plugin import server_for
-from sts_core.blocking import TaskScheduler
-from sts_core.config import Config
-from sts_core.model import RunState
-from sts_core.scheduler import AsyncTaskScheduler
 
 pytest.importorskip("sts_redis")
 

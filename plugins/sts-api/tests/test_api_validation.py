@@ -8,8 +8,7 @@ import sys
 import pytest
 from sts_api_helpers import RunningApi, running_api, task_body
 
-from sts_core.hookspecs import hookimpl
-from sts_core.options import Option, plugin_added
+from sts.plugin import Option, hookimpl, plugin_added
 
 
 def problems(reply) -> list[tuple[str, str]]:

@@ -8,11 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from sts_core.durations import parse_duration
-from sts_core.errors import ConfigError, Problem
-from sts_core.interfaces import Delivery, DueFire
-from sts_core.model import Run
-from sts_core.sections import check_section
+from sts.plugin import ConfigError, Delivery, DueFire, Problem, Run, check_section, parse_duration
 
 if TYPE_CHECKING:
     from sts_memory.broker import MemoryBroker

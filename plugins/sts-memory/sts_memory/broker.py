@@ -22,8 +22,7 @@ from collections import deque
 from datetime import datetime
 from typing import Any
 
-from sts_core.interfaces import Delivery
-from sts_core.model import Run
+from sts.plugin import Delivery, Run
 from sts_memory.copying import copy_run
 
 # Times this close count as reached, so float rounding never leaves a sub-microsecond sleep.

@@ -14,9 +14,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sts_core.errors import TaskExistsError
-from sts_core.interfaces import DueFire
-from sts_core.model import Run, RunState, Task
+from sts.plugin import DueFire, Run, RunState, Task, TaskExistsError
 from sts_memory.copying import copy_run
 
 # The due heap is rebuilt from the live entries when stale entries outnumber them this much.

@@ -8,8 +8,7 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
-from sts_core.interfaces import DueFire
-from sts_core.model import Run, RunState, fire_id, new_run_id
+from sts.plugin import DueFire, Run, RunState, fire_id, new_run_id
 from sts_core.testing import FakeClock, StubConfig
 from sts_memory.backend import build_backend
 
@@ -100,7 +99,7 @@ def test_record_without_ack_keeps_the_lease_for_the_ack_that_follows() -> None:
 
 
 def test_claim_and_enqueue_with_a_version_queues_only_that_stored_version() -> None:
-    from sts_core.model import Task
+    from sts.plugin import Task
 
     async def main() -> None:
         clock = FakeClock()

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sts_core.model import Run
+from sts.plugin import Run
 from sts_core.testing import FakeClock
 from sts_memory.store import MemoryStore
 

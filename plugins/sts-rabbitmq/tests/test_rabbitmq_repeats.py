@@ -13,11 +13,9 @@ import attrs
 import pytest
 
 from sts.config import Config
+from sts.plugin import BackendError, BackendUnavailableError, RunState, SystemClock
+from sts.scheduler import AsyncTaskScheduler
 from sts.task import Task, current_run
-from sts_core.clock import SystemClock
-from sts_core.errors import BackendError, BackendUnavailableError
-from sts_core.model import RunState
-from sts_core.scheduler import AsyncTaskScheduler
 from sts_core.testing import until
 from sts_core.testing.contracts import _run
 from sts_rabbitmq import codec

@@ -10,11 +10,19 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from sts_core.durations import parse_duration
-from sts_core.errors import ConfigError, Problem, did_you_mean
-from sts_core.interfaces import Delivery, DueFire
-from sts_core.model import Run
-from sts_core.sections import check_section, count_check, duration_check, safe_url
+from sts.plugin import (
+    ConfigError,
+    Delivery,
+    DueFire,
+    Problem,
+    Run,
+    check_section,
+    count_check,
+    did_you_mean,
+    duration_check,
+    parse_duration,
+    safe_url,
+)
 
 if TYPE_CHECKING:  # redis-py is imported when a backend is built, not when the plugin loads
     from sts_redis.atomic import AtomicSteps

@@ -21,8 +21,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from sts_core.interfaces import Delivery
-from sts_core.model import Run
+from sts.plugin import Delivery, Run
 from sts_redis import broker_scripts as lua
 from sts_redis.codec import run_json, to_us
 from sts_redis.connection import RedisConnection, translate_errors

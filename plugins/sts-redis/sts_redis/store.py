@@ -13,9 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sts_core.errors import TaskExistsError
-from sts_core.interfaces import DueFire
-from sts_core.model import Run, RunState, Task
+from sts.plugin import DueFire, Run, RunState, Task, TaskExistsError
 from sts_redis import store_scripts as lua
 from sts_redis.codec import from_us, run_json, to_json, to_us
 from sts_redis.connection import RedisConnection, translate_errors

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 import fault_jobs
 import redis
 
-from sts_core.model import Run, RunState
+from sts.plugin import Run, RunState
 from sts_redis.testing import die_with_parent_preexec
 
 TESTS_DIR = Path(__file__).resolve().parent
@@ -299,7 +299,7 @@ class Cluster:
 
     def store_runs(self, limit: int = 100_000) -> list[Run]:
         """The run records as ``RedisStore.list_runs`` lists them (newest first)."""
-        from sts_core.clock import SystemClock
+        from sts.plugin import SystemClock
         from sts_core.testing import StubConfig
         from sts_redis.backend import build_backend
 

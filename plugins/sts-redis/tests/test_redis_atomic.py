@@ -7,8 +7,7 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
-from sts_core.interfaces import DueFire
-from sts_core.model import Run, fire_id, new_run_id
+from sts.plugin import DueFire, Run, fire_id, new_run_id
 from sts_core.testing import FakeClock, StubConfig
 from sts_redis.backend import build_backend
 
@@ -54,7 +53,7 @@ def test_claim_and_enqueue_claims_once_admits_up_to_the_limit_and_queues_the_run
 
 
 def test_record_and_ack_does_everything_with_a_current_lease_and_nothing_with_a_stale_one(redis_url: str) -> None:
-    from sts_core.model import RunState
+    from sts.plugin import RunState
 
     async def main() -> None:
         clock = FakeClock()
@@ -128,7 +127,7 @@ def test_steps_asked_again_after_a_lost_reply_do_nothing_twice(redis_url: str) -
 
 
 def test_claim_and_enqueue_with_a_version_queues_only_that_stored_version(redis_url: str) -> None:
-    from sts_core.model import Task
+    from sts.plugin import Task
 
     async def main() -> None:
         clock = FakeClock()
@@ -154,7 +153,7 @@ def test_claim_and_enqueue_with_a_version_queues_only_that_stored_version(redis_
 
 
 def test_get_tasks_returns_the_stored_ones_of_the_names_asked(redis_url: str) -> None:
-    from sts_core.model import Task
+    from sts.plugin import Task
 
     async def main() -> None:
         backend = build_backend(StubConfig({"redis": {"url": redis_url, "key_prefix": "g"}}), FakeClock())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from sts_core.model import Run, fire_id, new_run_id
+from sts.plugin import Run, fire_id, new_run_id
 from sts_core.testing import FakeClock, StubConfig
 from sts_redis.backend import build_backend
 

@@ -7,7 +7,7 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
-from sts_core.interfaces import DueFire
+from sts.plugin import DueFire
 from sts_core.testing import FakeClock, StubConfig
 from sts_core.testing.contracts import _run
 from sts_redis.backend import build_backend

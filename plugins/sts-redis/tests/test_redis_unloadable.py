@@ -17,12 +17,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from procs import StsProcess
 
 from sts.config import Config
+from sts.plugin import Option, PluginManager, RunState, hookimpl, plugin_added
+from sts.scheduler import AsyncTaskScheduler
 from sts.task import Task
-from sts_core.hookspecs import hookimpl
-from sts_core.model import RunState
-from sts_core.options import Option, plugin_added
-from sts_core.plugins import PluginManager
-from sts_core.scheduler import AsyncTaskScheduler
 from sts_core.testing import until
 
 calls: list[str] = []

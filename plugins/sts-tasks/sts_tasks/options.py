@@ -13,8 +13,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from sts_core.errors import did_you_mean, short_repr
-from sts_core.options import Option
+from sts.plugin import Option, did_you_mean, short_repr
 
 #: How a python task's function may run, besides on the event loop (coroutine functions).
 EXECUTORS: tuple[str, ...] = ("thread", "process")

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from sts_core.hookspecs import hookimpl
-from sts_core.registry import RegisterTaskType
+from sts.plugin import RegisterTaskType, hookimpl
 from sts_tasks.options import ARGS, COMMAND, EXECUTOR, FUNCTION, KWARGS
 from sts_tasks.python_type import PythonTaskType
 from sts_tasks.shell_type import ShellTaskType

@@ -11,9 +11,7 @@ from typing import Any
 
 import attrs
 
-from sts_core.errors import Problem, short_repr, short_text
-from sts_core.interfaces import ExecutionContext
-from sts_core.model import Task
+from sts.plugin import ExecutionContext, Problem, Task, short_repr, short_text
 from sts_tasks import capture
 from sts_tasks.options import function_ref
 from sts_tasks.settings import executor, kill_grace

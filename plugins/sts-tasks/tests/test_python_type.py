@@ -11,7 +11,7 @@ import pytest
 import sts_tasks_samples as samples
 from sts_tasks_helpers import ListOutput
 
-from sts_core.model import Task
+from sts.plugin import Task
 from sts_tasks import capture
 from sts_tasks.python_type import PythonTaskType
 

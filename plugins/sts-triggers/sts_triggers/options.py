@@ -11,9 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sts_core.durations import parse_duration
-from sts_core.errors import short_repr
-from sts_core.options import Option
+from sts.plugin import Option, parse_duration, short_repr
 from sts_triggers.cronexpr import fields_of, normalize
 
 

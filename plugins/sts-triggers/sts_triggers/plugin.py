@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from sts_core.hookspecs import hookimpl
-from sts_core.registry import RegisterTrigger
+from sts.plugin import RegisterTrigger, hookimpl
 from sts_triggers.cron import CronTrigger
 from sts_triggers.date import DateTrigger
 from sts_triggers.delay import DelayTrigger
