@@ -225,10 +225,7 @@ class AsyncTaskScheduler:
         """The stored tasks a batch is checked against: those of the batch's names and, step by step,
         every parent they lead to (a dependency cycle through the batch runs along them), not every
         stored task: adding to a million tasks costs what adding to a few does."""
-        store = self.backend.store
-        get_tasks = getattr(store, "get_tasks", None)
-        if get_tasks is None:
-            return {task.name: task for task in await store.list_tasks()}
+        get_tasks = self.engine.steps.get_tasks
         found: dict[str, Task] = {}
         asked: set[str] = set()
         wanted = {task.name for task in tasks} | {parent for task in tasks for parent in task.parent_tasks}
@@ -360,11 +357,9 @@ class AsyncTaskScheduler:
         await self.open()
         engine = self.engine
         # The current version, also if another process stored (or removed) it an instant ago, when
-        # its notice may still be on the way here. Where the backend checks the version as it queues
-        # the run, the plan known here is tried first, and read again only if the check fails;
-        # elsewhere the task is read before each fire.
-        checked = engine.claim_checks_version
-        plan = engine.plans.current(name) if checked else None
+        # its notice may still be on the way here: the plan known here is tried first, the version
+        # is checked as the run is queued, and the task is read again only if the check fails.
+        plan = engine.plans.current(name)
         for _ in range(_FIRE_NOW_ATTEMPTS):
             if plan is None:
                 plan = await engine.reload_task(name)
@@ -375,7 +370,7 @@ class AsyncTaskScheduler:
             # An id of its own: two manual fires in one instant, or one at a scheduled fire's instant,
             # are separate fires, each counted toward max_instances.
             fire = f"{fire_id(name, now)}~{run_id}"
-            run = await engine.dispatch(plan, now, reason, now, run_id=run_id, fire=fire, expect_version=checked,
+            run = await engine.dispatch(plan, now, reason, now, run_id=run_id, fire=fire, expect_version=True,
                                         queue_when_busy=queue_when_busy)
             if run is not None:
                 return run

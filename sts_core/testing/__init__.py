@@ -5,7 +5,8 @@ It gives every test suite, the kernel's and each plugin's:
 - ``FakeClock`` and the ``fake_clock`` fixture: time that moves only when a test moves it;
 - ``StubConfig``: the ``config.get("dotted.path", default)`` surface a backend factory reads;
 - the ``make_plugin_manager`` fixture: a plugin manager holding only the plugins a test names;
-- ``StoreContract`` and ``BrokerContract``: the conformance suites every backend runs;
+- ``StoreContract`` and ``BrokerContract``: the conformance suites every backend runs, and
+  ``AtomicStepsContract`` for a backend that offers ``AtomicSteps``;
 - ``EventRecorder``: a plugin keeping every event the engine emits;
 - ``run_cli(argv)``: the ``sts`` command line run in this process, for testing a plugin's commands;
 - ``until(condition, timeout, what)``: wait in real time for a condition, in tests against real
@@ -29,6 +30,7 @@ one fixture, ``make_backend``, that builds a fresh, empty backend::
 
     class TestRedisStore(StoreContract): ...
     class TestRedisBroker(BrokerContract): ...
+    class TestRedisAtomicSteps(AtomicStepsContract): ...  # only with AtomicSteps
 
 The suites open and close the backend themselves and drive time only through the
 ``FakeClock`` they pass in, so a backend must take every time it uses from the clock and
@@ -38,8 +40,9 @@ its own backend: ``make_backend`` must return one that shares no data with earli
 
 The code lives in submodules; import every name from ``sts_core.testing`` itself:
 ``clock`` holds ``FakeClock``; ``contracts`` the suites' shared helpers, and
-``store_contract`` and ``broker_contract`` the two suites. The fixtures are defined here,
-in the module the ``pytest11`` entry point registers.
+``store_contract``, ``broker_contract`` and ``atomic_contract`` the suites. A capability the
+Protocols make optional is tested where the backend offers it and skipped where it does not.
+The fixtures are defined here, in the module the ``pytest11`` entry point registers.
 
 This package imports only the standard library and pytest at import time (it loads in every
 pytest session); kernel modules are imported where they are used.
@@ -54,6 +57,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from sts_core.testing.atomic_contract import AtomicStepsContract
 from sts_core.testing.broker_contract import BrokerContract
 from sts_core.testing.clock import DEFAULT_START, FakeClock
 from sts_core.testing.contracts import DEFAULT_SETTINGS
@@ -66,6 +70,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_SETTINGS",
     "DEFAULT_START",
+    "AtomicStepsContract",
     "BrokerContract",
     "EventRecorder",
     "FakeClock",

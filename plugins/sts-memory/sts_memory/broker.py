@@ -60,6 +60,9 @@ class MemoryBroker:
 
     #: Queued runs live only in this process: whoever stops the scheduler should ``drain`` them.
     durable = False
+    #: Each run is queued once and counted exactly.
+    may_duplicate = False
+    counts_may_skip = False
 
     def __init__(self, clock: Any, *, lease_time: float = 60.0) -> None:
         if lease_time <= 0:

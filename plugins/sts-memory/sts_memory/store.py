@@ -29,6 +29,9 @@ class MemoryStore:
     the run history. A run's age counts from when this store first recorded it, by ``clock``.
     """
 
+    #: Private to this process.
+    shared = False
+
     def __init__(self, clock: Any, *, max_runs_per_task: int | None = 1000, max_age: float | None = None) -> None:
         self._clock = clock
         self._max_runs = max_runs_per_task

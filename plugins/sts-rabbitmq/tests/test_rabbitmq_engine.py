@@ -243,7 +243,7 @@ def test_a_run_a_dead_scheduler_claimed_but_never_queued_is_queued_by_the_next_s
     from sts_core.testing.contracts import _run
 
     # The kernel's outbox timings, shortened (no config key sets them).
-    monkeypatch.setattr("sts_core.firing.OUTBOX_GRACE", 0.3)
+    monkeypatch.setattr("sts_core.steps.OUTBOX_GRACE", 0.3)
     monkeypatch.setattr("sts_core.firing.OUTBOX_SWEEP_INTERVAL", 0.2)
 
     async def main() -> None:

@@ -101,7 +101,7 @@ def test_a_lost_reply_to_start_run_does_not_drop_the_only_copy(make_config: Call
                 raise BackendUnavailableError("Redis at x is unreachable (Connection reset by peer)")
             return result
 
-        sched.engine._start_once = reply_lost_once
+        sched.engine.steps.start_once = reply_lost_once
         await sched.add_task(Task("once", function="noop", delay=0.01))
         await sched.start()
         try:

@@ -41,6 +41,9 @@ class RedisBroker:
 
     #: Queued runs live in Redis: nothing is lost when this process stops.
     durable = True
+    #: Each run is queued once (a repeated script finds it queued) and its deliveries counted exactly.
+    may_duplicate = False
+    counts_may_skip = False
 
     def __init__(
         self,
