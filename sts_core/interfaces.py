@@ -2,6 +2,11 @@
 
 These are ``typing.Protocol`` classes: a plugin implements the methods, it does not inherit.
 All times are timezone-aware UTC ``datetime`` objects unless stated otherwise.
+
+For backends this module is the whole contract: the engine uses nothing a store, broker or
+backend does not declare here. ``Store`` and ``Broker`` are mandatory; each optional capability
+is a runtime-checkable Protocol of its own, and ``sts_core.steps`` takes its documented fallback
+where a backend does not offer it.
 """
 
 from __future__ import annotations

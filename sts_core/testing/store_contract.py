@@ -513,3 +513,23 @@ class StoreContract(_BackendSuite):
             assert [run.id for run, _ in await store.take_stranded(clock.now(), 10)] == [first.id]
 
         self.run_store(make_backend, body)
+
+    def test_a_watched_store_reports_stored_tasks_and_new_earliest_fires(self, make_backend: Any) -> None:
+        from sts_core.interfaces import WatchedStore
+        from sts_core.testing import until
+
+        async def body(store: Store, clock: FakeClock) -> None:
+            if not isinstance(store, WatchedStore):
+                pytest.skip("this store sends no change notices (optional)")
+            changed: list[str | None] = []
+            due: list[str] = []
+            store.watch(changed.append)
+            store.watch_due(due.append)
+            await until(lambda: store.notices_live, 5.0, "the store's notices to be live")
+            await store.put_task(_task("a"))
+            await until(lambda: "a" in changed, 5.0, "a notice that task a was stored")
+            await store.set_next_fire("a", clock.now() + timedelta(seconds=5))
+            # A new earliest fire is reported to the due watchers, or as a change of the task.
+            await until(lambda: "a" in due or changed.count("a") > 1, 5.0, "a notice of a's new earliest fire")
+
+        self.run_store(make_backend, body)
