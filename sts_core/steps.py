@@ -23,7 +23,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from sts_core.interfaces import (
     AtomicSteps,
@@ -44,7 +44,6 @@ from sts_core.interfaces import (
 from sts_core.model import Run, Task
 
 log = logging.getLogger("sts.engine")
-T = TypeVar("T")
 
 #: ``retrying(what, step)``: take a backend step, waiting out an outage (``Engine._retrying``).
 Retrying = Callable[[str, Callable[[], Awaitable[Any]]], Awaitable[Any]]
@@ -79,8 +78,10 @@ def _require(part: Any, protocol: type, role: str) -> None:
 
 
 def _members(protocol: type) -> list[str]:
-    names = set(getattr(protocol, "__annotations__", {}))
-    names |= {name for name, value in vars(protocol).items() if callable(value) and not name.startswith("_")}
+    """The attributes and methods ``protocol`` declares (its own, not ``Protocol``'s)."""
+    members = vars(protocol)
+    names = set(members.get("__annotations__", {}))
+    names |= {name for name, value in members.items() if callable(value) and not name.startswith("_")}
     return sorted(names)
 
 
