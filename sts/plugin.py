@@ -61,18 +61,28 @@ from sts_core.functions import FunctionRegistry, import_callable
 from sts_core.health import Health
 from sts_core.hookspecs import hookimpl
 from sts_core.interfaces import (
+    AtomicSteps,
     Backend,
     BackendFactory,
     Broker,
     BrokerFactory,
+    ConsumesMany,
+    CountsQueues,
     Delivery,
+    Drains,
     DueFire,
     ExecutionContext,
+    Outbox,
     OutputBuffer,
+    ReadsTasksByName,
+    StartsRunsOnce,
+    StopsConsuming,
     Store,
     TaskType,
     Trigger,
     TriggerFactory,
+    WatchedStore,
+    WatchesAvailability,
 )
 from sts_core.model import (
     MISFIRE_POLICIES,
@@ -164,6 +174,17 @@ __all__ = [  # noqa: RUF022 - grouped by section (sorted within each), so names 
     "Delivery",
     "DueFire",
     "Store",
+    # ... and the optional capabilities a store, broker or backend may add (sts_core/interfaces.py)
+    "AtomicSteps",
+    "ConsumesMany",
+    "CountsQueues",
+    "Drains",
+    "Outbox",
+    "ReadsTasksByName",
+    "StartsRunsOnce",
+    "StopsConsuming",
+    "WatchedStore",
+    "WatchesAvailability",
     # the scheduler as hooks see it
     "Health",
     "SchedulerView",

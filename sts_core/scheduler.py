@@ -141,8 +141,7 @@ class AsyncTaskScheduler:
         """Runs in the broker by state: ``ready`` (due, waiting for a worker), ``delayed`` (due
         later: retries, scheduled deliveries), ``leased`` (held by a worker) and ``dead``
         (dead-lettered); None when the broker does not count them by state (``queue_depth()``)."""
-        queue_counts = getattr(self.backend.broker, "queue_counts", None)  # optional in the Broker role
-        return None if queue_counts is None else await queue_counts()
+        return await self.engine.steps.queue_counts()
 
     async def queue_depth(self) -> int:
         """How many runs wait in the broker (ready and delayed)."""

@@ -14,7 +14,7 @@ mandatory member is an error naming it) and chooses, once, how each multi-step m
   party's backend written from the Protocols alone).
 
 Optional capabilities (``consume_many``, ``stop_consuming``, ``drain``, watches, ``start_run``,
-``get_tasks``) get their documented fallback here, so the engine never asks what a backend has.
+``get_tasks``, ``queue_counts``) get their documented fallback here, so the engine never asks what a backend has.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from sts_core.interfaces import (
     Backend,
     Broker,
     ConsumesMany,
+    CountsQueues,
     Delivery,
     Drains,
     DueFire,
@@ -239,6 +240,11 @@ class BackendSteps:
         if self.durable or not isinstance(broker, Drains):
             return []
         return await broker.drain()
+
+    async def queue_counts(self) -> dict[str, int] | None:
+        """The broker's runs by state (``CountsQueues``), or None when it does not count them."""
+        broker = self.broker
+        return await broker.queue_counts() if isinstance(broker, CountsQueues) else None
 
     # -- watching -------------------------------------------------------------------------------
 

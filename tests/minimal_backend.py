@@ -3,8 +3,9 @@
 no outbox, no ``start_run``, ``get_tasks``, ``consume_many`` or ``drain``). The engine then takes
 every step one by one (``sts_core.steps``): these tests prove that path.
 
-It registers itself as a third party's plugin would: an object with a ``register_backends`` hook
-implementation, handed to the plugin manager. Simple rather than fast: most operations scan.
+It is written as a third party would write it: it imports the kernel only from ``sts.plugin``,
+and registers itself as an object with a ``register_backends`` hook implementation, handed to
+the plugin manager. Simple rather than fast: most operations scan.
 """
 
 from __future__ import annotations
@@ -17,11 +18,7 @@ from typing import Any
 
 import attrs
 
-from sts_core.durations import parse_duration
-from sts_core.errors import TaskExistsError
-from sts_core.hookspecs import hookimpl
-from sts_core.interfaces import Delivery, DueFire
-from sts_core.model import Run, RunState, Task
+from sts.plugin import Delivery, DueFire, Run, RunState, Task, TaskExistsError, hookimpl, parse_duration
 
 #: How long an active fire counts toward max_instances unless its worker's heartbeat renews it.
 FIRE_TTL = timedelta(hours=1)

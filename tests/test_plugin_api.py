@@ -132,16 +132,15 @@ def test_check_backend_raises_what_the_backend_raised(make_scheduler, monkeypatc
 
 
 class _DepthOnlyBroker:
-    """The memory broker behind only the mandatory methods the test needs: no ``queue_counts``."""
+    """The memory broker without the optional ``queue_counts`` (every other member is its own)."""
 
     def __init__(self, broker: Any) -> None:
         self._broker = broker
 
-    async def open(self) -> None:
-        await self._broker.open()
-
-    async def close(self) -> None:
-        await self._broker.close()
+    def __getattr__(self, name: str) -> Any:
+        if name == "queue_counts":
+            raise AttributeError(name)
+        return getattr(self._broker, name)
 
     async def depth(self) -> int:
         return await self._broker.depth() + 7
