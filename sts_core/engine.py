@@ -6,58 +6,57 @@ task change wakes it), claims each due fire atomically and hands a ``Run`` to th
 The worker loop consumes runs, executes them through their task type, records the outcome,
 retries with backoff, and starts dependents whose parents have all succeeded.
 
-This module holds what both loops share (state, start and stop, backoff while the backend is
-away, task changes from other processes); the loops are in ``firing``, ``working`` and
-``redelivery``.
+This module composes the engine from its parts (the loops are in ``firing`` and ``working``,
+redeliveries in ``redelivery``), starts and stops them, and applies task changes other
+processes make.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import socket
-import threading
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
+from sts_core.activefires import ActiveFires
 from sts_core.clock import Clock
-from sts_core.errors import BackendError, BackendUnavailableError
+from sts_core.errors import BackendError
 from sts_core.eventbus import EventBus
-from sts_core.firing import Firing
+from sts_core.firing import SchedulerLoop
 from sts_core.functions import import_errors_once
 from sts_core.health import Health
-from sts_core.interfaces import Backend, Delivery
+from sts_core.inflight import RunsInFlight
+from sts_core.interfaces import Backend
 from sts_core.model import Run, RunState, Task
+from sts_core.outages import BackendOutages, take_step
+from sts_core.outcomes import Outcomes
 from sts_core.plans import PlanDefaults, TaskPlan, TaskPlans, compile_plan
 from sts_core.plugins import PluginManager
 from sts_core.redelivery import Redelivery
 from sts_core.steps import BackendSteps
-from sts_core.threadpool import DaemonThreadPool
-from sts_core.working import Working
+from sts_core.working import DEFAULT_MAX_ABANDONED, WorkerLoop
 
 log = logging.getLogger("sts.engine")
-T = TypeVar("T")
 
-#: How long a loop waits after an unexpected error before retrying.
-LOOP_RETRY_DELAY = 1.0
-#: While the backend is unreachable, loops retry after a delay doubling up to this (seconds),
-#: or sooner when the backend says it is back (a shared store's watch resyncs and wakes them).
-MAX_BACKOFF = 5.0
 #: How many first fire times of added tasks a shared store is sent side by side.
 SCHEDULE_TOGETHER = 1000
 #: How long ``stop`` lets the scheduler loop finish the fires it is handing to the broker.
 STOP_PASS_GRACE = 2.0
 
 
-class Engine(Firing, Working, Redelivery):
+class Engine:
     """Runs the scheduler and worker loops over one backend.
 
-    The loops live in ``Firing`` (``sts_core.firing``) and ``Working`` (``sts_core.working``),
-    redeliveries in ``Redelivery`` (``sts_core.redelivery``); this class holds the state they
-    share, starts and stops them, and applies task changes other processes make.
+    Builds the parts and hands each the collaborators it needs: the scheduler loop
+    (``sts_core.firing.SchedulerLoop``), the worker loop (``sts_core.working.WorkerLoop``),
+    redeliveries (``sts_core.redelivery.Redelivery``), what follows an outcome
+    (``sts_core.outcomes.Outcomes``), and the state several of them share: the backend's steps
+    (``BackendSteps``), outages (``BackendOutages``), the local active fires (``ActiveFires``)
+    and the runs in flight (``RunsInFlight``). Itself it holds the plans, starts and stops the
+    loops, and applies task changes other processes make.
     """
 
     def __init__(
@@ -73,78 +72,57 @@ class Engine(Firing, Working, Redelivery):
     ) -> None:
         self.config = config
         self.plugins = plugins
-        self.store = backend.store
-        self.broker = backend.broker
+        self.store = store = backend.store
+        self.broker = broker = backend.broker
         self.clock = clock
         self.resolve_function = resolve_function
         self.scheduler_id = scheduler_id
         self.worker_id = f"{socket.gethostname()}:{scheduler_id}"
         # ``owner``: the scheduler this engine works for, handed to event listeners.
-        self.events = EventBus(plugins.event_listeners(plugins.switched_off(config)), scheduler=owner)
+        self.events = events = EventBus(plugins.event_listeners(plugins.switched_off(config)), scheduler=owner)
         self.defaults = PlanDefaults.from_config(config)
-        self.plans = TaskPlans(self.compile, self.store.get_task)
-        # fire ids this engine dispatched whose runs are not over yet (for wait_idle); the store
-        # counts active fires across processes for max_instances
-        self._active: dict[str, set[str]] = {}
-        # runs executing here (worker and manual runs) by the id of the run as delivered, and for
-        # worker runs the lease we hold and its length
-        self._executing: dict[str, tuple[asyncio.Task[Any], Run]] = {}
-        # Delivered runs whose user code has not finished: each holds one of `executor.concurrency` slots.
-        self._holding_slot: set[str] = set()
-        self._deliveries: dict[str, tuple[Delivery, float]] = {}
-        # why an executing asyncio task was cancelled (absent: not by us)
-        self._cancel_reasons: dict[asyncio.Task[Any], RunState] = {}
-        # queued runs of a removed task up to this version are cancelled when delivered
-        self._removed_upto: dict[str, int] = {}
-        self._stopping = False
-        self._loops: list[asyncio.Task[Any]] = []
-        self._concurrency = int(config.get("executor.concurrency", 100))
-        self._max_threads = int(config.get("executor.max_workers", 8))
-        self._threads: DaemonThreadPool | None = None  # created on first use, again after close()
-        # task name -> calls of its sync function abandoned after their run ended and still running
-        self._hung_calls: Counter[str] = Counter()
-        self._hung_lock = threading.Lock()  # pool threads count down too
-        self._output_limit = int(config.get("executor.output_limit", 65536))
-        self._max_redeliveries = int(config.get("executor.max_redeliveries", 3))
+        self.plans = plans = TaskPlans(self.compile, store.get_task)
+        self.outages = outages = BackendOutages(clock)
         # The backend's steps, chosen once from what it offers (its atomic steps, an outbox, or one by one).
-        self.steps = steps = BackendSteps(backend, clock, lambda what, step: self._retrying(what, step))
+        self.steps = steps = BackendSteps(backend, clock, lambda what, step: retrying(what, step))
         # A store other processes change too: plans may lag behind it and are reloaded on demand.
         self._shared = steps.shared
-        if not self._shared:
-            # Nothing to wait out in one process: take each step directly (the hot path's cost).
-            self._retrying = _take_step  # type: ignore[method-assign]
-        self._durable = steps.durable
-        # A broker that may deliver a run twice: a first delivery starts only if its run id was never recorded.
-        self._starts_once = steps.starts_once
-        # A broker whose delivery count may skip a number (a delivery nobody ran) says so.
-        self._counts_may_skip = steps.counts_may_skip
-        self._next_sweep = 0.0
+        # Nothing to wait out in one process: each step is taken directly (the hot path's cost).
+        retrying = outages.retrying if self._shared else take_step
+        self.active = active = ActiveFires(store, retrying)
+        self.in_flight = in_flight = RunsInFlight()
+        # queued runs of a removed task up to this version are cancelled when delivered
+        self._removed_upto: dict[str, int] = {}
+        self.scheduler_loop = scheduler_loop = SchedulerLoop(
+            store=store, broker=broker, steps=steps, clock=clock, plans=plans, events=events, outages=outages,
+            retrying=retrying, active=active, known_plan=self.known_plan, reload_task=self.reload_task,
+            max_batch=int(config.get("scheduler.max_batch", 1000)),
+        )
+        outcomes = Outcomes(store=store, plans=plans, events=events, clock=clock, retrying=retrying,
+                            dispatch=scheduler_loop.dispatch, record_skip=scheduler_loop.record_skip)
+        self.redelivery = redelivery = Redelivery(
+            store=store, broker=broker, clock=clock, plans=plans, events=events, retrying=retrying,
+            held=in_flight.held, active=active, outcomes=outcomes, worker_id=self.worker_id,
+        )
+        self.worker_loop = WorkerLoop(
+            store=store, broker=broker, steps=steps, clock=clock, plans=plans, events=events, plugins=plugins,
+            resolve_function=resolve_function, outages=outages, retrying=retrying, active=active,
+            in_flight=in_flight, redelivery=redelivery, outcomes=outcomes, reload_task=self.reload_task,
+            removed_upto=self._removed_upto, worker_id=self.worker_id,
+            concurrency=int(config.get("executor.concurrency", 100)),
+            max_threads=int(config.get("executor.max_workers", 8)),
+            max_abandoned_threads=int(config.get("executor.max_abandoned_threads", DEFAULT_MAX_ABANDONED)),
+            output_limit=int(config.get("executor.output_limit", 65536)),
+            max_redeliveries=int(config.get("executor.max_redeliveries", 3)),
+        )
+        self._stopping = False
+        self._loops: list[asyncio.Task[Any]] = []
         self.roles: tuple[str, ...] = ()
-        self.beats: dict[str, datetime] = {}  # loop name -> when it last finished a step
-        self._unavailable: dict[str, float] = {}  # loop name -> current backoff, while the backend is away
-        self._backing_off: set[asyncio.Event] = set()
         self._changes: asyncio.Queue[str | None] | None = None
         # Notices received but not applied yet, by task name (None: every task): such a plan may be stale.
         self._unapplied: Counter[str | None] = Counter()
         self._watching = False
         self._watching_broker = False
-        self._side_tasks: set[asyncio.Task[Any]] = set()  # copies being dropped (see Working._start)
-        # A process without a worker never sees its runs end: it does not track them for wait_idle.
-        self._local_worker = True
-        self._max_batch = int(config.get("scheduler.max_batch", 1000))
-        self._random = random.Random()
-        self._clock_offset = 0.0
-        self._bind_to_loop()
-
-    def _bind_to_loop(self) -> None:
-        # asyncio primitives belong to the loop that first uses them; a scheduler that is
-        # started again after stop() may run on a new loop.
-        self._wake = asyncio.Event()
-        self._free_slots = self._concurrency - len(self._holding_slot)
-        self._slot_freed = asyncio.Event()
-        self.idle = asyncio.Event()
-        if not self._active:
-            self.idle.set()
 
     # -- plans -----------------------------------------------------------------------------------
 
@@ -195,14 +173,14 @@ class Engine(Firing, Working, Redelivery):
 
     def health(self, *, running: bool) -> Health:
         """A snapshot of the loops' state; cheap, and safe to take from any thread."""
-        threads = self._threads
+        threads = self.worker_loop.threads
         return Health(
             running=running,
             scheduler_id=self.scheduler_id,
             roles=self.roles if running else (),
-            runs_in_flight=len(self._executing),
-            beats=dict(self.beats),
-            backend_unavailable=bool(self._unavailable),
+            runs_in_flight=len(self.in_flight),
+            beats=dict(self.outages.beats),
+            backend_unavailable=self.outages.backend_unavailable,
             task_problems=self.plans.problems(),
             abandoned_threads=0 if threads is None else threads.abandoned_threads,
             waiting_for_thread=0 if threads is None else threads.waiting,
@@ -210,17 +188,33 @@ class Engine(Firing, Working, Redelivery):
 
     def wake(self) -> None:
         """Make the scheduler loop look at the store again (a task changed)."""
-        self._wake.set()
+        self.scheduler_loop.wake()
+
+    # -- runs ------------------------------------------------------------------------------------------
+
+    async def dispatch(self, plan: TaskPlan, scheduled_for: datetime, reason: str, now: datetime | None = None,
+                       **options: Any) -> Run | None:
+        """Queue a fire of ``plan`` (``SchedulerLoop.dispatch``, where the options are described)."""
+        return await self.scheduler_loop.dispatch(plan, scheduled_for, reason, now, **options)
+
+    async def execute_now(self, plan: TaskPlan, reason: str = "manual") -> Run:
+        """Run ``plan`` now in the calling coroutine, retries included; return the last attempt."""
+        return await self.worker_loop.execute_now(plan, reason)
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
     def start(self, *, scheduler: bool = True, worker: bool = True) -> None:
         """Start the loops as asyncio tasks on the running loop."""
         self._stopping = False
-        self._local_worker = worker
+        # A process without a worker never sees its runs end: it does not track them for wait_idle.
+        self.active.local = worker
         self.roles = tuple(role for role, on in (("scheduler", scheduler), ("worker", worker)) if on)
-        self.beats = {}
-        self._bind_to_loop()
+        self.outages.beats.clear()
+        # asyncio primitives belong to the loop that first uses them; a scheduler that is
+        # started again after stop() may run on a new loop.
+        self.scheduler_loop.bind_to_loop()
+        self.worker_loop.bind_to_loop()
+        self.active.bind_to_loop()
         steps = self.steps
         if steps.watches:
             self._changes = asyncio.Queue()  # a new one per start: it belongs to this loop
@@ -231,19 +225,20 @@ class Engine(Firing, Working, Redelivery):
                 self._watching = True
             self._loops.append(asyncio.create_task(self._watch_loop(), name="sts-watch"))
         if not self._watching_broker:
-            steps.watch_availability(self._retry_now)  # once: the broker keeps its watchers
+            steps.watch_availability(self.outages.retry_now)  # once: the broker keeps its watchers
             self._watching_broker = True
         if scheduler:
-            self._loops.append(asyncio.create_task(self._scheduler_loop(), name="sts-scheduler"))
+            self._loops.append(asyncio.create_task(self.scheduler_loop.run(), name="sts-scheduler"))
         if worker:
-            self._loops.append(asyncio.create_task(self._worker_loop(), name="sts-worker"))
-            self._loops.append(asyncio.create_task(self._heartbeat_loop(), name="sts-heartbeat"))
+            self._loops.append(asyncio.create_task(self.worker_loop.run(), name="sts-worker"))
+            self._loops.append(asyncio.create_task(self.worker_loop.heartbeat(), name="sts-heartbeat"))
 
     async def stop(self, grace: float) -> None:
         """Stop firing, let runs in flight finish for ``grace`` seconds, then interrupt them."""
         self._stopping = True
-        self._wake.set()
-        self._retry_now()  # a loop backing off from an outage ends now
+        self.scheduler_loop.stop()
+        self.worker_loop.stop()
+        self.outages.retry_now()  # a loop backing off from an outage ends now
         # Leases stay renewed while runs in flight finish: the heartbeat stops last.
         heartbeat = [task for task in self._loops if task.get_name() == "sts-heartbeat"]
         others = [task for task in self._loops if task not in heartbeat]
@@ -256,22 +251,19 @@ class Engine(Firing, Working, Redelivery):
             task.cancel()
         await asyncio.gather(*others, return_exceptions=True)
         await self._stop_consuming()
-        in_flight = dict(self._executing)
+        in_flight = dict(self.in_flight.executing)
         if in_flight:
             log.info("waiting up to %ss for %d run(s) in flight", grace, len(in_flight))
             _, still = await asyncio.wait([task for task, _ in in_flight.values()], timeout=grace)
             for task, _ in in_flight.values():
                 if task in still:
-                    self._cancel_reasons[task] = RunState.INTERRUPTED
-                    task.cancel()
+                    self.in_flight.cancel(task, RunState.INTERRUPTED)
             if still:
                 await asyncio.wait(still)
         for task in heartbeat:
             task.cancel()
         await asyncio.gather(*heartbeat, return_exceptions=True)
-        for task in list(self._side_tasks):
-            task.cancel()
-        await asyncio.gather(*self._side_tasks, return_exceptions=True)
+        await self.worker_loop.stop_side_tasks()
         self._loops.clear()
         await self._drain_queue()
 
@@ -288,65 +280,13 @@ class Engine(Firing, Working, Redelivery):
     async def _drain_queue(self) -> None:
         """Record the runs a non-durable broker still holds as cancelled: they die with us."""
         for run in await self.steps.drain():
-            await self._record_unstarted(run, RunState.CANCELLED, "the scheduler stopped before it ran")
-            await self._release(run)
+            await self.worker_loop.record_unstarted(run, RunState.CANCELLED, "the scheduler stopped before it ran")
+            await self.active.release(run)
 
     def close(self) -> None:
         """Release threads (does not wait for threads still running a timed-out function)."""
-        if self._threads is not None:
-            self._threads.shutdown(wait=False, cancel_futures=True)
-            self._threads = None
+        self.worker_loop.close()
         self.events.close()
-
-    async def _back_off(self, loop: str, exc: Exception) -> None:
-        """Wait before a loop tries again after ``exc``: an unreachable backend gets one log line
-        and a delay doubling up to ``MAX_BACKOFF``; anything else is logged in full."""
-        if isinstance(exc, BackendUnavailableError):
-            delay = self._unavailable.get(loop)
-            delay = LOOP_RETRY_DELAY if delay is None else min(delay * 2, MAX_BACKOFF)
-            if loop not in self._unavailable or delay < MAX_BACKOFF:
-                log.warning("%s loop: %s; retrying in %gs", loop, exc, delay)
-            self._unavailable[loop] = delay
-        else:
-            delay = LOOP_RETRY_DELAY
-            log.exception("the %s loop failed; retrying in %gs", loop, delay)
-        await self._wait_for_backend(delay)
-
-    async def _wait_for_backend(self, delay: float) -> None:
-        """Wait ``delay`` seconds, or less if a shared store resyncs meanwhile (the backend is back)."""
-        retry_now = asyncio.Event()
-        self._backing_off.add(retry_now)
-        try:
-            await self.clock.wait(retry_now, delay)
-        finally:
-            self._backing_off.discard(retry_now)
-
-    async def _retrying(self, what: str, step: Callable[[], Awaitable[T]]) -> T:
-        """Take a backend step for a run this worker holds, retrying while the backend is
-        unreachable (one warning, then a delay doubling up to ``MAX_BACKOFF``, or sooner when
-        it resyncs). Meanwhile the heartbeat keeps trying to renew the lease; if the lease was
-        lost by the time the backend returns, the step's own fencing says so."""
-        delay = LOOP_RETRY_DELAY
-        warned = False
-        while True:
-            try:
-                result = await step()
-            except BackendUnavailableError as exc:
-                if not warned:
-                    log.warning("%s: %s; retrying until it is back", what, exc)
-                    warned = True
-                await self._wait_for_backend(delay)
-                delay = min(delay * 2, MAX_BACKOFF)
-                continue
-            if warned:
-                log.warning("%s: done, the backend is back", what)
-            return result
-
-    def _loop_alive(self, loop: str) -> None:
-        """``loop`` finished a step: note when (for ``health()``), and say so if the backend had been away."""
-        self.beats[loop] = self.clock.now()
-        if self._unavailable and self._unavailable.pop(loop, None) is not None:
-            log.warning("%s loop: the backend is reachable again", loop)
 
     # -- task changes made by other processes ---------------------------------------------------
 
@@ -374,13 +314,7 @@ class Engine(Firing, Working, Redelivery):
                     del self._unapplied[name]
             self.wake()  # a task's next fire may now be the earliest
             if name is None:
-                self._retry_now()
-
-    def _retry_now(self) -> None:
-        """The backend is back (a store resynced, a broker reconnected): steps waiting out an
-        outage try again at once rather than at the end of their backoff."""
-        for retry_now in self._backing_off:
-            retry_now.set()
+                self.outages.retry_now()  # a resync: the store is back
 
     async def reload_task(self, name: str) -> TaskPlan | None:
         """Make the plan of ``name`` match the store."""
@@ -422,34 +356,18 @@ class Engine(Firing, Working, Redelivery):
         (The store forgets its active fires, so they do not count towards ``max_instances`` of
         a task added again.)"""
         self._removed_upto[name] = max(version, self._removed_upto.get(name, 0))
-        self._active.pop(name, None)
-        if not self._active:
-            self.idle.set()
+        self.active.forget_task(name)
 
     # -- control ---------------------------------------------------------------------------------------
 
     def interrupt_all(self) -> None:
         """Interrupt every run in flight now (a second Ctrl-C); they are recorded as interrupted."""
-        for task, _ in list(self._executing.values()):
-            if not task.done():
-                self._cancel_reasons[task] = RunState.INTERRUPTED
-                task.cancel()
+        self.in_flight.interrupt_all()
 
     def cancel_runs(self, name: str) -> int:
         """Cancel the runs of ``name`` executing now; they are recorded as cancelled."""
-        count = 0
-        for task, run in list(self._executing.values()):
-            if run.task_name == name and not task.done():
-                self._cancel_reasons[task] = RunState.CANCELLED
-                task.cancel()
-                count += 1
-        return count
+        return self.in_flight.cancel_runs(name)
 
     async def wait_idle(self) -> None:
         """Wait until no run is queued or executing (tests, ``run`` of a one-shot scheduler)."""
-        await self.idle.wait()
-
-
-def _take_step(what: str, step: Callable[[], Awaitable[T]]) -> Awaitable[T]:
-    """``Engine._retrying`` for a backend in this process: the step itself, no retrying."""
-    return step()
+        await self.active.idle.wait()

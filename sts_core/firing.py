@@ -1,23 +1,28 @@
 """The scheduler loop: sleep until the earliest due fire (or a wake-up), claim each due fire,
-apply the misfire policy, and hand the runs to the broker. Part of ``sts_core.engine.Engine``."""
+apply the misfire policy, and hand the runs to the broker."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 import attrs
 
 from sts_core import events as ev
+from sts_core.activefires import ActiveFires
 from sts_core.clock import Clock
 from sts_core.errors import BackendError
 from sts_core.eventbus import EventBus
 from sts_core.interfaces import DueFire
 from sts_core.model import Run, RunState, fire_id, new_run_id
+from sts_core.outages import BackendOutages
 from sts_core.plans import TaskPlan, TaskPlans
 from sts_core.runlog import log_run
+from sts_core.steps import BackendSteps, Retrying
 
 log = logging.getLogger("sts.engine")
 
@@ -34,31 +39,78 @@ FIRE_TOGETHER = 64
 UNFIREABLE_RETRY = 60.0
 
 
-class Firing:
-    """The scheduler loop's half of the engine."""
+class SchedulerLoop:
+    """The scheduler loop, and the dispatch of fires (scheduled, manual, a dependent's).
 
-    # Provided by Engine (sts_core.engine), which combines the parts of the engine.
-    store: Any
-    broker: Any
-    clock: Clock
-    plans: TaskPlans
-    events: EventBus
-    # and, from Working and Engine: _back_off, _loop_alive, known_plan, reload_task, _retrying and the
-    # engine's state (_wake, _active, steps, _next_sweep, ...)
+    Owns the wake-up event (``wake``), whether it is stopping, the clock offset it watches for
+    jumps, the next outbox sweep, the batch size and the jitter's random source. Given the store
+    and broker, the backend ``steps``, the clock, the plans, the event bus, ``outages`` (its
+    backoff and beat), ``retrying`` (a backend step through an outage), the local ``active``
+    fires (a dispatched fire is one), and from the engine, which applies task changes:
+    ``known_plan`` (a plan it can vouch for without asking the store) and ``reload_task``.
+    """
 
-    # -- scheduler loop -----------------------------------------------------------------------------
+    def __init__(
+        self,
+        *,
+        store: Any,
+        broker: Any,
+        steps: BackendSteps,
+        clock: Clock,
+        plans: TaskPlans,
+        events: EventBus,
+        outages: BackendOutages,
+        retrying: Retrying,
+        active: ActiveFires,
+        known_plan: Callable[[str], TaskPlan | None],
+        reload_task: Callable[[str], Awaitable[TaskPlan | None]],
+        max_batch: int,
+    ) -> None:
+        self.store = store
+        self.broker = broker
+        self.steps = steps
+        self.clock = clock
+        self.plans = plans
+        self.events = events
+        self._outages = outages
+        self._retrying = retrying
+        self._active = active
+        self._known_plan = known_plan
+        self._reload_task = reload_task
+        self._shared = steps.shared
+        self._max_batch = max_batch
+        self._random = random.Random()
+        self._stopping = False
+        self._clock_offset = 0.0
+        self._next_sweep = 0.0
+        self._wake = asyncio.Event()
 
-    async def _scheduler_loop(self) -> None:
+    def bind_to_loop(self) -> None:
+        """Start afresh on the running loop (an asyncio event belongs to one loop)."""
+        self._stopping = False
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Make the loop look at the store again (a task changed)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """End the loop after its current pass."""
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        """The scheduler loop, until ``stop``."""
         self._clock_offset = self._wall_minus_monotonic()
         while not self._stopping:
             try:
                 await self._scheduler_pass()
-                self._loop_alive("scheduler")
+                self._outages.loop_alive("scheduler")
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - logged by _back_off
+            except Exception as exc:  # noqa: BLE001 - logged by back_off
                 # A failing backend must not end scheduling for good: log, back off, try again.
-                await self._back_off("scheduler", exc)
+                await self._outages.back_off("scheduler", exc)
 
     async def _scheduler_pass(self) -> None:
         """Fire what is due, or sleep until the next due time (or a wake-up)."""
@@ -150,10 +202,10 @@ class Firing:
                 await self.store.set_next_fire(name, candidate)
 
     async def _fire(self, fire: DueFire, now: datetime) -> None:
-        plan = self.known_plan(fire.task_name)
+        plan = self._known_plan(fire.task_name)
         if plan is None and self._shared:
             # Added or changed by another process just now (its notice not applied yet): as stored.
-            plan = await self.reload_task(fire.task_name)
+            plan = await self._reload_task(fire.task_name)
         if plan is None:
             await self.store.claim_fire(fire, None)
             return
@@ -206,7 +258,7 @@ class Firing:
                 await self.dispatch(plan, scheduled, "catch-up", now, limit_instances=False)
         else:  # skip: only a fire within the grace time runs, the latest of them
             skipped = len(due) - (1 if timely else 0)
-            await self._record_skip(plan, due[-1] if not timely else due[0],
+            await self.record_skip(plan, due[-1] if not timely else due[0],
                                     f"missed fire ({skipped} skipped, policy skip)")
             if timely:
                 await self.dispatch(plan, timely[-1], "schedule", now)
@@ -258,18 +310,16 @@ class Firing:
         admitted = outcome == "queued"
         if not admitted:
             if not queue_when_busy:
-                return await self._record_skip(
+                return await self.record_skip(
                     plan, scheduled_for, f"max_instances={task.max_instances} reached: previous run still active"
                 )
             run.waits_for_instance = True
             run.reason = f"{reason} (queued behind a run still active: max_instances={task.max_instances})"
             await self._retrying(f"queuing run {run.id} of {task.name}", lambda: self.broker.enqueue(run, None))
-        if self._local_worker:
-            self._active.setdefault(task.name, set()).add(fire)
-            self.idle.clear()
+        self._active.started(task.name, fire)
         return run
 
-    async def _record_skip(self, plan: TaskPlan, scheduled_for: datetime, reason: str) -> Run:
+    async def record_skip(self, plan: TaskPlan, scheduled_for: datetime, reason: str) -> Run:
         return await self._record_unrun(plan, scheduled_for, RunState.SKIPPED, reason, ev.RunSkipped)
 
     async def _record_unrun(

@@ -1,40 +1,66 @@
 """What a worker does with a run delivered again: record the lost attempt, complete an outcome
 that was recorded but not acknowledged, dead-letter a run delivered too often, and record a
-stale worker's late result as a duplicate. Part of ``sts_core.engine.Engine``."""
+stale worker's late result as a duplicate. The worker loop (``sts_core.working``) hands such runs here."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 import attrs
 
 from sts_core import events as ev
+from sts_core.activefires import ActiveFires
 from sts_core.clock import Clock
 from sts_core.eventbus import EventBus
 from sts_core.interfaces import Delivery
 from sts_core.model import Run, RunState, Task
+from sts_core.outcomes import Outcomes, next_attempt
 from sts_core.plans import TaskPlans
 from sts_core.runlog import log_run
+from sts_core.steps import Retrying
 
 log = logging.getLogger("sts.engine")
 
 
 class Redelivery:
-    """The engine's handling of redeliveries and stale leases."""
+    """The worker's handling of redeliveries and stale leases. Holds no state of its own.
 
-    # Provided by Engine (sts_core.engine), which combines the parts of the engine.
-    store: Any
-    broker: Any
-    clock: Clock
-    plans: TaskPlans
-    events: EventBus
-    # and, from Working and Engine: _held, _retrying, _after_outcome, _retry_of, _release,
-    # _forget_local, worker_id
+    Given the store and broker, the clock, the plans, the event bus, ``retrying`` (a backend
+    step through an outage), ``held`` (the newest lease this worker holds on a delivered run),
+    the local ``active`` fires, ``outcomes`` (what follows a recorded outcome) and this
+    worker's id (recorded on the runs it ends).
+    """
 
-    async def _previous_attempts(self, delivery: Delivery) -> tuple[Run | None, int]:
+    def __init__(
+        self,
+        *,
+        store: Any,
+        broker: Any,
+        clock: Clock,
+        plans: TaskPlans,
+        events: EventBus,
+        retrying: Retrying,
+        held: Callable[[Delivery], Delivery],
+        active: ActiveFires,
+        outcomes: Outcomes,
+        worker_id: str,
+    ) -> None:
+        self.store = store
+        self.broker = broker
+        self.clock = clock
+        self.plans = plans
+        self.events = events
+        self._retrying = retrying
+        self._held = held
+        self._active = active
+        self._outcomes = outcomes
+        self.worker_id = worker_id
+
+    async def previous_attempts(self, delivery: Delivery) -> tuple[Run | None, int]:
         """The run is delivered again: the record of the latest earlier attempt (marked lost first
         if it never recorded an outcome: its worker crashed or stalled past its lease), and how
         many earlier attempts were lost while they ran.
@@ -66,24 +92,24 @@ class Redelivery:
         if self.events.active:
             self.events.emit(ev.RunLost(previous.ended_at, attrs.evolve(previous), self._task_named(previous)))
 
-    async def _complete_recorded(self, delivery: Delivery, previous: Run) -> None:
+    async def complete_recorded(self, delivery: Delivery, previous: Run) -> None:
         """The previous worker recorded the outcome but was lost before acknowledging it: do
         what it had left to do (queue the retry, start dependents) without running it again.
         Its events are emitted again: an alert may repeat, but none is lost."""
         log.warning("run %s: its outcome (%s) was recorded but its worker was lost before acknowledging it; "
                     "completing it without running it again", previous.id, previous.state.value)
-        next_run = self._retry_of(previous) if previous.state is RunState.RETRYING else None
+        next_run = next_attempt(previous) if previous.state is RunState.RETRYING else None
         at = next_run.created_at if next_run is not None else None
         plan = await self.plans.for_version(previous.task_name, previous.task_version)
         if plan is not None:  # dependents first, then the ack: a crash in between repeats them harmlessly
-            await self._after_outcome(plan, previous, self.events.active, repeated=True)
+            await self._outcomes.follow_up(plan, previous, self.events.active, repeated=True)
         if not await self._retrying(f"acknowledging run {previous.id}",
                                    lambda: self.broker.ack(self._held(delivery), next_run, at)):
             return
         if next_run is None:
-            await self._release(previous)
+            await self._active.release(previous)
 
-    async def _poison(self, delivery: Delivery, reason: str) -> None:
+    async def poison(self, delivery: Delivery, reason: str) -> None:
         """Move a run that must not run again to the dead-letter queue, record it as poison,
         and emit ``RunFailed`` so alerting hears of it."""
         now = self.clock.now()
@@ -106,14 +132,14 @@ class Redelivery:
         log_run(run)
         if self.events.active:
             self.events.emit(ev.RunFailed(now, attrs.evolve(run), self._task_named(run)))
-        await self._release(run)
+        await self._active.release(run)
 
     def _task_named(self, run: Run) -> Task | None:
         """The task's current definition, for an event about a run of it (None if unknown here)."""
         plan = self.plans.current(run.task_name)
         return plan.task if plan is not None else None
 
-    async def _record_duplicate(self, run: Run, task: Task) -> None:
+    async def record_duplicate(self, run: Run, task: Task) -> None:
         """The run's lease was lost before its outcome was acked: another worker was given it,
         so this execution is a duplicate. Recorded as such and announced with ``RunDuplicate``;
         no retry, no dependents."""
@@ -125,10 +151,9 @@ class Redelivery:
         log_run(run)
         if self.events.active:
             self.events.emit(ev.RunDuplicate(run.ended_at, attrs.evolve(run), task))
-        self._forget_local(run)
+        self._active.forget(run)
 
-
-    async def _drop_copy(self, delivery: Delivery, run: Run, existing: Run, task: Task | None) -> None:
+    async def drop_copy(self, delivery: Delivery, run: Run, existing: Run, task: Task | None) -> None:
         """A second copy of a run's message was delivered (a publish repeated after its confirm
         was lost): the run is already recorded, so this copy is acked without running, and
         recorded as a duplicate under an id of its own, announced with ``RunDuplicate``."""

@@ -46,7 +46,7 @@ from sts_core.model import Run, Task
 
 log = logging.getLogger("sts.engine")
 
-#: ``retrying(what, step)``: take a backend step, waiting out an outage (``Engine._retrying``).
+#: ``retrying(what, step)``: take a backend step, waiting out an outage (``BackendOutages.retrying``).
 Retrying = Callable[[str, Callable[[], Awaitable[Any]]], Awaitable[Any]]
 #: A claim: the due fire and the next fire time to move it to.
 Claim = tuple[DueFire, datetime | None]

@@ -1,29 +1,37 @@
 """The worker loop: take runs from the broker, execute them through their task type under a
-renewed lease, record each outcome, queue retries and start dependents. Part of
-``sts_core.engine.Engine``."""
+renewed lease, record each outcome, queue retries and start dependents."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
 import logging
+import random
+import threading
+from collections import Counter
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import attrs
 
 from sts_core import events as ev
+from sts_core.activefires import ActiveFires
 from sts_core.clock import Clock
 from sts_core.errors import BackendError, BackendUnavailableError, TaskStillRunningError
 from sts_core.eventbus import EventBus
+from sts_core.inflight import RunsInFlight
 from sts_core.interfaces import Delivery, ExecutionContext
 from sts_core.model import FAILED_STATES, Run, RunState, fire_id, new_run_id, recordable_result
+from sts_core.outages import BackendOutages
+from sts_core.outcomes import Outcomes, next_attempt
 from sts_core.output import BoundedOutput
 from sts_core.plans import TaskPlan, TaskPlans, reload_code
-from sts_core.redelivery import RECORDED_OUTCOMES, delivery_run_id
+from sts_core.plugins import PluginManager
+from sts_core.redelivery import RECORDED_OUTCOMES, Redelivery, delivery_run_id
 from sts_core.runcontext import reset_current_run, set_current_run
 from sts_core.runlog import log_run
+from sts_core.steps import BackendSteps, Retrying
 from sts_core.threadpool import DaemonThreadPool
 from sts_core.tracebacks import task_traceback
 
@@ -39,24 +47,124 @@ WAIT_FOR_INSTANCE_POLL = 1.0
 DEFAULT_MAX_ABANDONED = 32
 
 
-class Working:
-    """The worker loop's half of the engine."""
+class WorkerLoop:
+    """The worker loop, the heartbeat that renews its leases, and manual runs (``execute_now``).
 
-    # Provided by Engine (sts_core.engine), which combines the parts of the engine.
-    config: Any
-    store: Any
-    broker: Any
-    clock: Clock
-    plans: TaskPlans
-    events: EventBus
-    beats: dict[str, datetime]
-    # and, from Firing, Redelivery and Engine: dispatch, _record_skip,
-    # _previous_attempts, _complete_recorded, _poison, _record_duplicate, _drop_copy, _retrying, reload_task, steps
-    # and the engine's state
+    Owns the ``executor.concurrency`` slots (a delivered run holds one until its user code is
+    over), the thread pool for synchronous functions and the count of their calls abandoned
+    while still running, the side tasks dropping repeated deliveries, and whether it is stopping.
 
-    # -- worker loop --------------------------------------------------------------------------------
+    Given the store and broker, the backend ``steps``, the clock, the plans, the event bus, the
+    plugin manager and ``resolve_function`` (to load a task's code again), ``outages`` (its
+    backoff and beats), ``retrying`` (a backend step through an outage), the local ``active``
+    fires, the ``in_flight`` registry it fills, ``redelivery`` (runs delivered again),
+    ``outcomes`` (what follows a recorded outcome), and from the engine, which applies task
+    changes: ``reload_task`` and ``removed_upto`` (queued runs of a removed task up to that
+    version are cancelled when delivered). The ``executor.*`` settings come as numbers.
+    """
 
-    async def _worker_loop(self) -> None:
+    def __init__(
+        self,
+        *,
+        store: Any,
+        broker: Any,
+        steps: BackendSteps,
+        clock: Clock,
+        plans: TaskPlans,
+        events: EventBus,
+        plugins: PluginManager,
+        resolve_function: Callable[[Any], Callable[..., Any]],
+        outages: BackendOutages,
+        retrying: Retrying,
+        active: ActiveFires,
+        in_flight: RunsInFlight,
+        redelivery: Redelivery,
+        outcomes: Outcomes,
+        reload_task: Callable[[str], Awaitable[TaskPlan | None]],
+        removed_upto: dict[str, int],
+        worker_id: str,
+        concurrency: int,
+        max_threads: int,
+        max_abandoned_threads: int,
+        output_limit: int,
+        max_redeliveries: int,
+    ) -> None:
+        self.store = store
+        self.broker = broker
+        self.steps = steps
+        self.clock = clock
+        self.plans = plans
+        self.events = events
+        self.plugins = plugins
+        self.resolve_function = resolve_function
+        self.worker_id = worker_id
+        self._redelivery = redelivery
+        self._reload_task = reload_task
+        self._removed_upto = removed_upto
+        # Bound once: the per-run path calls them without an attribute hop.
+        self._retrying = retrying
+        self._loop_alive = outages.loop_alive
+        self._back_off = outages.back_off
+        self._beats = outages.beats
+        self._release = active.release
+        self._forget_local = active.forget
+        self._follow_up = outcomes.follow_up
+        self._held = in_flight.held
+        self._executing = in_flight.executing
+        self._leases = in_flight.leases
+        self._cancel_reasons = in_flight.cancel_reasons
+        self._shared = steps.shared
+        self._durable = steps.durable
+        # A broker that may deliver a run twice: a first delivery starts only if its run id was never recorded.
+        self._starts_once = steps.starts_once
+        # A broker whose delivery count may skip a number (a delivery nobody ran) says so.
+        self._counts_may_skip = steps.counts_may_skip
+        self._concurrency = concurrency
+        self._max_threads = max_threads
+        self._max_abandoned_threads = max_abandoned_threads
+        self._output_limit = output_limit
+        self._max_redeliveries = max_redeliveries
+        self._random = random.Random()
+        self._stopping = False
+        # Delivered runs whose user code has not finished: each holds one of the concurrency slots.
+        self._holding_slot: set[str] = set()
+        self._free_slots = concurrency
+        self._slot_freed = asyncio.Event()
+        self._side_tasks: set[asyncio.Task[Any]] = set()  # copies being dropped (see _start)
+        self._threads: DaemonThreadPool | None = None  # created on first use, again after close()
+        # task name -> calls of its sync function abandoned after their run ended and still running
+        self._hung_calls: Counter[str] = Counter()
+        self._hung_lock = threading.Lock()  # pool threads count down too
+
+    def bind_to_loop(self) -> None:
+        """Start afresh on the running loop (an asyncio event belongs to one loop)."""
+        self._stopping = False
+        self._free_slots = self._concurrency - len(self._holding_slot)
+        self._slot_freed = asyncio.Event()
+
+    def stop(self) -> None:
+        """End the loops (they are cancelled too; runs in flight are the engine's to wait for)."""
+        self._stopping = True
+
+    @property
+    def threads(self) -> DaemonThreadPool | None:
+        """The thread pool running synchronous functions (None until first used)."""
+        return self._threads
+
+    def close(self) -> None:
+        """Release the threads (does not wait for threads still running a timed-out function)."""
+        if self._threads is not None:
+            self._threads.shutdown(wait=False, cancel_futures=True)
+            self._threads = None
+
+    async def stop_side_tasks(self) -> None:
+        """Cancel the handling of repeated deliveries still going on."""
+        for task in list(self._side_tasks):
+            task.cancel()
+        await asyncio.gather(*self._side_tasks, return_exceptions=True)
+
+    async def run(self) -> None:
+        """The worker loop, until ``stop``."""
         # At most `executor.concurrency` runs execute at once; a plain counter is cheaper than a
         # Semaphore on this path, and this loop is its only taker. A broker with consume_many
         # hands over as many runs as there are free slots in one round trip.
@@ -83,18 +191,18 @@ class Working:
     def _start(self, delivery: Delivery) -> None:
         run_id = delivery.run.id
         if run_id in self._executing:
-            held = self._deliveries.get(run_id, (None, 0.0))[0]
+            held = self._leases.get(run_id, (None, 0.0))[0]
             if self._starts_once and held is not None:
                 # The broker may deliver a run twice: a copy, unless our own lease ran out.
                 self._track(asyncio.create_task(self._copy_or_renewal(held, delivery)))
                 return
             # Our lease ran out while the run still executes here: hold the new lease.
-            self._deliveries[run_id] = (delivery, self._lease_length(delivery))
+            self._leases[run_id] = (delivery, self._lease_length(delivery))
             return
         self._free_slots -= 1
         self._holding_slot.add(run_id)
-        self._deliveries[run_id] = (delivery, self._lease_length(delivery))
-        task = asyncio.create_task(self._execute(delivery))
+        self._leases[run_id] = (delivery, self._lease_length(delivery))
+        task = asyncio.create_task(self.execute_delivered(delivery))
         self._executing[run_id] = (task, delivery.run)
         task.add_done_callback(functools.partial(self._finished, run_id))
 
@@ -107,9 +215,9 @@ class Working:
             executing = self._executing.get(run_id)
             plan = self.plans.current(delivery.run.task_name)
             existing = executing[1] if executing is not None else delivery.run
-            await self._drop_copy(delivery, delivery.run, existing, plan.task if plan is not None else None)
+            await self._redelivery.drop_copy(delivery, delivery.run, existing, plan.task if plan is not None else None)
         elif run_id in self._executing:
-            self._deliveries[run_id] = (delivery, self._lease_length(delivery))
+            self._leases[run_id] = (delivery, self._lease_length(delivery))
 
     def _track(self, task: asyncio.Task[Any]) -> None:
         """Keep a side task referenced until it ends, logging a failure."""
@@ -124,15 +232,15 @@ class Working:
     def _lease_length(self, delivery: Delivery) -> float:
         return max(delivery.lease_until - self.clock.monotonic(), 0.0)
 
-    async def _heartbeat_loop(self) -> None:
+    async def heartbeat(self) -> None:
         """Renew the leases of runs executing here before they expire, so a long run is not
         handed to another worker."""
         while not self._stopping:
             await self.clock.wait(None, HEARTBEAT_INTERVAL)
             if self._free_slots <= 0:  # the worker loop is parked until a run ends: busy, not stuck
-                self.beats["worker"] = self.clock.now()
+                self._beats["worker"] = self.clock.now()
             now = self.clock.monotonic()
-            for run_id, (delivery, length) in list(self._deliveries.items()):
+            for run_id, (delivery, length) in list(self._leases.items()):
                 if delivery.lease_until - now > length / 2:
                     continue
                 try:
@@ -144,14 +252,14 @@ class Working:
                 except Exception as exc:  # noqa: BLE001 - the next beat tries again
                     log.warning("renewing the lease of run %s failed: %s", run_id, exc)
                     continue
-                if not renewed and self._deliveries.get(run_id, (None, 0.0))[0] is delivery:
-                    del self._deliveries[run_id]  # nothing left to renew
+                if not renewed and self._leases.get(run_id, (None, 0.0))[0] is delivery:
+                    del self._leases[run_id]  # nothing left to renew
                     if run_id in self._executing:
                         log.warning("run %s lost its lease; another worker may run it again", run_id)
 
     def _finished(self, run_id: str, task: asyncio.Task[Any]) -> None:
         self._executing.pop(run_id, None)
-        self._deliveries.pop(run_id, None)
+        self._leases.pop(run_id, None)
         self._cancel_reasons.pop(task, None)
         self._free_slot(run_id)
         error = None if task.cancelled() else task.exception()
@@ -199,14 +307,14 @@ class Working:
                 reason = self._cancel_reasons.get(current)
                 if reason is None:
                     raise
-                await self._record_unstarted(next_run, reason, "stopped before its retry was due")
+                await self.record_unstarted(next_run, reason, "stopped before its retry was due")
                 return next_run
             finally:
                 self._executing.pop(next_run.id, None)
                 self._cancel_reasons.pop(current, None)
             run = next_run
 
-    async def _record_unstarted(self, run: Run, state: RunState, reason: str) -> None:
+    async def record_unstarted(self, run: Run, state: RunState, reason: str) -> None:
         """Record a run that never started (removed task, stopped scheduler) and say so."""
         run.state = state
         run.reason = reason
@@ -216,14 +324,16 @@ class Working:
         if self.events.active:
             self.events.emit(ev.RunCancelled(run.ended_at, attrs.evolve(run), None))
 
-    async def _execute(self, delivery: Delivery) -> None:
+    async def execute_delivered(self, delivery: Delivery) -> None:
+        """Execute a run the broker delivered (or complete, poison or cancel it)."""
         run = delivery.run
         count = delivery.delivery_count
         first_start = count == 1
         if count > 1:
-            previous, lost = await self._previous_attempts(delivery)
+            redelivery = self._redelivery
+            previous, lost = await redelivery.previous_attempts(delivery)
             if previous is not None and previous.state in RECORDED_OUTCOMES:
-                await self._complete_recorded(delivery, previous)
+                await redelivery.complete_recorded(delivery, previous)
                 return
             # Poison: lost while running more than max_redeliveries times (recorded attempts), or
             # delivered so often without a hand-back that its workers must die before recording a
@@ -231,12 +341,12 @@ class Working:
             unaccounted = count - 1 - delivery.handed_back  # hand-backs at graceful shutdown do not count
             limit = self._max_redeliveries
             if lost > limit:
-                await self._poison(delivery, f"delivered {count} times; its worker was lost {lost} times "
-                                             f"(executor.max_redeliveries={limit})")
+                await redelivery.poison(delivery, f"delivered {count} times; its worker was lost {lost} times "
+                                        f"(executor.max_redeliveries={limit})")
                 return
             if unaccounted > (2 * (limit + 1) if self._counts_may_skip else limit):
-                await self._poison(delivery, f"delivered {count} times, {unaccounted} of them to workers lost "
-                                             f"before recording a start (executor.max_redeliveries={limit})")
+                await redelivery.poison(delivery, f"delivered {count} times, {unaccounted} of them to workers lost "
+                                        f"before recording a start (executor.max_redeliveries={limit})")
                 return
             if previous is None and self._starts_once:
                 # No earlier attempt left a record: the earlier deliveries never reached a worker
@@ -254,13 +364,13 @@ class Working:
                 )
         plan = await self.plans.for_version(run.task_name, run.task_version)
         if plan is not None and self.plans.current(run.task_name) is None and self._shared:
-            await self.reload_task(run.task_name)  # stored by another process; its notice is still on the way
+            await self._reload_task(run.task_name)  # stored by another process; its notice is still on the way
         if plan is None and run.task_version > await self.store.last_version(run.task_name):
-            await self._poison(delivery, f"unknown task {run.task_name!r} (version {run.task_version})")
+            await self._redelivery.poison(delivery, f"unknown task {run.task_name!r} (version {run.task_version})")
             return
         removed = run.task_version <= self._removed_upto.get(run.task_name, 0)
         if plan is None or removed or self.plans.current(run.task_name) is None:
-            await self._record_unstarted(run, RunState.CANCELLED, "task removed")
+            await self.record_unstarted(run, RunState.CANCELLED, "task removed")
             await self.broker.ack(self._held(delivery))
             await self._release(run)
             return
@@ -285,10 +395,6 @@ class Working:
         await self._retrying(what, lambda: self.broker.ack(self._held(delivery), delivery.run, at))
         return False
 
-    def _held(self, delivery: Delivery) -> Delivery:
-        """The newest lease this worker holds on the delivered run."""
-        return self._deliveries.get(delivery.run.id, (delivery, 0.0))[0]
-
     async def _attempt(
         self, plan: TaskPlan, run: Run, *, delivery: Delivery | None, follow_up: bool, first_start: bool = False
     ) -> Run | None:
@@ -305,7 +411,7 @@ class Working:
             existing = await self._retrying(what, lambda: self.steps.start_once(run))
             ours = existing is not None and (existing.worker, existing.started_at) == (run.worker, run.started_at)
             if existing is not None and not ours:  # (ours: a retried step whose first reply was lost)
-                await self._drop_copy(delivery, run, existing, task)
+                await self._redelivery.drop_copy(delivery, run, existing, task)
                 return None
         else:
             await self._retrying(what, lambda: self.store.record_run(run))
@@ -362,7 +468,7 @@ class Working:
                 delay = plan.retry.delay_after(run.attempt, self._random)
                 run.state = RunState.RETRYING
                 run.retry_at = run.ended_at + timedelta(seconds=delay)
-                next_run = self._retry_of(run)
+                next_run = next_attempt(run)
             else:
                 run.state = state
         if delivery is not None and state is RunState.INTERRUPTED and self._durable:
@@ -376,20 +482,20 @@ class Working:
                 log.warning("run %s could not be handed back (%s); it is delivered again when its lease ends",
                             run.id, exc)
             log_run(run)
-            await self._after_outcome(plan, run, emit)  # RunCancelled; an interrupted run starts no dependents
+            await self._follow_up(plan, run, emit)  # RunCancelled; an interrupted run starts no dependents
             self._forget_local(run)
             return None
         fire_over = next_run is None and follow_up
         if delivery is None:
             await self._retrying(f"recording the outcome of run {run.id}", lambda: self.store.record_run(run))
             log_run(run)
-            await self._after_outcome(plan, run, emit)
+            await self._follow_up(plan, run, emit)
             if fire_over:
                 await self._release(run)
             return next_run
         if await self._finish(plan, run, delivery, next_run, fire_over, emit):
             return next_run
-        await self._record_duplicate(run, task)
+        await self._redelivery.record_duplicate(run, task)
         return None
 
     async def _finish(
@@ -415,14 +521,14 @@ class Working:
             if done is None:  # recorded, not acked (only where the steps are taken one by one)
                 _warn_recorded_not_acked(run)
                 return True
-            await self._after_outcome(plan, run, emit)
+            await self._follow_up(plan, run, emit)
             if fire_over:
                 self._forget_local(run)
             return True
         if not await self._retrying(what, lambda: finish_run(run, self._held(delivery), None, None, False, False)):
             return False
         log_run(run)
-        await self._after_outcome(plan, run, emit)
+        await self._follow_up(plan, run, emit)
         ack = self.broker.ack
         if not await self._retrying(f"acknowledging run {run.id}", lambda: ack(self._held(delivery), then, at)):
             _warn_recorded_not_acked(run)
@@ -430,20 +536,6 @@ class Working:
         if fire_over:
             await self._release(run)
         return True
-
-    def _retry_of(self, run: Run) -> Run:
-        """The next attempt of a run recorded as retrying."""
-        assert run.retry_at is not None
-        return Run(
-            id=f"{run.id}.r",  # the same id each time it is derived: queuing it again does nothing
-            task_name=run.task_name,
-            task_version=run.task_version,
-            scheduled_for=run.scheduled_for,
-            attempt=run.attempt + 1,
-            reason="retry",
-            fire_id=run.fire_id,
-            created_at=run.retry_at,
-        )
 
     def _describe_error(self, run: Run, state: RunState, error: BaseException, plan: TaskPlan) -> None:
         if state is RunState.TIMED_OUT:
@@ -466,80 +558,6 @@ class Working:
         """The modules whose frames lead a task's traceback: the kernel and its task type's module
         (only that module: an application's own task type may share a package with its jobs)."""
         return "sts_core", type(plan.task_type).__module__
-
-    async def _after_outcome(self, plan: TaskPlan, run: Run, emit: bool, *, repeated: bool = False) -> None:
-        task = plan.task
-        state = run.state
-        if emit:
-            event_class = {
-                RunState.SUCCEEDED: ev.RunSucceeded,
-                RunState.RETRYING: ev.RunRetrying,
-                RunState.FAILED: ev.RunFailed,
-                RunState.TIMED_OUT: ev.RunFailed,
-                RunState.CANCELLED: ev.RunCancelled,
-                RunState.INTERRUPTED: ev.RunCancelled,
-            }[state]
-            self.events.emit(event_class(run.ended_at, attrs.evolve(run), task, repeated))
-        children = self.plans.children_of(task.name)
-        if not children:
-            return
-        if state is RunState.SUCCEEDED:
-            for child in children:
-                await self._parent_succeeded(child, run)
-        elif state in FAILED_STATES:
-            await self._skip_descendants(task.name, f"upstream failed: {task.name}")
-
-    async def _parent_succeeded(self, child: str, parent_run: Run) -> None:
-        """Note the parent's success; start the child when all its parents have succeeded.
-
-        Repeatable (a step retried after a lost reply, a redelivery completing a recorded
-        outcome): the store answers the same parent run the same way, and the child's run has
-        an id and fire time derived from the parent run, so it is queued once.
-        """
-        plan = self.plans.current(child)
-        if plan is None or not plan.task.enabled:
-            return
-        parent = parent_run.task_name
-        what = f"starting {child} after {parent}"
-        parents = plan.parents
-        if await self._retrying(what, lambda: self.store.parent_succeeded(child, parent, parents, parent_run.id)):
-            reason = f"parents succeeded: {', '.join(sorted(parents))}"
-            when = parent_run.ended_at or self.clock.now()
-            run_id = f"{parent_run.id}>{child}"
-            await self._retrying(what, lambda: self.dispatch(plan, when, reason, run_id=run_id))
-
-    async def _skip_descendants(self, name: str, reason: str) -> None:
-        seen: set[str] = set()
-        frontier = self.plans.children_of(name)
-        now = self.clock.now()
-        while frontier:
-            child = frontier.pop(0)
-            if child in seen:
-                continue
-            seen.add(child)
-            plan = self.plans.current(child)
-            if plan is None:
-                continue
-            what = f"skipping {child}"
-            await self._retrying(what, lambda: self.store.reset_parents(child))  # noqa: B023 - awaited here
-            await self._retrying(what, lambda: self._record_skip(plan, now, reason))  # noqa: B023
-            frontier.extend(self.plans.children_of(child))
-
-    async def _release(self, run: Run) -> None:
-        """The fire of ``run`` is over (no further attempt): it no longer counts as active."""
-        fire = run.fire_id
-        if fire is not None:
-            await self._retrying(f"ending fire {fire}", lambda: self.store.end_fire(run.task_name, fire))
-        self._forget_local(run)
-
-    def _forget_local(self, run: Run) -> None:
-        active = self._active.get(run.task_name)
-        if active is not None:
-            active.discard(run.fire_id)
-            if not active:
-                del self._active[run.task_name]
-        if not self._active:
-            self.idle.set()
 
     def _run_sync(
         self,
@@ -569,7 +587,7 @@ class Working:
             threads = self._threads = DaemonThreadPool(
                 self._max_threads,
                 thread_name_prefix="sts-run",
-                max_abandoned=int(self.config.get("executor.max_abandoned_threads", DEFAULT_MAX_ABANDONED)),
+                max_abandoned=self._max_abandoned_threads,
             )
         on_abandon = functools.partial(self._thread_abandoned, run, deadline)
         count_hung = functools.partial(self._count_hung, run.task_name)

@@ -70,7 +70,7 @@ def test_a_redelivered_run_marks_the_lost_attempt_and_runs_as_a_new_attempt(make
             clock.advance(60)  # memory lease_time: the lease ends
             second = await broker.consume(0)
             assert second.delivery_count == 2
-            await engine._execute(second)
+            await engine.worker_loop.execute_delivered(second)
             lost = await scheduler.get_run(run.id)
             redo = await scheduler.get_run(f"{run.id}.d2")
             announced = await _seen(events, ev.RunLost)
@@ -96,7 +96,7 @@ def test_a_run_delivered_more_often_than_max_redeliveries_is_dead_lettered_as_po
             clock.advance(60)
             third = await broker.consume(0)
             assert third.delivery_count == 3
-            await engine._execute(third)
+            await engine.worker_loop.execute_delivered(third)
             for _ in range(100):  # events reach listeners on their own thread
                 if any(isinstance(e, ev.RunFailed) for e in events.seen):
                     break
@@ -131,7 +131,7 @@ def test_a_run_whose_outcome_was_recorded_before_its_worker_died_is_completed_no
             await scheduler.backend.store.record_run(first.run)  # recorded, then died before the ack
             clock.advance(60)
             second = await broker.consume(0)
-            await engine._execute(second)
+            await engine.worker_loop.execute_delivered(second)
             child = await broker.consume(0)
             recorded = await scheduler.get_run(run.id)
             assert await scheduler.get_run(f"{run.id}.d2") is None
@@ -159,7 +159,7 @@ def test_a_redelivery_whose_count_skipped_a_number_still_finds_the_recorded_outc
             clock.advance(60)
             third = await broker.consume(0)
             assert third.delivery_count == 3
-            await engine._execute(third)
+            await engine.worker_loop.execute_delivered(third)
             records = await scheduler.runs("t")
         assert calls == []
         assert [(r.id, r.state) for r in records] == [(run.id, RunState.SUCCEEDED)]
@@ -179,7 +179,7 @@ def test_a_run_recorded_retrying_before_its_worker_died_gets_its_retry_queued(ma
             await scheduler.backend.store.record_run(first.run)
             clock.advance(60)
             second = await broker.consume(0)
-            await engine._execute(second)
+            await engine.worker_loop.execute_delivered(second)
             retry = await broker.consume(0)
         assert calls == []
         assert retry is not None and retry.run.attempt == 2 and retry.run.fire_id == run.fire_id
@@ -202,7 +202,7 @@ def test_a_worker_that_finishes_after_losing_its_lease_records_a_duplicate_and_n
             stale = await broker.consume(0)
             clock.advance(60)
             current = await broker.consume(0)  # another worker has it now
-            await engine._execute(stale)  # the stale worker runs it and fails: no retry may follow
+            await engine.worker_loop.execute_delivered(stale)  # the stale worker runs it and fails: no retry may follow
             record = await scheduler.get_run(run.id)
             assert await broker.depth() == 1  # only the current delivery
             assert await broker.ack(current) is True
@@ -224,7 +224,7 @@ def test_a_queued_run_of_a_task_that_never_existed_is_dead_lettered(make_schedul
             ghost = Run(id=new_run_id(), task_name="ghost", task_version=1, scheduled_for=now,
                         fire_id=fire_id("ghost", now))
             await broker.enqueue(ghost)
-            await engine._execute(await broker.consume(0))
+            await engine.worker_loop.execute_delivered(await broker.consume(0))
             record = await scheduler.get_run(ghost.id)
             dead = await broker.dead_letters()
         assert record.state is RunState.POISON and "unknown task 'ghost'" in record.error_message
@@ -248,7 +248,7 @@ def test_runs_handed_back_at_graceful_stops_are_not_poisoned_and_say_so(make_sch
                 assert await broker.release(delivery) is True
             third = await broker.consume(0)
             assert (third.delivery_count, third.handed_back) == (3, 2)
-            await engine._execute(third)
+            await engine.worker_loop.execute_delivered(third)
             done = await scheduler.get_run(f"{run.id}.d3")
         assert done.state is RunState.SUCCEEDED and "handed it back" in done.reason
         assert calls == ["job"]
