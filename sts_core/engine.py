@@ -37,7 +37,8 @@ from sts_core.plans import PlanDefaults, TaskPlan, TaskPlans, compile_plan
 from sts_core.plugins import PluginManager
 from sts_core.redelivery import Redelivery
 from sts_core.steps import BackendSteps
-from sts_core.working import DEFAULT_MAX_ABANDONED, WorkerLoop
+from sts_core.synccalls import DEFAULT_MAX_ABANDONED, SyncCalls
+from sts_core.working import WorkerLoop
 
 log = logging.getLogger("sts.engine")
 
@@ -54,9 +55,10 @@ class Engine:
     (``sts_core.firing.SchedulerLoop``), the worker loop (``sts_core.working.WorkerLoop``),
     redeliveries (``sts_core.redelivery.Redelivery``), what follows an outcome
     (``sts_core.outcomes.Outcomes``), and the state several of them share: the backend's steps
-    (``BackendSteps``), outages (``BackendOutages``), the local active fires (``ActiveFires``)
-    and the runs in flight (``RunsInFlight``). Itself it holds the plans, starts and stops the
-    loops, and applies task changes other processes make.
+    (``BackendSteps``), outages (``BackendOutages``), the local active fires (``ActiveFires``),
+    the runs in flight (``RunsInFlight``) and the threads for synchronous functions
+    (``SyncCalls``). Itself it holds the plans, starts and stops the loops, and applies task
+    changes other processes make.
     """
 
     def __init__(
@@ -104,14 +106,16 @@ class Engine:
             store=store, broker=broker, clock=clock, plans=plans, events=events, retrying=retrying,
             held=in_flight.held, active=active, outcomes=outcomes, worker_id=self.worker_id,
         )
+        self.sync_calls = SyncCalls(
+            clock=clock, events=events, max_threads=int(config.get("executor.max_workers", 8)),
+            max_abandoned=int(config.get("executor.max_abandoned_threads", DEFAULT_MAX_ABANDONED)),
+        )
         self.worker_loop = WorkerLoop(
             store=store, broker=broker, steps=steps, clock=clock, plans=plans, events=events, plugins=plugins,
             resolve_function=resolve_function, outages=outages, retrying=retrying, active=active,
-            in_flight=in_flight, redelivery=redelivery, outcomes=outcomes, reload_task=self.reload_task,
-            removed_upto=self._removed_upto, worker_id=self.worker_id,
+            in_flight=in_flight, redelivery=redelivery, outcomes=outcomes, sync_calls=self.sync_calls,
+            reload_task=self.reload_task, removed_upto=self._removed_upto, worker_id=self.worker_id,
             concurrency=int(config.get("executor.concurrency", 100)),
-            max_threads=int(config.get("executor.max_workers", 8)),
-            max_abandoned_threads=int(config.get("executor.max_abandoned_threads", DEFAULT_MAX_ABANDONED)),
             output_limit=int(config.get("executor.output_limit", 65536)),
             max_redeliveries=int(config.get("executor.max_redeliveries", 3)),
         )
@@ -173,7 +177,7 @@ class Engine:
 
     def health(self, *, running: bool) -> Health:
         """A snapshot of the loops' state; cheap, and safe to take from any thread."""
-        threads = self.worker_loop.threads
+        threads = self.sync_calls.threads
         return Health(
             running=running,
             scheduler_id=self.scheduler_id,
@@ -285,7 +289,7 @@ class Engine:
 
     def close(self) -> None:
         """Release threads (does not wait for threads still running a timed-out function)."""
-        self.worker_loop.close()
+        self.sync_calls.close()
         self.events.close()
 
     # -- task changes made by other processes ---------------------------------------------------

@@ -7,8 +7,6 @@ import asyncio
 import functools
 import logging
 import random
-import threading
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -18,7 +16,7 @@ import attrs
 from sts_core import events as ev
 from sts_core.activefires import ActiveFires
 from sts_core.clock import Clock
-from sts_core.errors import BackendError, BackendUnavailableError, TaskStillRunningError
+from sts_core.errors import BackendError, BackendUnavailableError
 from sts_core.eventbus import EventBus
 from sts_core.inflight import RunsInFlight
 from sts_core.interfaces import Delivery, ExecutionContext
@@ -32,7 +30,7 @@ from sts_core.redelivery import RECORDED_OUTCOMES, Redelivery, delivery_run_id
 from sts_core.runcontext import reset_current_run, set_current_run
 from sts_core.runlog import log_run
 from sts_core.steps import BackendSteps, Retrying
-from sts_core.threadpool import DaemonThreadPool
+from sts_core.synccalls import SyncCalls
 from sts_core.tracebacks import task_traceback
 
 log = logging.getLogger("sts.engine")
@@ -43,22 +41,20 @@ HEARTBEAT_INTERVAL = 1.0
 MAX_PREFETCH = 32
 #: How often a manual fire queued behind its task's active runs looks again for a free instance.
 WAIT_FOR_INSTANCE_POLL = 1.0
-#: ``executor.max_abandoned_threads`` when the config has no such key.
-DEFAULT_MAX_ABANDONED = 32
 
 
 class WorkerLoop:
     """The worker loop, the heartbeat that renews its leases, and manual runs (``execute_now``).
 
     Owns the ``executor.concurrency`` slots (a delivered run holds one until its user code is
-    over), the thread pool for synchronous functions and the count of their calls abandoned
-    while still running, the side tasks dropping repeated deliveries, and whether it is stopping.
+    over), the side tasks dropping repeated deliveries, and whether it is stopping.
 
     Given the store and broker, the backend ``steps``, the clock, the plans, the event bus, the
     plugin manager and ``resolve_function`` (to load a task's code again), ``outages`` (its
     backoff and beats), ``retrying`` (a backend step through an outage), the local ``active``
     fires, the ``in_flight`` registry it fills, ``redelivery`` (runs delivered again),
-    ``outcomes`` (what follows a recorded outcome), and from the engine, which applies task
+    ``outcomes`` (what follows a recorded outcome), ``sync_calls`` (the threads that run
+    synchronous functions), and from the engine, which applies task
     changes: ``reload_task`` and ``removed_upto`` (queued runs of a removed task up to that
     version are cancelled when delivered). The ``executor.*`` settings come as numbers.
     """
@@ -80,12 +76,11 @@ class WorkerLoop:
         in_flight: RunsInFlight,
         redelivery: Redelivery,
         outcomes: Outcomes,
+        sync_calls: SyncCalls,
         reload_task: Callable[[str], Awaitable[TaskPlan | None]],
         removed_upto: dict[str, int],
         worker_id: str,
         concurrency: int,
-        max_threads: int,
-        max_abandoned_threads: int,
         output_limit: int,
         max_redeliveries: int,
     ) -> None:
@@ -109,6 +104,7 @@ class WorkerLoop:
         self._release = active.release
         self._forget_local = active.forget
         self._follow_up = outcomes.follow_up
+        self._call_sync = sync_calls.call
         self._held = in_flight.held
         self._executing = in_flight.executing
         self._leases = in_flight.leases
@@ -120,8 +116,6 @@ class WorkerLoop:
         # A broker whose delivery count may skip a number (a delivery nobody ran) says so.
         self._counts_may_skip = steps.counts_may_skip
         self._concurrency = concurrency
-        self._max_threads = max_threads
-        self._max_abandoned_threads = max_abandoned_threads
         self._output_limit = output_limit
         self._max_redeliveries = max_redeliveries
         self._random = random.Random()
@@ -131,10 +125,6 @@ class WorkerLoop:
         self._free_slots = concurrency
         self._slot_freed = asyncio.Event()
         self._side_tasks: set[asyncio.Task[Any]] = set()  # copies being dropped (see _start)
-        self._threads: DaemonThreadPool | None = None  # created on first use, again after close()
-        # task name -> calls of its sync function abandoned after their run ended and still running
-        self._hung_calls: Counter[str] = Counter()
-        self._hung_lock = threading.Lock()  # pool threads count down too
 
     def bind_to_loop(self) -> None:
         """Start afresh on the running loop (an asyncio event belongs to one loop)."""
@@ -145,17 +135,6 @@ class WorkerLoop:
     def stop(self) -> None:
         """End the loops (they are cancelled too; runs in flight are the engine's to wait for)."""
         self._stopping = True
-
-    @property
-    def threads(self) -> DaemonThreadPool | None:
-        """The thread pool running synchronous functions (None until first used)."""
-        return self._threads
-
-    def close(self) -> None:
-        """Release the threads (does not wait for threads still running a timed-out function)."""
-        if self._threads is not None:
-            self._threads.shutdown(wait=False, cancel_futures=True)
-            self._threads = None
 
     async def stop_side_tasks(self) -> None:
         """Cancel the handling of repeated deliveries still going on."""
@@ -422,7 +401,7 @@ class WorkerLoop:
         output = BoundedOutput(self._output_limit)
         # The thread pool pauses the deadline while the run's function waits for a thread.
         deadline = None if plan.timeout is None else asyncio.timeout(plan.timeout)
-        run_sync = functools.partial(self._run_sync, run, deadline, task.max_instances)
+        run_sync = functools.partial(self._call_sync, run, deadline, task.max_instances)
         started = clock.monotonic()
         error: BaseException | None = None
         result: Any = None
@@ -558,74 +537,6 @@ class WorkerLoop:
         """The modules whose frames lead a task's traceback: the kernel and its task type's module
         (only that module: an application's own task type may share a package with its jobs)."""
         return "sts_core", type(plan.task_type).__module__
-
-    def _run_sync(
-        self,
-        run: Run,
-        deadline: asyncio.Timeout | None,
-        max_instances: int,
-        function: Callable[..., Any],
-        *args: Any,
-        **kwargs: Any,
-    ) -> Awaitable[Any]:
-        """``ExecutionContext.run_sync`` for ``run``: call ``function`` in the thread pool, its
-        timeout (``deadline``) counting from the call's start. Raises ``TaskStillRunningError``
-        while ``max_instances`` calls of the task's earlier runs still hang in abandoned threads:
-        a task that hangs holds that many threads at most, never the whole pool."""
-        hung = self._hung_calls.get(run.task_name, 0)
-        if hung >= max_instances:
-            raise TaskStillRunningError(
-                f"not started: {hung} call(s) of this task's function from earlier runs are still running in "
-                f"abandoned threads (they did not return after the run timed out or was cancelled), and "
-                f"max_instances={max_instances}; it starts again once they return. Run code that can hang with "
-                "executor: process, whose child is killed at the timeout"
-            )
-        if kwargs:
-            function = functools.partial(function, **kwargs)
-        threads = self._threads
-        if threads is None:
-            threads = self._threads = DaemonThreadPool(
-                self._max_threads,
-                thread_name_prefix="sts-run",
-                max_abandoned=self._max_abandoned_threads,
-            )
-        on_abandon = functools.partial(self._thread_abandoned, run, deadline)
-        count_hung = functools.partial(self._count_hung, run.task_name)
-        return threads.call(function, *args, deadline=deadline, on_abandon=on_abandon, count_hung=count_hung)
-
-    def _count_hung(self, task_name: str, change: int) -> None:
-        """A call of the task's function was abandoned while running (+1), or returned after that (-1).
-        Called by the pool's threads as well as the loop, and kept apart from both: a call that
-        returns while the scheduler is stopped, or after its pool was replaced, still counts down."""
-        with self._hung_lock:
-            left = self._hung_calls[task_name] + change
-            if left:
-                self._hung_calls[task_name] = left
-            else:
-                del self._hung_calls[task_name]
-        if change < 0:
-            log.info("task %r: a call of its function abandoned after its run ended has returned", task_name)
-
-    def _thread_abandoned(self, run: Run, deadline: asyncio.Timeout | None, abandoned: int, replaced: bool) -> None:
-        """A run's synchronous function outlived its run (a timeout, a cancellation): say so, once."""
-        why = "timed out" if deadline is not None and deadline.expired() else "was cancelled"
-        cap = self._threads.max_abandoned if self._threads is not None else DEFAULT_MAX_ABANDONED
-        if replaced:
-            log.warning(
-                "task %r (run %s): its function is still running after the run %s; Python cannot stop a thread, "
-                "so it is abandoned and replaced (abandoned threads still running: %d; at most %d are replaced, "
-                "executor.max_abandoned_threads). Run code that can hang with executor: process or as an async "
-                "function", run.task_name, run.id, why, abandoned, cap,
-            )
-        else:
-            log.error(
-                "task %r (run %s): its function is still running after the run %s; its thread is abandoned and "
-                "NOT replaced: abandoned threads still running (%d) exceed executor.max_abandoned_threads=%d, so "
-                "synchronous runs wait for the threads left. Run code that can hang with executor: process or as "
-                "an async function", run.task_name, run.id, why, abandoned, cap,
-            )
-        if self.events.active:
-            self.events.emit(ev.ThreadAbandoned(self.clock.now(), run.task_name, run.id, abandoned, cap, replaced))
 
 
 def _warn_recorded_not_acked(run: Run) -> None:

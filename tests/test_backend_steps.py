@@ -16,7 +16,7 @@ from sts_memory.backend import build_backend
 KERNEL = Path(__file__).resolve().parents[1] / "sts_core"
 #: The engine's modules: they take backend steps only through ``BackendSteps`` and the Protocols.
 ENGINE_MODULES = ("engine.py", "firing.py", "working.py", "redelivery.py", "outcomes.py", "activefires.py",
-                  "inflight.py", "outages.py", "scheduler.py", "backends.py")
+                  "synccalls.py", "inflight.py", "outages.py", "scheduler.py", "backends.py")
 BACKEND_WORDS = ("store", "broker", "backend", "steps")
 
 
