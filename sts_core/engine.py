@@ -196,10 +196,21 @@ class Engine:
 
     # -- runs ------------------------------------------------------------------------------------------
 
-    async def dispatch(self, plan: TaskPlan, scheduled_for: datetime, reason: str, now: datetime | None = None,
-                       **options: Any) -> Run | None:
-        """Queue a fire of ``plan`` (``SchedulerLoop.dispatch``, where the options are described)."""
-        return await self.scheduler_loop.dispatch(plan, scheduled_for, reason, now, **options)
+    async def dispatch(
+        self,
+        plan: TaskPlan,
+        scheduled_for: datetime,
+        reason: str,
+        now: datetime | None = None,
+        *,
+        run_id: str | None = None,
+        fire: str | None = None,
+        expect_version: bool = False,
+        queue_when_busy: bool = False,
+    ) -> Run | None:
+        """Queue a fire of ``plan`` now (a manual fire); ``SchedulerLoop.dispatch`` describes the options."""
+        return await self.scheduler_loop.dispatch(plan, scheduled_for, reason, now, run_id=run_id, fire=fire,
+                                                  expect_version=expect_version, queue_when_busy=queue_when_busy)
 
     async def execute_now(self, plan: TaskPlan, reason: str = "manual") -> Run:
         """Run ``plan`` now in the calling coroutine, retries included; return the last attempt."""
