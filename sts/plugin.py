@@ -84,16 +84,6 @@ from sts_core.interfaces import (
     WatchedStore,
     WatchesAvailability,
 )
-from sts_core.model import (
-    MISFIRE_POLICIES,
-    Run,
-    RunState,
-    Task,
-    fire_id,
-    new_run_id,
-    task_from_valid_options,
-    task_keys,
-)
 from sts_core.options import Option, add_plugin, plugin_added
 from sts_core.registry import (
     AlertOptionsValidator,
@@ -106,6 +96,7 @@ from sts_core.registry import (
     RegisterTrigger,
     SectionValidator,
 )
+from sts_core.run import Run, RunState, fire_id, new_run_id
 from sts_core.schedulerview import SchedulerView
 from sts_core.sections import (
     KeyCheck,
@@ -117,6 +108,7 @@ from sts_core.sections import (
     parse_address,
     safe_url,
 )
+from sts_core.task import MISFIRE_POLICIES, Task, task_from_valid_options, task_keys
 from sts_core.tracebacks import task_traceback
 
 if TYPE_CHECKING:

@@ -16,12 +16,13 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sts_core.converters import check_timezone
 from sts_core.errors import PluginError, Problem, TaskValidationError, did_you_mean, short_repr, short_text
 from sts_core.functions import import_errors_once
 from sts_core.interfaces import Trigger
-from sts_core.model import Task, check_timezone
 from sts_core.options import installed_options
 from sts_core.plugins import PluginManager
+from sts_core.task import Task
 
 #: At most this many unknown parents get a "did you mean": each hint scans every task name.
 _MAX_PARENT_HINTS = 50
@@ -68,7 +69,7 @@ def check_tasks(
 
 def reported_already(problem: Problem, left_out: frozenset[str]) -> bool:
     """Whether a plugin check's ``problem`` with a task built without the options ``left_out``
-    (``model.task_from_valid_options``) is a consequence of leaving them out: those options are
+    (``sts_core.task.task_from_valid_options``) is a consequence of leaving them out: those options are
     reported already, and "function is required" after a malformed function says nothing new."""
     key = re.split(r"[.\[]", problem.key_path, maxsplit=1)[0]
     return key in left_out or ("type" in left_out and _checked_by_task_type(key))

@@ -16,7 +16,7 @@ from sts_core.errors import (
     short_repr,
     short_text,
 )
-from sts_core.model import task_keys
+from sts_core.task import task_keys
 
 
 @pytest.mark.parametrize(
