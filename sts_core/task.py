@@ -381,7 +381,7 @@ def task_from_valid_options(data: Mapping[str, Any]) -> tuple[Task | None, froze
         try:
             return Task(**options), frozenset(left_out)
         except TaskValidationError as exc:
-            bad = {_root_key(problem.key_path) for problem in exc.problems} & options.keys()
+            bad = {root_key(problem.key_path) for problem in exc.problems} & options.keys()
             if not bad or "name" in bad:
                 break
             left_out |= bad
@@ -403,7 +403,7 @@ def _task_source(name: Any) -> str | None:
     return f"task {short_repr(name)}" if isinstance(name, str) else None
 
 
-def _root_key(key_path: str) -> str:
+def root_key(key_path: str) -> str:
     """``trigger.kind`` -> ``trigger``; ``parent_tasks[1]`` -> ``parent_tasks``."""
     return re.split(r"[.\[]", key_path, maxsplit=1)[0]
 
