@@ -19,6 +19,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from sts_core import events
+from sts_core.addresses import format_address, is_loopback, parse_address, safe_url
 from sts_core.clock import Clock, SystemClock
 from sts_core.configschema import EXECUTORS
 from sts_core.durations import duration_seconds, format_duration, parse_duration
@@ -98,16 +99,7 @@ from sts_core.registry import (
 )
 from sts_core.run import Run, RunState, fire_id, new_run_id
 from sts_core.schedulerview import SchedulerView
-from sts_core.sections import (
-    KeyCheck,
-    check_section,
-    count_check,
-    duration_check,
-    format_address,
-    is_loopback,
-    parse_address,
-    safe_url,
-)
+from sts_core.sections import KeyCheck, check_section, count_check, duration_check
 from sts_core.task import MISFIRE_POLICIES, Task, task_from_valid_options, task_keys
 from sts_core.tracebacks import task_traceback
 
