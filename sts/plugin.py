@@ -35,10 +35,6 @@ from sts_core.errors import (
     TaskNotFoundError,
     TaskValidationError,
     ValidationError,
-    did_you_mean,
-    one_of,
-    short_repr,
-    short_text,
 )
 from sts_core.events import (
     Event,
@@ -102,6 +98,7 @@ from sts_core.schedulerview import SchedulerView
 from sts_core.sections import KeyCheck, check_section, count_check, duration_check
 from sts_core.task import MISFIRE_POLICIES, Task, task_from_valid_options, task_keys
 from sts_core.tracebacks import task_traceback
+from sts_core.wording import did_you_mean, one_of, short_repr, short_text
 
 if TYPE_CHECKING:
     from sts_core.config import Config

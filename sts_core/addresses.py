@@ -10,7 +10,7 @@ import ipaddress
 import re
 from typing import Any
 
-from sts_core.errors import short_repr
+from sts_core.wording import short_repr
 
 ADDRESS_EXPECTED = "expected host:port such as 127.0.0.1:8080 or [::1]:8080 (port 0 picks a free port)"
 

@@ -12,7 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sts_core.durations import parse_duration
-from sts_core.errors import did_you_mean, short_repr
+from sts_core.wording import did_you_mean, short_repr
 
 #: The largest whole number a count option (``retries``, ``max_instances``) takes: larger ones
 #: serve no schedule, and past 4300 digits an integer no longer reads back from JSON.

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 
-from sts_core.errors import Problem, did_you_mean, short_repr
+from sts_core.errors import Problem
 from sts_core.task import Task
+from sts_core.wording import did_you_mean, short_repr
 
 #: At most this many unknown parents get a "did you mean": each hint scans every task name.
 _MAX_PARENT_HINTS = 50

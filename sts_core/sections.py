@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sts_core.errors import did_you_mean, short_repr
+from sts_core.wording import did_you_mean, short_repr
 
 KeyCheck = Callable[[Any], "str | Sequence[tuple[str, str]] | None"]
 """A check of one key's value: None (or no pairs) when valid, else a message about the key, or

@@ -20,8 +20,9 @@ from zoneinfo import ZoneInfo
 import attrs
 
 from sts_core import converters
-from sts_core.errors import Problem, TaskValidationError, did_you_mean, short_repr, short_text
+from sts_core.errors import Problem, TaskValidationError
 from sts_core.options import TaskOptions, installed_options
+from sts_core.wording import did_you_mean, short_repr, short_text
 
 MISFIRE_POLICIES: tuple[str, ...] = ("coalesce", "skip", "run_all")
 

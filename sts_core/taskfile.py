@@ -20,10 +20,11 @@ from typing import Any
 import attrs
 import yaml
 
-from sts_core.errors import Problem, TaskValidationError, did_you_mean, short_repr, short_text
+from sts_core.errors import Problem, TaskValidationError
 from sts_core.plugins import PluginManager
 from sts_core.task import Task, task_from_valid_options
 from sts_core.validation import check_tasks, reported_already
+from sts_core.wording import did_you_mean, short_repr, short_text
 from sts_core.yamlsafe import TOO_MANY_DIGITS, UnsafeYamlError, check_document
 
 #: File suffixes and the syntax each one selects.

@@ -16,12 +16,13 @@ from zoneinfo import ZoneInfo
 
 from sts_core.converters import check_timezone
 from sts_core.dependencies import dependency_problems
-from sts_core.errors import PluginError, Problem, TaskValidationError, did_you_mean, short_repr, short_text
+from sts_core.errors import PluginError, Problem, TaskValidationError
 from sts_core.functions import import_errors_once
 from sts_core.interfaces import Trigger
 from sts_core.options import installed_options
 from sts_core.plugins import PluginManager
 from sts_core.task import Task, root_key
+from sts_core.wording import did_you_mean, short_repr, short_text
 
 ResolveFunction = Callable[[Any], Callable[..., Any]]
 
