@@ -61,17 +61,6 @@ def test_the_kernel_never_imports_the_plugin_api() -> None:
     assert not offending, "sts_core must not import sts.plugin, which re-exports it:\n" + "\n".join(offending)
 
 
-def test_the_kernel_never_imports_the_command_line() -> None:
-    # sts_core.testing may: its run_cli runs the command line for plugin tests.
-    offending = [
-        f"{path.relative_to(ROOT)}:{line}: imports {module}"
-        for path in sorted((ROOT / "sts_core").rglob("*.py"))
-        if (ROOT / "sts_core" / "testing") not in path.parents
-        for line, module in _imported_modules(path)
-        if _is_under(module, "sts_cli")
-    ]
-    assert not offending, "sts_core must not import sts_cli, the application built on it:\n" + "\n".join(offending)
-
 
 @pytest.mark.parametrize("name", sts.plugin.__all__)
 def test_every_name_of_the_plugin_api_resolves_and_says_what_it_is(name: str) -> None:
