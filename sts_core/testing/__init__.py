@@ -52,8 +52,11 @@ pytest session); kernel modules are imported where they are used.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from importlib import metadata
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -146,10 +149,6 @@ def sts_command() -> list[str]:
     ``pip install``) the entry point run by this interpreter with ``-P``, which, like the script,
     leaves the working directory off ``sys.path`` (``python -m`` alone would add it, and hide
     whether the command does)."""
-    import sys
-    from importlib import metadata
-    from pathlib import Path
-
     script = Path(sys.executable).with_name("sts")
     installed = [ep.value for ep in metadata.entry_points(group="console_scripts", name="sts")]
     if script.exists() and installed == [STS_ENTRY_POINT]:
