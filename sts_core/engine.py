@@ -30,6 +30,7 @@ from sts_core.firing import Firing
 from sts_core.functions import import_errors_once
 from sts_core.health import Health
 from sts_core.interfaces import Backend, Delivery
+from sts_core.isolation import Isolation
 from sts_core.model import Run, RunState, Task
 from sts_core.plans import PlanDefaults, TaskPlan, TaskPlans, compile_plan
 from sts_core.plugins import PluginManager
@@ -106,6 +107,7 @@ class Engine(Firing, Working, Redelivery):
         self._hung_lock = threading.Lock()  # pool threads count down too
         self._output_limit = int(config.get("executor.output_limit", 65536))
         self._max_redeliveries = int(config.get("executor.max_redeliveries", 3))
+        self._isolation = Isolation()  # a run redelivered after a lost worker runs alone (sts_core.isolation)
         # The backend's steps, chosen once from what it offers (its atomic steps, an outbox, or one by one).
         self.steps = steps = BackendSteps(backend, clock, lambda what, step: self._retrying(what, step))
         # A store other processes change too: plans may lag behind it and are reloaded on demand.

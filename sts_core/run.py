@@ -117,6 +117,9 @@ class Run:
     #: A manual fire queued while ``max_instances`` runs of its task were active: a worker starts it
     #: once one of them ends (until then it is put back, never skipped).
     waits_for_instance: bool = False
+    #: Run alone on its worker, because a worker was lost while an earlier attempt ran (see
+    #: ``sts_core.isolation``): a loss of this attempt counts toward ``executor.max_redeliveries``.
+    isolated: bool = False
 
     @property
     def hit_timeout(self) -> bool:
@@ -128,8 +131,9 @@ class Run:
         return self.state is RunState.RETRYING and self.error_type == "TimeoutError" and self.traceback is None
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-safe data. ``waits_for_instance`` is left out when false, so that processes of
-        an earlier version, which do not know it, can still read the records and messages."""
+        """Plain JSON-safe data. ``waits_for_instance`` and ``isolated`` are left out when false, so
+        that processes of an earlier version, which do not know them, can still read the records and
+        messages."""
         data = attrs.asdict(self, recurse=False)
         data["state"] = self.state.value
         for key in ("scheduled_for", "created_at", "started_at", "ended_at", "retry_at"):
@@ -137,6 +141,8 @@ class Run:
                 data[key] = data[key].isoformat()
         if not self.waits_for_instance:
             del data["waits_for_instance"]
+        if not self.isolated:
+            del data["isolated"]
         return data
 
     @classmethod

@@ -65,6 +65,9 @@ class Working:
             while self._free_slots <= 0:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
+            if self._isolation.closed:  # a suspect runs alone here: take nothing until it is over
+                await self._isolation.until_open()
+                continue
             try:
                 if consume_many is not None:
                     deliveries = await consume_many(min(self._free_slots, MAX_PREFETCH), 1.0)
@@ -129,7 +132,7 @@ class Working:
         handed to another worker."""
         while not self._stopping:
             await self.clock.wait(None, HEARTBEAT_INTERVAL)
-            if self._free_slots <= 0:  # the worker loop is parked until a run ends: busy, not stuck
+            if self._free_slots <= 0 or self._isolation.closed:  # the worker loop is parked: busy, not stuck
                 self.beats["worker"] = self.clock.now()
             now = self.clock.monotonic()
             for run_id, (delivery, length) in list(self._deliveries.items()):
@@ -221,22 +224,14 @@ class Working:
         count = delivery.delivery_count
         first_start = count == 1
         if count > 1:
-            previous, lost = await self._previous_attempts(delivery)
+            previous, attempts = await self._previous_attempts(delivery)
             if previous is not None and previous.state in RECORDED_OUTCOMES:
                 await self._complete_recorded(delivery, previous)
                 return
-            # Poison: lost while running more than max_redeliveries times (recorded attempts), or
-            # delivered so often without a hand-back that its workers must die before recording a
-            # start (where the broker's count may skip a number, only at twice the allowance).
-            unaccounted = count - 1 - delivery.handed_back  # hand-backs at graceful shutdown do not count
-            limit = self._max_redeliveries
-            if lost > limit:
-                await self._poison(delivery, f"delivered {count} times; its worker was lost {lost} times "
-                                             f"(executor.max_redeliveries={limit})")
-                return
-            if unaccounted > (2 * (limit + 1) if self._counts_may_skip else limit):
-                await self._poison(delivery, f"delivered {count} times, {unaccounted} of them to workers lost "
-                                             f"before recording a start (executor.max_redeliveries={limit})")
+            # Poison: lost too often while it ran alone (sts_core.isolation); hand-backs never count.
+            poison = attempts.poison_reason(delivery, self._max_redeliveries, counts_may_skip=self._counts_may_skip)
+            if poison is not None:
+                await self._poison(delivery, poison)
                 return
             if previous is None and self._starts_once:
                 # No earlier attempt left a record: the earlier deliveries never reached a worker
@@ -250,7 +245,9 @@ class Working:
                     id=delivery_run_id(run.id, count),
                     attempt=run.attempt + count - 1,
                     reason=f"redelivered (delivery {count}): the previous worker "
-                    + ("handed it back when it stopped" if handed_back else "was lost"),
+                    + ("handed it back when it stopped" if handed_back else "was lost")
+                    + ("; it runs alone, as a worker was lost while it ran" if attempts.suspect else ""),
+                    isolated=attempts.suspect,
                 )
         plan = await self.plans.for_version(run.task_name, run.task_version)
         if plan is not None and self.plans.current(run.task_name) is None and self._shared:
@@ -268,7 +265,15 @@ class Working:
             if not await self._take_instance(plan, run, delivery):
                 return
             run = attrs.evolve(run, waits_for_instance=False)
-        await self._attempt(plan, run, delivery=delivery, follow_up=True, first_start=first_start)
+        # A suspect runs alone: it waits for the runs executing here, and they for it.
+        isolation = self._isolation
+        alone = run.isolated
+        if not isolation.enter_now(alone):
+            await isolation.enter(alone)
+        try:
+            await self._attempt(plan, run, delivery=delivery, follow_up=True, first_start=first_start)
+        finally:
+            isolation.leave(alone)
 
     async def _take_instance(self, plan: TaskPlan, run: Run, delivery: Delivery) -> bool:
         """A manual fire queued behind its task's active runs: True when it may start now (it now

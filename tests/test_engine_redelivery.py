@@ -91,22 +91,26 @@ def test_a_run_delivered_more_often_than_max_redeliveries_is_dead_lettered_as_po
         async with _listened(make_scheduler, events, executor={"max_redeliveries": 1}) as scheduler:
             engine, broker = await _prepared(scheduler, Task("t", job, every=3600))
             run = await _fire_first(engine, "t")
-            await broker.consume(0)
-            clock.advance(60)
-            await broker.consume(0)  # the second worker dies too
-            clock.advance(60)
-            third = await broker.consume(0)
-            assert third.delivery_count == 3
-            await engine._execute(third)
+            # three workers record the start and die: the first beside other runs, then two alone
+            for number in (1, 2, 3):
+                delivery = await broker.consume(0)
+                delivery.run.id = run.id if number == 1 else f"{run.id}.d{number}"
+                delivery.run.state, delivery.run.isolated = RunState.RUNNING, number > 1
+                await scheduler.backend.store.record_run(delivery.run)
+                clock.advance(60)
+            fourth = await broker.consume(0)
+            assert fourth.delivery_count == 4
+            await engine._execute(fourth)
             for _ in range(100):  # events reach listeners on their own thread
                 if any(isinstance(e, ev.RunFailed) for e in events.seen):
                     break
                 await asyncio.sleep(0.01)
-            poison = await scheduler.get_run(f"{run.id}.d3")
+            poison = await scheduler.get_run(f"{run.id}.d4")
             dead = await broker.dead_letters()
             depth = await broker.depth()
             assert await scheduler.backend.store.begin_fire("t", "next", 1)  # the fire no longer counts
-        assert poison.state is RunState.POISON and "delivered 3 times" in poison.error_message
+        assert poison.state is RunState.POISON and "delivered 4 times" in poison.error_message
+        assert "lost 2 times while it ran alone" in poison.error_message
         assert [d["id"] for d in dead] == [run.id] and "max_redeliveries=1" in dead[0]["reason"]
         assert depth == 0 and calls == []
         failed = [e for e in events.seen if isinstance(e, ev.RunFailed)]

@@ -267,7 +267,9 @@ def test_run_records_stay_readable_across_versions() -> None:
 
     run = Run(id="r1", task_name="t", task_version=1, scheduled_for=datetime(2026, 1, 1, tzinfo=UTC))
     data = run.to_dict()
-    assert "waits_for_instance" not in data  # an earlier version cannot read a key it does not know
+    assert "waits_for_instance" not in data and "isolated" not in data  # an earlier version cannot read them
     assert Run.from_dict({**data, "added_by_a_later_version": 1}).to_dict() == data
     waiting = Run.from_dict({**data, "waits_for_instance": True})
     assert waiting.waits_for_instance and waiting.to_dict()["waits_for_instance"] is True
+    alone = Run.from_dict({**data, "isolated": True})
+    assert alone.isolated and alone.to_dict()["isolated"] is True
