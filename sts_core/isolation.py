@@ -7,9 +7,11 @@ nothing else starts, nor is taken from the broker, until its outcome is recorded
 says so (``Run.isolated``). Only a loss while running alone is a strike toward
 ``executor.max_redeliveries`` (``Attempts``): a run that merely ran beside a poison run gets a
 clean attempt of its own and succeeds, while the poison run is charged each time it kills a
-worker on its own. Deliveries that never recorded a start (prefetched or waiting runs of a lost
-worker, a backend error before the start record) are no strikes; only a generous bound
-(``UNSTARTED_PER_REDELIVERY``) stops a run whose workers die before it records a start.
+worker on its own. A suspect waits at most ``PATIENCE`` for a moment alone, then runs beside
+the others (not isolated: its loss is no strike). Deliveries that never recorded a start
+(prefetched or waiting runs of a lost worker, a backend error before the start record) are no
+strikes either; only a generous bound (``UNCLEAR_PER_REDELIVERY``) on such losses, and on losses
+beside other runs, stops a run that kills its workers before it records a start.
 """
 
 from __future__ import annotations
@@ -20,18 +22,26 @@ from collections.abc import Iterable
 
 import attrs
 
+from sts_core.clock import Clock
 from sts_core.interfaces import Delivery
 from sts_core.run import Run, RunState
 
+#: How long a suspect waits for the runs executing on its worker to end so that it can run
+#: alone (meanwhile the worker takes no more runs); then it runs beside them, and a loss of it
+#: is no strike. Only a run longer than this (on every worker it meets) keeps a suspect from
+#: running alone.
+PATIENCE = 30.0
+
 #: A run is dead-lettered when more than this many times (``executor.max_redeliveries`` + 1)
-#: deliveries ended with its worker lost before it recorded a start (twice as many where the
-#: broker's count may skip a number). Such deliveries are no strikes: a run taken by a worker
-#: that a suspect then kills, or one whose start record failed, did nothing wrong. The bound only
-#: stops a run that kills its worker before it can record a start (say, while its code is
-#: imported): with ``max_redeliveries`` 3, after 16 such deliveries (32 on RabbitMQ). A healthy
-#: run meets a dying worker before its start only while a suspect runs alone there, at most
-#: ``max_redeliveries`` + 1 times per poison run; the bound leaves room for several poison runs.
-UNSTARTED_PER_REDELIVERY = 4
+#: deliveries ended with its worker lost before it recorded a start, or while other runs
+#: executed beside it (twice as many where the broker's count may skip a number). Such losses
+#: are no strikes: a run taken by a worker that a suspect then kills, one whose start record
+#: failed, or one that ran beside a poison run did nothing wrong. The bound only stops a run
+#: that kills its worker before it can record a start (say, while its code is imported), or a
+#: suspect that never finds a worker idle within ``PATIENCE``: with ``max_redeliveries`` 3, after
+#: 16 such deliveries (32 on RabbitMQ). A healthy run meets a dying worker this way only while a
+#: poison run is around, at most ``max_redeliveries`` + 2 times per poison run.
+UNCLEAR_PER_REDELIVERY = 4
 
 
 @attrs.frozen
@@ -75,36 +85,48 @@ class Attempts:
         """Why the delivered run must not run again (dead-lettered as poison), or None.
 
         Poison: its worker was lost more than ``limit`` times while it ran alone, or more than
-        ``UNSTARTED_PER_REDELIVERY`` x (``limit`` + 1) deliveries (twice that where the broker's
-        count may skip) went to workers lost before it recorded a start."""
+        ``UNCLEAR_PER_REDELIVERY`` x (``limit`` + 1) deliveries (twice that where the broker's
+        count may skip) went to workers lost before it recorded a start or while it ran beside
+        other runs."""
         count = delivery.delivery_count
         if self.lost_alone > limit:
             return (f"delivered {count} times; its worker was lost {self.lost_alone} times while it ran alone "
                     f"(executor.max_redeliveries={limit})")
-        bound = UNSTARTED_PER_REDELIVERY * (limit + 1) * (2 if counts_may_skip else 1)
-        unstarted = self.unstarted(delivery)
-        if unstarted > bound:
-            return (f"delivered {count} times, {unstarted} of them to workers lost before it recorded a start "
-                    f"(at most {bound}: {UNSTARTED_PER_REDELIVERY * (2 if counts_may_skip else 1)} x "
-                    f"(executor.max_redeliveries={limit} + 1))")
+        factor = UNCLEAR_PER_REDELIVERY * (2 if counts_may_skip else 1)
+        unclear = self.unstarted(delivery) + self.lost - self.lost_alone
+        if unclear > factor * (limit + 1):
+            return (f"delivered {count} times; its worker was lost {unclear} times before it recorded a start or "
+                    f"while other runs executed beside it (at most {factor} x (executor.max_redeliveries={limit} + 1))")
         return None
+
+
+class _Waiter:
+    """An attempt waiting at the gate."""
+
+    __slots__ = ("admitted", "alone", "impatient")
+
+    def __init__(self, alone: bool) -> None:
+        self.alone = alone
+        self.impatient = False  # a suspect that waited too long: it may run beside the others
+        self.admitted = asyncio.Event()
 
 
 class Isolation:
     """Who may execute on this worker now: a suspect runs alone, other runs side by side.
 
     ``enter`` admits attempts first come, first served: an attempt waits while one ahead of it
-    waits, a suspect until nothing else executes, any other while a suspect executes. While a
-    suspect executes or waits, ``closed`` is True and the worker takes no more runs
-    (``until_open``). Costs O(1) per attempt while no suspect is around.
+    waits, a suspect until nothing else executes (at most its patience, then it runs beside the
+    others), any other while a suspect executes. While a suspect executes or waits, ``closed``
+    is True and the worker takes no more runs (``until_open``). Costs O(1) per attempt while no
+    suspect is around.
     """
 
     def __init__(self) -> None:
         self._beside = 0  # attempts executing side by side
         self._alone = False  # a suspect executes
         self._suspects_waiting = 0
-        self._queue: deque[tuple[bool, asyncio.Future[None]]] = deque()
-        self._parked: list[asyncio.Future[None]] = []  # the worker loop, waiting to take runs
+        self._queue: deque[_Waiter] = deque()
+        self._parked: list[asyncio.Event] = []  # the worker loop, waiting to take runs
 
     @property
     def closed(self) -> bool:
@@ -118,27 +140,32 @@ class Isolation:
         self._admit(alone)
         return True
 
-    async def enter(self, alone: bool) -> None:
-        """Wait until the attempt may start, and admit it; ``leave`` when its outcome is recorded."""
+    async def enter(self, alone: bool, clock: Clock, patience: float = PATIENCE) -> bool:
+        """Wait until the attempt may start and admit it; ``leave`` when its outcome is recorded.
+        True when it was admitted alone; a suspect that finds no moment to run alone within
+        ``patience`` seconds (on ``clock``) is admitted beside the others (False)."""
         if self.enter_now(alone):
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        entry = (alone, future)
-        self._queue.append(entry)
+            return alone
+        waiter = _Waiter(alone)
+        self._queue.append(waiter)
         self._suspects_waiting += alone
         try:
-            await future
-        except asyncio.CancelledError:
-            if entry in self._queue:
-                self._queue.remove(entry)
-                self._suspects_waiting -= alone
+            if alone and not await clock.wait(waiter.admitted, patience):
+                waiter.impatient = True
                 self._admit_waiting()
-            elif not future.cancelled():  # admitted just as it was cancelled
-                self.leave(alone)
+            await waiter.admitted.wait()
+        except asyncio.CancelledError:
+            if waiter in self._queue:
+                self._queue.remove(waiter)
+                self._suspects_waiting -= waiter.alone
+                self._admit_waiting()
+            else:  # admitted just as it was cancelled
+                self.leave(waiter.alone)
             raise
+        return waiter.alone
 
     def leave(self, alone: bool) -> None:
-        """An admitted attempt is over."""
+        """An admitted attempt is over (``alone``: as ``enter`` answered)."""
         if alone:
             self._alone = False
         else:
@@ -148,13 +175,13 @@ class Isolation:
     async def until_open(self) -> None:
         """Wait until no suspect executes or waits here (the worker loop, before taking runs)."""
         while self.closed:
-            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._parked.append(future)
+            opened = asyncio.Event()
+            self._parked.append(opened)
             try:
-                await future
+                await opened.wait()
             finally:
-                if future in self._parked:
-                    self._parked.remove(future)
+                if opened in self._parked:
+                    self._parked.remove(opened)
 
     def _fits(self, alone: bool) -> bool:
         return not self._alone and (self._beside == 0 or not alone)
@@ -167,14 +194,17 @@ class Isolation:
 
     def _admit_waiting(self) -> None:
         queue = self._queue
-        while queue and (queue[0][1].done() or self._fits(queue[0][0])):
-            alone, future = queue.popleft()
-            self._suspects_waiting -= alone
-            if not future.done():  # (done: cancelled while waiting)
-                self._admit(alone)
-                future.set_result(None)
+        while queue:
+            waiter = queue[0]
+            if not self._fits(waiter.alone):
+                if not (waiter.impatient and self._fits(False)):
+                    break
+                waiter.alone = False  # it waited long enough: it runs beside the others
+            queue.popleft()
+            self._suspects_waiting -= waiter.impatient or waiter.alone
+            self._admit(waiter.alone)
+            waiter.admitted.set()
         if not self.closed and self._parked:
-            for future in self._parked:
-                if not future.done():
-                    future.set_result(None)
+            for opened in self._parked:
+                opened.set()
             self._parked.clear()

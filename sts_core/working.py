@@ -245,8 +245,7 @@ class Working:
                     id=delivery_run_id(run.id, count),
                     attempt=run.attempt + count - 1,
                     reason=f"redelivered (delivery {count}): the previous worker "
-                    + ("handed it back when it stopped" if handed_back else "was lost")
-                    + ("; it runs alone, as a worker was lost while it ran" if attempts.suspect else ""),
+                    + ("handed it back when it stopped" if handed_back else "was lost"),
                     isolated=attempts.suspect,
                 )
         plan = await self.plans.for_version(run.task_name, run.task_version)
@@ -265,11 +264,12 @@ class Working:
             if not await self._take_instance(plan, run, delivery):
                 return
             run = attrs.evolve(run, waits_for_instance=False)
-        # A suspect runs alone: it waits for the runs executing here, and they for it.
+        # A suspect runs alone: it waits for the runs executing here (and they for it), at most
+        # isolation.PATIENCE; then it runs beside them and is not recorded as isolated.
         isolation = self._isolation
         alone = run.isolated
         if not isolation.enter_now(alone):
-            await isolation.enter(alone)
+            alone = run.isolated = await isolation.enter(alone, self.clock)
         try:
             await self._attempt(plan, run, delivery=delivery, follow_up=True, first_start=first_start)
         finally:

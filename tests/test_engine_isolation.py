@@ -17,34 +17,52 @@ import pytest
 from sts.task import current_run
 from sts_core.errors import BackendUnavailableError
 from sts_core.interfaces import Delivery
-from sts_core.isolation import UNSTARTED_PER_REDELIVERY, Attempts, Isolation
+from sts_core.isolation import PATIENCE, UNCLEAR_PER_REDELIVERY, Attempts, Isolation
 from sts_core.run import Run, RunState
 from sts_core.task import Task
+from sts_core.testing import FakeClock
 
 # -- the gate -------------------------------------------------------------------------------------------
 
 
 def test_a_suspect_waits_for_the_runs_executing_and_the_worker_takes_nothing_meanwhile() -> None:
     async def main() -> None:
-        gate = Isolation()
+        gate, clock = Isolation(), FakeClock()
         assert gate.enter_now(False) and gate.enter_now(False)
-        suspect = asyncio.create_task(gate.enter(True))
+        suspect = asyncio.create_task(gate.enter(True, clock))
         await asyncio.sleep(0)
         assert not suspect.done() and gate.closed
         assert not gate.enter_now(False)  # first come, first served: behind the suspect
-        later = asyncio.create_task(gate.enter(False))
+        later = asyncio.create_task(gate.enter(False, clock))
         taking = asyncio.create_task(gate.until_open())
         gate.leave(False)
         await asyncio.sleep(0)
         assert not suspect.done()
         gate.leave(False)
-        await asyncio.sleep(0)
-        assert suspect.done() and not later.done() and not taking.done()
+        await asyncio.sleep(0.01)
+        assert suspect.done() and suspect.result() is True and not later.done() and not taking.done()
         gate.leave(True)
         await asyncio.sleep(0)
-        assert later.done() and taking.done() and not gate.closed
+        assert later.done() and later.result() is False and taking.done() and not gate.closed
         gate.leave(False)
         assert gate.enter_now(True)
+
+    asyncio.run(main())
+
+
+def test_a_suspect_that_finds_no_moment_alone_within_its_patience_runs_beside_the_others() -> None:
+    async def main() -> None:
+        gate, clock = Isolation(), FakeClock()
+        assert gate.enter_now(False)  # a long run
+        suspect = asyncio.create_task(gate.enter(True, clock))
+        await asyncio.sleep(0)
+        clock.advance(PATIENCE - 1)
+        await asyncio.sleep(0.01)
+        assert not suspect.done() and gate.closed
+        clock.advance(1)
+        await asyncio.sleep(0.01)
+        assert suspect.done() and suspect.result() is False  # admitted beside, not alone
+        assert not gate.closed and gate.enter_now(False)
 
     asyncio.run(main())
 
@@ -53,7 +71,7 @@ def test_a_waiting_attempt_cancelled_leaves_the_gate_as_it_was() -> None:
     async def main() -> None:
         gate = Isolation()
         assert gate.enter_now(False)
-        suspect = asyncio.create_task(gate.enter(True))
+        suspect = asyncio.create_task(gate.enter(True, FakeClock()))
         await asyncio.sleep(0)
         suspect.cancel()
         await asyncio.gather(suspect, return_exceptions=True)
@@ -86,13 +104,16 @@ def test_only_losses_while_running_alone_are_strikes() -> None:
     assert reason == "delivered 4 times; its worker was lost 2 times while it ran alone (executor.max_redeliveries=1)"
 
 
-def test_deliveries_without_a_start_are_poison_only_past_a_generous_bound() -> None:
+def test_losses_before_a_start_or_beside_others_are_poison_only_past_a_generous_bound() -> None:
     limit = 1
-    bound = UNSTARTED_PER_REDELIVERY * (limit + 1)
+    bound = UNCLEAR_PER_REDELIVERY * (limit + 1)
     none = Attempts.of([])
     assert none.poison_reason(_delivery(bound + 1), limit, counts_may_skip=False) is None
-    assert "lost before it recorded a start" in none.poison_reason(_delivery(bound + 2), limit, counts_may_skip=False)
+    assert "before it recorded a start" in none.poison_reason(_delivery(bound + 2), limit, counts_may_skip=False)
     assert none.poison_reason(_delivery(bound + 2), limit, counts_may_skip=True) is None  # counts may skip: twice
+    beside = Attempts.of([_record(1, RunState.LOST)] * (bound + 1))
+    assert "while other runs executed beside it" in beside.poison_reason(_delivery(bound + 2), limit,
+                                                                         counts_may_skip=False)
     # hand-backs (with or without a record) and recorded starts are not counted as unstarted
     some = Attempts.of([_record(2, RunState.INTERRUPTED), _record(1, RunState.LOST)])
     assert some.unstarted(_delivery(bound + 4, handed_back=3)) == bound - 1
