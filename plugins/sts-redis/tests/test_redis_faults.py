@@ -395,6 +395,7 @@ def test_poison_run_is_dead_lettered(cluster: Cluster) -> None:
     assert dead[0]["payload"]["task_name"] == "poison"
     assert len(restarts) == executions, restarts
     assert all(code == -signal.SIGKILL for _, _, code in restarts), restarts
+    assert not _beside_isolated(ledger, poison_runs[1:]), "a run executed beside the poison run running alone"
     assert len(normal_executed) == normal
     for fire, runs in normal_recorded.items():
         assert any(r.state is RunState.SUCCEEDED for r in runs), (fire, [(r.id, r.state.value) for r in runs])
@@ -457,11 +458,14 @@ def test_runs_lost_beside_a_poison_run_are_not_dead_lettered(cluster: Cluster) -
         assert [e for e in ledger if e.task == f"h{i}" and e.ended is not None], details()  # the ledger agrees
     assert state_counts(by_task["poison"]) == {"lost": 2 + max_redeliveries, "poison": 1}, details()
     assert len(dead) == 1 and dead[0]["payload"]["task_name"] == "poison", dead
-    # alone means alone: nothing else executed on a worker while the poison run ran alone there
-    for run in poison_runs[1:]:
-        beside = [e for e in ledger if e.pid == run.pid and e is not run
-                  and (e.started > run.started or e.ended is None or e.ended > run.started)]
-        assert not beside, (run, beside)
+    assert not _beside_isolated(ledger, poison_runs[1:]), "a run executed beside the poison run running alone"
+
+
+def _beside_isolated(ledger: list[Execution], isolated: list[Execution]) -> list[tuple[Execution, Execution]]:
+    """Executions on the worker of a run that ran alone (and killed that worker) while it ran:
+    started after it on the same process, or started before it and not ended by then."""
+    return [(run, e) for run in isolated for e in ledger if e.pid == run.pid and e is not run
+            and (e.started > run.started or e.ended is None or e.ended > run.started)]
 
 
 # -- 5. SIGTERM to a worker with runs in flight ---------------------------------------------------------------
