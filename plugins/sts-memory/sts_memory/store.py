@@ -53,11 +53,11 @@ class MemoryStore:
         self._versions: dict[str, Task] = {}
         self._older: dict[str, list[Task]] = {}
         self._last_version: dict[str, int] = {}
-        # schedule: the authoritative next fire per task as its heap entry (when, stamp, name);
-        # heap entries that are not a task's entry here any more are stale and dropped when met.
-        self._next: dict[str, tuple[datetime, int, str]] = {}
-        self._heap: list[tuple[datetime, int, str]] = []
-        self._stamps = itertools.count()
+        # schedule: the authoritative next fire per task as its heap entry (when, name); heap
+        # entries that are not (by identity) a task's entry here any more are stale and dropped
+        # when met. Fires due at the same time come out by name, as from a Redis sorted set.
+        self._next: dict[str, tuple[datetime, str]] = {}
+        self._heap: list[tuple[datetime, str]] = []
         # runs: every run gets a number (seq) in first-recorded order. _runs holds each run's
         # record by id, in that order (so reversed() is newest first), or None while the record
         # is in _fresh: only untracked values ever go into _runs, so the GC never tracks it.
@@ -163,7 +163,7 @@ class MemoryStore:
         if when.tzinfo is None:
             # A naive time would break heap comparisons long after this call; refuse it here.
             raise ValueError(f"next fire of task {name!r}: expected a timezone-aware datetime, got {when!r}")
-        entry = self._next[name] = (when, next(self._stamps), name)  # one tuple for both
+        entry = self._next[name] = (when, name)  # one tuple for both
         heapq.heappush(self._heap, entry)
         if len(self._heap) > _HEAP_MIN_REBUILD and len(self._heap) > _HEAP_SLACK * len(self._next):
             self._heap = list(self._next.values())
@@ -177,9 +177,8 @@ class MemoryStore:
     def _drop_stale_top(self) -> None:
         heap, live = self._heap, self._next
         while heap:
-            _, stamp, name = heap[0]
-            entry = live.get(name)
-            if entry is not None and entry[1] == stamp:
+            top = heap[0]
+            if live.get(top[1]) is top:
                 return
             heapq.heappop(heap)
 
@@ -191,11 +190,10 @@ class MemoryStore:
     async def due_fires(self, now: datetime, limit: int) -> list[DueFire]:
         """Up to ``limit`` fires due at or before ``now``, earliest first; they stay due until claimed."""
         heap, live = self._heap, self._next
-        taken: list[tuple[datetime, int, str]] = []
+        taken: list[tuple[datetime, str]] = []
         while heap and len(taken) < limit:
             top = heap[0]
-            entry = live.get(top[2])
-            if entry is None or entry[1] != top[1]:
+            if live.get(top[1]) is not top:
                 heapq.heappop(heap)
                 continue
             if top[0] > now:
@@ -203,7 +201,7 @@ class MemoryStore:
             taken.append(heapq.heappop(heap))
         for item in taken:
             heapq.heappush(heap, item)
-        return [DueFire(name, when) for when, _, name in taken]
+        return [DueFire(name, when) for when, name in taken]
 
     async def claim_fire(self, fire: DueFire, next_fire: datetime | None) -> bool:
         """Compare and set: move the task's next fire from ``fire.scheduled_for`` to ``next_fire``."""
