@@ -6,9 +6,10 @@ scans all tasks or all runs on the scheduler's or the worker's path.
 
 The run history costs the garbage collector nothing per run kept: a record is a tuple of plain
 values (``copying.run_record``), which the collector untracks the first time it sees it, and
-every structure that holds one per run (a dict of such tuples, of strings, of ints; arrays)
-is one the collector does not track, so a full collection does not walk the history. Records
-the collector has not looked at yet wait in a small dict (``_fresh``) and move over in batches.
+every structure that holds something per run is a dict of such tuples, strings or numbers,
+which the collector does not track either, or a per-task ``array`` of numbers, whose items it
+does not visit. So a full collection does not walk the history. Records the collector has not
+looked at yet wait in a small dict (``_fresh``) and move over in batches.
 """
 
 from __future__ import annotations
