@@ -10,16 +10,19 @@ the history. In one process:
    through the store's public ``record_run``, each recorded twice (queued, then succeeded: what
    the engine writes for a run). ``fill_s`` is the wall time of that.
 2. ``collect_ms``: the median (``collect_max_ms``: the longest) of 5 ``gc.collect()`` calls with
-   the runs in the history; ``tracked``: how many objects the collector tracks (every one is
-   walked by a full collection); ``rss_bytes_per_run``: the growth of VmRSS over step 1 per run.
+   the runs in the history, wall time; ``collect_cpu_ms``: the median of their process CPU time
+   (steadier on a shared machine, where wall time includes waiting for a core); ``tracked``: how
+   many objects the collector tracks (every one is walked by a full collection);
+   ``rss_bytes_per_run``: the growth of VmRSS over step 1 per run.
 3. Scheduling: ``--fire-tasks`` interval tasks every second, first fires at a whole second, run
-   for ``--seconds`` seconds (every run recorded, on top of the history); halfway, 0.5 s before a
-   whole second, the loop itself calls ``gc.collect()``: the full collection Python makes on its
-   own sooner or later (when the objects that survived since the last one reach a quarter of all
-   tracked objects), at a known time. ``gc.callbacks`` times every collection:
-   ``sched_full_max_ms`` is the longest full one, ``sched_full`` how many ran (the forced one
-   included), ``sched_gc_max_ms`` the longest of any generation; ``sched_p99_ms``: the p99
-   lateness of the fires (function entry minus the fire's scheduled time).
+   for ``--seconds`` seconds (every run recorded, on top of the history); halfway, 50 ms before a
+   whole second (so that the fires of that second wait for it), the loop itself calls
+   ``gc.collect()``: the full collection Python makes on its own sooner or later (when the objects
+   that survived since the last one reach a quarter of all tracked objects), at a known time.
+   ``gc.callbacks`` times every collection: ``sched_full_max_ms`` is the longest full one
+   (``sched_full_max_cpu_ms``: the most CPU time one took), ``sched_full`` how many ran (the
+   forced one included), ``sched_gc_max_ms`` the longest of any generation; ``sched_p99_ms``: the
+   p99 lateness of the fires (function entry minus the fire's scheduled time).
 
 No ``gc.freeze()``: what a library user gets. Prints one JSON object with those keys.
 """
@@ -61,14 +64,15 @@ async def fill(store: Any, runs: int, tasks: int) -> None:
         await store.record_run(run)
 
 
-def timed_collections(times: int = 5) -> list[float]:
-    """Milliseconds of ``times`` full collections."""
-    spent = []
+def timed_collections(times: int = 5) -> tuple[list[float], list[float]]:
+    """Milliseconds of ``times`` full collections: wall time, and process CPU time."""
+    wall, cpu = [], []
     for _ in range(times):
-        began = time.perf_counter()
+        began, began_cpu = time.perf_counter(), time.process_time()
         gc.collect()
-        spent.append((time.perf_counter() - began) * 1000)
-    return spent
+        wall.append((time.perf_counter() - began) * 1000)
+        cpu.append((time.process_time() - began_cpu) * 1000)
+    return wall, cpu
 
 
 async def main(args: argparse.Namespace) -> dict[str, float]:
@@ -76,14 +80,15 @@ async def main(args: argparse.Namespace) -> dict[str, float]:
     from sts_core.model import Task
     from sts_core.scheduler import AsyncTaskScheduler
 
-    pauses: list[tuple[int, float]] = []
-    began = [0.0]
+    pauses: list[tuple[int, float, float]] = []  # (generation, wall ms, CPU ms)
+    began = [0.0, 0.0]
 
     def watch(phase: str, info: dict[str, int]) -> None:
         if phase == "start":
-            began[0] = time.perf_counter()
+            began[:] = time.perf_counter(), time.process_time()
         else:
-            pauses.append((info["generation"], (time.perf_counter() - began[0]) * 1000))
+            pauses.append((info["generation"], (time.perf_counter() - began[0]) * 1000,
+                           (time.process_time() - began[1]) * 1000))
 
     def job(scheduled: list[float]) -> Any:
         async def entered() -> None:
@@ -99,9 +104,10 @@ async def main(args: argparse.Namespace) -> dict[str, float]:
         started = time.perf_counter()
         await fill(scheduler.backend.store, args.runs, args.tasks)
         out["fill_s"] = time.perf_counter() - started
-        collects = timed_collections()
+        collects, cpu = timed_collections()
         out["rss_bytes_per_run"] = (rss_bytes() - rss) / args.runs
         out["collect_ms"], out["collect_max_ms"] = statistics.median(collects), max(collects)
+        out["collect_cpu_ms"] = statistics.median(cpu)
         out["tracked"] = len(gc.get_objects())
 
         first = math.floor(time.time()) + 2.0
@@ -111,16 +117,17 @@ async def main(args: argparse.Namespace) -> dict[str, float]:
         ])
         gc.callbacks.append(watch)
         loop = asyncio.get_running_loop()
-        loop.call_later(first + args.seconds // 2 - 0.5 - time.time(), gc.collect)
+        loop.call_later(first + args.seconds // 2 - 0.05 - time.time(), gc.collect)
         await scheduler.start()
         await asyncio.sleep(first + args.seconds + 0.5 - time.time())
         gc.callbacks.remove(watch)
         await scheduler.stop()
-    full = [ms for generation, ms in pauses if generation == 2]
+    full = [ms for generation, ms, _ in pauses if generation == 2]
     late = sorted((entered - scheduled) * 1000 for scheduled, entered in ENTRIES)
     out.update({
         "sched_full_max_ms": max(full, default=0.0), "sched_full": len(full),
-        "sched_gc_max_ms": max((ms for _, ms in pauses), default=0.0),
+        "sched_full_max_cpu_ms": max((cpu for generation, _, cpu in pauses if generation == 2), default=0.0),
+        "sched_gc_max_ms": max((ms for _, ms, _ in pauses), default=0.0),
         "sched_p99_ms": late[min(len(late) - 1, math.ceil(0.99 * len(late)) - 1)] if late else float("nan"),
         "sched_fires": len(late),
     })
