@@ -1,7 +1,8 @@
 """STS, the Simple Task Scheduler: the documented import paths.
 
 ``from sts.scheduler import TaskScheduler``, ``from sts.task import Task`` and
-``from sts.config import Config``. The code lives in ``sts_core``; these modules only re-export.
+``from sts.config import Config``; plugins import the kernel from ``sts.plugin``. The code lives
+in ``sts_core``; these modules only re-export.
 """
 
 from sts_core import __version__

@@ -9,19 +9,20 @@ import attrs
 
 from sts_core.errors import ConfigError, PluginError, Problem
 from sts_core.interfaces import Backend, Broker, Store
+from sts_core.steps import check_backend
 
 
 @attrs.define
 class ComposedBackend:
     """A backend's store with a broker from another plugin.
 
-    It offers none of the backend's atomic steps (``claim_and_enqueue``, ``record_and_ack``):
-    those tie the store to the backend's own broker. The engine then takes each step on its own.
+    It offers none of the backend's ``AtomicSteps``: those tie the store to the backend's own
+    broker. The engine then stages runs in the store's ``Outbox``, or takes each step on its own
+    (``sts_core.steps``).
     """
 
     store: Store
     broker: Broker
-    base: Backend
 
 
 def build_backend(plugins: Any, config: Any, clock: Any) -> Backend:
@@ -41,9 +42,12 @@ def build_backend(plugins: Any, config: Any, clock: Any) -> Backend:
     backend = factory(config, clock)
     if broker_factory is None:
         return backend
-    if not getattr(backend.store, "shared", False):
+    check_backend(backend)
+    if not backend.store.shared:
         message = (f"broker {broker_name!r} needs a store that outlives the process, such as redis: "
                    f"runs it keeps queued across a restart would name tasks the {backend_name!r} store has "
                    f"forgotten (set scheduler_backend: redis, or broker: null)")
         raise ConfigError([Problem("broker", message)], source=config.source)
-    return ComposedBackend(store=backend.store, broker=broker_factory(config, clock), base=backend)
+    composed = ComposedBackend(store=backend.store, broker=broker_factory(config, clock))
+    check_backend(composed)
+    return composed

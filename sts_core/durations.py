@@ -6,7 +6,7 @@ import math
 import re
 from datetime import timedelta
 
-from sts_core.errors import short_repr
+from sts_core.wording import short_repr
 
 _UNITS = {
     "ms": 0.001,
@@ -32,26 +32,12 @@ def parse_duration(value: object) -> float:
     parts (units: ms, s, m, h, d, w), e.g. ``"1h30m"``. Raises ``ValueError`` with the
     accepted forms when the value is none of these, negative, or longer than 100 years.
     """
-    if isinstance(value, bool):
-        raise ValueError(f"expected a duration such as 30s, 5m or 1h30m, got {value!r}")
-    if isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, int):
-        # 10**309 is too large for a float: no need to convert what is out of range anyway
-        seconds = float(value) if abs(value) <= MAX_DURATION else math.inf if value > 0 else -math.inf
-    elif isinstance(value, float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip().lower()
-        try:
-            seconds = float(text)
-        except ValueError:
-            if not _WHOLE.match(text):
-                raise ValueError(
-                    f"expected a duration such as 30s, 5m, 1h30m or a number of seconds, got {short_repr(value)}"
-                ) from None
-            seconds = sum(float(n) * _UNITS[u] for n, u in _PART.findall(text))
-    else:
+    seconds = duration_seconds(value)
+    if seconds is None:
+        if isinstance(value, str):
+            raise ValueError(
+                f"expected a duration such as 30s, 5m, 1h30m or a number of seconds, got {short_repr(value)}"
+            )
         raise ValueError(f"expected a duration such as 30s, 5m or 1h30m, got {short_repr(value)}")
     if seconds != seconds:
         raise ValueError(f"expected a duration such as 30s, 5m or 1h30m, got {short_repr(value)}")
@@ -60,6 +46,28 @@ def parse_duration(value: object) -> float:
     if seconds > MAX_DURATION:
         raise ValueError(f"expected a duration of at most 100 years, got {short_repr(value)}")
     return seconds
+
+
+def duration_seconds(value: object) -> float | None:
+    """The seconds a duration value says, unchecked (negative, NaN, or longer than any limit:
+    infinity for an int too large for a float); None when ``value`` is no duration at all.
+    ``parse_duration`` is this plus the checks; a caller with limits of its own uses this."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, int):
+        # 10**309 is too large for a float: no need to convert what is out of range anyway
+        return float(value) if abs(value) <= MAX_DURATION else math.inf if value > 0 else -math.inf
+    if isinstance(value, float):
+        return value
+    if isinstance(value, str):
+        text = value.strip().lower()
+        try:
+            return float(text)
+        except ValueError:
+            return sum(float(n) * _UNITS[u] for n, u in _PART.findall(text)) if _WHOLE.match(text) else None
+    return None
 
 
 def format_duration(seconds: float) -> str:

@@ -34,6 +34,7 @@ from sts_core.model import Run, RunState, Task
 from sts_core.plans import PlanDefaults, TaskPlan, TaskPlans, compile_plan
 from sts_core.plugins import PluginManager
 from sts_core.redelivery import Redelivery
+from sts_core.steps import BackendSteps
 from sts_core.threadpool import DaemonThreadPool
 from sts_core.working import Working
 
@@ -105,36 +106,23 @@ class Engine(Firing, Working, Redelivery):
         self._hung_lock = threading.Lock()  # pool threads count down too
         self._output_limit = int(config.get("executor.output_limit", 65536))
         self._max_redeliveries = int(config.get("executor.max_redeliveries", 3))
-        self._durable = getattr(self.broker, "durable", True)
-        # claim_and_enqueue(claim, run, limit, at) -> "queued" | "limited" | "lost": a backend
-        # whose store and broker live in one server offers the fire's steps as one.
-        self._claim_and_enqueue = getattr(backend, "claim_and_enqueue", None)
-        # ... and with claim_checks_version it takes version= and answers "gone" / "changed" when
-        # the task is no longer stored in that version: a manual fire needs no read of the task first.
-        self.claim_checks_version = self._claim_and_enqueue is not None and getattr(
-            backend, "claim_checks_version", False)
-        # record_and_ack(run, delivery, then, at, end_fire) -> bool: a finished run's steps as one.
-        self._record_and_ack = getattr(backend, "record_and_ack", None)
-        # Without that atomic step, a store with an outbox stages each run in the step that claims
-        # its fire (stage_fire), and the run is published and then unstaged; a run left staged by a
-        # scheduler that died in between is published by the next sweep of any scheduler.
-        self._stage = getattr(self.store, "stage_fire", None) if self._claim_and_enqueue is None else None
-        self._next_sweep = 0.0
-        # start_run(run) -> existing record or None: where the broker may deliver a run twice,
-        # a first delivery starts only if its run id was never recorded.
-        start_run = getattr(self.store, "start_run", None)
-        self._start_once = start_run if getattr(self.broker, "may_duplicate", False) else None
+        # The backend's steps, chosen once from what it offers (its atomic steps, an outbox, or one by one).
+        self.steps = steps = BackendSteps(backend, clock, lambda what, step: self._retrying(what, step))
+        # A store other processes change too: plans may lag behind it and are reloaded on demand.
+        self._shared = steps.shared
+        if not self._shared:
+            # Nothing to wait out in one process: take each step directly (the hot path's cost).
+            self._retrying = _take_step  # type: ignore[method-assign]
+        self._durable = steps.durable
+        # A broker that may deliver a run twice: a first delivery starts only if its run id was never recorded.
+        self._starts_once = steps.starts_once
         # A broker whose delivery count may skip a number (a delivery nobody ran) says so.
-        self._counts_may_skip = bool(getattr(self.broker, "counts_may_skip", False))
+        self._counts_may_skip = steps.counts_may_skip
+        self._next_sweep = 0.0
         self.roles: tuple[str, ...] = ()
         self.beats: dict[str, datetime] = {}  # loop name -> when it last finished a step
         self._unavailable: dict[str, float] = {}  # loop name -> current backoff, while the backend is away
         self._backing_off: set[asyncio.Event] = set()
-        # A store other processes change too: plans may lag behind it and are reloaded on demand.
-        self._shared = getattr(self.store, "shared", False)
-        if not self._shared:
-            # Nothing to wait out in one process: take each step directly (the hot path's cost).
-            self._persist = _take_step  # type: ignore[method-assign]
         self._changes: asyncio.Queue[str | None] | None = None
         # Notices received but not applied yet, by task name (None: every task): such a plan may be stale.
         self._unapplied: Counter[str | None] = Counter()
@@ -195,7 +183,7 @@ class Engine(Firing, Working, Redelivery):
         plan = self.plans.current(name)
         if plan is None or not self._shared:
             return plan
-        live = self._changes is not None and not self._stopping and getattr(self.store, "notices_live", False)
+        live = self._changes is not None and not self._stopping and self.steps.notices_live
         if not live or self._unapplied.get(name) or self._unapplied.get(None):
             return None
         return plan
@@ -233,20 +221,17 @@ class Engine(Firing, Working, Redelivery):
         self.roles = tuple(role for role, on in (("scheduler", scheduler), ("worker", worker)) if on)
         self.beats = {}
         self._bind_to_loop()
-        watch = getattr(self.store, "watch", None)
-        if watch is not None:
+        steps = self.steps
+        if steps.watches:
             self._changes = asyncio.Queue()  # a new one per start: it belongs to this loop
             self._unapplied.clear()
             if not self._watching:
-                watch(self._on_change)  # once: the store keeps its watchers
-                watch_due = getattr(self.store, "watch_due", None)
-                if watch_due is not None:  # a new earliest fire: look again, nothing to reload
-                    watch_due(lambda _name: self.wake())
+                # once: the store keeps its watchers; a new earliest fire: look again, nothing to reload
+                steps.watch(self._on_change, lambda _name: self.wake())
                 self._watching = True
             self._loops.append(asyncio.create_task(self._watch_loop(), name="sts-watch"))
-        watch_broker = getattr(self.broker, "watch_availability", None)
-        if watch_broker is not None and not self._watching_broker:
-            watch_broker(self._retry_now)  # once: the broker keeps its watchers
+        if not self._watching_broker:
+            steps.watch_availability(self._retry_now)  # once: the broker keeps its watchers
             self._watching_broker = True
         if scheduler:
             self._loops.append(asyncio.create_task(self._scheduler_loop(), name="sts-scheduler"))
@@ -293,19 +278,16 @@ class Engine(Firing, Working, Redelivery):
     async def _stop_consuming(self) -> None:
         """Tell a broker that pushes runs to stop: runs it has not handed over go back to the
         queue for other workers while this one finishes its runs in flight."""
-        stop_consuming = getattr(self.broker, "stop_consuming", None)
-        if stop_consuming is None or "worker" not in self.roles:
+        if "worker" not in self.roles:
             return
         try:
-            await stop_consuming()
+            await self.steps.stop_consuming()
         except BackendError as exc:
             log.warning("could not stop taking runs from the broker (%s); it takes them back when we disconnect", exc)
 
     async def _drain_queue(self) -> None:
         """Record the runs a non-durable broker still holds as cancelled: they die with us."""
-        if self._durable or not hasattr(self.broker, "drain"):
-            return
-        for run in await self.broker.drain():
+        for run in await self.steps.drain():
             await self._record_unstarted(run, RunState.CANCELLED, "the scheduler stopped before it ran")
             await self._release(run)
 
@@ -339,7 +321,7 @@ class Engine(Firing, Working, Redelivery):
         finally:
             self._backing_off.discard(retry_now)
 
-    async def _persist(self, what: str, step: Callable[[], Awaitable[T]]) -> T:
+    async def _retrying(self, what: str, step: Callable[[], Awaitable[T]]) -> T:
         """Take a backend step for a run this worker holds, retrying while the backend is
         unreachable (one warning, then a delay doubling up to ``MAX_BACKOFF``, or sooner when
         it resyncs). Meanwhile the heartbeat keeps trying to renew the lease; if the lease was
@@ -469,5 +451,5 @@ class Engine(Firing, Working, Redelivery):
 
 
 def _take_step(what: str, step: Callable[[], Awaitable[T]]) -> Awaitable[T]:
-    """``Engine._persist`` for a backend in this process: the step itself, no retrying."""
+    """``Engine._retrying`` for a backend in this process: the step itself, no retrying."""
     return step()

@@ -25,14 +25,11 @@ log = logging.getLogger("sts.engine")
 MAX_SLEEP = 30.0
 #: Upper bound on catch-up fires computed for one task after downtime.
 MAX_CATCH_UP = 10_000
-#: With an outbox: a run staged longer ago than this without being published was left by a
-#: scheduler that died (or is stuck); a sweep every OUTBOX_SWEEP_INTERVAL seconds publishes it.
-OUTBOX_GRACE = 15.0
+#: With an outbox, how often the scheduler loop publishes runs a dead scheduler left staged
+#: (``BackendSteps.publish_stranded``).
 OUTBOX_SWEEP_INTERVAL = 5.0
 #: With a backend shared between processes, how many due tasks are fired side by side.
 FIRE_TOGETHER = 64
-#: The most stranded runs one sweep publishes.
-OUTBOX_SWEEP_BATCH = 100
 #: A due task this scheduler cannot fire is tried again this many seconds later.
 UNFIREABLE_RETRY = 60.0
 
@@ -46,8 +43,8 @@ class Firing:
     clock: Clock
     plans: TaskPlans
     events: EventBus
-    # and, from Working and Engine: _back_off, _loop_alive, known_plan, reload_task, _persist and the
-    # engine's state (_wake, _active, _claim_and_enqueue, _stage, _next_sweep, ...)
+    # and, from Working and Engine: _back_off, _loop_alive, known_plan, reload_task, _retrying and the
+    # engine's state (_wake, _active, steps, _next_sweep, ...)
 
     # -- scheduler loop -----------------------------------------------------------------------------
 
@@ -67,9 +64,9 @@ class Firing:
         """Fire what is due, or sleep until the next due time (or a wake-up)."""
         self._wake.clear()
         await self._notice_clock_jump()
-        if self._stage is not None and self.clock.monotonic() >= self._next_sweep:
+        if self.steps.outbox and self.clock.monotonic() >= self._next_sweep:
             self._next_sweep = self.clock.monotonic() + OUTBOX_SWEEP_INTERVAL
-            await self._publish_stranded()
+            await self.steps.publish_stranded()
         now = self.clock.now()
         due = await self.store.due_fires(now, self._max_batch)
         if due:
@@ -82,7 +79,7 @@ class Firing:
             return
         next_due = await self.store.next_due_time()
         timeout = MAX_SLEEP if next_due is None else (next_due - now).total_seconds()
-        if self._stage is not None:
+        if self.steps.outbox:
             timeout = min(timeout, self._next_sweep - self.clock.monotonic())
         await self.clock.wait(self._wake, min(max(timeout, 0.0), MAX_SLEEP))
 
@@ -232,12 +229,11 @@ class Firing:
         when ``max_instances`` runs of the task are already queued or running.
 
         With ``claim`` (a due fire and the next fire time) the fire is claimed first; None
-        when another scheduler won it. A backend with ``claim_and_enqueue`` does it all in
-        one atomic step. ``fire`` overrides the fire's id (a manual fire is not the scheduled
-        fire of the same instant). ``expect_version`` (only where ``claim_checks_version``): None
-        as well when the task is no longer stored in the plan's version. ``queue_when_busy`` (manual
-        fires): rather than being skipped at ``max_instances``, the run is queued to start once one
-        of the active runs ends.
+        when another scheduler won it. A backend with ``AtomicSteps`` does it all in one atomic
+        step. ``fire`` overrides the fire's id (a manual fire is not the scheduled fire of the
+        same instant). ``expect_version``: None as well when the task is no longer stored in the
+        plan's version. ``queue_when_busy`` (manual fires): rather than being skipped at
+        ``max_instances``, the run is queued to start once one of the active runs ends.
         """
         task = plan.task
         fire = fire or fire_id(task.name, scheduled_for)
@@ -252,27 +248,14 @@ class Firing:
             created_at=now or self.clock.now(),
         )
         at = scheduled_for + timedelta(seconds=self._random.uniform(0.0, plan.jitter)) if plan.jitter else None
-        if self._claim_and_enqueue is not None:
-            if expect_version:
-                outcome = await self._claim_and_enqueue(claim, run, limit, at, version=task.version)
-            else:
-                outcome = await self._claim_and_enqueue(claim, run, limit, at)
-            if outcome in ("lost", "gone", "changed"):
-                return None
-            admitted = outcome == "queued"
-        elif self._stage is not None:
-            outcome = await self._stage(claim, run, limit, at)
-            if outcome == "lost":
-                return None
-            admitted = outcome == "staged"
-            if admitted:
-                await self._publish_staged(run, at)
+        # One step where the backend offers it (AtomicSteps), else staged or stepwise (sts_core.steps).
+        if expect_version:
+            outcome = await self.steps.claim_and_dispatch(claim, run, limit, at, version=task.version)
         else:
-            if claim is not None and not await self.store.claim_fire(*claim):
-                return None  # another scheduler fired it, or the task changed meanwhile
-            admitted = await self.store.begin_fire(task.name, fire, limit)
-            if admitted:  # claimed: from here the run must reach the broker, so wait out an outage
-                await self._persist(f"queuing run {run.id} of {task.name}", lambda: self.broker.enqueue(run, at))
+            outcome = await self.steps.claim_and_dispatch(claim, run, limit, at)
+        if outcome != "queued" and outcome != "limited":
+            return None  # lost: another scheduler fired it; gone or changed: the task is not stored in this version
+        admitted = outcome == "queued"
         if not admitted:
             if not queue_when_busy:
                 return await self._record_skip(
@@ -280,27 +263,11 @@ class Firing:
                 )
             run.waits_for_instance = True
             run.reason = f"{reason} (queued behind a run still active: max_instances={task.max_instances})"
-            await self._persist(f"queuing run {run.id} of {task.name}", lambda: self.broker.enqueue(run, None))
+            await self._retrying(f"queuing run {run.id} of {task.name}", lambda: self.broker.enqueue(run, None))
         if self._local_worker:
             self._active.setdefault(task.name, set()).add(fire)
             self.idle.clear()
         return run
-
-    async def _publish_staged(self, run: Run, at: datetime | None) -> None:
-        """Hand a staged run to the broker (waiting out an outage), then unstage it. A crash in
-        between leaves it staged: the sweep publishes it again and the copy is recorded as a
-        duplicate, not run twice."""
-        what = f"queuing run {run.id} of {run.task_name}"
-        await self._persist(what, lambda: self.broker.enqueue(run, at))
-        await self._persist(what, lambda: self.store.unstage(run.id))
-
-    async def _publish_stranded(self) -> None:
-        """Publish runs another scheduler staged but never published (it died in between)."""
-        before = self.clock.now() - timedelta(seconds=OUTBOX_GRACE)
-        for run, at in await self.store.take_stranded(before, OUTBOX_SWEEP_BATCH):
-            log.warning("run %s of %s was claimed by a scheduler that did not queue it (it stopped or died); "
-                        "queuing it now", run.id, run.task_name)
-            await self._publish_staged(run, at)
 
     async def _record_skip(self, plan: TaskPlan, scheduled_for: datetime, reason: str) -> Run:
         return await self._record_unrun(plan, scheduled_for, RunState.SKIPPED, reason, ev.RunSkipped)

@@ -8,11 +8,13 @@ Hooks are only ever extended: an argument once added is never removed.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pluggy
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     from sts_core.config import Config
     from sts_core.events import Event
     from sts_core.registry import (
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
         RegisterTaskType,
         RegisterTrigger,
     )
+    from sts_core.schedulerview import SchedulerView
 
 PROJECT = "sts"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -32,29 +35,43 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 @hookspec
 def register_triggers(register: RegisterTrigger) -> None:
-    """Register trigger kinds: ``register(name, factory)``.
+    """Register trigger kinds: ``register(name, factory, options=())``.
 
     Called once per plugin manager, lazily. ``factory(spec, timezone)`` builds a
-    ``sts_core.interfaces.Trigger`` from plain data such as ``{"kind": "interval",
+    ``sts.plugin.Trigger`` from plain data such as ``{"kind": "interval",
     "every": 30.0}``, raising ``ValueError`` with what was expected when the spec is invalid.
+    ``options`` (``sts.plugin.Option``) are task options that select this kind: a task
+    with ``every: 30s`` has the spec ``{"kind": "interval", "every": 30.0}``. ``Task`` converts
+    and checks them when it is created.
+
+    .. versionchanged:: 0.4 ``options`` added.
     """
 
 
 @hookspec
 def register_task_types(register: RegisterTaskType) -> None:
-    """Register task types: ``register(name, task_type)``; see ``sts_core.interfaces.TaskType``."""
+    """Register task types: ``register(name, task_type, options=())``; see
+    ``sts.plugin.TaskType``.
+
+    ``options`` (``sts.plugin.Option``) are the task options the type reads, such as
+    ``function`` for ``python``: ``Task`` converts and checks them when it is created, and they
+    are read as attributes of the task (``task.function``). The type's ``validate`` says, when
+    the task is added, which of them it needs and which it refuses.
+
+    .. versionchanged:: 0.4 ``options`` added.
+    """
 
 
 @hookspec
 def register_backends(register: RegisterBackend) -> None:
     """Register backends: ``register(name, factory)``; ``factory(config, clock)`` returns a
-    ``sts_core.interfaces.Backend`` (a Store and a Broker)."""
+    ``sts.plugin.Backend`` (a Store and a Broker)."""
 
 
 @hookspec
 def register_brokers(register: RegisterBroker) -> None:
     """Register brokers: ``register(name, factory)``; ``factory(config, clock)`` returns a
-    ``sts_core.interfaces.Broker``.
+    ``sts.plugin.Broker``.
 
     A broker registered here delivers runs in place of the backend's own when the config's
     ``broker`` key names it, while the backend (``scheduler_backend``) keeps the store: say,
@@ -102,20 +119,22 @@ def configure(config: Config) -> None:
 
 
 @hookspec
-def scheduler_started(scheduler: Any) -> Any:
+def scheduler_started(scheduler: SchedulerView) -> Awaitable[None] | None:
     """The scheduler's loops have started: start the plugin's servers and threads.
 
-    May be a coroutine function; it is awaited on the scheduler's event loop.
+    May be a coroutine function; it is awaited on the scheduler's event loop. ``scheduler`` is
+    read through ``sts.plugin.SchedulerView``; it is the ``AsyncTaskScheduler`` itself, so a
+    plugin that manages tasks (a REST API) may call its documented methods on that loop.
     """
 
 
 @hookspec
-def scheduler_stopping(scheduler: Any) -> Any:
+def scheduler_stopping(scheduler: SchedulerView) -> Awaitable[None] | None:
     """The scheduler is stopping: stop what ``scheduler_started`` started. May be async."""
 
 
 @hookspec
-def scheduler_stopped(scheduler: Any) -> Any:
+def scheduler_stopped(scheduler: SchedulerView) -> Awaitable[None] | None:
     """The scheduler has stopped: its runs are over and every event was delivered to
     ``handle_event``. Flush and close what must outlive the runs (an alert sender, say). May
     be async; ``stop()`` waits for it, so keep it bounded.
@@ -125,15 +144,16 @@ def scheduler_stopped(scheduler: Any) -> Any:
 
 
 @hookspec
-def handle_event(event: Event, scheduler: Any) -> None:
-    """React to an event (``sts_core.events``) emitted by ``scheduler``.
+def handle_event(event: Event, scheduler: SchedulerView) -> None:
+    """React to an event (``sts.plugin.Event`` and its subclasses) emitted by ``scheduler``.
 
     Called off the engine's path, in the scheduler's event thread, in order of emission. An
     exception is logged with the plugin's name and changes nothing else; a slow
     implementation delays other listeners, never runs. Must be synchronous. An
     implementation may leave out ``scheduler``; it tells apart the schedulers of one process.
-    From this thread, read only ``scheduler.id``, ``.config``, ``.clock``, ``.running`` and
-    ``.health()``: the rest belongs to the scheduler's event loop.
+    From this thread, read only ``scheduler.id``, ``.config``, ``.clock``, ``.plugins``,
+    ``.running``, ``.shared_backend`` and ``.health()``: the coroutines of
+    ``sts.plugin.SchedulerView`` belong to the scheduler's event loop.
 
     .. versionchanged:: 0.2 ``scheduler`` added.
     """

@@ -2,13 +2,18 @@
 
 These are ``typing.Protocol`` classes: a plugin implements the methods, it does not inherit.
 All times are timezone-aware UTC ``datetime`` objects unless stated otherwise.
+
+For backends this module is the whole contract: the engine uses nothing a store, broker or
+backend does not declare here. ``Store`` and ``Broker`` are mandatory; each optional capability
+is a runtime-checkable Protocol of its own, and ``sts_core.steps`` takes its documented fallback
+where a backend does not offer it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
 import attrs
@@ -97,15 +102,21 @@ class DueFire:
     scheduled_for: datetime
 
 
+@runtime_checkable
 class Store(Protocol):
     """Durable state: tasks with version history, next fire times, runs, dependency progress.
 
-    A store that several processes share sets ``shared = True`` and offers
-    ``watch(on_change: Callable[[str | None], None]) -> None``: it calls ``on_change(name)``
-    (on the event loop) when any process stores or deletes task ``name``, and
-    ``on_change(None)`` when notices may have been missed (after a reconnect), meaning
-    "reload every task".
+    Every method below and the ``shared`` attribute are mandatory; ``StoreContract``
+    (``sts_core.testing``) holds a store to them. The optional capabilities a store may add are
+    the Protocols after this one (``WatchedStore``, ``StartsRunsOnce``, ``ReadsTasksByName``,
+    ``Outbox``); the kernel's adapter (``sts_core.steps``) checks once which a store offers and
+    takes the documented fallback for the others.
     """
+
+    #: True when several processes share this store (it outlives the process): the engine then
+    #: reloads a plan it cannot vouch for, retries a step while the store is unreachable, and sends
+    #: independent steps side by side. False for a store private to its process.
+    shared: bool
 
     async def open(self) -> None: ...
 
@@ -151,12 +162,6 @@ class Store(Protocol):
 
     async def get_run(self, run_id: str) -> Run | None: ...
 
-    # Optional: ``async def start_run(self, run: Run) -> Run | None``: record ``run`` unless a
-    # record with its id exists, atomically, and return the existing record (storing nothing)
-    # if one does. The engine starts first deliveries with it when the broker may deliver one
-    # run twice (``Broker.may_duplicate``), so a second copy is recorded as a duplicate instead
-    # of running again.
-
     async def list_runs(
         self,
         task_name: str | None = None,
@@ -192,6 +197,75 @@ class Store(Protocol):
         tells a run of a removed task from a run of a task that never existed."""
 
 
+@runtime_checkable
+class WatchedStore(Protocol):
+    """Optional, for a ``shared`` store: it tells the processes sharing it what the others change.
+
+    Without it, a shared store's plans are reloaded before each fire (correct, one read more).
+    """
+
+    #: True while change notices arrive (say, while subscribed): a watcher that has applied every
+    #: notice it received then knows every task as stored, and fires without reading it again.
+    notices_live: bool
+
+    def watch(self, on_change: Callable[[str | None], None]) -> None:
+        """Call ``on_change(name)`` (on the event loop) when any process stores or deletes task
+        ``name``, and ``on_change(None)`` when notices may have been missed (after a reconnect),
+        meaning "reload every task". Watchers are kept until the store is closed."""
+
+    def watch_due(self, on_due: Callable[[str], None]) -> None:
+        """Call ``on_due(name)`` when another process makes task ``name``'s next fire the earliest
+        of all (a scheduler sleeping until a later one looks again). A store may report nothing
+        here and send such changes to ``watch``'s watchers instead."""
+
+
+@runtime_checkable
+class StartsRunsOnce(Protocol):
+    """Optional: the atomic first start of a run, for brokers that may deliver a run twice.
+
+    Without it the kernel reads the run and then records it: correct unless two copies of one
+    run start at the same instant in two processes."""
+
+    async def start_run(self, run: Run) -> Run | None:
+        """Record ``run`` unless a record with its id exists, atomically, and return the existing
+        record (storing nothing) if one does; None when ``run`` was recorded now."""
+
+
+@runtime_checkable
+class ReadsTasksByName(Protocol):
+    """Optional: several tasks in one round trip. Without it the kernel asks ``get_task`` per name."""
+
+    async def get_tasks(self, names: Sequence[str]) -> dict[str, Task]:
+        """The current versions of the tasks of ``names`` that are stored, by name (names not
+        stored are left out; a name asked twice appears once)."""
+
+
+@runtime_checkable
+class Outbox(Protocol):
+    """Optional: a store that stages runs for a broker in another server (redis + rabbitmq).
+
+    The run is staged in the same atomic step that claims its fire, so a scheduler that dies before
+    the broker confirms its publish loses nothing: another scheduler's sweep publishes it (the broker
+    may then hold two copies, which ``StartsRunsOnce`` tells apart). Used only where the backend
+    offers no ``AtomicSteps``."""
+
+    async def stage_fire(
+        self, claim: tuple[DueFire, datetime | None] | None, run: Run, limit: int, at: datetime | None
+    ) -> str:
+        """In one atomic step: claim the fire (if ``claim``, as ``claim_fire``), count it under
+        ``limit`` (as ``begin_fire``) and stage ``run`` to be published for ``at``. Returns "lost"
+        (the claim failed: nothing done), "limited" (claimed, not admitted, nothing staged) or
+        "staged"."""
+
+    async def unstage(self, run_id: str) -> None:
+        """The staged run was published: forget it (idempotent)."""
+
+    async def take_stranded(self, staged_before: datetime, limit: int) -> list[tuple[Run, datetime | None]]:
+        """Up to ``limit`` runs staged before ``staged_before`` and never unstaged, each with its
+        ``at``, marked taken now (so that a concurrent sweep does not take them too, until
+        ``staged_before`` passes the new mark)."""
+
+
 @attrs.define(slots=True, eq=False)
 class Delivery:
     """A run handed to a worker under a lease. ``token`` fences stale workers.
@@ -208,27 +282,31 @@ class Delivery:
     handed_back: int = 0
 
 
+@runtime_checkable
 class Broker(Protocol):
     """Delivery of due runs to workers, with leases.
 
-    A broker that keeps nothing beyond its process sets ``durable = False`` and offers
-    ``async drain() -> list[Run]`` (remove and return every queued, unleased run): on stop the
-    engine records those runs as cancelled instead of losing them silently.
-
-    A broker that may deliver one run twice sets ``may_duplicate = True``: a publish whose
-    confirm was lost is repeated, and both copies arrive. With a store offering ``start_run``
-    the engine then runs the first copy and records the second as a duplicate.
-
-    A broker whose ``delivery_count`` may skip a number (it counts a delivery no worker received,
-    say one dropped from a prefetch buffer) sets ``counts_may_skip = True``: a run is then dead-
-    lettered for deliveries without a recorded start only after 2 * (``max_redeliveries`` + 1) of
-    them, and a delivery with no earlier record starts as the run itself (checked with ``start_run``).
-
-    A store and broker shared by several processes (``durable = True``) lets other workers
-    pick up what this one hands back with ``release``. A broker behind a network may also
-    offer ``async consume_many(limit, timeout) -> list[Delivery]``: up to ``limit`` ready runs
-    in one round trip (an empty list after ``timeout``), each under its own lease.
+    Every method below and the three attributes are mandatory; ``BrokerContract``
+    (``sts_core.testing``) holds a broker to them. Optional capabilities are the Protocols after
+    this one (``ConsumesMany``, ``StopsConsuming``, ``Drains``, ``WatchesAvailability``,
+    ``CountsQueues``).
     """
+
+    #: True when queued runs outlive this process (another worker can take what this one hands
+    #: back with ``release``). False: the runs die with the process; on stop the engine records
+    #: the runs a ``Drains`` broker still holds as cancelled, and does not hand back interrupted ones.
+    durable: bool
+
+    #: True when the broker may deliver one run twice (a publish whose confirm was lost is
+    #: repeated, and both copies arrive). The engine then starts a first delivery only if its run
+    #: id was never recorded (``StartsRunsOnce``) and records a second copy as a duplicate.
+    may_duplicate: bool
+
+    #: True when ``delivery_count`` may skip a number (a delivery no worker received, say one
+    #: dropped from a prefetch buffer): a run is then dead-lettered for deliveries without a
+    #: recorded start only after 2 * (``max_redeliveries`` + 1) of them, and a delivery with no
+    #: earlier record starts as the run itself.
+    counts_may_skip: bool
 
     async def open(self) -> None: ...
 
@@ -262,17 +340,51 @@ class Broker(Protocol):
     async def depth(self) -> int:
         """How many runs wait (ready and delayed)."""
 
-    # Optional: ``async def stop_consuming(self) -> None``: a broker that pushes runs to a worker
-    # ahead of ``consume`` stops doing so and hands back what it holds but has not handed over;
-    # the engine calls it first when a worker stops.
 
-    # Optional: ``watch_availability(on_back: Callable[[], None]) -> None``: the broker calls
-    # ``on_back()`` on the event loop whenever its connection comes back after a loss, so steps
-    # waiting out the outage try again at once.
+@runtime_checkable
+class ConsumesMany(Protocol):
+    """Optional: several deliveries in one round trip (a broker behind a network). Without it
+    the worker loop calls ``consume`` once per run."""
 
-    # Optional: ``async def queue_counts(self) -> dict[str, int]`` with the keys ``ready`` (due,
-    # waiting for a worker), ``delayed`` (due later: retries, scheduled deliveries), ``leased``
-    # (held by a worker) and ``dead`` (in the dead-letter queue), for metrics and health checks.
+    async def consume_many(self, limit: int, timeout: float | None) -> list[Delivery]:
+        """Up to ``limit`` ready runs, each under its own lease; an empty list after ``timeout``."""
+
+
+@runtime_checkable
+class StopsConsuming(Protocol):
+    """Optional: a broker that pushes runs to a worker ahead of ``consume``."""
+
+    async def stop_consuming(self) -> None:
+        """Stop pushing, and hand back what this process holds but has not handed over, so other
+        workers take it while this one finishes its runs in flight. The engine calls it first when
+        a worker stops; ``consume`` may still be called afterwards."""
+
+
+@runtime_checkable
+class Drains(Protocol):
+    """Optional, for a broker that is not ``durable``: what it still holds when the engine stops."""
+
+    async def drain(self) -> list[Run]:
+        """Remove and return every queued, unleased run (ready and delayed). The engine records
+        them as cancelled instead of losing them silently."""
+
+
+@runtime_checkable
+class WatchesAvailability(Protocol):
+    """Optional: a broker that notices its connection coming back."""
+
+    def watch_availability(self, on_back: Callable[[], None]) -> None:
+        """Call ``on_back()`` on the event loop whenever the connection comes back after a loss,
+        so steps waiting out the outage try again at once (else they wait out their backoff)."""
+
+
+@runtime_checkable
+class CountsQueues(Protocol):
+    """Optional: queue counts for metrics and health checks (``depth`` is the fallback)."""
+
+    async def queue_counts(self) -> dict[str, int]:
+        """``ready`` (due, waiting for a worker), ``delayed`` (due later: retries, scheduled
+        deliveries), ``leased`` (held by a worker) and ``dead`` (in the dead-letter queue)."""
 
 
 class Backend(Protocol):
@@ -280,6 +392,36 @@ class Backend(Protocol):
 
     store: Store
     broker: Broker
+
+
+@runtime_checkable
+class AtomicSteps(Protocol):
+    """Optional, on a ``Backend`` whose store and broker live in one server (or one process): the
+    engine's multi-step moments, each one atomic step. ``AtomicStepsContract`` holds a backend to them.
+
+    Without them the kernel's adapter (``sts_core.steps``) takes the same steps one after the other
+    through ``Store`` and ``Broker`` (or through the store's ``Outbox``): correct, with a window
+    in which a process that dies leaves a step half done for the redelivery or sweep to repair.
+    """
+
+    async def claim_and_enqueue(
+        self, claim: tuple[DueFire, datetime | None] | None, run: Run, limit: int, at: datetime | None,
+        *, version: int | None = None,
+    ) -> str:
+        """In one step: with ``version``, check that ``run.task_name`` is stored in that version
+        ("gone": not stored; "changed": another version is); claim the fire if ``claim`` (as
+        ``Store.claim_fire``; "lost" when that fails); count ``run.fire_id`` toward ``limit`` (as
+        ``Store.begin_fire``; "limited" when ``limit`` fires are active, the claim kept); queue
+        ``run`` for ``at`` ("queued"). Any answer but "queued" leaves nothing queued. Asked again
+        with the same run after a lost reply, it answers "queued" again and queues nothing twice."""
+
+    async def record_and_ack(
+        self, run: Run, delivery: Delivery, then: Run | None, at: datetime | None, end_fire: bool, ack: bool = True
+    ) -> bool:
+        """Fenced by the lease: if ``delivery``'s lease is current, record ``run``, ack the delivery
+        (if ``ack``; without it the lease stays held for a later ``Broker.ack``), queue ``then`` for
+        ``at`` (its retry) and end ``run.fire_id`` (if ``end_fire``), all in one step, and return
+        True. Otherwise do nothing and return False: a stale worker's result overwrites nothing."""
 
 
 BackendFactory = Callable[[Any, Any], Backend]

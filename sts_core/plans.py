@@ -7,7 +7,7 @@ plain attributes of a ``TaskPlan`` on every fire and every attempt.
 from __future__ import annotations
 
 import logging
-import sys
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
@@ -130,6 +130,12 @@ def compile_plan(
         load_error = None
     except TaskLoadError as exc:
         task_type, prepared, load_error = None, None, str(exc)
+    undeclared = task.undeclared_options
+    if undeclared:  # stored by a process with a plugin this one lacks: the option may be its trigger's
+        missing = f"no plugin here declares its option(s) {', '.join(map(repr, undeclared))}"
+        if trigger is None and not task.parent_tasks:
+            trigger_error = trigger_error or f"its trigger cannot be built here: {missing}"
+        load_error = load_error or f"cannot be loaded in this process: {missing}"
     for problem in (trigger_error, load_error):
         if problem is not None:
             log.warning("task %r (version %d): %s; it stays scheduled and each of its runs that cannot be "
@@ -148,8 +154,8 @@ def compile_plan(
     }
     if overrides:
         retry = attrs.evolve(retry, **overrides)
-    settings = _shared_settings(_pick(task.executor, defaults.executor), defaults.kill_grace,
-                                task.timezone or defaults.timezone)
+    # a task type's own option may override the executor (python's executor)
+    settings = _shared_settings(defaults.executor, defaults.kill_grace, task.timezone or defaults.timezone)
     return TaskPlan(
         task=task,
         trigger=trigger,
@@ -176,18 +182,7 @@ def load_code(
         task_type = plugins.lookup("task type", task.type).value
         return task_type, task_type.prepare(task, resolve_function)
     except Exception as exc:
-        raise TaskLoadError(f"cannot be loaded in this process: {exc}{_stale_module_hint(task)}") from exc
-
-
-def _stale_module_hint(task: Task) -> str:
-    """A hint when the function's module was imported here before the function existed."""
-    function = task.function
-    if not isinstance(function, str) or ":" not in function:
-        return ""
-    module = function.partition(":")[0]
-    if module not in sys.modules:
-        return ""
-    return f" (module {module!r} was imported by this process earlier: restart it to load changed code)"
+        raise TaskLoadError(f"cannot be loaded in this process: {exc}") from exc
 
 
 def reload_code(plan: TaskPlan, plugins: PluginManager, resolve_function: Callable[[Any], Callable[..., Any]]) -> None:
@@ -195,6 +190,10 @@ def reload_code(plan: TaskPlan, plugins: PluginManager, resolve_function: Callab
     may have become importable since); raises ``TaskLoadError`` when it still cannot be loaded."""
     plan.task_type, plan.prepared = load_code(plan.task, plugins, resolve_function)
     plan.load_error = None
+
+
+#: How many replaced versions ``TaskPlans`` keeps compiled for runs queued or in flight (see there).
+OLDER_VERSIONS_KEPT = 256
 
 
 class TaskPlans:
@@ -208,7 +207,12 @@ class TaskPlans:
     ) -> None:
         self._compile = compile
         self._load_task = load_task
-        self._by_version: dict[tuple[str, int], TaskPlan] = {}
+        # Replaced versions, least recently asked for first. Runs of a replaced version may still be
+        # queued (in the broker, perhaps by another process) or in flight, and no process knows which
+        # versions those are; so the most recent OLDER_VERSIONS_KEPT stay compiled, and a run of one
+        # evicted from here gets its plan compiled again from the store. Current plans live in
+        # ``_current`` only, so a scheduler with many tasks does not push them out.
+        self._by_version: OrderedDict[tuple[str, int], TaskPlan] = OrderedDict()
         self._current: dict[str, TaskPlan] = {}
         self._children: dict[str, set[str]] = {}
         self._problems: dict[str, str] = {}
@@ -218,7 +222,7 @@ class TaskPlans:
         task = plan.task
         self.uninstall(task.name)
         self._current[task.name] = plan
-        self._by_version[(task.name, task.version)] = plan
+        self._by_version.pop((task.name, task.version), None)
         for parent in plan.parents:
             self._children.setdefault(parent, set()).add(task.name)
         self.note_problem(plan)
@@ -236,10 +240,11 @@ class TaskPlans:
         return dict(self._problems)
 
     def uninstall(self, name: str) -> None:
-        """Forget the current plan of ``name`` (older versions stay for runs in flight)."""
+        """Forget the current plan of ``name`` (it stays, as an older version, for runs in flight)."""
         plan = self._current.pop(name, None)
         self._problems.pop(name, None)
         if plan is not None:
+            self._keep_older(plan)
             for parent in plan.parents:
                 self._children.get(parent, set()).discard(name)
 
@@ -264,10 +269,25 @@ class TaskPlans:
 
     async def for_version(self, name: str, version: int) -> TaskPlan | None:
         """The plan of one version of a task, compiled from the store when not cached."""
-        plan = self._by_version.get((name, version))
-        if plan is None:
-            task = await self._load_task(name, version)
-            if task is None:
-                return None
-            plan = self._by_version[(name, version)] = self._compile(task)
+        plan = self._current.get(name)
+        if plan is not None and plan.task.version == version:
+            return plan
+        key = (name, version)
+        plan = self._by_version.get(key)
+        if plan is not None:
+            self._by_version.move_to_end(key)
+            return plan
+        task = await self._load_task(name, version)
+        if task is None:
+            return None
+        plan = self._compile(task)
+        current = self._current.get(name)
+        if current is None or current.task.version != version:  # the task may have changed meanwhile
+            self._keep_older(plan)
         return plan
+
+    def _keep_older(self, plan: TaskPlan) -> None:
+        self._by_version[(plan.task.name, plan.task.version)] = plan
+        self._by_version.move_to_end((plan.task.name, plan.task.version))
+        while len(self._by_version) > OLDER_VERSIONS_KEPT:
+            self._by_version.popitem(last=False)

@@ -4,7 +4,9 @@ Nothing else in the code base touches ``pm.hook``. Each plugin is loaded in its 
 handling, so a broken plugin is reported by name and takes nothing down unless the config
 needs what it provides. One manager per scheduler: no global plugin state (the one
 process-wide record, of the register-hook failures already logged, only keeps a failure from
-being logged again by the next manager). A failing hook is reported in one line naming the
+being logged again by the next manager). A plugin that keeps state is a class: an entry point
+naming a class (``slack = "sts_slack.plugin:SlackPlugin"``) gets one instance per manager, so
+each scheduler has its own. A failing hook is reported in one line naming the
 plugin, the hook and the file and line in the plugin that failed; the traceback follows at DEBUG.
 """
 
@@ -16,18 +18,19 @@ import os
 import weakref
 from collections.abc import Iterable, Mapping
 from importlib import metadata
-from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import pluggy
 from pluggy import HookImpl
 
 from sts_core import hookspecs
-from sts_core.errors import PluginError, STSError, did_you_mean, one_of, short_repr
+from sts_core.errors import PluginError, STSError
 from sts_core.tracebacks import innermost_location
+from sts_core.wording import did_you_mean, one_of, short_repr
 
 log = logging.getLogger("sts.plugins")
+T = TypeVar("T")
 
 ENTRY_POINT_GROUP = "sts"
 DISABLE_ENV = "STS_DISABLE_PLUGINS"
@@ -88,8 +91,9 @@ class PluginManager:
         *,
         entry_points: bool = True,
         plugins: Iterable[tuple[str, object]] = (),
+        disable_from_env: bool = True,
     ) -> None:
-        self._disable = set(disable) | set(disabled_from_env())
+        self._disable = set(disable) | (set(disabled_from_env()) if disable_from_env else set())
         self._use_entry_points = entry_points
         self._extra = list(plugins)
         self._pm: pluggy.PluginManager | None = None
@@ -97,6 +101,7 @@ class PluginManager:
         self._registries: dict[str, dict[str, Registration]] = {}
         self._listing = False  # plugin_infos() shows failures itself: they are not logged meanwhile
         self._configs: list[Any] = []  # every configure() call, replayed to late registrations
+        self._classes: dict[str, type] = {}  # plugin name -> the class its instance was made from
 
     # -- loading ----------------------------------------------------------------------------
 
@@ -143,24 +148,29 @@ class PluginManager:
             return
         self._register(pm, entry_point.name, plugin, info)
 
-    def _register(self, pm: pluggy.PluginManager, name: str, plugin: object, info: PluginInfo) -> None:
+    def _register(self, pm: pluggy.PluginManager, name: str, plugin: object, info: PluginInfo) -> object | None:
+        """Register ``plugin`` (a module, an object, or a class to instantiate) under ``name``;
+        returns what was registered, None when it failed."""
         self._infos[name] = info
         try:
+            if isinstance(plugin, type):  # a plugin class: one instance per manager, so its state is per scheduler
+                self._classes[name], plugin = plugin, plugin()
             pm.register(plugin, name=name)
-        except Exception as exc:  # noqa: BLE001 - pluggy validation errors name the hook
+        except Exception as exc:  # noqa: BLE001 - a failing constructor, or pluggy validation naming the hook
             info.status, info.error = "failed", f"{type(exc).__name__}: {exc}"
             log.warning("plugin %r could not be registered: %s", name, info.error)
-            return
+            return None
         info.hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or ())
+        return plugin
 
     def register(self, name: str, plugin: object) -> None:
-        """Add a plugin object or module at run time (tests, embedded applications)."""
+        """Add a plugin module, object or class at run time (tests, embedded applications)."""
         self._extra.append((name, plugin))
         if self._pm is not None:
-            self._register(self._pm, name, plugin, PluginInfo(name=name))
+            registered = self._register(self._pm, name, plugin, PluginInfo(name=name))
             self._registries.clear()
             for impl in self._pm.hook.configure.get_hookimpls():
-                if impl.plugin is plugin:
+                if impl.plugin is registered:
                     for config in self._configs:
                         _configure_one(impl, config)
 
@@ -178,6 +188,12 @@ class PluginManager:
         finally:
             self._listing = False
         return sorted(self._infos.values(), key=lambda info: info.name)
+
+    def instance_of(self, cls: type[T]) -> T | None:
+        """The plugin object of class ``cls`` registered with this manager (any one, if several
+        are), or None: how a plugin class's module finds its instance for a scheduler
+        (``scheduler.plugins.instance_of(...)``)."""
+        return next((plugin for plugin in self.pm.get_plugins() if isinstance(plugin, cls)), None)
 
     # -- registrations ------------------------------------------------------------------------
 
@@ -225,7 +241,9 @@ class PluginManager:
             info.status, info.error = "failed", f"register_{kind} failed {hook.describe(exc)}"
             # Every plugin manager of the process (the CLI may build more than one) finds the
             # same failure: it is logged once, by the first.
-            if not self._listing and _first_report(impl.plugin, f"register_{kind}"):
+            # Keyed by the class of a plugin instantiated here: each manager has its own instance.
+            reported_as = self._classes.get(plugin_name, impl.plugin)
+            if not self._listing and _first_report(reported_as, f"register_{kind}"):
                 hook.log_failure(log, logging.WARNING, exc)
             return None
         return added
@@ -381,7 +399,7 @@ class HookCall:
         )
 
 
-#: Registration-hook failures already logged in this process: plugin object -> hook names.
+#: Registration-hook failures already logged in this process: plugin (or plugin class) -> hook names.
 _reported: weakref.WeakKeyDictionary[object, set[str]] = weakref.WeakKeyDictionary()
 
 
@@ -412,7 +430,3 @@ def call_hook_impl(impl: HookImpl, **arguments: Any) -> Any:
     implementation may take fewer arguments than the spec (hooks only ever gain arguments)."""
     return impl.function(*(arguments[name] for name in impl.argnames))
 
-
-def plugin_module_name(plugin: object) -> str:
-    """A readable name for a plugin object (for messages)."""
-    return plugin.__name__ if isinstance(plugin, ModuleType) else type(plugin).__name__

@@ -31,7 +31,7 @@ class Redelivery:
     clock: Clock
     plans: TaskPlans
     events: EventBus
-    # and, from Working and Engine: _held, _persist, _after_outcome, _retry_of, _release,
+    # and, from Working and Engine: _held, _retrying, _after_outcome, _retry_of, _release,
     # _forget_local, worker_id
 
     async def _previous_attempts(self, delivery: Delivery) -> tuple[Run | None, int]:
@@ -45,7 +45,7 @@ class Redelivery:
         count = delivery.delivery_count
         earlier = range(count - 1, max(count - 1 - LOOK_BACK, 0), -1)
         ids = [delivery_run_id(delivery.run.id, number) for number in earlier]
-        found = await self._persist(f"looking up earlier attempts of run {delivery.run.id}",
+        found = await self._retrying(f"looking up earlier attempts of run {delivery.run.id}",
                                     lambda: asyncio.gather(*(self.store.get_run(run_id) for run_id in ids)))
         records = [record for record in found if record is not None]
         previous = records[0] if records else None
@@ -61,7 +61,7 @@ class Redelivery:
             f"worker {previous.worker or '(unknown)'} was lost: its lease expired before it recorded an "
             f"outcome; the run was delivered again (delivery {count})"
         )
-        await self._persist(f"recording run {previous.id} lost", lambda: self.store.record_run(previous))
+        await self._retrying(f"recording run {previous.id} lost", lambda: self.store.record_run(previous))
         log_run(previous)
         if self.events.active:
             self.events.emit(ev.RunLost(previous.ended_at, attrs.evolve(previous), self._task_named(previous)))
@@ -77,7 +77,7 @@ class Redelivery:
         plan = await self.plans.for_version(previous.task_name, previous.task_version)
         if plan is not None:  # dependents first, then the ack: a crash in between repeats them harmlessly
             await self._after_outcome(plan, previous, self.events.active, repeated=True)
-        if not await self._persist(f"acknowledging run {previous.id}",
+        if not await self._retrying(f"acknowledging run {previous.id}",
                                    lambda: self.broker.ack(self._held(delivery), next_run, at)):
             return
         if next_run is None:
@@ -100,9 +100,7 @@ class Redelivery:
             worker=self.worker_id,
         )
         held = self._held(delivery)
-        dead_letter = getattr(self.broker, "dead_letter", None)
-        moved = await dead_letter(held, reason) if dead_letter is not None else await self.broker.ack(held)
-        if not moved:
+        if not await self.broker.dead_letter(held, reason):
             return  # another worker holds it now and decides
         await self.store.record_run(run)
         log_run(run)
@@ -123,7 +121,7 @@ class Redelivery:
         run.state = RunState.DUPLICATE
         run.retry_at = None
         run.reason = f"finished ({outcome}) after its lease was lost; another worker was given the run"
-        await self._persist(f"recording duplicate run {run.id}", lambda: self.store.record_run(run))
+        await self._retrying(f"recording duplicate run {run.id}", lambda: self.store.record_run(run))
         log_run(run)
         if self.events.active:
             self.events.emit(ev.RunDuplicate(run.ended_at, attrs.evolve(run), task))
@@ -134,7 +132,7 @@ class Redelivery:
         """A second copy of a run's message was delivered (a publish repeated after its confirm
         was lost): the run is already recorded, so this copy is acked without running, and
         recorded as a duplicate under an id of its own, announced with ``RunDuplicate``."""
-        if not await self._persist(f"acknowledging a copy of run {run.id}", lambda: self.broker.ack(delivery)):
+        if not await self._retrying(f"acknowledging a copy of run {run.id}", lambda: self.broker.ack(delivery)):
             return  # that copy's lease was lost too: whoever holds it now decides
         copy = attrs.evolve(
             run,
@@ -145,7 +143,7 @@ class Redelivery:
             reason=f"a second copy of run {run.id} was delivered (the run is {existing.state.value}); not run again",
         )
         log.warning("run %s: %s", copy.id, copy.reason)
-        await self._persist(f"recording duplicate run {copy.id}", lambda: self.store.record_run(copy))
+        await self._retrying(f"recording duplicate run {copy.id}", lambda: self.store.record_run(copy))
         log_run(copy)
         if self.events.active:
             self.events.emit(ev.RunDuplicate(copy.ended_at, attrs.evolve(copy), task))

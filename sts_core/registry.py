@@ -6,14 +6,27 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from sts_core.interfaces import BackendFactory, BrokerFactory, TaskType, TriggerFactory
+from sts_core.options import Option
 
 
 class RegisterTrigger(Protocol):
-    def __call__(self, name: str, factory: TriggerFactory) -> None: ...
+    """``register(name, factory, options=())``: ``options`` are the task options that select this
+    trigger kind (``every`` for ``interval``), each a shorthand for ``trigger: {kind: name, ...}``.
+
+    .. versionchanged:: 0.4 ``options`` added.
+    """
+
+    def __call__(self, name: str, factory: TriggerFactory, *, options: Sequence[Option] = ()) -> None: ...
 
 
 class RegisterTaskType(Protocol):
-    def __call__(self, name: str, task_type: TaskType) -> None: ...
+    """``register(name, task_type, options=())``: ``options`` are the task options this type reads
+    (``function`` and ``args`` for ``python``), converted and checked when a task is created.
+
+    .. versionchanged:: 0.4 ``options`` added.
+    """
+
+    def __call__(self, name: str, task_type: TaskType, *, options: Sequence[Option] = ()) -> None: ...
 
 
 class RegisterBackend(Protocol):

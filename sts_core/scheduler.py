@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import secrets
@@ -90,7 +89,6 @@ class AsyncTaskScheduler:
         )
         self._opened = False
         self._running = False
-        self._stopped: asyncio.Event | None = None
 
     # -- setup -------------------------------------------------------------------------------------
 
@@ -126,6 +124,29 @@ class AsyncTaskScheduler:
         loop was last seen alive. Cheap, and safe to call from any thread (a metrics server's)."""
         return self.engine.health(running=self._running)
 
+    # -- backend reads for plugins (``SchedulerView``) ---------------------------------------------
+
+    @property
+    def shared_backend(self) -> bool:
+        """True when the backend is shared between processes (such as redis): other processes
+        see and change the same tasks and runs."""
+        return self.engine.shared
+
+    async def check_backend(self) -> None:
+        """Ask the backend's store a cheap question (its earliest due time); raises what the
+        backend raised when it cannot answer. For readiness checks."""
+        await self.backend.store.next_due_time()
+
+    async def queue_counts(self) -> dict[str, int] | None:
+        """Runs in the broker by state: ``ready`` (due, waiting for a worker), ``delayed`` (due
+        later: retries, scheduled deliveries), ``leased`` (held by a worker) and ``dead``
+        (dead-lettered); None when the broker does not count them by state (``queue_depth()``)."""
+        return await self.engine.steps.queue_counts()
+
+    async def queue_depth(self) -> int:
+        """How many runs wait in the broker (ready and delayed)."""
+        return await self.backend.broker.depth()
+
     # -- tasks -------------------------------------------------------------------------------------
 
     async def add_task(self, task: Task, *, replace: bool = False, keep_paused: bool = True) -> Task:
@@ -146,7 +167,10 @@ class AsyncTaskScheduler:
         """Add several tasks all or nothing (one invalid task means none is stored); as ``add_task``."""
         return await self._add_tasks(tasks, replace=replace, keep_paused=keep_paused)
 
-    async def _add_tasks(self, tasks: Sequence[Task], *, replace: bool, keep_paused: bool) -> list[Task]:
+    async def _add_tasks(
+        self, tasks: Sequence[Task], *, replace: bool, keep_paused: bool, checked: bool = False
+    ) -> list[Task]:
+        """``checked``: ``tasks`` were just validated against the stored tasks (a task file), not again."""
         await self.open()
         tasks = list(tasks)
         for task in tasks:
@@ -159,7 +183,7 @@ class AsyncTaskScheduler:
                 raise TaskExistsError(
                     f"task {taken[0]!r} already exists; pass replace=True to store a new version"
                 )
-        problems = self._check(tasks, existing)
+        problems = [] if checked else self._check(tasks, existing)
         if any(p.message.startswith("unknown parent") for _, p in problems):
             # Rare, and worth a "did you mean" among every stored task: check again against them all.
             problems = self._check(tasks, {task.name: task for task in await self.backend.store.list_tasks()})
@@ -200,10 +224,7 @@ class AsyncTaskScheduler:
         """The stored tasks a batch is checked against: those of the batch's names and, step by step,
         every parent they lead to (a dependency cycle through the batch runs along them), not every
         stored task: adding to a million tasks costs what adding to a few does."""
-        store = self.backend.store
-        get_tasks = getattr(store, "get_tasks", None)
-        if get_tasks is None:
-            return {task.name: task for task in await store.list_tasks()}
+        get_tasks = self.engine.steps.get_tasks
         found: dict[str, Task] = {}
         asked: set[str] = set()
         wanted = {task.name for task in tasks} | {parent for task in tasks for parent in task.parent_tasks}
@@ -229,7 +250,9 @@ class AsyncTaskScheduler:
         )
         # add_tasks leaves unchanged tasks as they are too; sorted out here, they are not validated again
         changed = [t for t in tasks if t.name not in existing or not _same_definition(existing[t.name], t, True)]
-        stored = {task.name: task for task in await self.add_tasks(changed, replace=True)} if changed else {}
+        # validate_task_file ran every check add_tasks makes, against every stored task: not twice
+        stored = ({task.name: task for task in await self._add_tasks(changed, replace=True, keep_paused=True,
+                                                                     checked=True)} if changed else {})
         return [stored.get(task.name) or existing[task.name] for task in tasks]
 
     async def get_task(self, name: str, version: int | None = None) -> Task | None:
@@ -333,11 +356,9 @@ class AsyncTaskScheduler:
         await self.open()
         engine = self.engine
         # The current version, also if another process stored (or removed) it an instant ago, when
-        # its notice may still be on the way here. Where the backend checks the version as it queues
-        # the run, the plan known here is tried first, and read again only if the check fails;
-        # elsewhere the task is read before each fire.
-        checked = engine.claim_checks_version
-        plan = engine.plans.current(name) if checked else None
+        # its notice may still be on the way here: the plan known here is tried first, the version
+        # is checked as the run is queued, and the task is read again only if the check fails.
+        plan = engine.plans.current(name)
         for _ in range(_FIRE_NOW_ATTEMPTS):
             if plan is None:
                 plan = await engine.reload_task(name)
@@ -348,7 +369,7 @@ class AsyncTaskScheduler:
             # An id of its own: two manual fires in one instant, or one at a scheduled fire's instant,
             # are separate fires, each counted toward max_instances.
             fire = f"{fire_id(name, now)}~{run_id}"
-            run = await engine.dispatch(plan, now, reason, now, run_id=run_id, fire=fire, expect_version=checked,
+            run = await engine.dispatch(plan, now, reason, now, run_id=run_id, fire=fire, expect_version=True,
                                         queue_when_busy=queue_when_busy)
             if run is not None:
                 return run
@@ -413,7 +434,6 @@ class AsyncTaskScheduler:
                 f"is {self.config.get('scheduler_backend')!r} (use `sts run` to run both in one process)"
             )
         await self.open()
-        self._stopped = asyncio.Event()
         self.engine.start(scheduler=scheduler, worker=worker)
         self._running = True
         await self.plugins.scheduler_started(self)
@@ -442,8 +462,6 @@ class AsyncTaskScheduler:
         await self.close()
         await self.plugins.scheduler_stopped(self)
         log.info("STS stopped")
-        if self._stopped is not None:
-            self._stopped.set()
 
     async def close(self) -> None:
         """Release the backend and threads (event listeners get the last events first)."""
@@ -454,11 +472,6 @@ class AsyncTaskScheduler:
             await self.backend.broker.close()
             await self.backend.store.close()
             self._opened = False
-
-    async def wait_stopped(self) -> None:
-        """Wait until ``stop()`` has finished."""
-        if self._stopped is not None:
-            await self._stopped.wait()
 
     async def __aenter__(self) -> AsyncTaskScheduler:
         await self.open()

@@ -27,7 +27,6 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import Executor, Future
 from typing import Any
 
 log = logging.getLogger("sts.engine")
@@ -102,8 +101,8 @@ class _Job:
         self.count_hung: Callable[[int], None] | None = None
 
 
-class DaemonThreadPool(Executor):
-    """``max_workers`` daemon threads running submitted callables in order, replacing threads
+class DaemonThreadPool:
+    """``max_workers`` daemon threads running the callables given to ``call`` in order, replacing threads
     whose call was abandoned while at most ``max_abandoned`` such calls still run."""
 
     def __init__(self, max_workers: int, thread_name_prefix: str = "sts-run", *, max_abandoned: int = 32) -> None:
@@ -138,22 +137,6 @@ class DaemonThreadPool(Executor):
     def waiting(self) -> int:
         """Calls queued with no thread free to take them."""
         return self._waiting
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        """Run ``fn(*args, **kwargs)`` in a pool thread; returns its ``concurrent.futures`` future."""
-        future: Future[Any] = Future()
-
-        def run() -> None:
-            if future.set_running_or_notify_cancel():
-                try:
-                    result = fn(*args, **kwargs)
-                except BaseException as exc:  # noqa: BLE001 - handed to whoever awaits the future
-                    future.set_exception(exc)
-                else:
-                    future.set_result(result)
-
-        self._put(_Job(run, future.cancel))
-        return future
 
     async def call(
         self,

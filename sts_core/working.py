@@ -51,7 +51,7 @@ class Working:
     events: EventBus
     beats: dict[str, datetime]
     # and, from Firing, Redelivery and Engine: dispatch, _record_skip,
-    # _previous_attempts, _complete_recorded, _poison, _record_duplicate, _drop_copy, _persist, reload_task, _start_once
+    # _previous_attempts, _complete_recorded, _poison, _record_duplicate, _drop_copy, _retrying, reload_task, steps
     # and the engine's state
 
     # -- worker loop --------------------------------------------------------------------------------
@@ -60,7 +60,7 @@ class Working:
         # At most `executor.concurrency` runs execute at once; a plain counter is cheaper than a
         # Semaphore on this path, and this loop is its only taker. A broker with consume_many
         # hands over as many runs as there are free slots in one round trip.
-        consume_many = getattr(self.broker, "consume_many", None)
+        consume_many = self.steps.consume_many
         while not self._stopping:
             while self._free_slots <= 0:
                 self._slot_freed.clear()
@@ -84,7 +84,7 @@ class Working:
         run_id = delivery.run.id
         if run_id in self._executing:
             held = self._deliveries.get(run_id, (None, 0.0))[0]
-            if self._start_once is not None and held is not None:
+            if self._starts_once and held is not None:
                 # The broker may deliver a run twice: a copy, unless our own lease ran out.
                 self._track(asyncio.create_task(self._copy_or_renewal(held, delivery)))
                 return
@@ -103,7 +103,7 @@ class Working:
         copy of its message (dropped and recorded as a duplicate), else our lease ran out and the
         new one is held instead."""
         run_id = delivery.run.id
-        if await self._persist(f"checking the lease of run {run_id}", lambda: self.broker.extend(held)):
+        if await self._retrying(f"checking the lease of run {run_id}", lambda: self.broker.extend(held)):
             executing = self._executing.get(run_id)
             plan = self.plans.current(delivery.run.task_name)
             existing = executing[1] if executing is not None else delivery.run
@@ -238,7 +238,7 @@ class Working:
                 await self._poison(delivery, f"delivered {count} times, {unaccounted} of them to workers lost "
                                              f"before recording a start (executor.max_redeliveries={limit})")
                 return
-            if previous is None and self._start_once is not None:
+            if previous is None and self._starts_once:
                 # No earlier attempt left a record: the earlier deliveries never reached a worker
                 # (the broker's count skipped). It starts as the run itself, once, like a first
                 # delivery, so that a copy of it is recognised.
@@ -279,10 +279,10 @@ class Working:
         task = plan.task
         fire = run.fire_id or run.id
         what = f"starting run {run.id} of {task.name}"
-        if await self._persist(what, lambda: self.store.begin_fire(task.name, fire, task.max_instances)):
+        if await self._retrying(what, lambda: self.store.begin_fire(task.name, fire, task.max_instances)):
             return True
         at = self.clock.now() + timedelta(seconds=WAIT_FOR_INSTANCE_POLL)
-        await self._persist(what, lambda: self.broker.ack(self._held(delivery), delivery.run, at))
+        await self._retrying(what, lambda: self.broker.ack(self._held(delivery), delivery.run, at))
         return False
 
     def _held(self, delivery: Delivery) -> Delivery:
@@ -301,15 +301,14 @@ class Working:
         run.started_at = clock.now()
         run.worker = self.worker_id
         what = f"recording the start of run {run.id}"
-        start_once = self._start_once
-        if start_once is not None and delivery is not None and first_start:
-            existing = await self._persist(what, lambda: start_once(run))
+        if self._starts_once and delivery is not None and first_start:
+            existing = await self._retrying(what, lambda: self.steps.start_once(run))
             ours = existing is not None and (existing.worker, existing.started_at) == (run.worker, run.started_at)
             if existing is not None and not ours:  # (ours: a retried step whose first reply was lost)
                 await self._drop_copy(delivery, run, existing, task)
                 return None
         else:
-            await self._persist(what, lambda: self.store.record_run(run))
+            await self._retrying(what, lambda: self.store.record_run(run))
         log_run(run)
         emit = self.events.active
         if emit:
@@ -382,7 +381,7 @@ class Working:
             return None
         fire_over = next_run is None and follow_up
         if delivery is None:
-            await self._persist(f"recording the outcome of run {run.id}", lambda: self.store.record_run(run))
+            await self._retrying(f"recording the outcome of run {run.id}", lambda: self.store.record_run(run))
             log_run(run)
             await self._after_outcome(plan, run, emit)
             if fire_over:
@@ -400,47 +399,33 @@ class Working:
         (in the ack, so a crash cannot lose it). False, with nothing done, when the lease was
         lost: another worker has the run.
 
-        With a backend offering ``record_and_ack``, a run without dependents takes one atomic,
-        fenced step. A run with dependents is recorded (fenced) first, its dependents started,
-        and only then acked: a worker lost in between is redelivered, and the redelivery
-        completes the recorded outcome, starting the dependents idempotently.
+        A run without dependents takes one fenced step (``BackendSteps.finish_run``: atomic where
+        the backend offers ``AtomicSteps``). A run with dependents is recorded (fenced) first, its
+        dependents started, and only then acked: a worker lost in between is redelivered, and the
+        redelivery completes the recorded outcome, starting the dependents idempotently.
         """
         what = f"recording the outcome of run {run.id}"
         then, at = (next_run, next_run.created_at) if next_run is not None else (None, None)
-        record_and_ack = self._record_and_ack
-        if record_and_ack is None:  # no atomic steps: check the lease, record, ack, follow up
-            if not await self._persist(what, lambda: self.broker.extend(self._held(delivery))):
-                return False  # lost before anything was recorded: another worker has the run
-            await self._persist(what, lambda: self.store.record_run(run))
-            if not await self._persist(what, lambda: self.broker.ack(self._held(delivery), then, at)):
-                # Recorded, then the lease was lost (say, a broker connection dropped): the run is
-                # delivered again, and that delivery completes the recorded outcome (its retry, its
-                # dependents, its events) without running it again.
-                log.warning("run %s: its lease was lost after its outcome was recorded; the worker given it "
-                            "completes it", run.id)
-                log_run(run)
-                return True
-            log_run(run)
-            await self._after_outcome(plan, run, emit)
-            if fire_over:
-                await self._release(run)
-            return True
+        finish_run = self.steps.finish_run
         if not self.plans.children_of(run.task_name):
-            if not await self._persist(what, lambda: record_and_ack(run, self._held(delivery), then, at, fire_over)):
+            done = await self._retrying(what, lambda: finish_run(run, self._held(delivery), then, at, fire_over))
+            if done is False:
                 return False
             log_run(run)
+            if done is None:  # recorded, not acked (only where the steps are taken one by one)
+                _warn_recorded_not_acked(run)
+                return True
             await self._after_outcome(plan, run, emit)
             if fire_over:
                 self._forget_local(run)
             return True
-        if not await self._persist(what, lambda: record_and_ack(run, self._held(delivery), None, None, False, False)):
+        if not await self._retrying(what, lambda: finish_run(run, self._held(delivery), None, None, False, False)):
             return False
         log_run(run)
         await self._after_outcome(plan, run, emit)
         ack = self.broker.ack
-        if not await self._persist(f"acknowledging run {run.id}", lambda: ack(self._held(delivery), then, at)):
-            log.warning("run %s: its lease was lost after its outcome was recorded; the worker given it "
-                        "completes it", run.id)
+        if not await self._retrying(f"acknowledging run {run.id}", lambda: ack(self._held(delivery), then, at)):
+            _warn_recorded_not_acked(run)
             return True
         if fire_over:
             await self._release(run)
@@ -517,11 +502,11 @@ class Working:
         parent = parent_run.task_name
         what = f"starting {child} after {parent}"
         parents = plan.parents
-        if await self._persist(what, lambda: self.store.parent_succeeded(child, parent, parents, parent_run.id)):
+        if await self._retrying(what, lambda: self.store.parent_succeeded(child, parent, parents, parent_run.id)):
             reason = f"parents succeeded: {', '.join(sorted(parents))}"
             when = parent_run.ended_at or self.clock.now()
             run_id = f"{parent_run.id}>{child}"
-            await self._persist(what, lambda: self.dispatch(plan, when, reason, run_id=run_id))
+            await self._retrying(what, lambda: self.dispatch(plan, when, reason, run_id=run_id))
 
     async def _skip_descendants(self, name: str, reason: str) -> None:
         seen: set[str] = set()
@@ -536,15 +521,15 @@ class Working:
             if plan is None:
                 continue
             what = f"skipping {child}"
-            await self._persist(what, lambda: self.store.reset_parents(child))  # noqa: B023 - awaited here
-            await self._persist(what, lambda: self._record_skip(plan, now, reason))  # noqa: B023
+            await self._retrying(what, lambda: self.store.reset_parents(child))  # noqa: B023 - awaited here
+            await self._retrying(what, lambda: self._record_skip(plan, now, reason))  # noqa: B023
             frontier.extend(self.plans.children_of(child))
 
     async def _release(self, run: Run) -> None:
         """The fire of ``run`` is over (no further attempt): it no longer counts as active."""
         fire = run.fire_id
         if fire is not None:
-            await self._persist(f"ending fire {fire}", lambda: self.store.end_fire(run.task_name, fire))
+            await self._retrying(f"ending fire {fire}", lambda: self.store.end_fire(run.task_name, fire))
         self._forget_local(run)
 
     def _forget_local(self, run: Run) -> None:
@@ -623,3 +608,10 @@ class Working:
             )
         if self.events.active:
             self.events.emit(ev.ThreadAbandoned(self.clock.now(), run.task_name, run.id, abandoned, cap, replaced))
+
+
+def _warn_recorded_not_acked(run: Run) -> None:
+    # Recorded, then the lease was lost (say, a broker connection dropped): the run is delivered
+    # again, and that delivery completes the recorded outcome (its retry, its dependents, its
+    # events) without running it again.
+    log.warning("run %s: its lease was lost after its outcome was recorded; the worker given it completes it", run.id)

@@ -9,10 +9,13 @@ import pytest
 
 from sts_core.config import Config
 from sts_core.errors import TaskValidationError
-from sts_core.model import Task
 from sts_core.scheduler import AsyncTaskScheduler
+from sts_core.task import Task
 
-BAD = Task("t", "nosuch_module_for_sts:fn", cron="99 * * * *", alerts={"slak": {}}, tags=["x"])
+# A date trigger before its start: only the trigger built from the whole spec can tell (a bad cron
+# expression is refused sooner, by Task itself).
+BAD = Task("t", "nosuch_module_for_sts:fn", at="2026-01-01T00:00:00+00:00", start="2026-02-01T00:00:00+00:00",
+           alerts={"slak": {}}, tags=["x"])
 
 
 def _scheduler() -> AsyncTaskScheduler:
@@ -28,8 +31,8 @@ def test_add_task_reports_the_trigger_the_function_and_the_alerts_together():
             return caught.value
 
     error = asyncio.run(main())
-    assert [p.key_path for p in error.problems] == ["t.cron", "t.function", "t.alerts.slak"]
-    assert "bad minute field '99'" in error.problems[0].message
+    assert [p.key_path for p in error.problems] == ["t.at", "t.function", "t.alerts.slak"]
+    assert "is before 'start'" in error.problems[0].message
     assert "cannot import module 'nosuch_module_for_sts'" in error.problems[1].message
 
 
@@ -41,5 +44,5 @@ def test_check_task_reports_the_same_problems_without_storing():
             return [(p.key_path, p.message) for p in found], await scheduler.list_tasks()
 
     found, stored = asyncio.run(main())
-    assert [key for key, _ in found] == ["cron", "function", "alerts.slak"]
+    assert [key for key, _ in found] == ["at", "function", "alerts.slak"]
     assert stored == []

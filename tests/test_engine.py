@@ -931,7 +931,7 @@ def test_a_freed_slot_takes_the_next_run_while_the_last_outcome_is_still_being_r
     async def main():
         async with make_scheduler(executor={"concurrency": 1}) as scheduler:
             recorded = asyncio.Event()
-            real = scheduler.engine._record_and_ack
+            real = scheduler.engine.steps.finish_run
 
             async def slow(run: Any, *args: Any) -> bool:
                 order.append(("recording", run.task_name))
@@ -939,7 +939,7 @@ def test_a_freed_slot_takes_the_next_run_while_the_last_outcome_is_still_being_r
                     await recorded.wait()
                 return await real(run, *args)
 
-            scheduler.engine._record_and_ack = slow
+            scheduler.engine.steps.finish_run = slow
             await scheduler.add_tasks([Task("a", job, kwargs={"label": "a"}), Task("b", job, kwargs={"label": "b"})])
             await scheduler.start()
             await clock.settle()

@@ -11,9 +11,10 @@ import asyncio
 from typing import Any
 
 from sts_core import events as ev
-from sts_core.model import RunState, Task
 from sts_core.plugins import PluginManager
+from sts_core.run import RunState
 from sts_core.scheduler import AsyncTaskScheduler
+from sts_core.task import Task
 from sts_core.testing import EventRecorder
 
 calls: list[str] = []
@@ -216,7 +217,7 @@ def test_a_worker_that_finishes_after_losing_its_lease_records_a_duplicate_and_n
 
 def test_a_queued_run_of_a_task_that_never_existed_is_dead_lettered(make_scheduler, clock) -> None:
     async def main() -> None:
-        from sts_core.model import Run, fire_id, new_run_id
+        from sts_core.run import Run, fire_id, new_run_id
 
         async with make_scheduler() as scheduler:
             engine, broker = await _prepared(scheduler, Task("t", job, every=3600))

@@ -7,16 +7,9 @@ from zoneinfo import available_timezones
 
 import pytest
 
-from sts_core.errors import (
-    MAX_KEY_PATH_LENGTH,
-    MAX_MESSAGE_LENGTH,
-    SHORT_REPR_LIMIT,
-    Problem,
-    did_you_mean,
-    short_repr,
-    short_text,
-)
-from sts_core.model import TASK_KEYS
+from sts_core.errors import MAX_KEY_PATH_LENGTH, MAX_MESSAGE_LENGTH, Problem
+from sts_core.task import task_keys
+from sts_core.wording import SHORT_REPR_LIMIT, did_you_mean, short_repr, short_text
 
 
 @pytest.mark.parametrize(
@@ -31,12 +24,12 @@ from sts_core.model import TASK_KEYS
     ],
 )
 def test_a_close_name_is_suggested(word, meant):
-    assert did_you_mean(word, [*TASK_KEYS, "cwd", "env"]) == f" (did you mean {meant!r}?)"
+    assert did_you_mean(word, [*task_keys(), "cwd", "env"]) == f" (did you mean {meant!r}?)"
 
 
 @pytest.mark.parametrize("word", ["env", "x", "id", "fn", "foo", "queue", "priority", "labels", "a" * 5000])
 def test_an_unrelated_name_gets_no_suggestion(word):
-    assert did_you_mean(word, TASK_KEYS) == ""
+    assert did_you_mean(word, task_keys()) == ""
 
 
 @pytest.mark.parametrize(("word", "meant"), [("Europe/Berln", "Europe/Berlin"), ("Berlin", "Europe/Berlin"),
@@ -47,7 +40,7 @@ def test_time_zones_are_suggested_by_their_full_name(word, meant):
 
 def test_no_suggestion_among_no_candidates_or_for_non_text():
     assert did_you_mean("every", []) == ""
-    assert did_you_mean(3, TASK_KEYS) == ""  # type: ignore[arg-type]
+    assert did_you_mean(3, task_keys()) == ""  # type: ignore[arg-type]
 
 
 def test_short_repr_is_repr_for_small_values():

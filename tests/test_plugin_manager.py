@@ -21,10 +21,12 @@ from typing import Any
 import pytest
 
 from sts_core import events as ev
+from sts_core.config import Config
 from sts_core.errors import ConfigError, PluginError
 from sts_core.hookspecs import hookimpl
-from sts_core.model import RunState, Task
 from sts_core.plugins import DISABLE_ENV, PluginManager
+from sts_core.run import RunState
+from sts_core.task import Task
 
 FIXTURES = str(Path(__file__).parent / "plugin_fixtures")
 if FIXTURES not in sys.path:
@@ -162,6 +164,74 @@ class AsyncLifecycle:
     async def scheduler_stopped(self, scheduler: Any) -> None:
         await asyncio.sleep(0)
         self.calls.append(f"stopped {scheduler.id} running={scheduler.running}")
+
+
+# -- a plugin class: one instance per manager ---------------------------------------------------------
+
+COUNTER_MODULE = """\
+from sts_core.hookspecs import hookimpl
+
+
+class Counter:
+    def __init__(self):
+        self.configs = []
+
+    @hookimpl
+    def configure(self, config):
+        self.configs.append(config)
+"""
+
+
+@pytest.fixture
+def counter_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A distribution ``sts-counter`` on ``sys.path`` whose ``sts`` entry point names a class."""
+    (tmp_path / "sts_counter.py").write_text(COUNTER_MODULE)
+    info = tmp_path / "sts_counter-0.1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: sts-counter\nVersion: 0.1.0\n")
+    (info / "entry_points.txt").write_text("[sts]\ncounter = sts_counter:Counter\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+def test_an_entry_point_naming_a_class_gets_one_instance_per_manager(counter_site):
+    first, second = PluginManager(), PluginManager()
+    first_config, second_config = Config(), Config()
+    first.configure(first_config)
+    second.configure(second_config)
+    one, two = first.pm.get_plugin("counter"), second.pm.get_plugin("counter")
+    assert type(one).__name__ == type(two).__name__ == "Counter" and one is not two
+    assert one.configs == [first_config] and two.configs == [second_config]
+    assert infos_by_name(first)["counter"].hooks == ["configure"]
+
+
+def test_a_plugin_class_given_to_the_manager_is_instantiated_and_configured_even_when_late():
+    class Counter:
+        def __init__(self) -> None:
+            self.configs: list[Any] = []
+
+        @hookimpl
+        def configure(self, config: Any) -> None:
+            self.configs.append(config)
+
+    early = PluginManager(entry_points=False, plugins=[("early", Counter)])
+    early.configure("config")
+    assert early.instance_of(Counter) is early.pm.get_plugin("early")
+    assert early.instance_of(PluginManager) is None
+    early.register("late", Counter)
+    assert [early.pm.get_plugin(name).configs for name in ("early", "late")] == [["config"], ["config"]]
+
+
+def test_a_plugin_class_whose_constructor_raises_is_failed_and_the_others_load(caplog):
+    class NeedsALicence:
+        def __init__(self) -> None:
+            raise RuntimeError("no licence key")
+
+    plugins = PluginManager(plugins=[("fussy", NeedsALicence)])
+    assert "python" in plugins.task_types()
+    infos = infos_by_name(plugins)
+    assert (infos["fussy"].status, infos["fussy"].error) == ("failed", "RuntimeError: no licence key")
+    assert "plugin 'fussy' could not be registered: RuntimeError: no licence key" in caplog.text
 
 
 # -- a plugin that cannot be imported ----------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -14,8 +15,8 @@ import pytest
 
 from sts_core.errors import Problem, TaskValidationError
 from sts_core.hookspecs import hookimpl
-from sts_core.model import Task
 from sts_core.plugins import PluginManager
+from sts_core.task import Task
 from sts_core.taskfile import load_task_file, validate_task_file
 
 # --- fakes ---------------------------------------------------------------------------------------
@@ -339,7 +340,7 @@ def test_validate_reports_plugin_problems_with_file_line_and_key_path(tmp_path, 
 tasks:
   - name: nightly
     function: f
-    cron: "0 3 * *"
+    cron: "0 0 3 * * *"
   - name: report
     every: 1m
   - name: odd
@@ -350,7 +351,8 @@ tasks:
     at: 2026-12-01T09:30:00+01:00
 """)
     lines = problems_of(path, plugins=plugins)
-    assert lines[0] == f"{path}:4: tasks[0] (nightly).cron: expected 5 cron fields, got '0 3 * *'"
+    # a valid cron expression (seconds first) that only this fake trigger refuses
+    assert lines[0] == f"{path}:4: tasks[0] (nightly).cron: expected 5 cron fields, got '0 0 3 * * *'"
     assert lines[1] == f"{path}:5: tasks[1] (report).function: required: a python task needs a function"
     assert lines[2].startswith(f"{path}:8: tasks[2] (odd).type: unknown task type 'pyhton' (did you mean 'python'?)")
     assert lines[3].startswith(f"{path}:12: tasks[3] (once).at: needs trigger kind 'date': unknown trigger 'date'")
@@ -518,7 +520,9 @@ def test_every_problem_of_a_task_is_reported_model_and_plugin_checks_alike(tmp_p
                            "    evry: 3\n  - name: b\n    function: 'bad path:'\n    cron: '* * * * *'\n")
     assert problems_of(path, plugins=strict) == [
         f"{path}:3: tasks[0] (a).function: cannot import 'nosuch:fn'",
-        f"{path}:4: tasks[0] (a).cron: expected 5 cron fields, got '* *'",
+        # checked when the task is built, by the installed cron trigger's option
+        f"{path}:4: tasks[0] (a).cron: invalid cron expression '* *': expected 5 fields (minute hour day-of-month "
+        "month day-of-week), or 6 with seconds first, got 2",
         f"{path}:5: tasks[0] (a).retries: expected a whole number >= 0, got -1",
         f"{path}:6: tasks[0] (a).evry: unknown task option (did you mean 'every'?)",
         # the malformed function is reported once, not again as "required" by the task type
@@ -540,3 +544,48 @@ def test_an_integer_too_long_to_read_is_refused_not_a_traceback(tmp_path, name):
     path = write(tmp_path, text, name)
     where = f"{path}:3" if name.endswith(".yaml") else str(path)
     assert problems_of(path) == [f"{where}: refused: a number of more than 4,300 digits, which cannot be read"]
+
+
+# --- loading into a scheduler ----------------------------------------------------------------------
+
+
+class CountingTaskType:
+    """A task type that counts how often it is asked to validate a task."""
+
+    def __init__(self) -> None:
+        self.validated: list[str] = []
+
+    def validate(self, task: Task, resolve_function: Any) -> list[Problem]:
+        self.validated.append(task.name)
+        return []
+
+    def prepare(self, task: Task, resolve_function: Any) -> None:
+        return None
+
+    async def execute(self, context: Any) -> None:
+        return None
+
+
+class Counting:
+    def __init__(self) -> None:
+        self.task_type = CountingTaskType()
+
+    @hookimpl
+    def register_task_types(self, register: Callable[..., None]) -> None:
+        register("counted", self.task_type)
+
+
+def test_a_task_file_loaded_into_a_scheduler_is_validated_once(make_scheduler, tmp_path):
+    """``sts run`` loads its task file with ``load_task_file``: the file's checks cover what
+    ``add_tasks`` would check, so each task is validated once, not twice."""
+    counting = Counting()
+    path = write(tmp_path, "tasks:\n  - {name: a, type: counted, every: 10s}\n"
+                           "  - {name: b, type: counted, every: 1m}\n")
+
+    async def main() -> list[tuple[str, int]]:
+        async with make_scheduler(plugins=PluginManager(plugins=[("counting", counting)])) as scheduler:
+            loaded = await scheduler.load_task_file(path)
+        return [(task.name, task.version) for task in loaded]
+
+    assert asyncio.run(main()) == [("a", 1), ("b", 1)]
+    assert sorted(counting.task_type.validated) == ["a", "b"]

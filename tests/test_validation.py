@@ -11,8 +11,8 @@ import pytest
 
 from sts_core.errors import Problem, TaskValidationError
 from sts_core.hookspecs import hookimpl
-from sts_core.model import Task
 from sts_core.plugins import PluginManager
+from sts_core.task import Task
 from sts_core.validation import check_tasks, compile_trigger
 
 
@@ -143,12 +143,13 @@ def test_a_shorthand_whose_trigger_kind_is_not_installed_names_the_kind(plugins)
 
 
 def test_a_spec_the_trigger_refuses_is_reported_on_the_key_that_holds_it(plugins):
-    problems = check([job("a", cron="0 3 * *"), job("b", every="0.5s"), job("c", trigger={"kind": "cron"} | {
-        "cron": "x"})], plugins)
+    # 6 fields are a valid cron expression (seconds first), which only this fake trigger refuses
+    problems = check([job("a", cron="0 0 3 * * *"), job("b", every="0.5s"), job("c", trigger={"kind": "cron"} | {
+        "cron": "0 0 4 * * *"})], plugins)
     assert problems == [
-        (0, "cron", "expected 5 cron fields, got 4 in '0 3 * *'"),
+        (0, "cron", "expected 5 cron fields, got 6 in '0 0 3 * * *'"),
         (1, "every", "expected an interval of at least 1s, got 0.5s"),
-        (2, "trigger", "expected 5 cron fields, got 1 in 'x'"),
+        (2, "trigger", "expected 5 cron fields, got 6 in '0 0 4 * * *'"),
     ]
 
 
@@ -172,8 +173,8 @@ def test_compile_trigger_returns_none_for_a_task_without_a_trigger(plugins):
 
 def test_compile_trigger_raises_a_task_validation_error_naming_the_task_and_key(plugins):
     with pytest.raises(TaskValidationError) as caught:
-        compile_trigger(job("nightly", cron="61 * * *"), plugins)
-    assert caught.value.render() == "task 'nightly': cron: expected 5 cron fields, got 4 in '61 * * *'"
+        compile_trigger(job("nightly", cron="0 1 * * * *"), plugins)
+    assert caught.value.render() == "task 'nightly': cron: expected 5 cron fields, got 6 in '0 1 * * * *'"
 
 
 def test_an_unknown_default_time_zone_is_a_problem_not_a_crash(plugins):
@@ -292,7 +293,7 @@ def test_a_task_that_is_its_own_parent_is_refused_when_it_is_built():
 
 
 def test_every_problem_of_a_batch_is_reported_at_once(plugins):
-    tasks = [job("a", cron="bad"), Task("b", type="nope"), job("c", parent_tasks=["d"]), job("a")]
+    tasks = [job("a", cron="0 0 3 * * *"), Task("b", type="nope"), job("c", parent_tasks=["d"]), job("a")]
     keys = [(i, key) for i, key, _ in check(tasks, plugins)]
     assert keys == [(0, "cron"), (1, "type"), (2, "parent_tasks"), (3, "name")]
 

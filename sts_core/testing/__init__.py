@@ -5,8 +5,11 @@ It gives every test suite, the kernel's and each plugin's:
 - ``FakeClock`` and the ``fake_clock`` fixture: time that moves only when a test moves it;
 - ``StubConfig``: the ``config.get("dotted.path", default)`` surface a backend factory reads;
 - the ``make_plugin_manager`` fixture: a plugin manager holding only the plugins a test names;
-- ``StoreContract`` and ``BrokerContract``: the conformance suites every backend runs;
+- ``StoreContract`` and ``BrokerContract``: the conformance suites every backend runs, and
+  ``AtomicStepsContract`` for a backend that offers ``AtomicSteps``;
 - ``EventRecorder``: a plugin keeping every event the engine emits;
+- ``run_cli(argv)``: the ``sts`` command line run in this process, for testing a plugin's commands,
+  and ``sts_command()``: the words that run it in a new process, as a user does;
 - ``until(condition, timeout, what)``: wait in real time for a condition, in tests against real
   servers and processes (``processes`` has free ports and children that die with the test run).
 
@@ -28,6 +31,7 @@ one fixture, ``make_backend``, that builds a fresh, empty backend::
 
     class TestRedisStore(StoreContract): ...
     class TestRedisBroker(BrokerContract): ...
+    class TestRedisAtomicSteps(AtomicStepsContract): ...  # only with AtomicSteps
 
 The suites open and close the backend themselves and drive time only through the
 ``FakeClock`` they pass in, so a backend must take every time it uses from the clock and
@@ -37,8 +41,9 @@ its own backend: ``make_backend`` must return one that shares no data with earli
 
 The code lives in submodules; import every name from ``sts_core.testing`` itself:
 ``clock`` holds ``FakeClock``; ``contracts`` the suites' shared helpers, and
-``store_contract`` and ``broker_contract`` the two suites. The fixtures are defined here,
-in the module the ``pytest11`` entry point registers.
+``store_contract``, ``broker_contract`` and ``atomic_contract`` the suites. A capability the
+Protocols make optional is tested where the backend offers it and skipped where it does not.
+The fixtures are defined here, in the module the ``pytest11`` entry point registers.
 
 This package imports only the standard library and pytest at import time (it loads in every
 pytest session); kernel modules are imported where they are used.
@@ -47,12 +52,16 @@ pytest session); kernel modules are imported where they are used.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from importlib import metadata
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from sts_core.testing.atomic_contract import AtomicStepsContract
 from sts_core.testing.broker_contract import BrokerContract
 from sts_core.testing.clock import DEFAULT_START, FakeClock
 from sts_core.testing.contracts import DEFAULT_SETTINGS
@@ -65,6 +74,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_SETTINGS",
     "DEFAULT_START",
+    "AtomicStepsContract",
     "BrokerContract",
     "EventRecorder",
     "FakeClock",
@@ -73,6 +83,8 @@ __all__ = [
     "fake_clock",
     "make_plugin_manager",
     "noop",
+    "run_cli",
+    "sts_command",
     "until",
 ]
 
@@ -117,6 +129,31 @@ def make_plugin_manager() -> Callable[..., PluginManager]:
         return PluginManager(disable, entry_points=False, plugins=plugins)
 
     return make
+
+
+def run_cli(argv: Sequence[str]) -> int:
+    """Run the ``sts`` command line in this process with ``argv`` (the words after ``sts``) and
+    return its exit status: for testing the commands a plugin registers (``register_commands``)."""
+    from sts_cli import main  # the command line is an application on the kernel, not part of it
+
+    return main(argv)
+
+
+#: The entry point of the ``sts`` console script.
+STS_ENTRY_POINT = "sts_cli:main"
+
+
+def sts_command() -> list[str]:
+    """The command line that runs ``sts`` in a new process as a user does: this environment's console
+    script, or where it is missing or stale (an editable install keeps the entry point of its last
+    ``pip install``) the entry point run by this interpreter with ``-P``, which, like the script,
+    leaves the working directory off ``sys.path`` (``python -m`` alone would add it, and hide
+    whether the command does)."""
+    script = Path(sys.executable).with_name("sts")
+    installed = [ep.value for ep in metadata.entry_points(group="console_scripts", name="sts")]
+    if script.exists() and installed == [STS_ENTRY_POINT]:
+        return [str(script)]
+    return [sys.executable, "-P", "-m", "sts_cli"]
 
 
 def noop() -> None:

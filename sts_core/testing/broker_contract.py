@@ -242,9 +242,11 @@ class BrokerContract(_BackendSuite):
 
     def test_queue_counts_split_the_depth_by_where_runs_are(self, make_backend: Any) -> None:
         async def body(broker: Broker, clock: FakeClock) -> None:
-            queue_counts = getattr(broker, "queue_counts", None)
-            if queue_counts is None:
+            from sts_core.interfaces import CountsQueues
+
+            if not isinstance(broker, CountsQueues):
                 pytest.skip("this broker does not offer queue_counts (optional)")
+            queue_counts = broker.queue_counts
             assert await queue_counts() == {"ready": 0, "delayed": 0, "leased": 0, "dead": 0}
             for name in "abc":
                 await broker.enqueue(_run(name, clock.now()))
@@ -373,6 +375,88 @@ class BrokerContract(_BackendSuite):
             assert second.delivery_count == 1
             assert await broker.ack(delivery, _run("a", clock.now())) is False  # stale: nothing queued
             assert await broker.ack(second) is True
+            assert await broker.depth() == 0
+
+        self.run_broker(make_backend, body)
+
+    # -- what the Protocol declares, and the optional capabilities -----------------------------
+
+    def test_the_broker_declares_its_traits(self, make_backend: Any) -> None:
+        from sts_core.interfaces import Broker
+
+        async def body(broker: Broker, clock: FakeClock) -> None:
+            assert isinstance(broker, Broker)
+            flags = (broker.durable, broker.may_duplicate, broker.counts_may_skip)
+            assert all(isinstance(flag, bool) for flag in flags)
+
+        self.run_broker(make_backend, body)
+
+    def test_consume_many_leases_up_to_limit_ready_runs_each_with_its_own_token(self, make_backend: Any) -> None:
+        from sts_core.interfaces import ConsumesMany
+
+        async def body(broker: Broker, clock: FakeClock) -> None:
+            if not isinstance(broker, ConsumesMany):
+                pytest.skip("this broker does not offer consume_many (optional)")
+            runs = [_run(f"t{i}", clock.now()) for i in range(5)]
+            for run in runs:
+                await broker.enqueue(run)
+            first = await broker.consume_many(3, 0)
+            assert 1 <= len(first) <= 3
+            taken = list(first)
+            while len(taken) < len(runs):
+                more = await broker.consume_many(10, 0)
+                assert more, "consume_many(limit, 0) returned nothing while runs were ready"
+                taken += more
+            assert sorted(d.run.id for d in taken) == sorted(run.id for run in runs)
+            assert len({d.token for d in taken}) == len(runs)
+            assert await broker.consume_many(10, 0) == []
+            for delivery in taken:
+                assert await broker.ack(delivery) is True
+            assert await broker.depth() == 0
+
+        self.run_broker(make_backend, body)
+
+    def test_drain_removes_and_returns_the_queued_runs_but_not_those_in_flight(self, make_backend: Any) -> None:
+        from sts_core.interfaces import Drains
+
+        async def body(broker: Broker, clock: FakeClock) -> None:
+            if broker.durable or not isinstance(broker, Drains):
+                pytest.skip("only a broker that is not durable drains (optional)")
+            await broker.enqueue(_run("leased", clock.now()))
+            leased = await broker.consume(0)
+            assert leased is not None
+            ready, later = _run("ready", clock.now()), _run("later", clock.now())
+            await broker.enqueue(ready)
+            await broker.enqueue(later, clock.now() + timedelta(seconds=60))
+            assert sorted(run.id for run in await broker.drain()) == sorted([ready.id, later.id])
+            assert await broker.depth() == 1  # the run in flight
+            assert await broker.drain() == []
+            assert await broker.ack(leased) is True
+            clock.advance(120)
+            assert await broker.consume(0) is None
+
+        self.run_broker(make_backend, body)
+
+    def test_stop_consuming_hands_back_runs_not_handed_over(self, make_backend: Any) -> None:
+        from sts_core.interfaces import StopsConsuming
+
+        async def body(broker: Broker, clock: FakeClock) -> None:
+            if not isinstance(broker, StopsConsuming):
+                pytest.skip("this broker does not push runs ahead of consume (optional)")
+            runs = [_run(f"t{i}", clock.now()) for i in range(3)]
+            for run in runs:
+                await broker.enqueue(run)
+            first = await _finish(broker.consume(30))  # a pushing broker may take more than one now
+            assert first is not None
+            await broker.stop_consuming()
+            taken = [first]
+            while len(taken) < len(runs):
+                delivery = await broker.consume(0)
+                assert delivery is not None, "a run was neither handed over nor handed back"
+                taken.append(delivery)
+            assert sorted(d.run.id for d in taken) == sorted(run.id for run in runs)
+            for delivery in taken:
+                assert await broker.ack(delivery) is True
             assert await broker.depth() == 0
 
         self.run_broker(make_backend, body)

@@ -286,9 +286,11 @@ class StoreContract(_BackendSuite):
         from sts_core.model import RunState
 
         async def body(store: Store, clock: FakeClock) -> None:
-            start_run = getattr(store, "start_run", None)
-            if start_run is None:
+            from sts_core.interfaces import StartsRunsOnce
+
+            if not isinstance(store, StartsRunsOnce):
                 pytest.skip("this store does not offer start_run (optional)")
+            start_run = store.start_run
             run = _run("a", clock.now(), state=RunState.RUNNING, worker="w1")
             assert await start_run(run) is None
             copy = _run("a", clock.now(), id=run.id, state=RunState.RUNNING, worker="w2")
@@ -437,5 +439,97 @@ class StoreContract(_BackendSuite):
             assert await store.last_version("a") == 2
             await store.delete_task("a")
             assert await store.last_version("a") == 2
+
+        self.run_store(make_backend, body)
+
+    # -- what the Protocol declares, and the optional capabilities -----------------------------
+
+    def test_the_store_declares_whether_it_is_shared(self, make_backend: Any) -> None:
+        from sts_core.interfaces import Store
+
+        async def body(store: Store, clock: FakeClock) -> None:
+            assert isinstance(store, Store)
+            assert isinstance(store.shared, bool)
+
+        self.run_store(make_backend, body)
+
+    def test_get_tasks_returns_the_stored_ones_of_the_names_asked(self, make_backend: Any) -> None:
+        from sts_core.interfaces import ReadsTasksByName
+
+        async def body(store: Store, clock: FakeClock) -> None:
+            if not isinstance(store, ReadsTasksByName):
+                pytest.skip("this store does not offer get_tasks (optional)")
+            await store.put_tasks([_task(f"t{i}") for i in range(3)])
+            await store.put_task(_task("t2", every=5), replace=True)
+            found = await store.get_tasks(["t2", "nope", "t0", "t2"])
+            assert sorted(found) == ["t0", "t2"]
+            current = await store.get_task("t2")
+            assert current is not None and found["t2"].to_dict() == current.to_dict() and current.version == 2
+            assert await store.get_tasks([]) == {}
+
+        self.run_store(make_backend, body)
+
+    def test_an_outbox_stages_a_run_that_one_sweep_takes_after_the_grace_until_it_is_unstaged(
+        self, make_backend: Any
+    ) -> None:
+        from sts_core.interfaces import Outbox
+
+        async def body(store: Store, clock: FakeClock) -> None:
+            if not isinstance(store, Outbox):
+                pytest.skip("this store has no outbox (optional)")
+            run = _run("a", clock.now())
+            at = clock.now() + timedelta(seconds=5)
+            assert await store.stage_fire(None, run, 1, at) == "staged"
+            assert await store.take_stranded(clock.now() - timedelta(seconds=1), 10) == []
+            clock.advance(20)
+            (taken,) = await store.take_stranded(clock.now() - timedelta(seconds=15), 10)
+            assert taken[0].to_dict() == run.to_dict() and taken[1] == at
+            assert await store.take_stranded(clock.now() - timedelta(seconds=15), 10) == []  # marked taken
+            clock.advance(20)
+            assert len(await store.take_stranded(clock.now() - timedelta(seconds=15), 10)) == 1
+            await store.unstage(run.id)
+            clock.advance(20)
+            assert await store.take_stranded(clock.now(), 10) == []
+
+        self.run_store(make_backend, body)
+
+    def test_staging_claims_the_fire_and_counts_it_toward_max_instances(self, make_backend: Any) -> None:
+        from sts_core.interfaces import DueFire, Outbox
+
+        async def body(store: Store, clock: FakeClock) -> None:
+            if not isinstance(store, Outbox):
+                pytest.skip("this store has no outbox (optional)")
+            await store.put_task(_task("a"))
+            due = clock.now()
+            await store.set_next_fire("a", due)
+            following = due + timedelta(seconds=30)
+            first = _run("a", due)
+            assert await store.stage_fire((DueFire("a", due), following), first, 1, None) == "staged"
+            assert await store.get_next_fire("a") == following
+            assert await store.stage_fire((DueFire("a", due), following), _run("a", due), 1, None) == "lost"
+            second = _run("a", following)  # another fire of the task while the first is active
+            assert await store.stage_fire(None, second, 1, None) == "limited"
+            clock.advance(60)
+            assert [run.id for run, _ in await store.take_stranded(clock.now(), 10)] == [first.id]
+
+        self.run_store(make_backend, body)
+
+    def test_a_watched_store_reports_stored_tasks_and_new_earliest_fires(self, make_backend: Any) -> None:
+        from sts_core.interfaces import WatchedStore
+        from sts_core.testing import until
+
+        async def body(store: Store, clock: FakeClock) -> None:
+            if not isinstance(store, WatchedStore):
+                pytest.skip("this store sends no change notices (optional)")
+            changed: list[str | None] = []
+            due: list[str] = []
+            store.watch(changed.append)
+            store.watch_due(due.append)
+            await until(lambda: store.notices_live, 5.0, "the store's notices to be live")
+            await store.put_task(_task("a"))
+            await until(lambda: "a" in changed, 5.0, "a notice that task a was stored")
+            await store.set_next_fire("a", clock.now() + timedelta(seconds=5))
+            # A new earliest fire is reported to the due watchers, or as a change of the task.
+            await until(lambda: "a" in due or changed.count("a") > 1, 5.0, "a notice of a's new earliest fire")
 
         self.run_store(make_backend, body)

@@ -44,9 +44,7 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
-from sts_core.errors import Problem
-from sts_core.functions import import_callable
-from sts_core.model import Task
+from sts.plugin import Problem, Task, import_callable
 
 #: Characters a wildcard in ``allowed_commands`` never matches: shell syntax, and NUL (which no
 #: argument can hold).

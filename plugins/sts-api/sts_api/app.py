@@ -24,6 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from sts.plugin import BackendError, BackendUnavailableError
 from sts_api import openapi
 from sts_api.allowlist import Allowlist
 from sts_api.auth import ADMIN, READ, AuthError, TokenTable
@@ -34,7 +35,6 @@ from sts_api.resources import health_resource, plugin_resource, run_resource, ta
 from sts_api.responses import COMMON_HEADERS, ApiError, json_response, not_found
 from sts_api.runquery import RunQuery, find_runs
 from sts_api.service import ANY_VERSION, TaskService, TaskView
-from sts_core.errors import BackendError, BackendUnavailableError
 
 log = logging.getLogger("sts.api")
 
@@ -193,7 +193,7 @@ async def _backend_failure(api: Api) -> Exception | None:
     """None when the backend's store answers within ``READY_TIMEOUT``; else what went wrong (a
     ``TimeoutError`` when it did not answer)."""
     try:
-        await asyncio.wait_for(api.scheduler.backend.store.next_due_time(), READY_TIMEOUT)
+        await asyncio.wait_for(api.scheduler.check_backend(), READY_TIMEOUT)
     except Exception as exc:  # noqa: BLE001 - any failure means "unavailable"
         return exc
     return None

@@ -21,8 +21,8 @@ from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
 
+from sts.plugin import Problem
 from sts_api.responses import MAX_PROBLEMS, ApiError, invalid
-from sts_core.errors import Problem
 
 #: Media types a body may be sent as: JSON, and JSON merge patch (RFC 7396).
 JSON_TYPES = ("application/json", "application/merge-patch+json")

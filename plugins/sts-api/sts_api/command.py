@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _duration(text: str) -> float:
-    from sts_core.durations import parse_duration
+    from sts.plugin import parse_duration
 
     try:
         return parse_duration(text)
@@ -35,13 +35,12 @@ def _duration(text: str) -> float:
 
 def cmd_api(args: argparse.Namespace, config: Any) -> int:
     """Serve the API until SIGINT or SIGTERM (or ``--for``); 2 when the backend is not shared."""
+    from sts.scheduler import TaskScheduler
     from sts_api.plugin import server_for
-    from sts_core.blocking import TaskScheduler
 
     config.set("api.enabled", True)
     scheduler = TaskScheduler(config=config)
-    backend = scheduler.asyncio_scheduler.backend
-    if not getattr(backend.store, "shared", False):
+    if not scheduler.asyncio_scheduler.shared_backend:
         scheduler.stop()
         print(f"sts: error: `sts api` serves tasks kept in a backend shared between processes, such as redis; "
               f"scheduler_backend is {config.get('scheduler_backend')!r}, whose tasks live only inside the process "

@@ -11,9 +11,8 @@ from typing import Any
 
 import attrs
 
-from sts_core import sections
-from sts_core.durations import parse_duration
-from sts_core.errors import did_you_mean
+from sts.plugin import check_section, did_you_mean, format_address, parse_duration
+from sts.plugin import parse_address as parse_host_port
 
 #: The ``api`` config section with its defaults.
 DEFAULTS: dict[str, Any] = {
@@ -80,7 +79,7 @@ class Settings:
     @property
     def address(self) -> str:
         """The configured address as written in config (``host:port``, IPv6 in brackets)."""
-        return sections.format_address(self.host, self.port)
+        return format_address(self.host, self.port)
 
     @classmethod
     def from_config(cls, config: Any) -> Settings:
@@ -119,7 +118,7 @@ def tokens_of(section: Mapping[str, Any]) -> tuple[Token, ...]:
 
 def parse_address(value: Any) -> tuple[str, int]:
     """``"host:port"`` (``"[v6]:port"``) as ``(host, port)``; raises ``ValueError`` saying what is expected."""
-    return sections.parse_address(value, ADDRESS_EXPECTED)
+    return parse_host_port(value, ADDRESS_EXPECTED)
 
 
 # --- validation ---------------------------------------------------------------------------------------
@@ -129,7 +128,7 @@ Found = list[tuple[str, str]]
 
 def validate_section(section: Mapping[str, Any]) -> Found:
     """Problems in the ``api`` section as ``(key_path, message)``, key paths relative to it."""
-    problems: Found = sections.check_section("api", section, _CHECKS)
+    problems: Found = check_section("api", section, _CHECKS)
     if not problems:
         problems.extend(_token_set_problems(section))
     return problems

@@ -21,8 +21,8 @@ from collections.abc import Sequence
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from sts.plugin import is_loopback
 from sts_api.responses import json_response
-from sts_core.sections import is_loopback
 
 
 def host_name(header: str) -> str:

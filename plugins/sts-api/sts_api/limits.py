@@ -18,15 +18,13 @@ plausibly hold but a client (or a fuzzer) can send.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from sts.plugin import Problem, Task, did_you_mean, duration_seconds, short_repr, short_text, task_keys
 from sts_api.responses import MAX_PROBLEMS
-from sts_core.errors import Problem, did_you_mean, short_repr, short_text
-from sts_core.model import TASK_KEYS, Task
 
 #: The kernel's task name rule, matched in full.
 NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,199}")
@@ -43,25 +41,23 @@ DURATION_OPTIONS: tuple[str, ...] = (
 TRIGGER_DURATIONS: tuple[str, ...] = ("every", "delay")
 DATETIME_OPTIONS: tuple[str, ...] = ("at", "start", "end")
 
-_UNITS = {"ms": 0.001, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|sec|min|s|m|h|d|w)")
-_TEXT = re.compile(r"(?:\s*\d+(?:\.\d+)?\s*(?:ms|sec|min|s|m|h|d|w))+\s*")
-
 
 def unknown_key_problems(data: Mapping[Any, Any]) -> list[Problem]:
     """The unknown options of ``data`` with a "did you mean", for at most ``MAX_PROBLEMS`` of them."""
     problems = []
+    known = task_keys()
     for key in data:
-        if key not in TASK_KEYS:
+        if key not in known:
             if len(problems) == MAX_PROBLEMS:
                 break
-            problems.append(Problem(short_text(str(key)), f"unknown task option{did_you_mean(str(key), TASK_KEYS)}"))
+            problems.append(Problem(short_text(str(key)), f"unknown task option{did_you_mean(str(key), known)}"))
     return problems
 
 
 def count_unknown_keys(data: Mapping[Any, Any]) -> int:
     """How many keys of ``data`` are not task options (cheap: no "did you mean")."""
-    return sum(1 for key in data if key not in TASK_KEYS)
+    known = task_keys()
+    return sum(1 for key in data if key not in known)
 
 
 def data_problems(data: Mapping[str, Any]) -> list[Problem]:
@@ -102,32 +98,11 @@ def merged(first: Iterable[Problem], then: Iterable[Problem]) -> list[Problem]:
     return first + [problem for problem in then if problem.key_path not in taken]
 
 
-def seconds_of(value: Any) -> float | None:
-    """The seconds a duration value says, however long (None when it is no duration: the kernel
-    reports that). Infinity for numbers too large for a float."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        try:
-            return float(value)
-        except OverflowError:  # an int beyond any float
-            return math.inf
-    if isinstance(value, str):
-        text = value.strip().lower()
-        try:
-            return float(text)
-        except ValueError:
-            pass
-        if _TEXT.fullmatch(text):
-            return sum(float(number) * _UNITS[unit] for number, unit in _PART.findall(text))
-    return None
-
-
 def _duration_problems(values: Mapping[str, Any], keys: Iterable[str], prefix: str) -> list[Problem]:
     problems = []
     for key in keys:
         value = values.get(key)
-        seconds = seconds_of(value)
+        seconds = duration_seconds(value)
         if seconds is not None and seconds > MAX_DURATION:  # also infinity; NaN and negatives: the kernel's
             problems.append(Problem(prefix + key, f"expected a duration of at most ten years ({MAX_DURATION:.0f}s), "
                                                   f"got {short_repr(value)}"))

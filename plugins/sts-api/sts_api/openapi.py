@@ -15,8 +15,8 @@ import functools
 from importlib import metadata
 from typing import Any
 
+from sts.plugin import EXECUTORS, MISFIRE_POLICIES, RunState
 from sts_api.limits import MAX_BACKOFF, MAX_DURATION, MAX_INSTANCES, MAX_RETRIES, MAX_YEAR, MIN_YEAR
-from sts_core.model import EXECUTORS, MISFIRE_POLICIES, RunState
 
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,199}$"
 

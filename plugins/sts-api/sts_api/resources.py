@@ -12,9 +12,7 @@ from typing import Any
 
 import attrs
 
-from sts_core.errors import TaskValidationError
-from sts_core.health import Health
-from sts_core.model import Run, Task
+from sts.plugin import Health, Run, Task, TaskValidationError
 
 #: Run fields left out of run lists (``GET /runs/{id}`` has them): they can be long.
 LONG_RUN_FIELDS = ("output", "traceback")

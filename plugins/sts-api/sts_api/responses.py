@@ -15,7 +15,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from sts_core.errors import Problem
+from sts.plugin import Problem
 
 JSON = "application/json"
 #: At most this many problems are listed in one answer (the message counts them all).

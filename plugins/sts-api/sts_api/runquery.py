@@ -15,9 +15,8 @@ from typing import Any
 
 import attrs
 
+from sts.plugin import Problem, Run, RunState, did_you_mean
 from sts_api.responses import invalid
-from sts_core.errors import Problem, did_you_mean
-from sts_core.model import Run, RunState
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000

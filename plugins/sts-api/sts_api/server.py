@@ -32,11 +32,11 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from sts.plugin import format_address
 from sts_api.app import build_app
 from sts_api.bodies import too_large
 from sts_api.config import Settings
 from sts_api.responses import ApiError, encode
-from sts_core.sections import format_address
 
 log = logging.getLogger("sts.api")
 

@@ -21,18 +21,20 @@ from typing import Any
 
 import attrs
 
-from sts_api.allowlist import Allowlist
-from sts_api.limits import count_unknown_keys, data_problems, limit_problems, merged, unknown_key_problems
-from sts_api.responses import MAX_PROBLEMS, ApiError, invalid, not_found
-from sts_core.errors import (
+from sts.plugin import (
     Problem,
+    Run,
+    Task,
     TaskExistsError,
     TaskNotFoundError,
     TaskValidationError,
+    reported_already,
     short_repr,
+    task_from_valid_options,
 )
-from sts_core.model import Run, Task, task_from_valid_options
-from sts_core.validation import reported_already
+from sts_api.allowlist import Allowlist
+from sts_api.limits import count_unknown_keys, data_problems, limit_problems, merged, unknown_key_problems
+from sts_api.responses import MAX_PROBLEMS, ApiError, invalid, not_found
 
 #: Why runs started through the API say they ran (``Run.reason``).
 RUN_REASON = "api"
@@ -129,7 +131,13 @@ class TaskService:
                 return await self._view(current)
             if enabled:
                 self._check_startable(current, "resumed")
-            stored = await self._store(attrs.evolve(current, enabled=enabled), replace=True)
+            change = self.scheduler.resume_task if enabled else self.scheduler.pause_task
+            try:
+                stored = await change(name)
+            except TaskNotFoundError:  # deleted by another process meanwhile
+                raise not_found(f"no task named {name!r}") from None
+            except TaskValidationError as exc:
+                raise invalid(_relative(name, exc.problems)) from None
         return await self._view(stored)
 
     async def delete(self, name: str, expected: int | None) -> None:

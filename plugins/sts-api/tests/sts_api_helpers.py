@@ -16,9 +16,9 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from sts.plugin import Config
+from sts.scheduler import TaskScheduler
 from sts_api.plugin import server_for
-from sts_core.blocking import TaskScheduler
-from sts_core.config import Config
 
 ADMIN = "admin-token-for-tests-0123456789"
 READ = "read-token-for-tests-0123456789"

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 from sts_api_helpers import RunningApi, running_api, task_body, wait_for
 
+from sts.plugin import Task
 from sts_api.allowlist import Allowlist, FunctionPattern
-from sts_core.model import Task
 
 
 def refused(reply) -> list[tuple[str, str]]:

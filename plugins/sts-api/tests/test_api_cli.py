@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sts_api_helpers import ADMIN, ApiClient, read_address, wait_for
 
-from sts_core import cli
+from sts_core.testing import run_cli
 
 PLUGIN_DIR = Path(__file__).resolve().parents[1]
 README = PLUGIN_DIR / "README.md"
@@ -32,7 +32,7 @@ def readme_curl() -> str:
 def test_sts_api_with_the_memory_backend_points_at_sts_run_api(capsys: pytest.CaptureFixture[str],
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STS_API_TOKEN", ADMIN)
-    assert cli.main(["api"]) == 2
+    assert run_cli(["api"]) == 2
     err = capsys.readouterr().err
     assert "`sts api` serves tasks kept in a backend shared between processes, such as redis" in err
     assert "use `sts run --api`" in err
@@ -41,21 +41,21 @@ def test_sts_api_with_the_memory_backend_points_at_sts_run_api(capsys: pytest.Ca
 def test_sts_run_api_without_the_plugin_says_so(capsys: pytest.CaptureFixture[str],
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STS_DISABLE_PLUGINS", "api")
-    assert cli.main(["run", "--api", "--for", "1s"]) == 2
+    assert run_cli(["run", "--api", "--for", "1s"]) == 2
     assert "--api needs the api plugin, which is not installed or is disabled" in capsys.readouterr().err
 
 
 def test_sts_run_api_without_a_token_is_a_config_error(capsys: pytest.CaptureFixture[str],
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("STS_API_TOKEN", raising=False)
-    assert cli.main(["run", "--api", "--for", "1s"]) == 2
+    assert run_cli(["run", "--api", "--for", "1s"]) == 2
     assert "api.admin_token: required when api.enabled is true" in capsys.readouterr().err
 
 
 def test_the_readme_curl_example_creates_a_task_that_fires(tmp_path: Path) -> None:
     environment = {**os.environ, "STS_API_TOKEN": ADMIN, "STS_API__ADDRESS": "127.0.0.1:0"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "sts_core.cli", "run", "--api", "--config", str(EXAMPLE_CONFIG), "--for", "60s"],
+        [sys.executable, "-m", "sts_cli", "run", "--api", "--config", str(EXAMPLE_CONFIG), "--for", "60s"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment, cwd=tmp_path,
     )
     try:

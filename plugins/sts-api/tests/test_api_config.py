@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from sts.plugin import Config, ConfigError, PluginManager
 from sts_api.config import Settings, Token
-from sts_core.config import Config
-from sts_core.errors import ConfigError
-from sts_core.plugins import PluginManager
 
 
 def settings_of(data: dict) -> Settings:

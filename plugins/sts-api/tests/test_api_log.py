@@ -9,7 +9,7 @@ import re
 import pytest
 from sts_api_helpers import ADMIN, READ, RunningApi, task_body
 
-from sts_core.model import Task
+from sts.plugin import Task
 
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}Z (?P<level>[A-Z]+)\s+(?P<logger>\S+)  (?P<message>.*)$")
 

@@ -13,11 +13,9 @@ from urllib.parse import urlsplit
 import pytest
 from sts_api_helpers import ADMIN, READ, ApiClient, api_config, running_api, task_body, wait_for
 
-from sts_api.plugin import server_for
-from sts_core.config import Config
-from sts_core.errors import BackendUnavailableError
-from sts_core.model import Task
-from sts_core.scheduler import AsyncTaskScheduler
+from sts.plugin import BackendUnavailableError, Config, Task
+from sts.scheduler import AsyncTaskScheduler
+from sts_api.plugin import ApiPlugin, server_for
 
 
 def listening_socket() -> socket.socket:
@@ -42,6 +40,25 @@ def test_port_0_binds_a_free_loopback_port_and_says_where(caplog: pytest.LogCapt
     (host, port), url, status = asyncio.run(main())
     assert host == "127.0.0.1" and port > 0 and url == f"http://127.0.0.1:{port}" and status == 200
     assert f"REST API at {url} (api.address 127.0.0.1:0, 2 token(s))" in caplog.text
+
+
+def test_each_scheduler_has_its_own_plugin_instance_holding_only_its_own_server() -> None:
+    """The entry point names ``ApiPlugin``: no module-global table of servers."""
+
+    async def main() -> None:
+        async with AsyncTaskScheduler(api_config()) as one, AsyncTaskScheduler(api_config()) as two:
+            await one.start()
+            await two.start()
+            mine, theirs = (scheduler.plugins.instance_of(ApiPlugin) for scheduler in (one, two))
+            assert isinstance(mine, ApiPlugin) and mine is not theirs
+            assert mine.server(one.id) is server_for(one) is not None
+            assert mine.server(two.id) is None and theirs.server(one.id) is None
+            assert server_for(one).url != server_for(two).url
+            await one.stop()
+            assert server_for(one) is None and server_for(two) is not None
+            await two.stop()
+
+    asyncio.run(main())
 
 
 def test_a_port_in_use_is_one_clear_error_and_the_scheduler_runs_on(caplog: pytest.LogCaptureFixture) -> None:

@@ -8,7 +8,7 @@ import time
 
 from sts_api_helpers import READ, RunningApi, task_body, wait_for
 
-from sts_core.model import Task
+from sts.plugin import Task
 
 
 def test_a_task_created_through_the_api_fires_and_its_run_is_listed(api: RunningApi) -> None:

@@ -8,6 +8,8 @@ import sys
 import pytest
 from sts_api_helpers import RunningApi, running_api, task_body
 
+from sts.plugin import Option, hookimpl, plugin_added
+
 
 def problems(reply) -> list[tuple[str, str]]:
     return [(p["path"], p["message"]) for p in reply.json["problems"]]
@@ -246,7 +248,9 @@ def test_plugin_problems_come_with_the_api_limits(api: RunningApi) -> None:
     reply = api.client.post("/tasks", task_body("t", cron="0 0 31 2 *", retries=5000, kwargs={"nope": 1}))
     assert reply.status == 422
     found = dict(problems(reply))
-    assert list(found) == ["retries", "cron", "kwargs"]
+    # the cron expression is checked when the task is built (the option belongs to sts-triggers), the API's
+    # limit on retries after that, the function's signature by the task type last
+    assert list(found) == ["cron", "retries", "kwargs"]
     assert found["retries"] == "expected a whole number from 0 to 1000, got 5000"
     assert "got an unexpected keyword argument 'nope'" in found["kwargs"]
 
@@ -257,3 +261,28 @@ def test_a_function_the_allowlist_refuses_is_never_imported_to_find_more_problem
     assert {path for path, _ in problems(reply)} == {"function", "retries"}
     assert "not allowed" in dict(problems(reply))["function"] or "allowed" in dict(problems(reply))["function"]
     assert "sts_api_never_imported" not in sys.modules
+
+
+
+def _channel(value: object) -> str:
+    if not isinstance(value, str) or not value.startswith("#"):
+        raise ValueError(f"expected a channel name such as '#ops', got {value!r}")
+    return value
+
+
+class _Channels:
+    """A third party's task type with its own option, ``channel`` (issue 15)."""
+
+    @hookimpl
+    def register_task_types(self, register) -> None:
+        register("notify", object(), options=[Option("channel", _channel)])
+
+
+def test_a_third_party_task_types_options_are_checked_in_a_body_like_the_standard_ones(api: RunningApi) -> None:
+    with plugin_added("channels", _Channels()):
+        reply = api.client.post("/tasks", {"name": "p", "type": "notify", "channel": "ops", "every": "1m"})
+        assert reply.status == 422
+        assert ("channel", "expected a channel name such as '#ops', got 'ops'") in problems(reply)
+        reply = api.client.post("/tasks", {"name": "p", "type": "notify", "chanel": "#ops"})
+        assert reply.status == 422
+        assert ("chanel", "unknown task option (did you mean 'channel'?)") in problems(reply)

@@ -8,11 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from sts_core.durations import parse_duration
-from sts_core.errors import ConfigError, Problem
-from sts_core.interfaces import Delivery, DueFire
-from sts_core.model import Run
-from sts_core.sections import check_section
+from sts.plugin import ConfigError, Delivery, DueFire, Problem, Run, check_section, parse_duration
 
 if TYPE_CHECKING:
     from sts_memory.broker import MemoryBroker
@@ -28,15 +24,13 @@ class MemoryBackend:
     """The ``memory`` backend: a ``MemoryStore`` and a ``MemoryBroker`` sharing one clock.
 
     Both live in this process, so the engine's multi-step moments (claim a fire and queue its
-    run; record an outcome and ack it) are one call each, with nothing to wait for in between:
-    the engine's steps on the hottest path cost one coroutine instead of three or four.
+    run; record an outcome and ack it) are one call each (``sts_core.interfaces.AtomicSteps``),
+    with nothing to wait for in between: the engine's steps on the hottest path cost one
+    coroutine instead of three or four.
     """
 
     store: MemoryStore
     broker: MemoryBroker
-
-    #: ``claim_and_enqueue`` takes ``version=`` and checks the stored task against it.
-    claim_checks_version = True
 
     async def claim_and_enqueue(
         self, claim: tuple[DueFire, datetime | None] | None, run: Run, limit: int, at: datetime | None,

@@ -22,8 +22,7 @@ from collections import deque
 from datetime import datetime
 from typing import Any
 
-from sts_core.interfaces import Delivery
-from sts_core.model import Run
+from sts.plugin import Delivery, Run
 from sts_memory.copying import copy_run
 
 # Times this close count as reached, so float rounding never leaves a sub-microsecond sleep.
@@ -61,6 +60,9 @@ class MemoryBroker:
 
     #: Queued runs live only in this process: whoever stops the scheduler should ``drain`` them.
     durable = False
+    #: Each run is queued once and counted exactly.
+    may_duplicate = False
+    counts_may_skip = False
 
     def __init__(self, clock: Any, *, lease_time: float = 60.0) -> None:
         if lease_time <= 0:

@@ -9,7 +9,7 @@ from typing import Any
 
 import attrs
 
-from sts_core.model import Run
+from sts.plugin import Run
 
 _INIT_FIELDS = tuple(field.name for field in attrs.fields(Run) if field.init)
 _POSITIONAL = all(not field.kw_only for field in attrs.fields(Run) if field.init)

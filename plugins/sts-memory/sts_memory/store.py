@@ -22,9 +22,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sts_core.errors import TaskExistsError
-from sts_core.interfaces import DueFire
-from sts_core.model import Run, RunState, Task
+from sts.plugin import DueFire, Run, RunState, Task, TaskExistsError
 from sts_memory.copying import RECORD_STATE, RECORD_TASK_NAME, record_run, run_record
 
 # The due heap is rebuilt from the live entries when stale entries outnumber them this much.
@@ -43,6 +41,9 @@ class MemoryStore:
     ``max_runs_per_task`` (None: unlimited) and ``max_age`` (seconds, None: unlimited) bound
     the run history. A run's age counts from when this store first recorded it, by ``clock``.
     """
+
+    #: Private to this process.
+    shared = False
 
     def __init__(self, clock: Any, *, max_runs_per_task: int | None = 1000, max_age: float | None = None) -> None:
         self._clock = clock

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from sts_core.model import Run
+from sts.plugin import Run
 from sts_core.testing import FakeClock
 from sts_memory.broker import MemoryBroker
 

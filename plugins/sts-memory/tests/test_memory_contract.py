@@ -1,4 +1,4 @@
-"""The memory backend passes the kernel's Store and Broker conformance suites."""
+"""The memory backend passes the kernel's Store, Broker and AtomicSteps conformance suites."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from sts_core.testing import BrokerContract, FakeClock, StoreContract, StubConfig
+from sts_core.testing import AtomicStepsContract, BrokerContract, FakeClock, StoreContract, StubConfig
 from sts_memory.backend import MemoryBackend, build_backend
 
 
@@ -33,4 +33,8 @@ class TestMemoryStore(StoreContract):
 
 
 class TestMemoryBroker(BrokerContract):
+    pass
+
+
+class TestMemoryAtomicSteps(AtomicStepsContract):
     pass

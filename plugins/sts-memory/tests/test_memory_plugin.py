@@ -8,7 +8,7 @@ import sys
 import pytest
 
 import sts_memory.plugin
-from sts_core.errors import ConfigError
+from sts.plugin import ConfigError
 from sts_core.testing import FakeClock, StubConfig
 from sts_memory.backend import MemoryBackend, validate_section
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sts_core.model import Run, RunState, Task
+from sts.plugin import Run, RunState, Task
 from sts_core.testing import FakeClock
 from sts_memory.store import MemoryStore
 

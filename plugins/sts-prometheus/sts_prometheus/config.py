@@ -8,10 +8,8 @@ from typing import Any
 
 import attrs
 
-from sts_core import sections
-from sts_core.durations import parse_duration
-from sts_core.errors import did_you_mean
-from sts_core.sections import format_address
+from sts.plugin import check_section, did_you_mean, format_address, parse_duration
+from sts.plugin import parse_address as parse_host_port
 
 #: The ``prometheus`` config section with its defaults.
 DEFAULTS: dict[str, Any] = {
@@ -73,12 +71,12 @@ class Settings:
 
 def parse_address(value: Any) -> tuple[str, int]:
     """``"host:port"`` (``"[v6]:port"``) as ``(host, port)``; raises ``ValueError`` saying what is expected."""
-    return sections.parse_address(value, ADDRESS_EXPECTED)
+    return parse_host_port(value, ADDRESS_EXPECTED)
 
 
 def validate_section(section: Mapping[str, Any]) -> list[tuple[str, str]]:
     """Problems in the ``prometheus`` section as ``(key_path, message)``, key paths relative to it."""
-    return sections.check_section("prometheus", section, _CHECKS)
+    return check_section("prometheus", section, _CHECKS)
 
 
 def _check_enabled(value: Any) -> list[tuple[str, str]]:

@@ -7,10 +7,9 @@ import errno
 import logging
 import os
 from importlib import metadata
-from typing import Any
 
-from sts_core import events as ev
-from sts_core.sections import is_loopback
+from sts.plugin import SchedulerView, is_loopback
+from sts.plugin import events as ev
 from sts_prometheus.config import Settings
 from sts_prometheus.listener import MetricsListener
 from sts_prometheus.metrics import Metrics, build_metrics
@@ -23,7 +22,7 @@ log = logging.getLogger("sts.prometheus")
 class Exporter:
     """Exposes one scheduler's metrics at ``url`` between ``start`` and ``stop``."""
 
-    def __init__(self, scheduler: Any, settings: Settings) -> None:
+    def __init__(self, scheduler: SchedulerView, settings: Settings) -> None:
         self.scheduler_id: str = scheduler.id
         self.settings = settings
         backend = str(scheduler.config.get("scheduler_backend") or "unknown")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import threading
 
-from sts_core import events as ev
-from sts_core.model import RunState
+from sts.plugin import RunState
+from sts.plugin import events as ev
 from sts_prometheus.metrics import Metrics, bounded_error_type
 
 #: Final states whose attempt ended in an error, counted in ``sts_run_errors_total``.

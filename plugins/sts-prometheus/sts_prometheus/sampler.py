@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
+from sts.plugin import SchedulerView
 from sts_prometheus.metrics import Metrics
 
 log = logging.getLogger("sts.prometheus")
@@ -28,7 +29,7 @@ _QUEUE_STATES = ("ready", "delayed", "leased", "dead")
 class Sampler:
     """Samples one scheduler's queue and plugins into ``metrics`` until ``stop``."""
 
-    def __init__(self, scheduler: Any, metrics: Metrics, *, interval: float, broker_label: str) -> None:
+    def __init__(self, scheduler: SchedulerView, metrics: Metrics, *, interval: float, broker_label: str) -> None:
         self._scheduler = scheduler
         self._metrics = metrics
         self._interval = interval
@@ -90,13 +91,11 @@ class Sampler:
         return await asyncio.wait_for(awaitable, self._interval)
 
     async def _sample_queue(self) -> None:
-        broker = self._scheduler.backend.broker
-        queue_counts = getattr(broker, "queue_counts", None)
-        if queue_counts is not None:
-            counts = await self._bounded(queue_counts())
+        counts = await self._bounded(self._scheduler.queue_counts())
+        if counts is not None:
             states = {state: counts.get(state, 0) for state in _QUEUE_STATES}
         else:
-            states = {"queued": await self._bounded(broker.depth())}
+            states = {"queued": await self._bounded(self._scheduler.queue_depth())}
         gauge = self._metrics.queue_runs
         for state, count in states.items():
             gauge.labels(self._broker_label, state).set(count)

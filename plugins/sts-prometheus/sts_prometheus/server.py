@@ -15,7 +15,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
-from sts_core.sections import format_address
+from sts.plugin import format_address
 
 #: The one path that serves metrics.
 METRICS_PATH = "/metrics"

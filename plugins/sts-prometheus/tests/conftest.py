@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from sts_core.config import Config
-from sts_core.scheduler import AsyncTaskScheduler
+from sts.plugin import Config
+from sts.scheduler import AsyncTaskScheduler
 from sts_core.testing import FakeClock
 
 # ``sts_prometheus_helpers`` is imported by name from the tests.

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from sts_core.config import Config
-from sts_core.errors import ConfigError
-from sts_core.plugins import PluginManager
+from sts.plugin import Config, ConfigError, PluginManager
 from sts_prometheus.config import DURATION_BUCKETS, LATENESS_BUCKETS, Settings, parse_address
 from sts_prometheus.metrics import build_metrics
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from sts_core.health import Health
+from sts.plugin import Health
 from sts_prometheus.config import Settings
 from sts_prometheus.metrics import build_metrics
 

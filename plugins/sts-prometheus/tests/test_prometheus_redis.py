@@ -10,9 +10,8 @@ import secrets
 import pytest
 from sts_prometheus_helpers import Scrape, scrape, scrape_until
 
-from sts_core.config import Config
-from sts_core.model import Task
-from sts_core.scheduler import AsyncTaskScheduler
+from sts.plugin import Config, Task
+from sts.scheduler import AsyncTaskScheduler
 from sts_prometheus.plugin import exporter_for
 
 

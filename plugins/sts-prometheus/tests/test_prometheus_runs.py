@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sts_prometheus_helpers import Scrape, scrape_until
 
-from sts_core.model import Run, RunState, Task
+from sts.plugin import Run, RunState, Task
 from sts_prometheus.plugin import exporter_for
 
 
@@ -175,8 +175,8 @@ def test_promtool_finds_nothing_wrong_with_the_scraped_metrics(make_scheduler, c
 def test_an_outcome_announced_again_after_a_lost_worker_is_not_counted_twice() -> None:
     from datetime import UTC, datetime
 
-    from sts_core import events as ev
-    from sts_core.health import Health
+    from sts.plugin import Health
+    from sts.plugin import events as ev
     from sts_prometheus.config import Settings
     from sts_prometheus.listener import MetricsListener
     from sts_prometheus.metrics import build_metrics

@@ -11,9 +11,7 @@ from typing import Any
 
 from sts_prometheus_helpers import Scrape, scrape, scrape_until
 
-from sts_core.hookspecs import hookimpl
-from sts_core.model import Task
-from sts_core.plugins import PluginInfo, PluginManager
+from sts.plugin import PluginInfo, PluginManager, Task, hookimpl
 from sts_core.testing import FakeClock
 from sts_prometheus.config import Settings
 from sts_prometheus.metrics import Metrics, build_metrics
@@ -109,8 +107,12 @@ def fake_scheduler(broker: FakeBroker, infos: list[PluginInfo] | None = None) ->
     async def no_tasks() -> list:
         return []
 
+    async def queue_counts() -> dict[str, int] | None:  # as AsyncTaskScheduler.queue_counts
+        return None if broker.queue_counts is None else await broker.queue_counts()
+
     return SimpleNamespace(
-        backend=SimpleNamespace(broker=broker),
+        queue_counts=queue_counts,
+        queue_depth=broker.depth,
         plugins=SimpleNamespace(plugin_infos=lambda: infos or []),
         clock=FakeClock(),
         list_tasks=no_tasks,

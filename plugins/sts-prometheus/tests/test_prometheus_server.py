@@ -12,10 +12,9 @@ from importlib import metadata
 import pytest
 from sts_prometheus_helpers import Scrape, scrape, scrape_until
 
-from sts_core.config import Config
-from sts_core.model import RunState, Task
-from sts_core.scheduler import AsyncTaskScheduler
-from sts_prometheus.plugin import exporter_for
+from sts.plugin import Config, RunState, Task
+from sts.scheduler import AsyncTaskScheduler
+from sts_prometheus.plugin import PrometheusPlugin, exporter_for
 
 
 async def succeed() -> None:
@@ -138,6 +137,24 @@ def test_only_metrics_is_served(make_scheduler) -> None:
         return status
 
     assert asyncio.run(main()) == 404
+
+
+def test_each_scheduler_has_its_own_plugin_instance_holding_only_its_own_exporter(make_scheduler) -> None:
+    """The entry point names ``PrometheusPlugin``: no module-global table of exporters."""
+
+    async def main() -> None:
+        async with make_scheduler() as one, make_scheduler() as two:
+            await one.start()
+            await two.start()
+            mine, theirs = (scheduler.plugins.instance_of(PrometheusPlugin) for scheduler in (one, two))
+            assert isinstance(mine, PrometheusPlugin) and mine is not theirs
+            assert mine.exporter(one.id) is exporter_for(one) is not None
+            assert mine.exporter(two.id) is None and theirs.exporter(one.id) is None
+            await one.stop()
+            assert exporter_for(one) is None and exporter_for(two) is not None
+            await two.stop()
+
+    asyncio.run(main())
 
 
 def test_two_schedulers_in_one_process_keep_their_metrics_apart(clock) -> None:

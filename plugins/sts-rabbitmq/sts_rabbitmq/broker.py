@@ -34,10 +34,7 @@ import attrs
 import pika
 from pika.spec import Basic
 
-from sts_core.clock import Clock
-from sts_core.errors import BackendError
-from sts_core.interfaces import Delivery
-from sts_core.model import Run
+from sts.plugin import BackendError, Clock, Delivery, Run
 from sts_rabbitmq import codec
 from sts_rabbitmq.codec import Envelope
 from sts_rabbitmq.connection import AmqpLink

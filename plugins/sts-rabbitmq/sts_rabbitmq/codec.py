@@ -10,7 +10,7 @@ from typing import Any
 import attrs
 import pika
 
-from sts_core.model import Run
+from sts.plugin import Run
 
 CONTENT_TYPE = "application/json"
 MESSAGE_TYPE = "sts.run"

@@ -31,7 +31,7 @@ from pika.adapters.utils.connection_workflow import AMQPConnectionWorkflowFailed
 from pika.channel import Channel
 from pika.spec import Basic
 
-from sts_core.errors import BackendError, BackendUnavailableError
+from sts.plugin import BackendError, BackendUnavailableError
 
 log = logging.getLogger("sts.rabbitmq")
 # pika logs each failed connection attempt at ERROR with a traceback; this module reports them

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from sts_core.hookspecs import hookimpl
-from sts_core.registry import RegisterBroker, RegisterConfigSection
+from sts.plugin import RegisterBroker, RegisterConfigSection, hookimpl
 from sts_rabbitmq.settings import DEFAULTS, build_broker, validate_section
 
 

@@ -10,9 +10,16 @@ from urllib.parse import unquote, urlsplit
 
 import attrs
 
-from sts_core.durations import parse_duration
-from sts_core.errors import ConfigError, Problem, did_you_mean
-from sts_core.sections import check_section, count_check, duration_check, safe_url
+from sts.plugin import (
+    ConfigError,
+    Problem,
+    check_section,
+    count_check,
+    did_you_mean,
+    duration_check,
+    parse_duration,
+    safe_url,
+)
 
 if TYPE_CHECKING:  # pika and ssl are imported when a broker is built, not when the plugin loads
     import ssl

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sts.config import Config
-from sts_core.plugins import PluginManager
+from sts.plugin import PluginManager
 from sts_rabbitmq.broker import RabbitBroker
 from sts_rabbitmq.settings import DEFAULTS, build_broker
 

@@ -12,7 +12,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from sts_core.clock import SystemClock
+from sts.plugin import SystemClock
 from sts_core.testing import BrokerContract
 from sts_core.testing.contracts import _run
 

@@ -14,10 +14,9 @@ import attrs
 import pytest
 
 from sts.config import Config
+from sts.plugin import BackendUnavailableError, ConfigError, PluginManager, RunState
+from sts.scheduler import AsyncTaskScheduler
 from sts.task import Task, current_run
-from sts_core.errors import BackendUnavailableError, ConfigError
-from sts_core.model import RunState
-from sts_core.scheduler import AsyncTaskScheduler
 from sts_core.testing import until
 
 calls: list[tuple[str, int, float]] = []
@@ -186,7 +185,7 @@ def test_a_broker_over_the_memory_store_is_refused_with_the_reason() -> None:
 def test_a_bad_rabbitmq_section_names_the_key_and_what_was_expected(section: dict[str, Any], expected: str) -> None:
     with pytest.raises(ConfigError) as caught:
         Config({"scheduler_backend": "redis", "broker": "rabbitmq", "rabbitmq": section}).validate_sections(
-            AsyncTaskScheduler.__init__.__globals__["PluginManager"]()
+            PluginManager()
         )
     assert expected in str(caught.value)
     assert "u:p" not in str(caught.value)
@@ -241,11 +240,11 @@ async def _has_state(sched: AsyncTaskScheduler, name: str, state: RunState) -> b
 def test_a_run_a_dead_scheduler_claimed_but_never_queued_is_queued_by_the_next_sweep(
     make_config: Callable[..., Config], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from sts_core import firing
     from sts_core.testing.contracts import _run
 
-    monkeypatch.setattr(firing, "OUTBOX_GRACE", 0.3)
-    monkeypatch.setattr(firing, "OUTBOX_SWEEP_INTERVAL", 0.2)
+    # The kernel's outbox timings, shortened (no config key sets them).
+    monkeypatch.setattr("sts_core.steps.OUTBOX_GRACE", 0.3)
+    monkeypatch.setattr("sts_core.firing.OUTBOX_SWEEP_INTERVAL", 0.2)
 
     async def main() -> None:
         sched = scheduler(make_config())

@@ -43,9 +43,7 @@ from procs import (
     unmatched_repeats,
 )
 
-from sts_core.clock import SystemClock
-from sts_core.errors import BackendError
-from sts_core.model import Run, RunState
+from sts.plugin import BackendError, Run, RunState, SystemClock
 from sts_core.testing import StubConfig
 from sts_rabbitmq import codec
 from sts_rabbitmq.settings import build_broker

@@ -13,11 +13,9 @@ import attrs
 import pytest
 
 from sts.config import Config
+from sts.plugin import BackendError, BackendUnavailableError, RunState, SystemClock
+from sts.scheduler import AsyncTaskScheduler
 from sts.task import Task, current_run
-from sts_core.clock import SystemClock
-from sts_core.errors import BackendError, BackendUnavailableError
-from sts_core.model import RunState
-from sts_core.scheduler import AsyncTaskScheduler
 from sts_core.testing import until
 from sts_core.testing.contracts import _run
 from sts_rabbitmq import codec
@@ -103,7 +101,7 @@ def test_a_lost_reply_to_start_run_does_not_drop_the_only_copy(make_config: Call
                 raise BackendUnavailableError("Redis at x is unreachable (Connection reset by peer)")
             return result
 
-        sched.engine._start_once = reply_lost_once
+        sched.engine.steps.start_once = reply_lost_once
         await sched.add_task(Task("once", function="noop", delay=0.01))
         await sched.start()
         try:

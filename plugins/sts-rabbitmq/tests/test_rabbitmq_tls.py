@@ -15,8 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "sts-redis" / "test
 
 from test_redis_tls import _certificates  # a throwaway CA and a certificate for 127.0.0.1
 
-from sts_core.clock import SystemClock
-from sts_core.errors import BackendUnavailableError, ConfigError
+from sts.plugin import BackendUnavailableError, ConfigError, SystemClock
 from sts_core.testing import StubConfig
 from sts_core.testing.contracts import _run
 from sts_rabbitmq.settings import build_broker

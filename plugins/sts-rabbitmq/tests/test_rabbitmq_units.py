@@ -8,7 +8,7 @@ import re
 import pika
 import pytest
 
-from sts_core.model import Run, RunState
+from sts.plugin import Run, RunState
 from sts_core.testing import FakeClock
 from sts_core.testing.contracts import _run
 from sts_rabbitmq import codec

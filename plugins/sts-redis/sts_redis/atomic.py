@@ -14,8 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sts_core.interfaces import Delivery, DueFire
-from sts_core.model import Run
+from sts.plugin import Delivery, DueFire, Run
 from sts_redis.broker_scripts import FORGET, PUSH
 from sts_redis.codec import run_json, to_us
 from sts_redis.connection import translated

@@ -10,11 +10,19 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from sts_core.durations import parse_duration
-from sts_core.errors import ConfigError, Problem, did_you_mean
-from sts_core.interfaces import Delivery, DueFire
-from sts_core.model import Run
-from sts_core.sections import check_section, count_check, duration_check, safe_url
+from sts.plugin import (
+    ConfigError,
+    Delivery,
+    DueFire,
+    Problem,
+    Run,
+    check_section,
+    count_check,
+    did_you_mean,
+    duration_check,
+    parse_duration,
+    safe_url,
+)
 
 if TYPE_CHECKING:  # redis-py is imported when a backend is built, not when the plugin loads
     from sts_redis.atomic import AtomicSteps
@@ -42,8 +50,8 @@ _PREFIX = re.compile(r"^[A-Za-z0-9_.\-{}]+$")
 class RedisBackend:
     """The ``redis`` backend: a ``RedisStore`` and a ``RedisBroker`` on one connection.
 
-    ``claim_and_enqueue`` and ``record_and_ack`` let the engine take a fire's steps, and a
-    finished run's, each in one script (see ``sts_redis.atomic``).
+    ``claim_and_enqueue`` and ``record_and_ack`` (``sts_core.interfaces.AtomicSteps``) let the
+    engine take a fire's steps, and a finished run's, each in one script (see ``sts_redis.atomic``).
     """
 
     store: RedisStore
@@ -55,9 +63,6 @@ class RedisBackend:
         from sts_redis.atomic import AtomicSteps
 
         self.steps = AtomicSteps(self.store)
-
-    #: ``claim_and_enqueue`` takes ``version=`` and checks the stored task against it.
-    claim_checks_version = True
 
     async def claim_and_enqueue(
         self, claim: tuple[DueFire, datetime | None] | None, run: Run, limit: int, at: datetime | None,

@@ -21,8 +21,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from sts_core.interfaces import Delivery
-from sts_core.model import Run
+from sts.plugin import Delivery, Run
 from sts_redis import broker_scripts as lua
 from sts_redis.codec import run_json, to_us
 from sts_redis.connection import RedisConnection, translate_errors
@@ -42,6 +41,9 @@ class RedisBroker:
 
     #: Queued runs live in Redis: nothing is lost when this process stops.
     durable = True
+    #: Each run is queued once (a repeated script finds it queued) and its deliveries counted exactly.
+    may_duplicate = False
+    counts_may_skip = False
 
     def __init__(
         self,

@@ -20,8 +20,7 @@ from redis import exceptions as rex
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from sts_core.errors import BackendError, BackendUnavailableError
-from sts_core.sections import safe_url
+from sts.plugin import BackendError, BackendUnavailableError, safe_url
 
 log = logging.getLogger("sts.redis")
 

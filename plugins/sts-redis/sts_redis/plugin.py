@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from sts_core.hookspecs import hookimpl
-from sts_core.registry import RegisterBackend, RegisterConfigSection
+from sts.plugin import RegisterBackend, RegisterConfigSection, hookimpl
 from sts_redis.backend import DEFAULTS, build_backend, validate_section
 
 

@@ -13,9 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sts_core.errors import TaskExistsError
-from sts_core.interfaces import DueFire
-from sts_core.model import Run, RunState, Task
+from sts.plugin import DueFire, Run, RunState, Task, TaskExistsError
 from sts_redis import store_scripts as lua
 from sts_redis.codec import from_us, run_json, to_json, to_us
 from sts_redis.connection import RedisConnection, translate_errors
@@ -32,7 +30,7 @@ def _task_json(task: Task) -> str:
 def _load_task(version: int | str | bytes, text: str | bytes) -> Task:
     data = json.loads(text)
     data["version"] = int(version)
-    return Task.from_dict(data)
+    return Task.from_stored(data)
 
 
 def _split_current(value: bytes) -> Task:

@@ -15,7 +15,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -24,16 +23,11 @@ from typing import Any, NamedTuple
 import fault_jobs
 import redis
 
-from sts_core.model import Run, RunState
+from sts.plugin import Run, RunState
+from sts_core.testing import sts_command
 from sts_redis.testing import die_with_parent_preexec
 
 TESTS_DIR = Path(__file__).resolve().parent
-STS_SCRIPT = Path(sys.executable).with_name("sts")
-
-
-def sts_command() -> list[str]:
-    """The ``sts`` console script of this venv (``python -m sts_core.cli`` when it is missing)."""
-    return [str(STS_SCRIPT)] if STS_SCRIPT.exists() else [sys.executable, "-m", "sts_core.cli"]
 
 
 class Execution(NamedTuple):
@@ -299,7 +293,7 @@ class Cluster:
 
     def store_runs(self, limit: int = 100_000) -> list[Run]:
         """The run records as ``RedisStore.list_runs`` lists them (newest first)."""
-        from sts_core.clock import SystemClock
+        from sts.plugin import SystemClock
         from sts_core.testing import StubConfig
         from sts_redis.backend import build_backend
 

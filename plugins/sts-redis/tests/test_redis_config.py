@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 from sts.config import Config
-from sts_core.errors import ConfigError
-from sts_core.plugins import PluginManager
+from sts.plugin import ConfigError, PluginManager
 from sts_core.testing import FakeClock, StubConfig
 from sts_redis.backend import build_backend
 from sts_redis.connection import safe_url

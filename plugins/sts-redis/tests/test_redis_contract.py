@@ -1,4 +1,5 @@
-"""The Redis backend passes the kernel's Store and Broker conformance suites against a real redis-server."""
+"""The Redis backend passes the kernel's Store, Broker and AtomicSteps conformance suites against a real
+redis-server."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from sts_core.testing import BrokerContract, StoreContract, StubConfig
+from sts_core.testing import AtomicStepsContract, BrokerContract, StoreContract, StubConfig
 from sts_redis.backend import build_backend
 
 
@@ -31,4 +32,8 @@ class TestRedisStore(StoreContract):
 
 
 class TestRedisBroker(BrokerContract):
+    pass
+
+
+class TestRedisAtomicSteps(AtomicStepsContract):
     pass

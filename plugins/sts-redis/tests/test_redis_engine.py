@@ -16,10 +16,9 @@ from typing import Any
 import pytest
 
 from sts.config import Config
+from sts.plugin import BackendError, BackendUnavailableError, Run, RunState, TaskValidationError, new_run_id
+from sts.scheduler import AsyncTaskScheduler
 from sts.task import Task, current_run
-from sts_core.errors import BackendError, BackendUnavailableError, TaskValidationError
-from sts_core.model import Run, RunState, new_run_id
-from sts_core.scheduler import AsyncTaskScheduler
 from sts_core.testing import until
 from sts_redis.backend import build_backend
 
@@ -299,7 +298,7 @@ def test_sts_run_reports_an_unreachable_redis_in_one_line(tmp_path: Path) -> Non
         "scheduler_backend: redis\nredis:\n  url: redis://:hunter2@127.0.0.1:1/0\n  connect_timeout: 1s\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", "import sys; from sts_core.cli import main; sys.exit(main())",
+        [sys.executable, "-c", "import sys; from sts_cli import main; sys.exit(main())",
          "run", "--config", "sts.yaml", "--for", "1s"],
         cwd=tmp_path, capture_output=True, text=True, timeout=60,
     )
@@ -313,7 +312,7 @@ def test_a_full_redis_refuses_the_write_with_a_clear_error(redis_server_factory:
     small = redis_server_factory(maxmemory="2mb")
 
     async def main() -> None:
-        from sts_core.clock import SystemClock
+        from sts.plugin import SystemClock
 
         backend = build_backend(config(small.url), SystemClock())
         await backend.store.open()

@@ -42,7 +42,7 @@ from procs import (
     unmatched_repeats,
 )
 
-from sts_core.model import Run, RunState
+from sts.plugin import Run, RunState
 from sts_redis.backend import RedisBackend
 from sts_redis.testing import RedisServer
 
@@ -690,7 +690,7 @@ def _run(number: int, reason: str = "schedule") -> Run:
 
 
 def _backend(url: str, prefix: str) -> RedisBackend:
-    from sts_core.clock import SystemClock
+    from sts.plugin import SystemClock
     from sts_core.testing import StubConfig
     from sts_redis.backend import build_backend
 
@@ -699,7 +699,7 @@ def _backend(url: str, prefix: str) -> RedisBackend:
 
 @pytest.mark.timeout(180)
 def test_memory_returns_to_baseline_and_maxmemory_refuses_cleanly(redis_server_factory: ServerFactory) -> None:
-    from sts_core.errors import BackendError, BackendUnavailableError
+    from sts.plugin import BackendError, BackendUnavailableError
 
     total = 20_000
     server = redis_server_factory()

@@ -8,9 +8,9 @@ import asyncio
 import pytest
 
 from sts.config import Config
+from sts.plugin import TaskNotFoundError
+from sts.scheduler import AsyncTaskScheduler
 from sts.task import Task, current_run
-from sts_core.errors import TaskNotFoundError
-from sts_core.scheduler import AsyncTaskScheduler
 from sts_core.testing import until
 
 calls: list[tuple[str, str, int]] = []

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from sts.config import Config
+from sts.plugin import BackendUnavailableError
+from sts.scheduler import AsyncTaskScheduler
 from sts.task import Task
-from sts_core.errors import BackendUnavailableError
-from sts_core.scheduler import AsyncTaskScheduler
 from sts_redis.testing import find_redis_server
 
 calls: list[str] = []

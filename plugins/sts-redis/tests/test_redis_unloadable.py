@@ -17,9 +17,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from procs import StsProcess
 
 from sts.config import Config
+from sts.plugin import Option, PluginManager, RunState, hookimpl, plugin_added
+from sts.scheduler import AsyncTaskScheduler
 from sts.task import Task
-from sts_core.model import RunState
-from sts_core.scheduler import AsyncTaskScheduler
 from sts_core.testing import until
 
 calls: list[str] = []
@@ -176,3 +176,42 @@ def test_tasks_sharing_a_module_that_no_longer_imports_report_its_error_once_wit
     full = [r.getMessage() for r in caplog.records if "deploy half done" in r.getMessage()]
     assert len(full) == 1, full
     assert "shared_jobs_mod.py:2" in full[0]
+
+
+class _NotifyType:
+    def validate(self, task: Task, resolve_function: object) -> list[object]:
+        return []
+
+    def prepare(self, task: Task, resolve_function: object) -> str:
+        return task.channel
+
+    async def execute(self, context: object) -> None:
+        return None
+
+
+class _Notify:
+    """A third party's task type with its own option, installed where the task is added only."""
+
+    @hookimpl
+    def register_task_types(self, register) -> None:
+        register("notify", _NotifyType(), options=[Option("channel", str)])
+
+
+def test_a_stored_task_with_an_option_no_plugin_here_declares_loads_and_stays_scheduled(redis_url: str) -> None:
+    async def main() -> None:
+        plugin = _Notify()
+        with plugin_added("notify", plugin):
+            adder = AsyncTaskScheduler(config(redis_url), plugins=PluginManager(plugins=[("notify", plugin)]))
+            await adder.add_task(Task("page", type="notify", channel="#ops", every="1h"))
+            await adder.close()
+        runner = AsyncTaskScheduler(config(redis_url))
+        await runner.start()
+        try:
+            task = await runner.get_task("page")
+            assert task is not None and task.channel == "#ops" and task.undeclared_options == ["channel"]
+            assert runner.health().task_problems["page"].startswith("cannot be loaded in this process")
+            assert await runner.next_fire_time("page") is not None
+        finally:
+            await runner.stop()
+
+    asyncio.run(main())

@@ -10,8 +10,8 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sts_core import events as ev
-from sts_core.model import Task
+from sts.plugin import Task
+from sts.plugin import events as ev
 from sts_slack.config import DEFAULT_WEBHOOK, SlackSettings
 from sts_slack.messages import Style, missed_alert, recovered_alert, run_alert, summary_alert
 from sts_slack.options import DEFAULT_OPTIONS, TaskOptions, parse_task_options

@@ -11,9 +11,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from sts_core.durations import parse_duration
-from sts_core.errors import ConfigError, Problem, did_you_mean, one_of
-from sts_core.sections import check_section
+from sts.plugin import ConfigError, Problem, check_section, did_you_mean, one_of, parse_duration
 from sts_slack.redaction import redact_url
 
 #: The alert kinds, in the order they are documented. Each maps to one event:

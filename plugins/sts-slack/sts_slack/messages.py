@@ -10,9 +10,7 @@ from urllib.parse import quote
 
 import attrs
 
-from sts_core.durations import format_duration
-from sts_core.events import FireMissed
-from sts_core.model import Run, Task
+from sts.plugin import FireMissed, Run, Task, format_duration
 from sts_slack import blockkit as bk
 from sts_slack.recovery import Episode
 from sts_slack.throttle import Summary

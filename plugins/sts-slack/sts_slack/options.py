@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 
-from sts_core.errors import did_you_mean, one_of
+from sts.plugin import did_you_mean, one_of
 from sts_slack.config import KINDS, YAML_ON
 
 _KEYS = ("enabled", "webhook", "alert_on")

@@ -1,10 +1,12 @@
 """Hook implementations of the ``slack`` plugin.
 
-``SlackPlugin`` keeps one ``Instance`` (alerter and sender) per scheduler, keyed by the
-scheduler's id, so several schedulers in one process each alert with their own config. The
-entry point registers this module, whose hook functions are the methods of one
-``SlackPlugin``; tests and embedded applications may register their own instance instead
-(``PluginManager(entry_points=False, plugins=[("slack", SlackPlugin(...))])``).
+The entry point names the class ``SlackPlugin``, so each plugin manager (each scheduler, by
+default) has its own instance: the section ``configure`` read, which checks tasks'
+``alerts.slack`` options, is that scheduler's. Schedulers sharing one manager share its
+instance, which keeps one ``Instance`` (alerter and sender) per scheduler, keyed by the
+scheduler's id, so each alerts with its own config. Tests and embedded applications may
+register their own instance (``PluginManager(entry_points=False, plugins=[("slack",
+SlackPlugin(...))])``).
 
 Lifecycle of an instance: it is built from ``scheduler.config`` at ``scheduler_started``, which
 starts its sender thread (or at an event of a running scheduler, should one come first).
@@ -27,11 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from sts_core.config import Config
-from sts_core.durations import format_duration
-from sts_core.events import Event
-from sts_core.hookspecs import hookimpl
-from sts_core.registry import RegisterAlertOptions, RegisterConfigSection
+from sts.plugin import Config, Event, RegisterAlertOptions, RegisterConfigSection, format_duration, hookimpl
 from sts_slack.config import DEFAULTS, KINDS, SlackSettings, settings_from_config, validate_section
 from sts_slack.options import validate_task_options
 from sts_slack.redaction import SECRETS, install_filters, redact_url
@@ -208,12 +206,3 @@ def startup_line(settings: SlackSettings) -> str:
 def _copy(defaults: dict[str, Any]) -> dict[str, Any]:
     return {key: dict(value) if isinstance(value, dict) else value for key, value in defaults.items()}
 
-
-#: The instance the ``sts`` entry point uses (one per process; state per scheduler inside).
-PLUGIN = SlackPlugin()
-register_config_sections = PLUGIN.register_config_sections
-register_alert_options = PLUGIN.register_alert_options
-configure = PLUGIN.configure
-scheduler_started = PLUGIN.scheduler_started
-scheduler_stopped = PLUGIN.scheduler_stopped
-handle_event = PLUGIN.handle_event

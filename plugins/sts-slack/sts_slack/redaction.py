@@ -3,7 +3,9 @@
 ``redact_url`` renders a URL for an error message (scheme and host only). ``SECRETS`` holds
 the configured URLs of this process, and ``RedactingFilter`` replaces them in log records of
 the loggers it is installed on: ``sts.slack`` and the loggers slack_sdk's ``WebhookClient``
-writes to (it logs the full URL at DEBUG, and in some error messages).
+writes to (it logs the full URL at DEBUG, and in some error messages). These two are the
+plugin's only process-wide state, on purpose: loggers are process-wide and a log record does
+not say which scheduler wrote it, so every scheduler's URLs are masked in every record.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from typing import Any
 
 import attrs
 
-from sts_core.model import Run, RunState, Task
+from sts.plugin import Run, RunState, Task
 from sts_core.testing import DEFAULT_START, FakeClock
 from sts_slack.plugin import SlackPlugin
 

@@ -15,8 +15,8 @@ import pytest
 from sts_slack_helpers import HOST, T0, all_text, headers, make_run, make_task
 
 import sts_slack.alerter
-from sts_core import events as ev
-from sts_core.model import RunState
+from sts.plugin import RunState
+from sts.plugin import events as ev
 
 
 def failed(task: str = "etl", at: float = 4, **fields: Any) -> ev.RunFailed:

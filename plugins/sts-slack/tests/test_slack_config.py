@@ -13,11 +13,8 @@ from sts_slack_helpers import job
 import sts_memory.plugin
 import sts_tasks.plugin
 import sts_triggers.plugin
-from sts_core.config import Config
-from sts_core.errors import ConfigError, TaskValidationError
-from sts_core.model import Task
-from sts_core.plugins import PluginManager
-from sts_core.scheduler import AsyncTaskScheduler
+from sts.plugin import Config, ConfigError, PluginManager, Task, TaskValidationError
+from sts.scheduler import AsyncTaskScheduler
 from sts_slack.config import DEFAULTS, settings_from_config
 from sts_slack.plugin import SlackPlugin
 from sts_slack.redaction import redact_url

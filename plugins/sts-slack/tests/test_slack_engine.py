@@ -7,16 +7,15 @@ import logging
 import time
 from typing import Any
 
+import pytest
 from sts_slack_helpers import T0, headers, make_run, make_task
 
 import sts_memory.plugin
 import sts_tasks.plugin
 import sts_triggers.plugin
-from sts_core import events as ev
-from sts_core.config import Config
-from sts_core.model import RunState, Task
-from sts_core.plugins import PluginManager
-from sts_core.scheduler import AsyncTaskScheduler
+from sts.plugin import Config, PluginManager, RunState, Task, TaskValidationError
+from sts.plugin import events as ev
+from sts.scheduler import AsyncTaskScheduler
 from sts_core.testing import FakeClock
 from sts_slack.plugin import SlackPlugin
 from sts_slack.testing import FakeSlack
@@ -224,3 +223,43 @@ def test_a_started_scheduler_logs_one_line_saying_where_alerts_go_without_the_se
         f"Slack alerts to webhook default {host}/***, ops {host}/*** on failure, retry, recovered (throttle 10m00s)"
     ]
     assert "secret-token" not in caplog.text and "/services/" not in caplog.text
+
+
+def test_two_schedulers_in_one_process_each_check_and_send_alerts_with_their_own_slack_config():
+    """The entry point names the class, so each scheduler's plugin manager has its own plugin:
+    a task's ``alerts.slack.webhook`` is checked against that scheduler's webhooks, whichever
+    scheduler was configured last, and its alerts reach that scheduler's Slack."""
+    clock = FakeClock()
+
+    async def broken() -> None:
+        raise RuntimeError("disk full")
+
+    def section(slack: FakeSlack, route: str) -> dict[str, Any]:
+        return {"webhook_url": slack.url(), "webhooks": {route: slack.url(route)}, "throttle": 0}
+
+    async def main(ops_slack: FakeSlack, data_slack: FakeSlack) -> dict[str, list[str]]:
+        # A class, as the entry point gives it: each manager builds its own instance.
+        ops = build(section(ops_slack, "ops"), SlackPlugin, clock)  # type: ignore[arg-type]
+        data = build(section(data_slack, "data"), SlackPlugin, clock)  # type: ignore[arg-type]
+        rejected: dict[str, list[str]] = {}
+        async with ops, data:
+            for scheduler, own, other in ((ops, "ops", "data"), (data, "data", "ops")):
+                with pytest.raises(TaskValidationError) as caught:
+                    await scheduler.add_task(Task("stray", broken, every="1m", alerts={"slack": {"webhook": other}}))
+                rejected[own] = [problem.key_path for problem in caught.value.problems]
+                await scheduler.add_task(Task(f"{own}-job", broken, every="1m", alerts={"slack": {"webhook": own}}))
+                await scheduler.start()
+            clock.advance(60)
+            await clock.settle()
+            ops_slack.wait_for(1)
+            data_slack.wait_for(1)
+            await ops.stop()
+            await data.stop()
+        return rejected
+
+    with FakeSlack() as ops_slack, FakeSlack() as data_slack:
+        rejected = asyncio.run(main(ops_slack, data_slack))
+    assert rejected == {"ops": ["stray.alerts.slack.webhook"], "data": ["stray.alerts.slack.webhook"]}
+    assert headers(ops_slack.payloads_to("ops")) == [":red_circle: ops-job failed"]
+    assert headers(data_slack.payloads_to("data")) == [":red_circle: data-job failed"]
+    assert len(ops_slack.payloads) == len(data_slack.payloads) == 1

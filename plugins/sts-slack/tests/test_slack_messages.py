@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 from sts_slack_helpers import T0, make_run, make_task
 
-from sts_core.events import FireMissed
-from sts_core.model import RunState
+from sts.plugin import FireMissed, RunState
 from sts_slack import blockkit as bk
 from sts_slack.messages import Style, iso, missed_alert, run_alert, summary_alert
 from sts_slack.testing import check_payload

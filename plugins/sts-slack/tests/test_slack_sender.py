@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sts_slack_helpers import T0, make_run, make_task
 
-from sts_core import events as ev
+from sts.plugin import events as ev
 from sts_slack.sender import Outgoing, Sender
 from sts_slack.testing import FakeSlack
 

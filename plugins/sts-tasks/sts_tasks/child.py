@@ -25,7 +25,7 @@ import sys
 from collections.abc import Awaitable
 from typing import Any
 
-from sts_core.tracebacks import task_traceback
+from sts.plugin import task_traceback
 
 
 def main() -> int:

@@ -5,15 +5,15 @@ from __future__ import annotations
 import contextvars
 import inspect
 import json
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
 
-from sts_core.errors import Problem, short_repr, short_text
-from sts_core.interfaces import ExecutionContext
-from sts_core.model import Task
+from sts.plugin import ExecutionContext, Problem, Task, short_repr, short_text
 from sts_tasks import capture
+from sts_tasks.options import function_ref
 from sts_tasks.settings import executor, kill_grace
 
 Resolver = Callable[[Any], Callable[..., Any]]
@@ -30,6 +30,8 @@ class PreparedCall:
     is_coroutine: bool
     #: How a child process finds the function; None for anonymous callables and registered names.
     import_path: str | None
+    #: The task's ``executor`` option (None: the config's ``executor.type``).
+    executor: str | None = None
 
 
 class PythonTaskType:
@@ -74,7 +76,10 @@ class PythonTaskType:
 
     def prepare(self, task: Task, resolve_function: Resolver) -> PreparedCall:
         """Resolve the function once per task version (``LookupError`` if it cannot be found)."""
-        function = resolve_function(task.function)
+        try:
+            function = resolve_function(task.function)
+        except LookupError as exc:
+            raise LookupError(f"{exc}{_stale_module_hint(task.function)}") from exc
         return PreparedCall(
             task_name=task.name,
             function=function,
@@ -82,12 +87,13 @@ class PythonTaskType:
             kwargs=dict(task.kwargs),
             is_coroutine=_is_coroutine_function(function),
             import_path=_import_path(task),
+            executor=task.executor,
         )
 
     async def execute(self, context: ExecutionContext) -> Any:
         """Call the function once and return its result; its exception fails the run."""
         call: PreparedCall = context.prepared
-        if executor(context.settings) == "process":
+        if executor(context.settings, call.executor) == "process":
             if call.import_path is None:
                 raise ValueError(_no_import_path_message(call.task_name, context.task.function))
             from sts_tasks.child_runner import call_in_child  # asyncio subprocesses: loaded when first used
@@ -119,6 +125,16 @@ async def _await_capturing(awaitable: Any, output: capture.Sink) -> Any:
         capture.current_sink.reset(token)
 
 
+def _stale_module_hint(function: Any) -> str:
+    """A hint when the function's module was imported here before the function existed."""
+    if not isinstance(function, str) or ":" not in function:
+        return ""
+    module = function.partition(":")[0]
+    if module not in sys.modules:
+        return ""
+    return f" (module {module!r} was imported by this process earlier: restart it to load changed code)"
+
+
 def _is_coroutine_function(function: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
         getattr(function, "__call__", None)  # noqa: B004 - an object whose __call__ is async
@@ -126,7 +142,7 @@ def _is_coroutine_function(function: Callable[..., Any]) -> bool:
 
 
 def _import_path(task: Task) -> str | None:
-    ref = task.function_ref
+    ref = function_ref(task.function)
     return ref if ref is not None and ":" in ref else None
 
 

@@ -14,6 +14,7 @@ def kill_grace(settings: Mapping[str, Any]) -> float:
     return DEFAULT_KILL_GRACE if value is None else float(value)
 
 
-def executor(settings: Mapping[str, Any]) -> str:
-    """``"thread"`` (the default) or ``"process"``."""
-    return settings.get("executor") or "thread"
+def executor(settings: Mapping[str, Any], chosen: str | None = None) -> str:
+    """``"thread"`` or ``"process"``: the task's ``executor`` option when ``chosen``, else the
+    config's ``executor.type``, else ``"thread"``."""
+    return chosen or settings.get("executor") or "thread"

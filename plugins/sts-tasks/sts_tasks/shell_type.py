@@ -8,9 +8,7 @@ from typing import Any
 
 import attrs
 
-from sts_core.errors import Problem, did_you_mean, short_repr, short_text
-from sts_core.interfaces import ExecutionContext
-from sts_core.model import Task
+from sts.plugin import ExecutionContext, Problem, Task, did_you_mean, short_repr, short_text
 from sts_tasks.errors import CommandFailed
 from sts_tasks.settings import kill_grace
 

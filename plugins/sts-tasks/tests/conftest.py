@@ -13,9 +13,7 @@ from typing import Any
 
 import pytest
 
-from sts_core.functions import FunctionRegistry
-from sts_core.interfaces import ExecutionContext
-from sts_core.model import Run, Task
+from sts.plugin import ExecutionContext, FunctionRegistry, Run, Task
 
 # ``sts_tasks_samples`` must be importable by import path, here and in child processes.
 SAMPLES_DIR = str(Path(__file__).parent)

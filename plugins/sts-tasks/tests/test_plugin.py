@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sts_tasks.plugin
-from sts_core.plugins import PluginManager
+from sts.plugin import PluginManager
 from sts_tasks import PythonTaskType, ShellTaskType
 
 

@@ -9,7 +9,7 @@ import pytest
 import sts_tasks_samples as samples
 from sts_tasks_helpers import is_running, time_out_after_first_output
 
-from sts_core.model import Task
+from sts.plugin import Task
 from sts_tasks import RemoteError
 from sts_tasks.child_runner import decode_reply
 from sts_tasks.python_type import PythonTaskType

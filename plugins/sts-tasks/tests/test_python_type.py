@@ -11,7 +11,7 @@ import pytest
 import sts_tasks_samples as samples
 from sts_tasks_helpers import ListOutput
 
-from sts_core.model import Task
+from sts.plugin import Task
 from sts_tasks import capture
 from sts_tasks.python_type import PythonTaskType
 
@@ -240,3 +240,9 @@ def test_the_routing_stream_behaves_like_the_stream_it_wraps():
     stream.writelines(["a", "b"])
     assert inner.text == "ab"
     assert stream.encoding == "utf-8"
+
+
+def test_a_function_missing_from_a_module_imported_earlier_suggests_a_restart(registry):
+    # moved here from the kernel's plans with the function option (issue 15)
+    with pytest.raises(LookupError, match="module 'sts_tasks_samples' was imported by this process earlier"):
+        TYPE.prepare(Task("t", function="sts_tasks_samples:not_yet_written"), registry.resolve)

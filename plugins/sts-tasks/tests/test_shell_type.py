@@ -8,7 +8,7 @@ import time
 import pytest
 from sts_tasks_helpers import is_running, time_out_after_first_output
 
-from sts_core.model import Task
+from sts.plugin import Task
 from sts_tasks import CommandFailed
 from sts_tasks.shell_type import ShellTaskType
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from cronsim import CronSim, CronSimError
 
-from sts_core.errors import short_repr
+from sts.plugin import short_repr
 
 #: ``@name`` shortcuts and the five fields each stands for.
 ALIASES: dict[str, str] = {

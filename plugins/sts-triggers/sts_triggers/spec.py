@@ -11,8 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
-from sts_core.durations import parse_duration
-from sts_core.errors import did_you_mean, short_repr
+from sts.plugin import did_you_mean, parse_duration, short_repr
 from sts_triggers.zones import as_utc
 
 #: Options every trigger kind accepts besides its own.

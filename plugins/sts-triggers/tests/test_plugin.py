@@ -5,8 +5,7 @@ from importlib import metadata
 from zoneinfo import ZoneInfo
 
 import sts_triggers.plugin
-from sts_core.model import Task
-from sts_core.plugins import PluginManager
+from sts.plugin import PluginManager, Task
 
 NOW = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
 

@@ -5,11 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sts_core.errors import Problem
-from sts_core.hookspecs import hookimpl
-from sts_core.interfaces import ExecutionContext
-from sts_core.model import Task
-from sts_core.registry import RegisterTaskType
+from sts.plugin import ExecutionContext, Problem, RegisterTaskType, Task, hookimpl
 
 
 class GreetingTaskType:
