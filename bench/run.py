@@ -81,16 +81,19 @@ WORKLOADS = [
     ),
     Workload(
         "W2", "Firing precision (memory backend, one process)", "workloads.w2_precision",
-        [f"{system}@{tasks}-{phases}" for tasks in (1000, 10000) for phases in ("aligned", "spread")
+        [f"{system}@{tasks}-{phases}{mode}" for mode in ("", "/library") for tasks in (1000, 10000)
+         for phases in ("aligned", "spread")
          for system in ("sts", "bare", "apscheduler3", "apscheduler3-thread", "schedule")
-         if not (system == "schedule" and phases == "spread")],
+         if not (system == "schedule" and phases == "spread")
+         and not (mode and system in ("apscheduler3-thread", "schedule"))],
         [Metric("p50_ms", "p50 ms late", False), Metric("p99_ms", "p99 ms late", False),
          Metric("max_ms", "max ms late", False), Metric("cpu_us_per_fire", "CPU-µs per fire", False),
-         Metric("missed", "missed", False)],
-        {f"{peer}@{tasks}-{phases}": f"sts@{tasks}-{phases}"
-         for tasks in (1000, 10000) for phases in ("aligned", "spread")
+         Metric("missed", "missed", False), Metric("gc_full_max_ms", "longest full GC ms", False)],
+        {f"{peer}@{tasks}-{phases}{mode}": f"sts@{tasks}-{phases}{mode}"
+         for mode in ("", "/library") for tasks in (1000, 10000) for phases in ("aligned", "spread")
          for peer in ("bare", "apscheduler3", "apscheduler3-thread", "schedule")
-         if not (peer == "schedule" and phases == "spread")},
+         if not (peer == "schedule" and phases == "spread")
+         and not (mode and peer in ("apscheduler3-thread", "schedule"))},
         args=["--seconds", "10"], quick_args=["--seconds", "3"],
         note="1,000 and 10,000 interval tasks every second, their first fires at one whole second (aligned: the "
              "burst case) or spread evenly across it (spread: task i at i/N), loaded before the clock starts (then "
@@ -105,7 +108,11 @@ WORKLOADS = [
              "it is added, then a second after each run ends), so its aligned first fire is set through each "
              "job's `next_run` and it has no spread case. `bare`: the physical limit on asyncio, one "
              "`loop.call_at` handle per task re-armed a second later at each fire, starting an asyncio task for "
-             "the async no-op; STS's ratio to it is the share of the limit it reaches.",
+             "the async no-op; STS's ratio to it is the share of the limit it reaches. `/library`: as a library "
+             "user runs it: the README's `AsyncTaskScheduler(Config())`, every default (the history keeps up to "
+             "1,000 runs per task for 7 days, so it grows all run), and no gc.freeze() in any system; without it, "
+             "STS keeps only the window's runs. longest full GC ms: the longest generation-2 collection from the "
+             "end of loading to the end of the run (gc.callbacks).",
     ),
     Workload(
         "W3", "Queue throughput over Redis (one producer, one worker process)", "workloads.w3_queue",

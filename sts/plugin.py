@@ -19,6 +19,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from sts_core import events
+from sts_core.addresses import format_address, is_loopback, parse_address, safe_url
 from sts_core.clock import Clock, SystemClock
 from sts_core.configschema import EXECUTORS
 from sts_core.durations import duration_seconds, format_duration, parse_duration
@@ -34,10 +35,6 @@ from sts_core.errors import (
     TaskNotFoundError,
     TaskValidationError,
     ValidationError,
-    did_you_mean,
-    one_of,
-    short_repr,
-    short_text,
 )
 from sts_core.events import (
     Event,
@@ -84,16 +81,6 @@ from sts_core.interfaces import (
     WatchedStore,
     WatchesAvailability,
 )
-from sts_core.model import (
-    MISFIRE_POLICIES,
-    Run,
-    RunState,
-    Task,
-    fire_id,
-    new_run_id,
-    task_from_valid_options,
-    task_keys,
-)
 from sts_core.options import Option, add_plugin, plugin_added
 from sts_core.registry import (
     AlertOptionsValidator,
@@ -106,18 +93,12 @@ from sts_core.registry import (
     RegisterTrigger,
     SectionValidator,
 )
+from sts_core.run import Run, RunState, fire_id, new_run_id
 from sts_core.schedulerview import SchedulerView
-from sts_core.sections import (
-    KeyCheck,
-    check_section,
-    count_check,
-    duration_check,
-    format_address,
-    is_loopback,
-    parse_address,
-    safe_url,
-)
+from sts_core.sections import KeyCheck, check_section, count_check, duration_check
+from sts_core.task import MISFIRE_POLICIES, Task, task_from_valid_options, task_keys
 from sts_core.tracebacks import task_traceback
+from sts_core.wording import did_you_mean, one_of, short_repr, short_text
 
 if TYPE_CHECKING:
     from sts_core.config import Config

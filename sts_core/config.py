@@ -66,7 +66,8 @@ from sts_core.configschema import (
     _unknown_key,
 )
 from sts_core.durations import parse_duration
-from sts_core.errors import ConfigError, Problem, did_you_mean, one_of, short_repr
+from sts_core.errors import ConfigError, Problem
+from sts_core.wording import did_you_mean, one_of, short_repr
 
 if TYPE_CHECKING:
     from sts_core.plugins import PluginManager

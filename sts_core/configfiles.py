@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import copy
 import functools
-import json
 import os
 import re
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import date, timedelta
 from importlib import resources
 from pathlib import Path
@@ -23,8 +22,9 @@ from typing import Any
 import attrs
 import yaml
 
+from sts_core.documents import Document, DocumentError, parse_json, parse_yaml
 from sts_core.errors import ConfigError, Problem
-from sts_core.yamlsafe import TOO_MANY_DIGITS, UnsafeYamlError, load_with_node, safe_load
+from sts_core.yamlsafe import UnsafeYamlError, safe_load
 
 DEFAULTS_FILE = "default.yaml"
 ENV_PREFIX = "STS_"
@@ -64,24 +64,6 @@ def _file_error(path: Path | str, message: str, line: int | None = None) -> Conf
     return ConfigError([Problem("", message, line)], source=str(path))
 
 
-def _key_lines(node: yaml.Node | None, prefix: str = "") -> dict[str, int]:
-    """Map each key path of a composed YAML document to the (1-based) line of its key."""
-    lines: dict[str, int] = {}
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            if isinstance(key_node, yaml.ScalarNode):
-                path = f"{prefix}.{key_node.value}" if prefix else str(key_node.value)
-                lines[path] = key_node.start_mark.line + 1
-                lines.update(_key_lines(value_node, path))
-    return lines
-
-
-def _parse_yaml(text: str) -> tuple[Any, dict[str, int]]:
-    """Data and key-path lines from one parse (``SafeLoader``: no arbitrary objects)."""
-    data, node = load_with_node(text)
-    return data, _key_lines(node)
-
-
 def _top_level(path: Path, data: Any, kind: str) -> Mapping[str, Any]:
     if data is None:
         return {}
@@ -93,39 +75,26 @@ def _top_level(path: Path, data: Any, kind: str) -> Mapping[str, Any]:
 
 
 def _read_yaml(path: Path) -> tuple[Mapping[str, Any], dict[str, int]]:
-    text = _read_text(path)
-    try:
-        data, lines = _parse_yaml(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        what = exc.problem or exc.context or "invalid YAML"
-        if mark is None:
-            raise _file_error(path, f"malformed YAML: {what}") from None
-        raise _file_error(
-            path, f"malformed YAML at line {mark.line + 1}, column {mark.column + 1}: {what}", mark.line + 1
-        ) from None
-    except yaml.YAMLError as exc:
-        raise _file_error(path, f"malformed YAML: {exc}") from None
-    except UnsafeYamlError as exc:
-        raise _file_error(path, f"refused: {exc}", exc.line) from None
-    return _top_level(path, data, "YAML"), lines
+    return _read_document(path, "YAML", parse_yaml)
 
 
 def _read_json(path: Path) -> tuple[Mapping[str, Any], dict[str, int]]:
-    text = _read_text(path)
+    return _read_document(path, "JSON", parse_json)
+
+
+def _read_document(
+    path: Path, kind: str, parse: Callable[[str], Document]
+) -> tuple[Mapping[str, Any], dict[str, int]]:
+    """The file's settings and the line of each dotted key path (not those inside lists)."""
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise _file_error(
-            path, f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}", exc.lineno
-        ) from None
-    except ValueError:  # an integer of more than 4300 digits
-        raise _file_error(path, f"refused: {TOO_MANY_DIGITS}") from None
-    try:  # JSON is (almost always) YAML: reuse the YAML composer to find the line of each key
-        lines = _key_lines(yaml.compose(text, Loader=yaml.SafeLoader))
-    except yaml.YAMLError:
-        lines = {}
-    return _top_level(path, data, "JSON"), lines
+        document = parse(_read_text(path))
+    except DocumentError as exc:
+        raise _file_error(path, str(exc), exc.line) from None
+    lines = {**document.lines, **{key_path: line for key_path, _, _, line in document.duplicate_keys}}
+    # A key given twice keeps its last value (as YAML and JSON loaders do), so its last line.
+    dotted = {".".join(key_path): line for key_path, line in lines.items()  # type: ignore[arg-type]
+              if key_path and all(isinstance(key, str) for key in key_path)}
+    return _top_level(path, document.data, kind), dotted
 
 
 def _file_kind(path: Path) -> str:

@@ -11,9 +11,10 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from sts_core.converters import MAX_COUNT, check_timezone
 from sts_core.durations import parse_duration
-from sts_core.errors import did_you_mean, one_of, short_repr
-from sts_core.model import MAX_COUNT, MISFIRE_POLICIES, check_timezone
+from sts_core.task import MISFIRE_POLICIES
+from sts_core.wording import did_you_mean, one_of, short_repr
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_OUTPUTS = ("stdout", "stderr", "file")

@@ -6,7 +6,7 @@ import math
 import re
 from datetime import timedelta
 
-from sts_core.errors import short_repr
+from sts_core.wording import short_repr
 
 _UNITS = {
     "ms": 0.001,

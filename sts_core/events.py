@@ -11,7 +11,8 @@ from typing import ClassVar
 
 import attrs
 
-from sts_core.model import Run, Task
+from sts_core.run import Run
+from sts_core.task import Task
 
 
 @attrs.frozen

@@ -15,8 +15,8 @@ from contextvars import ContextVar
 from types import ModuleType
 from typing import Any
 
-from sts_core.errors import did_you_mean, short_repr, short_text
 from sts_core.tracebacks import innermost_location, source_location
+from sts_core.wording import did_you_mean, short_repr, short_text
 
 #: Modules that failed to import in the current ``import_errors_once()`` block (None: no block).
 _failed_imports: ContextVar[set[str] | None] = ContextVar("sts_failed_imports", default=None)

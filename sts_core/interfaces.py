@@ -304,8 +304,8 @@ class Broker(Protocol):
 
     #: True when ``delivery_count`` may skip a number (a delivery no worker received, say one
     #: dropped from a prefetch buffer): a run is then dead-lettered for deliveries without a
-    #: recorded start only after 2 * (``max_redeliveries`` + 1) of them, and a delivery with no
-    #: earlier record starts as the run itself.
+    #: recorded start only after twice as many of them as otherwise (``sts_core.isolation``),
+    #: and a delivery with no earlier record starts as the run itself.
     counts_may_skip: bool
 
     async def open(self) -> None: ...

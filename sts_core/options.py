@@ -140,8 +140,8 @@ def installed_options() -> TaskOptions:
     if found is None:
         # Built without the lock (two threads may both build it, harmlessly): a plugin module
         # that creates a task while it is imported must not deadlock.
-        from sts_core.model import CORE_TASK_KEYS
         from sts_core.plugins import PluginManager
+        from sts_core.task import CORE_TASK_KEYS
 
         with _lock:
             added = list(_added)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import attrs
@@ -42,7 +43,7 @@ class TaskPlan:
     misfire: str
     misfire_grace: float
     jitter: float
-    settings: dict[str, Any]
+    settings: Mapping[str, Any]
     parents: frozenset[str]
     trigger_error: str | None = None
     load_error: str | None = None
@@ -55,6 +56,23 @@ class TaskPlan:
 
 def _pick(task_value: Any, config_value: Any) -> Any:
     return config_value if task_value is None else task_value
+
+
+# Shared by every plan whose task has no parents / the same settings: one object, not one per
+# task (an empty frozenset alone is 216 bytes). Settings are read-only for that reason.
+_NO_PARENTS: frozenset[str] = frozenset()
+_SETTINGS: dict[tuple[Any, ...], Mapping[str, Any]] = {}
+
+
+def _shared_settings(executor: str, kill_grace: float | None, timezone: str) -> Mapping[str, Any]:
+    key = (executor, kill_grace, timezone)
+    settings = _SETTINGS.get(key)
+    if settings is None:
+        if len(_SETTINGS) >= 1024:  # distinct combinations are few; never let them pile up
+            _SETTINGS.clear()
+        settings = _SETTINGS[key] = MappingProxyType({"executor": executor, "kill_grace": kill_grace,
+                                                      "timezone": timezone})
+    return settings
 
 
 @attrs.frozen
@@ -136,11 +154,8 @@ def compile_plan(
     }
     if overrides:
         retry = attrs.evolve(retry, **overrides)
-    settings = {
-        "executor": defaults.executor,  # a task type's own option may override it (python's executor)
-        "kill_grace": defaults.kill_grace,
-        "timezone": task.timezone or defaults.timezone,
-    }
+    # a task type's own option may override the executor (python's executor)
+    settings = _shared_settings(defaults.executor, defaults.kill_grace, task.timezone or defaults.timezone)
     return TaskPlan(
         task=task,
         trigger=trigger,
@@ -152,7 +167,7 @@ def compile_plan(
         misfire_grace=_pick(task.misfire_grace_time, defaults.misfire_grace),
         jitter=task.jitter or 0.0,
         settings=settings,
-        parents=frozenset(task.parent_tasks),
+        parents=frozenset(task.parent_tasks) if task.parent_tasks else _NO_PARENTS,
         trigger_error=trigger_error,
         load_error=load_error,
     )

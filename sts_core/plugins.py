@@ -25,8 +25,9 @@ import pluggy
 from pluggy import HookImpl
 
 from sts_core import hookspecs
-from sts_core.errors import PluginError, STSError, did_you_mean, one_of, short_repr
+from sts_core.errors import PluginError, STSError
 from sts_core.tracebacks import innermost_location
+from sts_core.wording import did_you_mean, one_of, short_repr
 
 log = logging.getLogger("sts.plugins")
 T = TypeVar("T")

@@ -17,6 +17,7 @@ from sts_core.activefires import ActiveFires
 from sts_core.clock import Clock
 from sts_core.eventbus import EventBus
 from sts_core.interfaces import Delivery
+from sts_core.isolation import Attempts
 from sts_core.model import Run, RunState, Task
 from sts_core.outcomes import Outcomes, next_attempt
 from sts_core.plans import TaskPlans
@@ -60,10 +61,10 @@ class Redelivery:
         self._outcomes = outcomes
         self.worker_id = worker_id
 
-    async def previous_attempts(self, delivery: Delivery) -> tuple[Run | None, int]:
+    async def previous_attempts(self, delivery: Delivery) -> tuple[Run | None, Attempts]:
         """The run is delivered again: the record of the latest earlier attempt (marked lost first
-        if it never recorded an outcome: its worker crashed or stalled past its lease), and how
-        many earlier attempts were lost while they ran.
+        if it never recorded an outcome: its worker crashed or stalled past its lease), and what
+        the earlier attempts' records say (``Attempts``: how many were lost, how many alone).
 
         Earlier deliveries are looked up newest first, not just the one before: a broker's count
         may skip (RabbitMQ counts a delivery whose ack was in flight when the server died, or one
@@ -77,7 +78,7 @@ class Redelivery:
         previous = records[0] if records else None
         if previous is not None and not previous.state.is_final:
             await self._mark_lost(previous, count)
-        return previous, sum(record.state is RunState.LOST for record in records)
+        return previous, Attempts.of(records)
 
     async def _mark_lost(self, previous: Run, count: int) -> None:
         previous.state = RunState.LOST
@@ -86,6 +87,7 @@ class Redelivery:
         previous.error_message = (
             f"worker {previous.worker or '(unknown)'} was lost: its lease expired before it recorded an "
             f"outcome; the run was delivered again (delivery {count})"
+            + ("; it ran alone there: a loss toward executor.max_redeliveries" if previous.isolated else "")
         )
         await self._retrying(f"recording run {previous.id} lost", lambda: self.store.record_run(previous))
         log_run(previous)

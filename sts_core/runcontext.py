@@ -11,7 +11,7 @@ import contextvars
 
 import attrs
 
-from sts_core.model import Run
+from sts_core.run import Run
 
 _current: contextvars.ContextVar[Run | None] = contextvars.ContextVar("sts_current_run", default=None)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 
 from sts_core.durations import format_duration
-from sts_core.model import FAILED_STATES, Run, RunState
+from sts_core.run import FAILED_STATES, Run, RunState
 
 log = logging.getLogger("sts.run")
 

@@ -23,8 +23,9 @@ if TYPE_CHECKING:
     from sts_core.clock import Clock
     from sts_core.config import Config
     from sts_core.health import Health
-    from sts_core.model import Run, RunState, Task
     from sts_core.plugins import PluginManager
+    from sts_core.run import Run, RunState
+    from sts_core.task import Task
 
 
 class SchedulerView(Protocol):

@@ -9,8 +9,6 @@ checks that need plugins (``sts_core.validation.check_tasks``).
 
 from __future__ import annotations
 
-import bisect
-import json
 import re
 from collections.abc import Callable, Mapping
 from datetime import date, datetime
@@ -18,22 +16,18 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import yaml
 
-from sts_core.errors import Problem, TaskValidationError, did_you_mean, short_repr, short_text
-from sts_core.model import Task, task_from_valid_options
+from sts_core.documents import Document, DocumentError, KeyPath, parse_json, parse_yaml
+from sts_core.errors import Problem, TaskValidationError
 from sts_core.plugins import PluginManager
+from sts_core.task import Task, task_from_valid_options
 from sts_core.validation import check_tasks, reported_already
-from sts_core.yamlsafe import TOO_MANY_DIGITS, UnsafeYamlError, check_document
+from sts_core.wording import did_you_mean, short_repr, short_text
 
 #: File suffixes and the syntax each one selects.
 SYNTAX_BY_SUFFIX: dict[str, str] = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
 TOP_LEVEL_KEYS: tuple[str, ...] = ("tasks",)
 _DATE_KEYS = ("at", "start", "end")
-#: Lines are recorded this deep (top, tasks, entry, option, two levels inside an option).
-_MAX_LINE_DEPTH = 6
-
-KeyPath = tuple[str | int, ...]
 
 
 def load_task_file(path: str | Path) -> list[Task]:
@@ -91,7 +85,7 @@ class _Loaded:
     """What a task file yielded so far: its tasks, their entry indices and every problem."""
 
     source: str
-    document: _Document
+    document: Document
     tasks: list[Task] = attrs.field(factory=list)
     indices: list[int] = attrs.field(factory=list)
     names: dict[int, str] = attrs.field(factory=dict)
@@ -236,28 +230,11 @@ def _describe(value: Any) -> str:
 # --- reading and parsing ------------------------------------------------------------------------
 
 
-@attrs.define
-class _Document:
-    """Parsed data with the line of every key path (1-based) and the problems parsing found."""
-
-    data: Any
-    lines: dict[KeyPath, int]
-    duplicate_keys: list[tuple[KeyPath, str, int, int]] = attrs.field(factory=list)
-
-    def line_of(self, path: KeyPath) -> int | None:
-        """The line of ``path``, or of its nearest ancestor with a known line."""
-        for length in range(len(path), -1, -1):
-            line = self.lines.get(path[:length])
-            if line is not None:
-                return line
-        return None
-
-
 def _fail(source: str, message: str, line: int | None = None) -> TaskValidationError:
     return TaskValidationError([Problem("", message, line)], source=source)
 
 
-def _parse(path: Path, source: str) -> _Document:
+def _parse(path: Path, source: str) -> Document:
     text = _read_text(path, source)
     syntax = SYNTAX_BY_SUFFIX.get(path.suffix.lower())
     if syntax is None:
@@ -266,7 +243,9 @@ def _parse(path: Path, source: str) -> _Document:
     if not text.strip():
         raise _fail(source, "the task file is empty; expected a mapping with a 'tasks:' list")
     try:
-        document = _parse_yaml(text, source) if syntax == "yaml" else _parse_json(text, source)
+        document = parse_yaml(text) if syntax == "yaml" else parse_json(text)
+    except DocumentError as exc:
+        raise _fail(source, str(exc), exc.line) from None
     except RecursionError:
         raise _fail(source, "the file is nested too deeply to be a task file") from None
     if document.data is None:
@@ -293,120 +272,3 @@ def _read_text(path: Path, source: str) -> str:
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         raise _fail(source, f"not UTF-8 text: byte 0x{raw[exc.start]:02x} cannot be decoded", line) from None
-
-
-def _parse_yaml(text: str, source: str) -> _Document:
-    loader = None
-    try:
-        loader = yaml.SafeLoader(text)  # reads the whole text: refuses control characters here
-        node = loader.get_single_node()
-        if node is None:
-            return _Document(None, {})
-        check_document(node)
-        # Lines come from the composed tree before construction, which rewrites merge keys.
-        document = _Document(None, {(): node.start_mark.line + 1})
-        _record_yaml_lines(node, (), document, set())
-        document.data = loader.construct_document(node)
-        return document
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        context = ""
-        if exc.context and exc.problem:
-            context_line = f", line {exc.context_mark.line + 1}" if exc.context_mark else ""
-            context = f" ({exc.context}{context_line})"
-        label = "unsupported YAML" if isinstance(exc, yaml.constructor.ConstructorError) else "malformed YAML"
-        raise _fail(source, f"{label}{where}: {exc.problem or exc.context}{context}",
-                    mark.line + 1 if mark else None) from None
-    except yaml.YAMLError as exc:
-        raise _fail(source, f"malformed YAML: {exc}") from None
-    except UnsafeYamlError as exc:
-        raise _fail(source, f"refused: {exc}", exc.line) from None
-    finally:
-        if loader is not None:
-            loader.dispose()
-
-
-def _record_yaml_lines(node: yaml.Node, path: KeyPath, document: _Document, seen: set[int]) -> None:
-    # Each node is walked once: aliases share nodes, and walking them again could repeat work
-    # without bound.
-    if id(node) in seen or len(path) >= _MAX_LINE_DEPTH:
-        return
-    seen.add(id(node))
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key_path = (*path, key_node.value)
-            line = key_node.start_mark.line + 1
-            if key_path in document.lines:
-                document.duplicate_keys.append((key_path, key_node.value, document.lines[key_path], line))
-                continue
-            document.lines[key_path] = line
-            _record_yaml_lines(value_node, key_path, document, seen)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            document.lines[(*path, index)] = item.start_mark.line + 1
-            _record_yaml_lines(item, (*path, index), document, seen)
-
-
-def _parse_json(text: str, source: str) -> _Document:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise _fail(source, f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}", exc.lineno) from None
-    except ValueError:  # an integer of more than 4300 digits
-        raise _fail(source, f"refused: {TOO_MANY_DIGITS}") from None
-    document = _Document(data, {})
-    _JsonLines(text, document).value(0, ())
-    return document
-
-
-class _JsonLines:
-    """Records the line of every key path of a JSON text already known to be valid."""
-
-    _SPACE = re.compile(r"[ \t\n\r]*")
-
-    def __init__(self, text: str, document: _Document) -> None:
-        self.text = text
-        self.document = document
-        self.decoder = json.JSONDecoder()
-        self.newlines = [match.start() for match in re.finditer("\n", text)]
-
-    def line(self, offset: int) -> int:
-        return bisect.bisect_left(self.newlines, offset) + 1
-
-    def skip(self, offset: int) -> int:
-        return self._SPACE.match(self.text, offset).end()  # type: ignore[union-attr]
-
-    def value(self, offset: int, path: KeyPath) -> int:
-        """Record lines for the value starting at ``offset``; return the offset after it."""
-        offset = self.skip(offset)
-        if not path:
-            self.document.lines[()] = self.line(offset)
-        opener = self.text[offset]
-        if opener not in "[{" or len(path) >= _MAX_LINE_DEPTH:
-            return self.decoder.raw_decode(self.text, offset)[1]
-        closer = "}" if opener == "{" else "]"
-        offset = self.skip(offset + 1)
-        index = 0
-        while self.text[offset] != closer:
-            if opener == "{":
-                key, after_key = self.decoder.raw_decode(self.text, offset)
-                child = (*path, key)
-                offset = self.skip(self.skip(after_key) + 1)  # past the colon
-                if child in self.document.lines:
-                    self.document.duplicate_keys.append((child, key, self.document.lines[child], self.line(offset)))
-                    offset = self.skip(self.decoder.raw_decode(self.text, offset)[1])
-                    if self.text[offset] == ",":
-                        offset = self.skip(offset + 1)
-                    continue
-                self.document.lines[child] = self.line(offset)
-            else:
-                child = (*path, index)
-                self.document.lines[child] = self.line(self.skip(offset))
-                index += 1
-            offset = self.skip(self.value(offset, child))
-            if self.text[offset] == ",":
-                offset = self.skip(offset + 1)
-        return offset + 1

@@ -20,6 +20,7 @@ from sts_core.errors import BackendError, BackendUnavailableError
 from sts_core.eventbus import EventBus
 from sts_core.inflight import RunsInFlight
 from sts_core.interfaces import Delivery, ExecutionContext
+from sts_core.isolation import Isolation
 from sts_core.model import FAILED_STATES, Run, RunState, fire_id, new_run_id, recordable_result
 from sts_core.outages import BackendOutages
 from sts_core.outcomes import Outcomes, next_attempt
@@ -118,6 +119,8 @@ class WorkerLoop:
         self._concurrency = concurrency
         self._output_limit = output_limit
         self._max_redeliveries = max_redeliveries
+        # A run redelivered after a lost worker runs alone here (sts_core.isolation).
+        self._isolation = Isolation()
         self._random = random.Random()
         self._stopping = False
         # Delivered runs whose user code has not finished: each holds one of the concurrency slots.
@@ -152,6 +155,9 @@ class WorkerLoop:
             while self._free_slots <= 0:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
+            if self._isolation.closed:  # a suspect runs alone here: take nothing until it is over
+                await self._isolation.until_open()
+                continue
             try:
                 if consume_many is not None:
                     deliveries = await consume_many(min(self._free_slots, MAX_PREFETCH), 1.0)
@@ -216,7 +222,7 @@ class WorkerLoop:
         handed to another worker."""
         while not self._stopping:
             await self.clock.wait(None, HEARTBEAT_INTERVAL)
-            if self._free_slots <= 0:  # the worker loop is parked until a run ends: busy, not stuck
+            if self._free_slots <= 0 or self._isolation.closed:  # the worker loop is parked: busy, not stuck
                 self._beats["worker"] = self.clock.now()
             now = self.clock.monotonic()
             for run_id, (delivery, length) in list(self._leases.items()):
@@ -310,22 +316,14 @@ class WorkerLoop:
         first_start = count == 1
         if count > 1:
             redelivery = self._redelivery
-            previous, lost = await redelivery.previous_attempts(delivery)
+            previous, attempts = await redelivery.previous_attempts(delivery)
             if previous is not None and previous.state in RECORDED_OUTCOMES:
                 await redelivery.complete_recorded(delivery, previous)
                 return
-            # Poison: lost while running more than max_redeliveries times (recorded attempts), or
-            # delivered so often without a hand-back that its workers must die before recording a
-            # start (where the broker's count may skip a number, only at twice the allowance).
-            unaccounted = count - 1 - delivery.handed_back  # hand-backs at graceful shutdown do not count
-            limit = self._max_redeliveries
-            if lost > limit:
-                await redelivery.poison(delivery, f"delivered {count} times; its worker was lost {lost} times "
-                                        f"(executor.max_redeliveries={limit})")
-                return
-            if unaccounted > (2 * (limit + 1) if self._counts_may_skip else limit):
-                await redelivery.poison(delivery, f"delivered {count} times, {unaccounted} of them to workers lost "
-                                        f"before recording a start (executor.max_redeliveries={limit})")
+            # Poison: lost too often while it ran alone (sts_core.isolation); hand-backs never count.
+            poison = attempts.poison_reason(delivery, self._max_redeliveries, counts_may_skip=self._counts_may_skip)
+            if poison is not None:
+                await redelivery.poison(delivery, poison)
                 return
             if previous is None and self._starts_once:
                 # No earlier attempt left a record: the earlier deliveries never reached a worker
@@ -340,6 +338,7 @@ class WorkerLoop:
                     attempt=run.attempt + count - 1,
                     reason=f"redelivered (delivery {count}): the previous worker "
                     + ("handed it back when it stopped" if handed_back else "was lost"),
+                    isolated=attempts.suspect,
                 )
         plan = await self.plans.for_version(run.task_name, run.task_version)
         if plan is not None and self.plans.current(run.task_name) is None and self._shared:
@@ -357,7 +356,16 @@ class WorkerLoop:
             if not await self._take_instance(plan, run, delivery):
                 return
             run = attrs.evolve(run, waits_for_instance=False)
-        await self._attempt(plan, run, delivery=delivery, follow_up=True, first_start=first_start)
+        # A suspect runs alone: it waits for the runs executing here (and they for it), at most
+        # isolation.PATIENCE; then it runs beside them and is not recorded as isolated.
+        isolation = self._isolation
+        alone = run.isolated
+        if not isolation.enter_now(alone):
+            alone = run.isolated = await isolation.enter(alone, self.clock)
+        try:
+            await self._attempt(plan, run, delivery=delivery, follow_up=True, first_start=first_start)
+        finally:
+            isolation.leave(alone)
 
     async def _take_instance(self, plan: TaskPlan, run: Run, delivery: Delivery) -> bool:
         """A manual fire queued behind its task's active runs: True when it may start now (it now

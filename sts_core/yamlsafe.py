@@ -71,16 +71,11 @@ def check_document(root: yaml.Node | None, limit: int = MAX_ALIAS_EXPANSION) -> 
 
 def safe_load(text: str) -> Any:
     """``yaml.safe_load`` that refuses alias-expansion bombs (``UnsafeYamlError``)."""
-    return load_with_node(text)[0]
-
-
-def load_with_node(text: str) -> tuple[Any, yaml.Node | None]:
-    """``safe_load``'s data, and the composed node it was built from (for the lines of its keys)."""
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
         check_document(node)
-        return (None if node is None else loader.construct_document(node)), node
+        return None if node is None else loader.construct_document(node)
     finally:
         loader.dispose()
 

@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-STS_SCRIPT = Path(sys.executable).with_name("sts")
+from sts_core.testing import sts_command
+
 TIMESTAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}(?:Z|[+-]\d\d:\d\d)"
-
-
-def sts_command() -> list[str]:
-    """The console script, as a user runs it (``python -m`` would put the working directory on
-    sys.path by itself and hide whether the CLI does)."""
-    return [str(STS_SCRIPT)] if STS_SCRIPT.exists() else [sys.executable, "-m", "sts_core.cli"]
 
 
 def clean_environment(**extra: str) -> dict[str, str]:

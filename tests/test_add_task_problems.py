@@ -9,8 +9,8 @@ import pytest
 
 from sts_core.config import Config
 from sts_core.errors import TaskValidationError
-from sts_core.model import Task
 from sts_core.scheduler import AsyncTaskScheduler
+from sts_core.task import Task
 
 # A date trigger before its start: only the trigger built from the whole spec can tell (a bad cron
 # expression is refused sooner, by Task itself).

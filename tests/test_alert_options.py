@@ -13,8 +13,8 @@ import pytest
 
 from sts_core.errors import TaskValidationError
 from sts_core.hookspecs import hookimpl
-from sts_core.model import Task
 from sts_core.plugins import PluginManager
+from sts_core.task import Task
 
 
 def job() -> None:

@@ -10,7 +10,8 @@ import attrs
 
 from sts_core.blocking import TaskScheduler
 from sts_core.config import Config
-from sts_core.model import RunState, Task
+from sts_core.run import RunState
+from sts_core.task import Task
 
 
 def _config() -> Config:

@@ -25,7 +25,8 @@ from pathlib import Path
 import pytest
 from cli_helpers import TIMESTAMP, clean_environment, read_until, run_sts, sts_command, summary_table
 
-from sts_core import __version__, cli
+from sts_cli import cli
+from sts_core import __version__
 from sts_core.hookspecs import hookimpl
 from sts_core.plugins import PluginManager
 
@@ -76,6 +77,16 @@ def workdir(tmp_path: Path) -> Path:
 
 
 # -- the command itself --------------------------------------------------------------------------
+
+
+def test_the_sts_console_script_is_the_command_line_package_outside_the_kernel():
+    import tomllib
+
+    from sts_core.testing import STS_ENTRY_POINT
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
+    assert pyproject["project"]["scripts"]["sts"] == STS_ENTRY_POINT == "sts_cli:main"
+    assert "sts_cli" in pyproject["tool"]["setuptools"]["packages"]
 
 
 def test_version_prints_the_package_version(tmp_path):

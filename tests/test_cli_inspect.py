@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from cli_helpers import run_sts as sts
 
-from sts_core import cli
+from sts_cli import cli
 
 JOBS = "def greet(name='world'):\n    print(f'hello, {name}')\n    return name\n"
 

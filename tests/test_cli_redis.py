@@ -15,7 +15,7 @@ from cli_helpers import clean_environment, read_until, run_sts, sts_command
 
 from sts_core.blocking import TaskScheduler
 from sts_core.config import Config
-from sts_core.model import Task
+from sts_core.task import Task
 
 JOBS = '''\
 def greet(name="world"):

@@ -163,10 +163,10 @@ def test_watch_without_a_task_file_is_a_usage_error(tmp_path):
 def test_a_removal_that_fails_is_reported_as_a_partial_reload_and_done_at_the_next(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    from sts_cli.reloading import TaskFileReloader
     from sts_core.blocking import TaskScheduler
     from sts_core.config import Config
     from sts_core.errors import BackendUnavailableError
-    from sts_core.reloading import TaskFileReloader
 
     (tmp_path / "reload_jobs.py").write_text(JOBS)
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -193,8 +193,8 @@ def test_a_removal_that_fails_is_reported_as_a_partial_reload_and_done_at_the_ne
 
 
 def test_a_reload_of_a_task_file_with_a_control_character_is_rejected_not_raised(tmp_path) -> None:
+    from sts_cli.reloading import TaskFileReloader
     from sts_core.blocking import TaskScheduler
-    from sts_core.reloading import TaskFileReloader
     from tests.conftest import quiet_config
 
     path = tmp_path / "tasks.yaml"

@@ -422,6 +422,26 @@ def test_validation_errors_in_json_files_carry_lines_too(tmp_path: Path) -> None
     assert problems_of(error)["misfire"].line == 3
 
 
+def test_validation_errors_in_a_tab_indented_json_file_carry_lines_too(tmp_path: Path) -> None:
+    # Tabs are valid JSON but not YAML: the lines are found by reading the JSON itself.
+    file = write(tmp_path, "sts.json", '{\n\t"retries": 1,\n\t"misfire": "later"\n}\n')
+    with pytest.raises(ConfigError) as error:
+        Config.from_json(file)
+    assert problems_of(error)["misfire"].line == 3
+
+
+@pytest.mark.parametrize(("name", "text"), [
+    ("sts.yaml", "retries: 1\nretries: -1\n"),
+    ("sts.json", '{\n  "retries": 1,\n  "retries": -1\n}\n'),
+])
+def test_a_key_given_twice_is_reported_at_the_line_of_the_value_that_counts(
+    tmp_path: Path, name: str, text: str
+) -> None:
+    with pytest.raises(ConfigError) as error:
+        Config.from_file(write(tmp_path, name, text))
+    assert problems_of(error)["retries"].line == (2 if name.endswith(".yaml") else 3)
+
+
 # --- set ---------------------------------------------------------------------------------------------
 
 

@@ -11,9 +11,10 @@ import asyncio
 from typing import Any
 
 from sts_core import events as ev
-from sts_core.model import RunState, Task
 from sts_core.plugins import PluginManager
+from sts_core.run import RunState
 from sts_core.scheduler import AsyncTaskScheduler
+from sts_core.task import Task
 from sts_core.testing import EventRecorder
 
 calls: list[str] = []
@@ -90,22 +91,26 @@ def test_a_run_delivered_more_often_than_max_redeliveries_is_dead_lettered_as_po
         async with _listened(make_scheduler, events, executor={"max_redeliveries": 1}) as scheduler:
             engine, broker = await _prepared(scheduler, Task("t", job, every=3600))
             run = await _fire_first(engine, "t")
-            await broker.consume(0)
-            clock.advance(60)
-            await broker.consume(0)  # the second worker dies too
-            clock.advance(60)
-            third = await broker.consume(0)
-            assert third.delivery_count == 3
-            await engine.worker_loop.execute_delivered(third)
+            # three workers record the start and die: the first beside other runs, then two alone
+            for number in (1, 2, 3):
+                delivery = await broker.consume(0)
+                delivery.run.id = run.id if number == 1 else f"{run.id}.d{number}"
+                delivery.run.state, delivery.run.isolated = RunState.RUNNING, number > 1
+                await scheduler.backend.store.record_run(delivery.run)
+                clock.advance(60)
+            fourth = await broker.consume(0)
+            assert fourth.delivery_count == 4
+            await engine.worker_loop.execute_delivered(fourth)
             for _ in range(100):  # events reach listeners on their own thread
                 if any(isinstance(e, ev.RunFailed) for e in events.seen):
                     break
                 await asyncio.sleep(0.01)
-            poison = await scheduler.get_run(f"{run.id}.d3")
+            poison = await scheduler.get_run(f"{run.id}.d4")
             dead = await broker.dead_letters()
             depth = await broker.depth()
             assert await scheduler.backend.store.begin_fire("t", "next", 1)  # the fire no longer counts
-        assert poison.state is RunState.POISON and "delivered 3 times" in poison.error_message
+        assert poison.state is RunState.POISON and "delivered 4 times" in poison.error_message
+        assert "lost 2 times while it ran alone" in poison.error_message
         assert [d["id"] for d in dead] == [run.id] and "max_redeliveries=1" in dead[0]["reason"]
         assert depth == 0 and calls == []
         failed = [e for e in events.seen if isinstance(e, ev.RunFailed)]
@@ -216,7 +221,7 @@ def test_a_worker_that_finishes_after_losing_its_lease_records_a_duplicate_and_n
 
 def test_a_queued_run_of_a_task_that_never_existed_is_dead_lettered(make_scheduler, clock) -> None:
     async def main() -> None:
-        from sts_core.model import Run, fire_id, new_run_id
+        from sts_core.run import Run, fire_id, new_run_id
 
         async with make_scheduler() as scheduler:
             engine, broker = await _prepared(scheduler, Task("t", job, every=3600))

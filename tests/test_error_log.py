@@ -12,7 +12,7 @@ import pytest
 
 from sts_core.config import Config
 from sts_core.logsetup import configure_logging, reset_logging
-from sts_core.model import Task
+from sts_core.task import Task
 from sts_core.testing import until
 
 

@@ -7,16 +7,9 @@ from zoneinfo import available_timezones
 
 import pytest
 
-from sts_core.errors import (
-    MAX_KEY_PATH_LENGTH,
-    MAX_MESSAGE_LENGTH,
-    SHORT_REPR_LIMIT,
-    Problem,
-    did_you_mean,
-    short_repr,
-    short_text,
-)
-from sts_core.model import task_keys
+from sts_core.errors import MAX_KEY_PATH_LENGTH, MAX_MESSAGE_LENGTH, Problem
+from sts_core.task import task_keys
+from sts_core.wording import SHORT_REPR_LIMIT, did_you_mean, short_repr, short_text
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from sts_core.model import Task
+from sts_core.task import Task
 
 
 def test_health_before_start_says_not_running(make_scheduler) -> None:

@@ -18,9 +18,10 @@ import pytest
 from sts_core import events as ev
 from sts_core.blocking import TaskScheduler
 from sts_core.clock import SystemClock
-from sts_core.model import Run, RunState, Task
 from sts_core.plugins import PluginManager
+from sts_core.run import Run, RunState
 from sts_core.scheduler import AsyncTaskScheduler
+from sts_core.task import Task
 from sts_core.testing import EventRecorder
 from tests.conftest import quiet_config
 

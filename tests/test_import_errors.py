@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from sts_core.functions import FunctionRegistry, import_callable
-from sts_core.model import Task
 from sts_core.plugins import PluginManager
+from sts_core.task import Task
 from sts_core.validation import check_tasks
 
 

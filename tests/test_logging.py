@@ -16,7 +16,7 @@ import pytest
 from sts_core.config import Config
 from sts_core.errors import ConfigError
 from sts_core.logsetup import configure_logging, reset_logging
-from sts_core.model import RunState
+from sts_core.run import RunState
 
 TEXT_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}(?:Z|[+-]\d\d:\d\d) (?P<rest>.*)$")
 WHEN = 1795750643.123  # 2026-11-27T03:37:23.123Z

@@ -9,7 +9,8 @@ import pytest
 
 from sts_core.durations import format_duration, parse_duration
 from sts_core.errors import Problem, TaskValidationError
-from sts_core.model import Run, RunState, Task, create_task
+from sts_core.run import Run, RunState
+from sts_core.task import Task, create_task
 
 
 def job() -> None:
@@ -249,7 +250,7 @@ def test_cross_field_problems_are_reported_together_with_bad_values():
 
 
 def test_task_from_valid_options_leaves_out_what_is_invalid():
-    from sts_core.model import task_from_valid_options
+    from sts_core.task import task_from_valid_options
 
     task, left_out = task_from_valid_options(
         {"name": "t", "function": "pkg:fn", "cron": "99 * * * *", "retries": -1, "evry": 3, "every": "1s"}
@@ -262,11 +263,13 @@ def test_task_from_valid_options_leaves_out_what_is_invalid():
 def test_run_records_stay_readable_across_versions() -> None:
     from datetime import UTC, datetime
 
-    from sts_core.model import Run
+    from sts_core.run import Run
 
     run = Run(id="r1", task_name="t", task_version=1, scheduled_for=datetime(2026, 1, 1, tzinfo=UTC))
     data = run.to_dict()
-    assert "waits_for_instance" not in data  # an earlier version cannot read a key it does not know
+    assert "waits_for_instance" not in data and "isolated" not in data  # an earlier version cannot read them
     assert Run.from_dict({**data, "added_by_a_later_version": 1}).to_dict() == data
     waiting = Run.from_dict({**data, "waits_for_instance": True})
     assert waiting.waits_for_instance and waiting.to_dict()["waits_for_instance"] is True
+    alone = Run.from_dict({**data, "isolated": True})
+    assert alone.isolated and alone.to_dict()["isolated"] is True

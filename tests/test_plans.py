@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from sts_core.model import Task
 from sts_core.plans import OLDER_VERSIONS_KEPT, TaskPlan, TaskPlans
 from sts_core.retry import RetryPolicy
+from sts_core.task import Task
 
 
 def job() -> None:

@@ -61,6 +61,7 @@ def test_the_kernel_never_imports_the_plugin_api() -> None:
     assert not offending, "sts_core must not import sts.plugin, which re-exports it:\n" + "\n".join(offending)
 
 
+
 @pytest.mark.parametrize("name", sts.plugin.__all__)
 def test_every_name_of_the_plugin_api_resolves_and_says_what_it_is(name: str) -> None:
     value = getattr(sts.plugin, name)

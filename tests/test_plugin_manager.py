@@ -24,8 +24,9 @@ from sts_core import events as ev
 from sts_core.config import Config
 from sts_core.errors import ConfigError, PluginError
 from sts_core.hookspecs import hookimpl
-from sts_core.model import RunState, Task
 from sts_core.plugins import DISABLE_ENV, PluginManager
+from sts_core.run import RunState
+from sts_core.task import Task
 
 FIXTURES = str(Path(__file__).parent / "plugin_fixtures")
 if FIXTURES not in sys.path:

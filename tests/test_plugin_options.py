@@ -13,9 +13,9 @@ import pytest
 
 from sts_core.errors import PluginError, TaskValidationError
 from sts_core.hookspecs import hookimpl
-from sts_core.model import Task
 from sts_core.options import Option, forget_installed, installed_options, plugin_added
 from sts_core.plugins import PluginManager
+from sts_core.task import Task
 from sts_core.taskfile import load_task_file, validate_task_file
 
 FIXTURES = str(Path(__file__).parent / "plugin_fixtures")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sts_core.sections import check_section, format_address, is_loopback, parse_address
+from sts_core.addresses import format_address, is_loopback, parse_address
+from sts_core.sections import check_section
 
 
 def _port(value: object) -> str | None:

@@ -15,8 +15,8 @@ import pytest
 
 from sts_core.errors import Problem, TaskValidationError
 from sts_core.hookspecs import hookimpl
-from sts_core.model import Task
 from sts_core.plugins import PluginManager
+from sts_core.task import Task
 from sts_core.taskfile import load_task_file, validate_task_file
 
 # --- fakes ---------------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ import pytest
 
 from sts_core.errors import Problem, TaskValidationError
 from sts_core.hookspecs import hookimpl
-from sts_core.model import Task
 from sts_core.plugins import PluginManager
+from sts_core.task import Task
 from sts_core.validation import check_tasks, compile_trigger
 
 

@@ -2,7 +2,8 @@
 
     python -m workloads.w2_precision SYSTEM [--seconds 10] [--drain 1.5] [--no-freeze]
 
-SYSTEM is ``NAME@TASKS-PHASES``, e.g. ``sts@1000-aligned`` or ``apscheduler3@10000-spread``:
+SYSTEM is ``NAME@TASKS-PHASES[/library]``, e.g. ``sts@1000-aligned``, ``apscheduler3@10000-spread``
+or ``sts@1000-aligned/library``:
 
 - NAME: ``sts`` (AsyncTaskScheduler, memory backend, an async no-op), ``apscheduler3``
   (AsyncIOScheduler, memory job store, an async no-op), ``apscheduler3-thread`` (BackgroundScheduler,
@@ -14,13 +15,17 @@ SYSTEM is ``NAME@TASKS-PHASES``, e.g. ``sts@1000-aligned`` or ``apscheduler3@100
 - TASKS: how many tasks, each every second.
 - PHASES: ``aligned`` (every task due at the whole second: the burst case) or ``spread`` (task i
   at i/TASKS past it).
+- ``/library``: as a library user runs it rather than as ``sts run`` does: no ``gc.freeze()`` (in
+  any system), and STS is the README's ``AsyncTaskScheduler(Config())`` with every default (its
+  history keeps up to 1,000 runs per task for 7 days, so it grows all run long). Without it, STS
+  keeps only the runs of the window in its history, and everything is frozen after loading.
 
 The tasks are loaded first (not measured), their first fires set to a whole second a few seconds
 ahead (``BASE``); then the collector is emptied and ``gc.freeze()`` called, for every system alike
-(``--no-freeze``: nowhere), as ``sts run`` does once its tasks are loaded: the benchmark judges
-firing, not collecting what loading left. Lateness is the wall time at which the user function is
-entered minus the time that fire was scheduled for, the same probe for every system (STS's
-``started_at`` is taken earlier, before the start is recorded, so it is not used). Only fires
+(``--no-freeze`` or ``/library``: nowhere), as ``sts run`` does once its tasks are loaded. Lateness
+is the wall time at which the user function is entered minus the time that fire was scheduled for,
+the same probe for every system (STS's ``started_at`` is taken earlier, before the start is
+recorded, so it is not used). Only fires
 scheduled in ``[BASE, BASE + seconds)`` are judged: TASKS * seconds are expected; a fire that has
 not started ``--drain`` seconds after the window counts as missed, like one the system skipped (the
 default 1.5 s ends the run between two whole seconds, so stopping does not cut into an aligned
@@ -38,14 +43,20 @@ other, in its own loop. For the aligned case the first fire is set by writing ea
 ``next_run`` (the whole second); a phase within the second is not something ``schedule`` offers
 or keeps, so ``schedule@N-spread`` is refused rather than faked.
 
+The garbage collector is watched through ``gc.callbacks`` from the end of loading until the last
+fire may start: ``gc_full_max_ms`` is the longest full (generation 2) collection, ``gc_full`` how many
+there were, ``gc_max_ms`` the longest collection of any generation. A collection stops the loop,
+so it adds to the lateness of every fire due while it runs.
+
 Prints ``{"p50_ms", "p99_ms", "max_ms", "fires_per_s", "cpu_s", "cpu_us_per_fire", "fires", "missed",
-"expected"}``.
+"expected", "gc_full_max_ms", "gc_full", "gc_max_ms"}``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import gc
 import json
 import logging
@@ -96,9 +107,39 @@ class CpuWindow:
         return self.cpu
 
 
+class GcWatch:
+    """The collections the garbage collector makes once started: how long each generation's took."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[int, float, float]] = []  # (generation, seconds, wall time at the end)
+        self._began = 0.0
+
+    def start(self) -> None:
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+        else:
+            self.pauses.append((info["generation"], time.perf_counter() - self._began, time.time()))
+
+    def result(self, end: float) -> dict[str, float]:
+        """The collections that ended before ``end`` (not those of reading the results)."""
+        if self._callback in gc.callbacks:
+            gc.callbacks.remove(self._callback)
+        pauses = [(generation, seconds) for generation, seconds, at in self.pauses if at <= end]
+        full = [seconds for generation, seconds in pauses if generation == 2]
+        return {"gc_full_max_ms": max(full, default=0.0) * 1000, "gc_full": len(full),
+                "gc_max_ms": max((seconds for _, seconds in pauses), default=0.0) * 1000}
+
+
+GC = GcWatch()
+
+
 def loaded(base: float, freeze: bool) -> None:
     """Called by every system once its tasks are loaded: check the start is still ahead, then
-    empty the collector and freeze what survives (unless ``--no-freeze``)."""
+    empty the collector, freeze what survives (unless ``--no-freeze`` or ``/library``) and start
+    watching the collector."""
     margin = base - time.time()
     print(f"w2: loaded, {margin:.2f}s before the start", file=sys.stderr, flush=True)
     if margin < MIN_MARGIN:
@@ -106,6 +147,7 @@ def loaded(base: float, freeze: bool) -> None:
     gc.collect()
     if freeze:
         gc.freeze()
+    GC.start()
 
 
 def utc(timestamp: float) -> datetime:
@@ -116,9 +158,12 @@ def utc(timestamp: float) -> datetime:
 # -- systems: each loads its tasks, runs until ``end`` and returns [(scheduled, started)] --------------
 
 
-def run_sts(firsts: list[float], base: float, end: float, freeze: bool) -> list[tuple[float, float]]:
+def run_sts(
+    firsts: list[float], base: float, end: float, freeze: bool, library: bool = False,
+) -> list[tuple[float, float]]:
     """STS, memory backend; the scheduled time of each entry is its run record's ``scheduled_for``
-    (a task's started runs, in order, are its function's entries, in order)."""
+    (a task's started runs, in order, are its function's entries, in order). ``library``: as a
+    library user gets it, ``AsyncTaskScheduler(Config())`` with every default."""
     from sts_core.config import Config
     from sts_core.model import Task
     from sts_core.scheduler import AsyncTaskScheduler
@@ -131,7 +176,8 @@ def run_sts(firsts: list[float], base: float, end: float, freeze: bool) -> list[
 
     async def main() -> list[Any]:
         keep = int(end - base) + 10  # every run of the window stays in the history
-        config = Config({"logging": {"loglevel": "WARNING"}, "history": {"max_runs_per_task": keep}})
+        config = (Config() if library
+                  else Config({"logging": {"loglevel": "WARNING"}, "history": {"max_runs_per_task": keep}}))
         async with AsyncTaskScheduler(config) as scheduler:
             await scheduler.add_tasks([
                 Task(f"t{i}", function(i), every=1, start=utc(first)) for i, first in enumerate(firsts)
@@ -261,15 +307,17 @@ SYSTEMS: dict[str, Callable[[list[float], float, float, bool], list[tuple[float,
 PHASES = ("aligned", "spread")
 
 
-def parse_system(system: str) -> tuple[str, int, str]:
-    """``sts@1000-aligned`` -> ("sts", 1000, "aligned")."""
-    name, _, case = system.partition("@")
+def parse_system(system: str) -> tuple[str, int, str, bool]:
+    """``sts@1000-aligned`` -> ("sts", 1000, "aligned", False); ``.../library`` -> (..., True)."""
+    case, slash, mode = system.partition("/")
+    name, _, case = case.partition("@")
     tasks, _, phases = case.partition("-")
-    if name not in SYSTEMS or not tasks.isdigit() or phases not in PHASES:
-        raise SystemExit(f"SYSTEM is NAME@TASKS-PHASES: NAME in {sorted(SYSTEMS)}, PHASES in {PHASES}; got {system!r}")
+    if name not in SYSTEMS or not tasks.isdigit() or phases not in PHASES or (slash and mode != "library"):
+        raise SystemExit(f"SYSTEM is NAME@TASKS-PHASES[/library]: NAME in {sorted(SYSTEMS)}, PHASES in {PHASES}; "
+                         f"got {system!r}")
     if name == "schedule" and phases == "spread":
         raise SystemExit("schedule cannot start a job at a phase within the second (see the module docstring)")
-    return name, int(tasks), phases
+    return name, int(tasks), phases, bool(slash)
 
 
 def percentile(ordered: list[float], fraction: float) -> float:
@@ -296,13 +344,15 @@ def main() -> None:
     parser.add_argument("--drain", type=float, default=1.5, help="seconds a late fire of the window may still start")
     parser.add_argument("--no-freeze", dest="freeze", action="store_false", help="skip gc.freeze() after loading")
     args = parser.parse_args()
-    name, tasks, phases = parse_system(args.system)
+    name, tasks, phases, library = parse_system(args.system)
     base = float(math.floor(time.time()) + LEAD + math.ceil(tasks / 5000))
     firsts = [base + (i / tasks if phases == "spread" else 0.0) for i in range(tasks)]
     firsts = [utc(first).timestamp() for first in firsts]  # as the systems hold them (microseconds)
     cpu = CpuWindow(base, base + args.seconds)
-    pairs = SYSTEMS[name](firsts, base, base + args.seconds + args.drain, args.freeze)
-    print(json.dumps(summarize(pairs, base, args.seconds, tasks * args.seconds, cpu.result())))
+    system = functools.partial(run_sts, library=library) if name == "sts" else SYSTEMS[name]
+    end = base + args.seconds + args.drain
+    pairs = system(firsts, base, end, args.freeze and not library)
+    print(json.dumps({**summarize(pairs, base, args.seconds, tasks * args.seconds, cpu.result()), **GC.result(end)}))
 
 
 if __name__ == "__main__":

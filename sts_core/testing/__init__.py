@@ -8,7 +8,8 @@ It gives every test suite, the kernel's and each plugin's:
 - ``StoreContract`` and ``BrokerContract``: the conformance suites every backend runs, and
   ``AtomicStepsContract`` for a backend that offers ``AtomicSteps``;
 - ``EventRecorder``: a plugin keeping every event the engine emits;
-- ``run_cli(argv)``: the ``sts`` command line run in this process, for testing a plugin's commands;
+- ``run_cli(argv)``: the ``sts`` command line run in this process, for testing a plugin's commands,
+  and ``sts_command()``: the words that run it in a new process, as a user does;
 - ``until(condition, timeout, what)``: wait in real time for a condition, in tests against real
   servers and processes (``processes`` has free ports and children that die with the test run).
 
@@ -51,8 +52,11 @@ pytest session); kernel modules are imported where they are used.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from importlib import metadata
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -80,6 +84,7 @@ __all__ = [
     "make_plugin_manager",
     "noop",
     "run_cli",
+    "sts_command",
     "until",
 ]
 
@@ -129,9 +134,26 @@ def make_plugin_manager() -> Callable[..., PluginManager]:
 def run_cli(argv: Sequence[str]) -> int:
     """Run the ``sts`` command line in this process with ``argv`` (the words after ``sts``) and
     return its exit status: for testing the commands a plugin registers (``register_commands``)."""
-    from sts_core.cli import main
+    from sts_cli import main  # the command line is an application on the kernel, not part of it
 
     return main(argv)
+
+
+#: The entry point of the ``sts`` console script.
+STS_ENTRY_POINT = "sts_cli:main"
+
+
+def sts_command() -> list[str]:
+    """The command line that runs ``sts`` in a new process as a user does: this environment's console
+    script, or where it is missing or stale (an editable install keeps the entry point of its last
+    ``pip install``) the entry point run by this interpreter with ``-P``, which, like the script,
+    leaves the working directory off ``sys.path`` (``python -m`` alone would add it, and hide
+    whether the command does)."""
+    script = Path(sys.executable).with_name("sts")
+    installed = [ep.value for ep in metadata.entry_points(group="console_scripts", name="sts")]
+    if script.exists() and installed == [STS_ENTRY_POINT]:
+        return [str(script)]
+    return [sys.executable, "-P", "-m", "sts_cli"]
 
 
 def noop() -> None:

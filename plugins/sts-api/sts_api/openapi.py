@@ -117,6 +117,11 @@ _RUN_PROPERTIES: dict[str, Schema] = {
         "type": "boolean",
         "description": "a manual fire queued behind the task's active runs (max_instances): it starts once one ends",
     },
+    "isolated": {
+        "type": "boolean",
+        "description": "run alone on its worker, as a worker was lost while an earlier attempt ran: a loss of this "
+                       "attempt counts toward executor.max_redeliveries",
+    },
 }
 _RUN_LONG: dict[str, Schema] = {"traceback": _nullable({"type": "string"}), "output": _nullable({"type": "string"})}
 

@@ -43,7 +43,8 @@ def task_resource(task: Task, next_fire: datetime | None) -> dict[str, Any]:
 def run_resource(run: Run, *, full: bool = True) -> dict[str, Any]:
     """A run record; without ``full``, without its output and traceback."""
     data = run.to_dict()
-    data.setdefault("waits_for_instance", False)  # to_dict leaves it out when false
+    data.setdefault("waits_for_instance", False)  # to_dict leaves these out when false
+    data.setdefault("isolated", False)
     if not full:
         for key in LONG_RUN_FIELDS:
             data.pop(key, None)

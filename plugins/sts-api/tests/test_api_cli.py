@@ -55,7 +55,7 @@ def test_sts_run_api_without_a_token_is_a_config_error(capsys: pytest.CaptureFix
 def test_the_readme_curl_example_creates_a_task_that_fires(tmp_path: Path) -> None:
     environment = {**os.environ, "STS_API_TOKEN": ADMIN, "STS_API__ADDRESS": "127.0.0.1:0"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "sts_core.cli", "run", "--api", "--config", str(EXAMPLE_CONFIG), "--for", "60s"],
+        [sys.executable, "-m", "sts_cli", "run", "--api", "--config", str(EXAMPLE_CONFIG), "--for", "60s"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment, cwd=tmp_path,
     )
     try:

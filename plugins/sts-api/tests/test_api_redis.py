@@ -86,7 +86,7 @@ def test_sts_api_serves_a_shared_backend_until_sigterm(redis_url: str, tmp_path:
     config.write_text(yaml.safe_dump({**redis_section(redis_url, prefix),
                                       "api": {"address": "127.0.0.1:0", "allowed_functions": ["sts_api.demo:*"]}}))
     environment = {**os.environ, "STS_API_TOKEN": ADMIN, "STS_API_READ_TOKEN": READ}
-    process = subprocess.Popen([sys.executable, "-m", "sts_core.cli", "api", "--config", str(config)],
+    process = subprocess.Popen([sys.executable, "-m", "sts_cli", "api", "--config", str(config)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment)
     running = TaskScheduler(Config({"logging": {"loglevel": "WARNING"}, **redis_section(redis_url, prefix)}))
     try:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
+import sys
+import tracemalloc
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sts.plugin import Run
+from sts.plugin import Run, RunState, Task
 from sts_core.testing import FakeClock
 from sts_memory.store import MemoryStore
 
@@ -87,7 +90,7 @@ def test_age_bookkeeping_stays_bounded_when_count_retention_drops_runs() -> None
         for i in range(10_000):
             await store.record_run(Run(id=f"r{i}", task_name="a", task_version=1, scheduled_for=clock.now()))
         assert len(store._runs) == 5
-        assert len(store._recorded) <= 1024 + 1
+        assert len(store._recorded_at) == len(store._ids) == 5
 
     asyncio.run(main())
 
@@ -111,5 +114,102 @@ def test_a_naive_next_fire_time_is_refused_with_the_task_name() -> None:
     async def main() -> None:
         with pytest.raises(ValueError, match=r"'report'.*timezone-aware"):
             await store.set_next_fire("report", datetime(2026, 1, 1))
+
+    asyncio.run(main())
+
+
+def tracked_objects_after_collecting() -> int:
+    gc.collect()
+    return len(gc.get_objects())
+
+
+def test_the_run_history_adds_no_objects_for_the_garbage_collector_to_walk() -> None:
+    clock = FakeClock()
+    store = MemoryStore(clock, max_runs_per_task=None, max_age=7 * 86400)
+
+    async def main() -> None:
+        for i in range(5_000):
+            run = Run(id=f"r{i}", task_name=f"t{i % 10}", task_version=1, scheduled_for=clock.now(),
+                      fire_id=f"t{i % 10}@{i}", created_at=clock.now(), worker="host:1")
+            await store.record_run(run)
+            run.state, run.started_at, run.ended_at, run.duration = RunState.SUCCEEDED, clock.now(), clock.now(), 0.5
+            await store.record_run(run)  # an update, as the worker records one
+            clock.advance(1)
+
+    before = tracked_objects_after_collecting()
+    asyncio.run(main())
+    # A full collection walks every tracked object: 5,000 runs kept must not mean 5,000 more.
+    assert tracked_objects_after_collecting() - before < 200
+    runs = asyncio.run(store.list_runs(limit=10**6))
+    assert len(runs) == 5_000 and runs[0].id == "r4999" and runs[0].state is RunState.SUCCEEDED
+
+
+def test_a_list_or_dict_result_is_kept_as_a_copy_and_read_back_as_one() -> None:
+    store = MemoryStore(FakeClock())
+    result = {"rows": [1, 2]}
+
+    async def main() -> None:
+        when = datetime(2026, 1, 1, tzinfo=UTC)
+        await store.record_run(Run(id="r1", task_name="a", task_version=1, scheduled_for=when,
+                                   state=RunState.SUCCEEDED, result=result))
+        result["rows"].append(3)
+        first = await store.get_run("r1")
+        assert first is not None and first.result == {"rows": [1, 2]} and first.state is RunState.SUCCEEDED
+        first.result["rows"].append(4)
+        again = await store.get_run("r1")
+        assert again is not None and again.result == {"rows": [1, 2]}
+
+    asyncio.run(main())
+
+
+def test_age_retention_across_tasks_keeps_its_bookkeeping_to_the_runs_kept() -> None:
+    clock = FakeClock()
+    store = MemoryStore(clock, max_runs_per_task=None, max_age=60)
+
+    async def main() -> None:
+        for i in range(5_000):
+            await store.record_run(Run(id=f"r{i}", task_name=f"t{i % 3}", task_version=1, scheduled_for=clock.now()))
+            clock.advance(1)
+        kept = await store.list_runs(limit=10**6)
+        assert [run.id for run in kept] == [f"r{i}" for i in range(4_999, 4_938, -1)]
+        assert [run.id for run in await store.list_runs("t1", limit=3)] == ["r4999", "r4996", "r4993"]
+        assert len(store._runs) == len(store._ids) == len(store._recorded_at) == 61
+
+    asyncio.run(main())
+
+
+def test_a_stored_task_with_its_next_fire_costs_the_store_under_160_bytes_besides_the_task() -> None:
+    store = MemoryStore(FakeClock())
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    tasks = [Task(f"t{i}", "os:getcwd", every=3600) for i in range(10_000)]
+    times = [start + timedelta(seconds=i) for i in range(10_000)]
+
+    async def main() -> None:
+        stored = await store.put_tasks(tasks)
+        for task, when in zip(stored, times, strict=True):
+            await store.set_next_fire(task.name, when)
+
+    gc.collect()
+    tracemalloc.start()
+    try:
+        asyncio.run(main())
+        gc.collect()
+        # The stored copies of the tasks (with their version) are the tasks' own cost; measured apart.
+        traced = tracemalloc.get_traced_memory()[0]
+        copies = sum(sys.getsizeof(task) for task in asyncio.run(store.list_tasks()))
+    finally:
+        tracemalloc.stop()
+    assert (traced - copies) / 10_000 < 160
+
+
+def test_fires_due_at_the_same_time_come_out_by_task_name() -> None:
+    store = MemoryStore(FakeClock())
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+
+    async def main() -> None:
+        for name in ("c", "a", "b"):
+            await store.set_next_fire(name, when)
+        await store.set_next_fire("a", when)  # set again: its old heap entry is stale, not a second fire
+        assert [fire.task_name for fire in await store.due_fires(when, 10)] == ["a", "b", "c"]
 
     asyncio.run(main())

@@ -278,17 +278,20 @@ def test_poison_run_is_dead_lettered(cluster: Cluster, queues: Queues) -> None:
         f"dead_reason={[d['reason'] for d in dead]} worker_restarts={len(restarts)} states={states} "
         f"wall={elapsed:.1f}s"
     )
-    assert len(poison_runs) == 1 + max_redeliveries, progress()
+    # Executed once beside other runs, then alone max_redeliveries + 1 times, each loss a strike.
+    executions = 2 + max_redeliveries
+    assert len(poison_runs) == executions, progress()
     original = poison_runs[0].run_id
-    assert [e.run_id for e in poison_runs] == [original] + [f"{original}.d{n}" for n in range(2, 2 + max_redeliveries)]
+    assert [e.run_id for e in poison_runs] == [original] + [f"{original}.d{n}" for n in range(2, 1 + executions)]
     assert len({e.pid for e in poison_runs}) == len(poison_runs), "each poison execution ran in a new process"
-    assert state_counts(poison_records.values()) == {"lost": 1 + max_redeliveries, "poison": 1}
-    poisoned = poison_records[f"{original}.d{2 + max_redeliveries}"]
+    assert state_counts(poison_records.values()) == {"lost": executions, "poison": 1}
+    assert [poison_records[e.run_id].isolated for e in poison_runs] == [False] + [True] * (executions - 1)
+    poisoned = poison_records[f"{original}.d{1 + executions}"]
     assert poisoned.state is RunState.POISON and "max_redeliveries=3" in (poisoned.error_message or "")
     assert len(dead) == 1 and dead[0]["id"] == original, dead
-    assert f"delivered {2 + max_redeliveries} times" in dead[0]["reason"], dead
+    assert f"delivered {1 + executions} times" in dead[0]["reason"], dead
     assert dead[0]["payload"]["task_name"] == "poison"
-    assert len(restarts) == 1 + max_redeliveries, restarts
+    assert len(restarts) == executions, restarts
     assert all(code == -signal.SIGKILL for _, _, code in restarts), restarts
     assert len(normal_executed) == normal
     for fire, runs in normal_recorded.items():

@@ -15,7 +15,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -25,15 +24,10 @@ import fault_jobs
 import redis
 
 from sts.plugin import Run, RunState
+from sts_core.testing import sts_command
 from sts_redis.testing import die_with_parent_preexec
 
 TESTS_DIR = Path(__file__).resolve().parent
-STS_SCRIPT = Path(sys.executable).with_name("sts")
-
-
-def sts_command() -> list[str]:
-    """The ``sts`` console script of this venv (``python -m sts_core.cli`` when it is missing)."""
-    return [str(STS_SCRIPT)] if STS_SCRIPT.exists() else [sys.executable, "-m", "sts_core.cli"]
 
 
 class Execution(NamedTuple):

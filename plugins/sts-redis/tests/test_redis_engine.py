@@ -298,7 +298,7 @@ def test_sts_run_reports_an_unreachable_redis_in_one_line(tmp_path: Path) -> Non
         "scheduler_backend: redis\nredis:\n  url: redis://:hunter2@127.0.0.1:1/0\n  connect_timeout: 1s\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", "import sys; from sts_core.cli import main; sys.exit(main())",
+        [sys.executable, "-c", "import sys; from sts_cli import main; sys.exit(main())",
          "run", "--config", "sts.yaml", "--for", "1s"],
         cwd=tmp_path, capture_output=True, text=True, timeout=60,
     )

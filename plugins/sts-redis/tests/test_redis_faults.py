@@ -324,7 +324,8 @@ def test_poison_run_is_dead_lettered(cluster: Cluster) -> None:
     config = cluster.config(lease=LEASE, max_redeliveries=max_redeliveries)
     # The normal runs are spread over ~10 s (delay triggers), so they keep flowing while the
     # poison run is delivered again and again; the poison run waits 0.2 s before killing its
-    # worker, so the runs taken with it are mostly done by then.
+    # worker. A run that was executing beside it when it did (on a loaded machine, often) runs
+    # alone when delivered again, and succeeds: it is never dead-lettered with the poison run.
     tasks = [
         {"name": f"n{i:03d}", "function": "fault_jobs:record", "delay": round(0.05 * i, 2),
          "kwargs": {"seconds": 0.02, "jitter": 0.03}}
@@ -379,23 +380,92 @@ def test_poison_run_is_dead_lettered(cluster: Cluster) -> None:
         f"poison_records={state_counts(poison_records.values())} dead_letters={len(dead)} "
         f"worker_restarts={len(restarts)} states={states} wall={elapsed:.1f}s"
     )
-    assert len(poison_runs) == 1 + max_redeliveries, progress()
+    # Executed once beside other runs, then alone max_redeliveries + 1 times, each loss a strike.
+    executions = 2 + max_redeliveries
+    assert len(poison_runs) == executions, progress()
     original = poison_runs[0].run_id
-    assert [e.run_id for e in poison_runs] == [original] + [f"{original}.d{n}" for n in range(2, 2 + max_redeliveries)]
+    assert [e.run_id for e in poison_runs] == [original] + [f"{original}.d{n}" for n in range(2, 1 + executions)]
     assert len({e.pid for e in poison_runs}) == len(poison_runs), "each poison execution ran in a new process"
-    assert state_counts(poison_records.values()) == {"lost": 1 + max_redeliveries, "poison": 1}
-    poisoned = poison_records[f"{original}.d{2 + max_redeliveries}"]
+    assert state_counts(poison_records.values()) == {"lost": executions, "poison": 1}
+    assert [poison_records[e.run_id].isolated for e in poison_runs] == [False] + [True] * (executions - 1)
+    poisoned = poison_records[f"{original}.d{1 + executions}"]
     assert poisoned.state is RunState.POISON and "max_redeliveries=3" in (poisoned.error_message or "")
     assert len(dead) == 1 and dead[0]["id"] == original, dead
-    assert f"delivered {2 + max_redeliveries} times" in dead[0]["reason"], dead
+    assert f"delivered {1 + executions} times" in dead[0]["reason"], dead
     assert dead[0]["payload"]["task_name"] == "poison"
-    assert len(restarts) == 1 + max_redeliveries, restarts
+    assert len(restarts) == executions, restarts
     assert all(code == -signal.SIGKILL for _, _, code in restarts), restarts
+    assert not _beside_isolated(ledger, poison_runs[1:]), "a run executed beside the poison run running alone"
     assert len(normal_executed) == normal
     for fire, runs in normal_recorded.items():
         assert any(r.state is RunState.SUCCEEDED for r in runs), (fire, [(r.id, r.state.value) for r in runs])
         assert not any(r.state is RunState.POISON for r in runs), fire
     assert not unmatched, unmatched
+
+
+@pytest.mark.timeout(120)
+def test_runs_lost_beside_a_poison_run_are_not_dead_lettered(cluster: Cluster) -> None:
+    # Issue 16, defect 2: six healthy runs due the same instant as a run that kills its worker,
+    # all taken by one worker, each slower (1 s) than the poison run's kill (0.3 s after its
+    # start): they are executing whenever it kills the worker, and share its lease end. They
+    # must be charged nothing: each runs alone when delivered again, and succeeds.
+    healthy = 6
+    max_redeliveries = 1
+    config = cluster.config(lease=LEASE, max_redeliveries=max_redeliveries)
+    tasks = [{"name": "poison", "function": "fault_jobs:suicide", "delay": 1, "kwargs": {"delay": 0.3}}]
+    tasks += [{"name": f"h{i}", "function": "fault_jobs:record", "delay": 1, "kwargs": {"seconds": 1.0}}
+              for i in range(healthy)]
+    task_file = cluster.task_file(tasks)
+    workers = [cluster.start("worker0", "worker", "--config", str(config), "--concurrency", "8")]
+    cluster.wait_started(*workers)
+    cluster.start("scheduler", "scheduler", str(task_file), "--config", str(config))
+    restarts: list[tuple[str, int | None, int | None]] = []
+
+    def details() -> str:
+        return (f"ledger={[(e.task, e.run_id, e.pid, e.ended is not None) for e in cluster.ledger()]} "
+                f"records={sorted((r.id, r.state.value, r.isolated) for r in cluster.records())} "
+                f"restarts={restarts}")
+
+    cluster.wait_until(lambda: not workers[0].alive, 30, "the poison run to kill the only worker", details=details)
+    workers.append(cluster.start("worker1", "worker", "--config", str(config), "--concurrency", "8"))
+
+    def supervise() -> None:
+        for worker in workers:
+            if not worker.alive and worker.returncode is not None:
+                restarts.append((worker.name, worker.pid, worker.returncode))
+                worker.start()
+
+    def settled() -> bool:
+        records = cluster.records()
+        over = {r.task_name for r in records if r.state in (RunState.SUCCEEDED, RunState.POISON)}
+        return len(over) == 1 + healthy and _queue_depth(cluster) == 0
+
+    cluster.wait_until(settled, 90, "every run to succeed or be dead-lettered", details=details, each=supervise)
+    ledger = cluster.ledger()
+    records = cluster.records()
+    dead = [json.loads(entry) for entry in cluster.redis.lrange(f"{cluster.prefix}:q:dead", 0, -1)]
+    names = ["poison"] + [f"h{i}" for i in range(healthy)]
+    by_task = {name: [r for r in records if r.task_name == name] for name in names}
+    collateral = [r for r in records if r.task_name != "poison" and r.state is RunState.LOST]
+    poison_runs = [e for e in ledger if e.task == "poison"]
+    print(f"\nfaults[poison-collateral]: healthy={healthy} executions={len(ledger)} states={state_counts(records)} "
+          f"healthy_lost={len(collateral)} poison_executions={len(poison_runs)} dead={[d['id'] for d in dead]} "
+          f"restarts={len(restarts)}")
+    assert collateral, f"no healthy run was executing when the poison run killed its worker: {details()}"
+    for i in range(healthy):
+        states = [r.state for r in by_task[f"h{i}"]]
+        assert RunState.SUCCEEDED in states and RunState.POISON not in states, details()
+        assert [e for e in ledger if e.task == f"h{i}" and e.ended is not None], details()  # the ledger agrees
+    assert state_counts(by_task["poison"]) == {"lost": 2 + max_redeliveries, "poison": 1}, details()
+    assert len(dead) == 1 and dead[0]["payload"]["task_name"] == "poison", dead
+    assert not _beside_isolated(ledger, poison_runs[1:]), "a run executed beside the poison run running alone"
+
+
+def _beside_isolated(ledger: list[Execution], isolated: list[Execution]) -> list[tuple[Execution, Execution]]:
+    """Executions on the worker of a run that ran alone (and killed that worker) while it ran:
+    started after it on the same process, or started before it and not ended by then."""
+    return [(run, e) for run in isolated for e in ledger if e.pid == run.pid and e is not run
+            and (e.started > run.started or e.ended is None or e.ended > run.started)]
 
 
 # -- 5. SIGTERM to a worker with runs in flight ---------------------------------------------------------------

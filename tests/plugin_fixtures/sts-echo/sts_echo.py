@@ -8,9 +8,9 @@ from typing import Any
 from sts_core.errors import Problem
 from sts_core.hookspecs import hookimpl
 from sts_core.interfaces import ExecutionContext
-from sts_core.model import Task
 from sts_core.options import Option
 from sts_core.registry import RegisterTaskType
+from sts_core.task import Task
 
 
 def _message(value: Any) -> str:

@@ -1,5 +1,5 @@
 """The ``sts`` command line: run, scheduler, worker and validate here; the commands that look
-(``sts_core.cli_inspect``) and act on tasks (``sts_core.cli_manage``); plus plugin commands.
+(``sts_cli.inspect_commands``) and act on tasks (``sts_cli.manage_commands``); plus plugin commands.
 
 User mistakes (a bad task file, a bad config, an unknown plugin) print a message naming the
 file, line and key path and exit with status 2, never a traceback.
@@ -102,9 +102,9 @@ def cmd_worker(args: argparse.Namespace, config: Any) -> int:
 
 
 def _serve(args: argparse.Namespace, config: Any, *, scheduler: bool, worker: bool) -> int:
+    from sts_cli.reloading import TaskFileReloader
     from sts_core.blocking import TaskScheduler
     from sts_core.logsetup import configure_logging
-    from sts_core.reloading import TaskFileReloader
 
     if getattr(args, "concurrency", None):
         config.set("executor.concurrency", args.concurrency)
@@ -200,7 +200,7 @@ class _HangupFlag:
 
 def _print_summary(scheduler: Any) -> None:
     """A table of run outcomes per task (read after the scheduler stopped)."""
-    from sts_core.tables import render_table
+    from sts_cli.tables import render_table
 
     try:
         runs = scheduler.runs(limit=100_000)
@@ -244,7 +244,7 @@ def cmd_validate(args: argparse.Namespace, config: Any) -> int:
 
 def build_parser(plugin_commands: dict[str, Any] | None = None) -> argparse.ArgumentParser:
     """The argument parser, with the commands plugins registered."""
-    from sts_core import cli_inspect, cli_manage
+    from sts_cli import inspect_commands, manage_commands
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="PATH", help="config file (YAML or JSON; default: $STS_CONFIG, "
@@ -287,8 +287,8 @@ def build_parser(plugin_commands: dict[str, Any] | None = None) -> argparse.Argu
     validate.add_argument("task_file", metavar="FILE", help="task file (YAML or JSON) with a `tasks:` list")
     validate.set_defaults(handler=cmd_validate)
 
-    cli_inspect.add_commands(sub, common, _positive_int)
-    cli_manage.add_commands(sub, common, _positive_int)
+    inspect_commands.add_commands(sub, common, _positive_int)
+    manage_commands.add_commands(sub, common, _positive_int)
 
     for name, reg in (plugin_commands or {}).items():
         if name in sub.choices:
@@ -360,6 +360,3 @@ def _wants_plugin_commands(command: str | None, argv: list[str]) -> bool:
         return "--version" not in argv
     return command not in BUILTIN_COMMANDS
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -14,11 +14,12 @@ import argparse
 from datetime import datetime
 from typing import Any
 
-from sts_core.cli import EXIT_FAILED, EXIT_OK
-from sts_core.cli_inspect import add_json_option, display_zone, memory_hint, open_scheduler, print_json
+from sts_cli.cli import EXIT_FAILED, EXIT_OK
+from sts_cli.inspect_commands import add_json_option, display_zone, memory_hint, open_scheduler, print_json
+from sts_cli.tables import format_time
 from sts_core.errors import SchedulerStateError, STSError, TaskNotFoundError
-from sts_core.model import RunState, Task
-from sts_core.tables import format_time
+from sts_core.run import RunState
+from sts_core.task import Task
 
 
 def add_commands(sub: Any, common: argparse.ArgumentParser, positive_int: Any) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 
 from sts_core.errors import Problem, STSError, TaskValidationError
-from sts_core.model import Task
+from sts_core.task import Task
 from sts_core.taskfile import validate_task_file
 
 log = logging.getLogger("sts.reload")

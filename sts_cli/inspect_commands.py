@@ -16,9 +16,10 @@ from contextlib import contextmanager
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sts_core.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, _plugins, _print_error
-from sts_core.model import Run, RunState, Task
-from sts_core.tables import format_time, render_table
+from sts_cli.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, _plugins, _print_error
+from sts_cli.tables import format_time, render_table
+from sts_core.run import Run, RunState
+from sts_core.task import Task
 
 
 def add_commands(sub: Any, common: argparse.ArgumentParser, positive_int: Any) -> None:
