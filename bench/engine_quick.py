@@ -19,8 +19,8 @@ import statistics
 import time
 
 from sts_core.config import Config
-from sts_core.model import Task
 from sts_core.scheduler import AsyncTaskScheduler
+from sts_core.task import Task
 
 
 def noop() -> None:

@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 from sts_core.config import Config
-from sts_core.model import Task
 from sts_core.scheduler import AsyncTaskScheduler
+from sts_core.task import Task
 from sts_redis.testing import RedisServer
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from sts_core.model import Run
+from sts_core.run import Run
 from sts_core.steps import Retrying
 
 

@@ -30,14 +30,15 @@ from sts_core.functions import import_errors_once
 from sts_core.health import Health
 from sts_core.inflight import RunsInFlight
 from sts_core.interfaces import Backend
-from sts_core.model import Run, RunState, Task
 from sts_core.outages import BackendOutages, take_step
 from sts_core.outcomes import Outcomes
 from sts_core.plans import PlanDefaults, TaskPlan, TaskPlans, compile_plan
 from sts_core.plugins import PluginManager
 from sts_core.redelivery import Redelivery
+from sts_core.run import Run, RunState
 from sts_core.steps import BackendSteps
 from sts_core.synccalls import DEFAULT_MAX_ABANDONED, SyncCalls
+from sts_core.task import Task
 from sts_core.working import WorkerLoop
 
 log = logging.getLogger("sts.engine")

@@ -18,9 +18,9 @@ from sts_core.clock import Clock
 from sts_core.errors import BackendError
 from sts_core.eventbus import EventBus
 from sts_core.interfaces import DueFire
-from sts_core.model import Run, RunState, fire_id, new_run_id
 from sts_core.outages import BackendOutages
 from sts_core.plans import TaskPlan, TaskPlans
+from sts_core.run import Run, RunState, fire_id, new_run_id
 from sts_core.runlog import log_run
 from sts_core.steps import BackendSteps, Retrying
 

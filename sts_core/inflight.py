@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 from sts_core.interfaces import Delivery
-from sts_core.model import Run, RunState
+from sts_core.run import Run, RunState
 
 
 class RunsInFlight:

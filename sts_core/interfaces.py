@@ -19,7 +19,8 @@ from zoneinfo import ZoneInfo
 import attrs
 
 from sts_core.errors import Problem
-from sts_core.model import Run, RunState, Task
+from sts_core.run import Run, RunState
+from sts_core.task import Task
 
 # --- triggers --------------------------------------------------------------------------------
 

@@ -13,8 +13,8 @@ import attrs
 from sts_core import events as ev
 from sts_core.clock import Clock
 from sts_core.eventbus import EventBus
-from sts_core.model import FAILED_STATES, Run, RunState
 from sts_core.plans import TaskPlan, TaskPlans
+from sts_core.run import FAILED_STATES, Run, RunState
 from sts_core.steps import Retrying
 
 #: The event announcing each outcome a run is recorded with.

@@ -16,9 +16,9 @@ import attrs
 
 from sts_core.errors import TaskLoadError, TaskNotFoundError
 from sts_core.interfaces import TaskType, Trigger
-from sts_core.model import Task
 from sts_core.plugins import PluginManager
 from sts_core.retry import RetryPolicy
+from sts_core.task import Task
 from sts_core.validation import compile_trigger
 
 log = logging.getLogger("sts.engine")

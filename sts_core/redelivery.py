@@ -18,11 +18,12 @@ from sts_core.clock import Clock
 from sts_core.eventbus import EventBus
 from sts_core.interfaces import Delivery
 from sts_core.isolation import Attempts
-from sts_core.model import Run, RunState, Task
 from sts_core.outcomes import Outcomes, next_attempt
 from sts_core.plans import TaskPlans
+from sts_core.run import Run, RunState
 from sts_core.runlog import log_run
 from sts_core.steps import Retrying
+from sts_core.task import Task
 
 log = logging.getLogger("sts.engine")
 

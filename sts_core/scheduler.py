@@ -28,9 +28,10 @@ from sts_core.errors import (
 )
 from sts_core.functions import FunctionRegistry, import_errors_once
 from sts_core.health import Health
-from sts_core.model import Run, RunState, Task, fire_id, new_run_id
 from sts_core.plans import TaskPlan
 from sts_core.plugins import PluginManager
+from sts_core.run import Run, RunState, fire_id, new_run_id
+from sts_core.task import Task
 from sts_core.taskfile import validate_task_file
 from sts_core.validation import check_tasks
 

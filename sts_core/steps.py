@@ -42,7 +42,8 @@ from sts_core.interfaces import (
     WatchedStore,
     WatchesAvailability,
 )
-from sts_core.model import Run, Task
+from sts_core.run import Run
+from sts_core.task import Task
 
 log = logging.getLogger("sts.engine")
 

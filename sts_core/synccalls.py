@@ -16,7 +16,7 @@ from sts_core import events as ev
 from sts_core.clock import Clock
 from sts_core.errors import TaskStillRunningError
 from sts_core.eventbus import EventBus
-from sts_core.model import Run
+from sts_core.run import Run
 from sts_core.threadpool import DaemonThreadPool
 
 log = logging.getLogger("sts.engine")

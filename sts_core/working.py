@@ -21,13 +21,13 @@ from sts_core.eventbus import EventBus
 from sts_core.inflight import RunsInFlight
 from sts_core.interfaces import Delivery, ExecutionContext
 from sts_core.isolation import Isolation
-from sts_core.model import FAILED_STATES, Run, RunState, fire_id, new_run_id, recordable_result
 from sts_core.outages import BackendOutages
 from sts_core.outcomes import Outcomes, next_attempt
 from sts_core.output import BoundedOutput
 from sts_core.plans import TaskPlan, TaskPlans, reload_code
 from sts_core.plugins import PluginManager
 from sts_core.redelivery import RECORDED_OUTCOMES, Redelivery, delivery_run_id
+from sts_core.run import FAILED_STATES, Run, RunState, fire_id, new_run_id, recordable_result
 from sts_core.runcontext import reset_current_run, set_current_run
 from sts_core.runlog import log_run
 from sts_core.steps import BackendSteps, Retrying

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from sts_core.errors import TaskExistsError, TaskNotFoundError, TaskValidationError
-from sts_core.model import RunState, Task
+from sts_core.run import RunState
 from sts_core.runcontext import current_run
+from sts_core.task import Task
 
 
 async def advance(clock: Any, seconds: float, steps: int = 1) -> None:

@@ -137,7 +137,7 @@ async def poison() -> None:
 
     async def kill() -> None:
         await asyncio.sleep(0.02)
-        for task, _ in list(_engine[0]._executing.values()):
+        for task, _ in list(_engine[0].in_flight.executing.values()):
             task.cancel()
         await asyncio.sleep(10)
 

@@ -1,5 +1,5 @@
-"""The kernel's layout: the command line is an application on the kernel, the old ``sts_core.model``
-serves only the files still being reshaped, and every kernel module says what its one job is."""
+"""The kernel's layout: the command line is an application on the kernel, and every kernel module
+says what its one job is."""
 
 from __future__ import annotations
 
@@ -10,16 +10,6 @@ from test_plugin_api import _imported_modules, _is_under
 
 ROOT = Path(__file__).resolve().parent.parent
 KERNEL = ROOT / "sts_core"
-#: The files that may still import ``sts_core.model`` (a re-export of ``sts_core.task`` and
-#: ``sts_core.run``) until the engine is reshaped; the list only ever shrinks.
-MODEL_IMPORTERS = {
-    "sts_core/engine.py", "sts_core/firing.py", "sts_core/working.py", "sts_core/redelivery.py",
-    "sts_core/interfaces.py", "sts_core/scheduler.py", "sts_core/plans.py", "sts_core/steps.py",
-    "sts_core/testing/broker_contract.py", "sts_core/testing/contracts.py",
-    "sts_core/testing/store_contract.py", "sts_core/testing/atomic_contract.py",
-}
-
-
 def _kernel_files(*, with_testing: bool = True) -> list[Path]:
     return [path for path in sorted(KERNEL.rglob("*.py"))
             if with_testing or (KERNEL / "testing") not in path.parents]
@@ -38,17 +28,6 @@ def test_the_kernel_never_imports_the_command_line() -> None:
         if _is_under(module, "sts_cli")
     ]
     assert not offending, "sts_core must not import sts_cli, the application built on it:\n" + "\n".join(offending)
-
-
-def test_only_the_files_being_reshaped_import_the_old_model_module() -> None:
-    offending = [
-        f"{path.relative_to(ROOT)}:{line}: imports {module}"
-        for path in [*_kernel_files(), *sorted((ROOT / "sts").rglob("*.py")), *sorted((ROOT / "sts_cli").rglob("*.py"))]
-        if str(path.relative_to(ROOT)) not in MODEL_IMPORTERS
-        for line, module in _imported_modules(path)
-        if _is_under(module, "sts_core.model")
-    ]
-    assert not offending, "import Task from sts_core.task and Run from sts_core.run:\n" + "\n".join(offending)
 
 
 def test_every_kernel_module_opens_with_the_job_it_does() -> None:

@@ -13,9 +13,10 @@ from minimal_backend import MinimalPlugin, build_backend
 
 from sts_core.config import Config
 from sts_core.interfaces import AtomicSteps, ConsumesMany, Drains, Outbox, StartsRunsOnce
-from sts_core.model import RunState, Task
 from sts_core.plugins import PluginManager
+from sts_core.run import RunState
 from sts_core.scheduler import AsyncTaskScheduler
+from sts_core.task import Task
 from sts_core.testing import BrokerContract, FakeClock, StoreContract, StubConfig
 
 

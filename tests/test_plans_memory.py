@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from sts_core.model import Task
+from sts_core.task import Task
 
 
 async def noop() -> None:

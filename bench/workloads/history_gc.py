@@ -53,7 +53,7 @@ def rss_bytes() -> int:
 
 async def fill(store: Any, runs: int, tasks: int) -> None:
     """``runs`` finished runs of ``tasks`` tasks, a second apart per task, each recorded twice."""
-    from sts_core.model import Run, RunState, fire_id, new_run_id
+    from sts_core.run import Run, RunState, fire_id, new_run_id
 
     base = datetime.now(UTC) - timedelta(seconds=runs // tasks + 1)
     for i in range(runs):
@@ -77,8 +77,8 @@ def timed_collections(times: int = 5) -> tuple[list[float], list[float]]:
 
 async def main(args: argparse.Namespace) -> dict[str, float]:
     from sts_core.config import Config
-    from sts_core.model import Task
     from sts_core.scheduler import AsyncTaskScheduler
+    from sts_core.task import Task
 
     pauses: list[tuple[int, float, float]] = []  # (generation, wall ms, CPU ms)
     began = [0.0, 0.0]

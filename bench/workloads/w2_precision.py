@@ -165,8 +165,8 @@ def run_sts(
     (a task's started runs, in order, are its function's entries, in order). ``library``: as a
     library user gets it, ``AsyncTaskScheduler(Config())`` with every default."""
     from sts_core.config import Config
-    from sts_core.model import Task
     from sts_core.scheduler import AsyncTaskScheduler
+    from sts_core.task import Task
 
     def function(i: int) -> Callable[[], Any]:
         async def job() -> None:

@@ -201,8 +201,8 @@ def sts(runs: int, concurrency: int, workdir: Path) -> tuple[float, float]:
 
 async def _sts(config: dict, runs: int, worker: Worker) -> tuple[float, float]:
     from sts_core.config import Config
-    from sts_core.model import Task
     from sts_core.scheduler import AsyncTaskScheduler
+    from sts_core.task import Task
 
     async with AsyncTaskScheduler(Config(config)) as scheduler:
         await scheduler.start(worker=False)

@@ -122,8 +122,8 @@ async def fire_rounds(fires: int, rounds: int, move: Callable[[datetime], Awaita
 async def sts(n: int, fires: int, rounds: int, batch: int, redis_url: str | None,
               redis_memory: Callable[[], int]) -> dict[str, float]:
     from sts_core.config import Config
-    from sts_core.model import Task
     from sts_core.scheduler import AsyncTaskScheduler
+    from sts_core.task import Task
 
     config: dict = {"logging": {"loglevel": "WARNING"}}
     if redis_url is not None:

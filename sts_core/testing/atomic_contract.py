@@ -77,7 +77,7 @@ class AtomicStepsContract(_BackendSuite):
     def test_record_and_ack_does_everything_with_a_current_lease_and_nothing_with_a_stale_one(
         self, make_backend: Any
     ) -> None:
-        from sts_core.model import Run, RunState
+        from sts_core.run import Run, RunState
 
         async def body(backend: Any, clock: FakeClock) -> None:
             now = clock.now()
@@ -114,7 +114,7 @@ class AtomicStepsContract(_BackendSuite):
         self.run_steps(make_backend, body, lease_time=10)
 
     def test_record_without_ack_keeps_the_lease_for_the_ack_that_follows(self, make_backend: Any) -> None:
-        from sts_core.model import Run, RunState
+        from sts_core.run import Run, RunState
 
         async def body(backend: Any, clock: FakeClock) -> None:
             run = _run("a", clock.now())
@@ -132,7 +132,7 @@ class AtomicStepsContract(_BackendSuite):
     def test_a_shared_backend_answers_a_step_asked_again_after_a_lost_reply_as_the_first_time(
         self, make_backend: Any
     ) -> None:
-        from sts_core.model import Run
+        from sts_core.run import Run
 
         async def body(backend: Any, clock: FakeClock) -> None:
             if not backend.store.shared:

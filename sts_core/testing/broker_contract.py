@@ -49,7 +49,7 @@ class BrokerContract(_BackendSuite):
         self.run_broker(make_backend, body)
 
     def test_the_delivered_run_is_the_one_enqueued_not_later_changes_to_it(self, make_backend: Any) -> None:
-        from sts_core.model import RunState
+        from sts_core.run import RunState
 
         async def body(broker: Broker, clock: FakeClock) -> None:
             run = _run("a", clock.now())

@@ -16,14 +16,15 @@ from sts_core.testing.clock import _REAL_TIMEOUT, FakeClock
 
 if TYPE_CHECKING:
     from sts_core.interfaces import Backend
-    from sts_core.model import Run, Task
+    from sts_core.run import Run
+    from sts_core.task import Task
 
 #: The settings ``make_backend`` receives unless a test overrides some of them.
 DEFAULT_SETTINGS: dict[str, Any] = {"lease_time": 30.0, "max_runs_per_task": 1000, "max_age": None}
 
 
 def _task(name: str, **options: Any) -> Task:
-    from sts_core.model import Task
+    from sts_core.task import Task
 
     if "parent_tasks" not in options:
         options.setdefault("every", 30)
@@ -31,7 +32,7 @@ def _task(name: str, **options: Any) -> Task:
 
 
 def _run(task_name: str, scheduled_for: datetime, **fields: Any) -> Run:
-    from sts_core.model import Run, fire_id, new_run_id
+    from sts_core.run import Run, fire_id, new_run_id
 
     fields.setdefault("id", new_run_id())
     fields.setdefault("task_version", 1)

@@ -238,7 +238,7 @@ class StoreContract(_BackendSuite):
     # -- runs ---------------------------------------------------------------------------------
 
     def test_record_run_then_get_run_gives_an_equal_record(self, make_backend: Any) -> None:
-        from sts_core.model import RunState
+        from sts_core.run import RunState
 
         async def body(store: Store, clock: FakeClock) -> None:
             run = _run("a", clock.now(), state=RunState.FAILED, error_type="ValueError", error_message="bad",
@@ -251,7 +251,7 @@ class StoreContract(_BackendSuite):
         self.run_store(make_backend, body)
 
     def test_a_recorded_run_does_not_change_when_the_caller_mutates_its_object(self, make_backend: Any) -> None:
-        from sts_core.model import RunState
+        from sts_core.run import RunState
 
         async def body(store: Store, clock: FakeClock) -> None:
             run = _run("a", clock.now())
@@ -266,7 +266,7 @@ class StoreContract(_BackendSuite):
         self.run_store(make_backend, body)
 
     def test_record_run_with_a_known_id_updates_the_record(self, make_backend: Any) -> None:
-        from sts_core.model import RunState
+        from sts_core.run import RunState
 
         async def body(store: Store, clock: FakeClock) -> None:
             run = _run("a", clock.now())
@@ -283,7 +283,7 @@ class StoreContract(_BackendSuite):
     def test_start_run_records_a_new_run_once_and_answers_a_copy_with_the_first_record(
         self, make_backend: Any
     ) -> None:
-        from sts_core.model import RunState
+        from sts_core.run import RunState
 
         async def body(store: Store, clock: FakeClock) -> None:
             from sts_core.interfaces import StartsRunsOnce
@@ -303,7 +303,7 @@ class StoreContract(_BackendSuite):
         self.run_store(make_backend, body)
 
     def test_list_runs_gives_newest_first_filtered_by_task_and_states(self, make_backend: Any) -> None:
-        from sts_core.model import RunState
+        from sts_core.run import RunState
 
         async def body(store: Store, clock: FakeClock) -> None:
             ids = {}
