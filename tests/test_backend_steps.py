@@ -66,4 +66,4 @@ def test_the_memory_backend_takes_its_atomic_steps_and_no_fallback() -> None:
     assert steps.finish_run == backend.record_and_ack
     assert (steps.shared, steps.durable, steps.starts_once, steps.outbox, steps.watches) == (
         False, False, False, False, False)
-    assert steps.consume_many is None
+    assert steps.consume_many == backend.broker.consume_many  # the worker loop takes batches

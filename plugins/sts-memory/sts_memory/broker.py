@@ -151,6 +151,26 @@ class MemoryBroker:
                 self._waiters.remove(waiter)
         return None
 
+    async def consume_many(self, limit: int, timeout: float | None) -> list[Delivery]:
+        """Up to ``limit`` ready runs, each under its own lease; an empty list after ``timeout``.
+
+        The worker loop takes a batch per call: one coroutine and one clock read for all the
+        runs ready now, rather than a ``consume`` each.
+        """
+        first = await self.consume(timeout)
+        if first is None:
+            return []
+        deliveries = [first]
+        if limit > 1 and self._ready:
+            now = self._clock.monotonic()
+            take = self._take
+            while len(deliveries) < limit:
+                delivery = take(now)
+                if delivery is None:
+                    break
+                deliveries.append(delivery)
+        return deliveries
+
     def _leave(self, waiter: _Waiter) -> None:
         """A waiter gives up (cancelled): if it was woken for work, pass the wake-up on."""
         if not waiter.event.is_set():
