@@ -1024,7 +1024,7 @@ def test_a_recorded_json_result_cannot_be_changed_through_a_run_read_back(make_s
         async with make_scheduler() as sched:
             run = await sched.run(Task("listing", lambda: ["a", "b"]))
             first = await sched.get_run(run.id)
-            first.result.append("changed by a reader")  # memory store: copy_run is shallow
+            first.result.append("changed by a reader")  # the memory store keeps its own copy
             return (await sched.get_run(run.id)).result
 
     assert asyncio.run(main()) == ["a", "b"]

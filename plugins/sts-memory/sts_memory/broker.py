@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from sts.plugin import Delivery, Run
-from sts_memory.copying import copy_run
+from sts_memory.copying import VALUES_ID, run_values, values_run
 
 # Times this close count as reached, so float rounding never leaves a sub-microsecond sleep.
 _RESOLUTION = 1e-6
@@ -34,12 +34,17 @@ _LEASE_MIN_COMPACT = 1024
 _DEAD_LETTERS_KEPT = 1000
 
 
+# A queued run is kept as the tuple of its field values (``copying.run_values``): taken once
+# from the caller's run, and turned into a new Run for each delivery.
+_Values = tuple[Any, ...]
+
+
 class _Lease:
     """A run in flight: who may ack it (token), until when, and how often it was delivered."""
 
     __slots__ = ("count", "run", "until")
 
-    def __init__(self, run: Run, count: int, until: float) -> None:
+    def __init__(self, run: _Values, count: int, until: float) -> None:
         self.run = run
         self.count = count
         self.until = until
@@ -69,8 +74,8 @@ class MemoryBroker:
             raise ValueError(f"lease_time: expected a duration greater than zero, got {lease_time!r}")
         self._clock = clock
         self._lease_time = lease_time
-        self._ready: deque[tuple[Run, int]] = deque()  # (run, deliveries so far)
-        self._delayed: list[tuple[float, int, Run]] = []  # (monotonic deadline, seq, run)
+        self._ready: deque[tuple[_Values, int]] = deque()  # (run, deliveries so far)
+        self._delayed: list[tuple[float, int, _Values]] = []  # (monotonic deadline, seq, run)
         self._seq = itertools.count()
         self._inflight: dict[int, _Lease] = {}
         self._leases: deque[tuple[float, int]] = deque()  # (until, token), nondecreasing until
@@ -103,7 +108,7 @@ class MemoryBroker:
 
     def enqueue_now(self, run: Run, at: datetime | None = None) -> None:
         """``enqueue`` without a coroutine (for the backend's one-step moments)."""
-        snapshot = copy_run(run)
+        snapshot = run_values(run)
         if at is None:
             self._ready.append((snapshot, 0))
             self._wake_one()
@@ -194,7 +199,7 @@ class MemoryBroker:
         leases.append((until, token))
         if self._waiters:
             self._after_take(until)
-        return Delivery(copy_run(run), token, until, count + 1, self._handed_back.get(run.id, 0))
+        return Delivery(values_run(run), token, until, count + 1, self._handed_back.get(run[VALUES_ID], 0))
 
     def _after_take(self, until: float) -> None:
         if self._ready:
@@ -211,7 +216,7 @@ class MemoryBroker:
 
     def _expire_leases(self, now: float) -> None:
         leases, inflight = self._leases, self._inflight
-        expired: list[tuple[Run, int]] = []
+        expired: list[tuple[_Values, int]] = []
         while leases and leases[0][0] - now <= _RESOLUTION:
             until, token = leases.popleft()
             lease = inflight.get(token)
@@ -261,7 +266,8 @@ class MemoryBroker:
         if lease is None:
             return False
         self._ready.appendleft((lease.run, lease.count))
-        self._handed_back[lease.run.id] = self._handed_back.get(lease.run.id, 0) + 1
+        run_id = lease.run[VALUES_ID]
+        self._handed_back[run_id] = self._handed_back.get(run_id, 0) + 1
         self._wake_one()
         self._compact_leases()
         return True
@@ -271,9 +277,10 @@ class MemoryBroker:
         lease = self._inflight.pop(delivery.token, None)
         if lease is None:
             return False
-        self._handed_back.pop(lease.run.id, None)
+        run = values_run(lease.run)
+        self._handed_back.pop(run.id, None)
         self._dead.append(
-            {"id": lease.run.id, "reason": reason, "payload": lease.run.to_dict(), "at": self._clock.now().isoformat()}
+            {"id": run.id, "reason": reason, "payload": run.to_dict(), "at": self._clock.now().isoformat()}
         )
         self._compact_leases()
         return True
@@ -297,7 +304,7 @@ class MemoryBroker:
         if lease is None:
             return False
         if self._handed_back:
-            self._handed_back.pop(lease.run.id, None)
+            self._handed_back.pop(lease.run[VALUES_ID], None)
         self._compact_leases()
         if then is not None:
             self.enqueue_now(then, at)
@@ -319,11 +326,11 @@ class MemoryBroker:
         record them as cancelled. Runs in flight stay (their workers settle them), including
         one whose lease ended but that has not been handed out again: its worker may still ack.
         """
-        drained = [run for run, _ in self._ready]
+        drained = [values_run(run) for run, _ in self._ready]
         self._ready.clear()
         delayed = sorted(self._delayed)
         self._delayed = []
-        drained.extend(run for _, _, run in delayed)
+        drained.extend(values_run(run) for _, _, run in delayed)
         return drained
 
     async def depth(self) -> int:

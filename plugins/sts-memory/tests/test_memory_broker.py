@@ -238,3 +238,29 @@ def test_a_consumer_waiting_for_a_drained_delayed_run_keeps_waiting_and_gets_new
         assert delivery is not None and delivery.run.id == "new"
 
     asyncio.run(main())
+
+
+def test_changes_to_a_delivered_run_do_not_reach_its_redelivery_nor_the_drained_run() -> None:
+    from sts.plugin import RunState
+
+    clock = FakeClock()
+    broker = MemoryBroker(clock, lease_time=30)
+
+    async def main() -> None:
+        run = make_run(clock)
+        run.result = ["kept"]
+        await broker.enqueue(run)
+        run.result.append("changed by the caller")
+        first = await broker.consume(0)
+        assert first is not None and first.run.result == ["kept"]
+        first.run.state = RunState.RUNNING  # as a worker does
+        first.run.result.append("changed by the worker")
+        clock.advance(31)  # the lease ends: the run is delivered again as it was queued
+        again = await broker.consume(0)
+        assert again is not None and again.delivery_count == 2
+        assert (again.run.state, again.run.result) == (RunState.SCHEDULED, ["kept"])
+        assert await broker.release(again)
+        (drained,) = await broker.drain()
+        assert (drained.id, drained.state, drained.result) == ("r1", RunState.SCHEDULED, ["kept"])
+
+    asyncio.run(main())
