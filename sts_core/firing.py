@@ -125,8 +125,14 @@ class SchedulerLoop:
             if self._shared and len(due) > 1:
                 await self._fire_together(due, now)
             else:
+                fire_one = self._fire
                 for fire in due:
-                    await self._fire_safely(fire, now)
+                    try:  # _fire_safely, without a coroutine of its own per fire
+                        await fire_one(fire, now)
+                    except (asyncio.CancelledError, BackendError):
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - see _fire_safely
+                        await self._fire_failed(fire, now, exc)
             await asyncio.sleep(0)  # let workers run between batches
             return
         next_due = await self.store.next_due_time()
@@ -157,7 +163,10 @@ class SchedulerLoop:
         except (asyncio.CancelledError, BackendError):
             raise  # the loop backs off; the fire stays due
         except Exception as exc:  # noqa: BLE001 - a trigger that raises: recorded, see _cannot_fire
-            await self._cannot_fire(fire, now, f"firing it failed: {type(exc).__name__}: {exc}", exc)
+            await self._fire_failed(fire, now, exc)
+
+    async def _fire_failed(self, fire: DueFire, now: datetime, exc: Exception) -> None:
+        await self._cannot_fire(fire, now, f"firing it failed: {type(exc).__name__}: {exc}", exc)
 
     async def _cannot_fire(
         self, fire: DueFire, now: datetime, problem: str, error: BaseException | None = None

@@ -170,10 +170,14 @@ class WorkerLoop:
             except Exception as exc:  # noqa: BLE001 - logged by _back_off
                 await self._back_off("worker", exc)
                 continue
+            now = self.clock.monotonic()  # one read for the batch: _start does not wait
             for delivery in deliveries:
-                self._start(delivery)
+                self._start(delivery, now)
 
-    def _start(self, delivery: Delivery) -> None:
+    def _start(self, delivery: Delivery, now: float | None = None) -> None:
+        """Execute ``delivery`` in a task of its own (``now``: the monotonic time it was taken)."""
+        if now is None:
+            now = self.clock.monotonic()
         run_id = delivery.run.id
         if run_id in self._executing:
             held = self._leases.get(run_id, (None, 0.0))[0]
@@ -182,11 +186,11 @@ class WorkerLoop:
                 self._track(asyncio.create_task(self._copy_or_renewal(held, delivery)))
                 return
             # Our lease ran out while the run still executes here: hold the new lease.
-            self._leases[run_id] = (delivery, self._lease_length(delivery))
+            self._leases[run_id] = (delivery, max(delivery.lease_until - now, 0.0))
             return
         self._free_slots -= 1
         self._holding_slot.add(run_id)
-        self._leases[run_id] = (delivery, self._lease_length(delivery))
+        self._leases[run_id] = (delivery, max(delivery.lease_until - now, 0.0))
         task = asyncio.create_task(self.execute_delivered(delivery))
         self._executing[run_id] = (task, delivery.run)
         task.add_done_callback(functools.partial(self._finished, run_id))
@@ -340,14 +344,21 @@ class WorkerLoop:
                     + ("handed it back when it stopped" if handed_back else "was lost"),
                     isolated=attempts.suspect,
                 )
-        plan = await self.plans.for_version(run.task_name, run.task_version)
-        if plan is not None and self.plans.current(run.task_name) is None and self._shared:
-            await self._reload_task(run.task_name)  # stored by another process; its notice is still on the way
+        plans = self.plans
+        current = plans.current(run.task_name)
+        if current is not None and current.task.version == run.task_version:
+            plan: TaskPlan | None = current  # the common case, without a coroutine
+        else:
+            plan = await plans.for_version(run.task_name, run.task_version)
+            current = plans.current(run.task_name)
+            if plan is not None and current is None and self._shared:
+                await self._reload_task(run.task_name)  # stored by another process; its notice is still on the way
+                current = plans.current(run.task_name)
         if plan is None and run.task_version > await self.store.last_version(run.task_name):
             await self._redelivery.poison(delivery, f"unknown task {run.task_name!r} (version {run.task_version})")
             return
         removed = run.task_version <= self._removed_upto.get(run.task_name, 0)
-        if plan is None or removed or self.plans.current(run.task_name) is None:
+        if plan is None or removed or current is None:
             await self.record_unstarted(run, RunState.CANCELLED, "task removed")
             await self.broker.ack(self._held(delivery))
             await self._release(run)
