@@ -24,7 +24,9 @@ class ActiveFires:
         self._store = store
         self._retrying = retrying
         self.local = True
-        self.by_task: dict[str, set[str]] = {}
+        # task -> the id of its one fire active here, or a set of them when several (a set per
+        # fire would be one more object per run for the garbage collector to follow)
+        self.by_task: dict[str, str | set[str]] = {}
         self.idle = asyncio.Event()
         self.idle.set()
 
@@ -37,7 +39,15 @@ class ActiveFires:
     def started(self, task_name: str, fire: str) -> None:
         """A fire of ``task_name`` was dispatched here."""
         if self.local:
-            self.by_task.setdefault(task_name, set()).add(fire)
+            by_task = self.by_task
+            active = by_task.get(task_name)
+            if active is None:
+                by_task[task_name] = fire
+            elif isinstance(active, str):
+                if active != fire:
+                    by_task[task_name] = {active, fire}
+            else:
+                active.add(fire)
             self.idle.clear()
 
     async def release(self, run: Run) -> None:
@@ -52,8 +62,11 @@ class ActiveFires:
     def forget(self, run: Run) -> None:
         """The fire of ``run`` is over here (the store was told, or need not be)."""
         active = self.by_task.get(run.task_name)
-        if active is not None:
-            active.discard(run.fire_id)
+        if isinstance(active, str):
+            if active == run.fire_id:
+                del self.by_task[run.task_name]
+        elif active is not None:
+            active.discard(run.fire_id)  # type: ignore[arg-type]
             if not active:
                 del self.by_task[run.task_name]
         if not self.by_task:

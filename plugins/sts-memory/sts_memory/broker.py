@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from sts.plugin import Delivery, Run
-from sts_memory.copying import VALUES_ID, run_values, values_run
+from sts_memory.copying import RECORD_ID, record_run, run_record
 
 # Times this close count as reached, so float rounding never leaves a sub-microsecond sleep.
 _RESOLUTION = 1e-6
@@ -34,8 +34,9 @@ _LEASE_MIN_COMPACT = 1024
 _DEAD_LETTERS_KEPT = 1000
 
 
-# A queued run is kept as the tuple of its field values (``copying.run_values``): taken once
-# from the caller's run, and turned into a new Run for each delivery.
+# A queued run is kept as the tuple of its plain field values (``copying.run_record``): taken
+# once from the caller's run, turned into a new Run for each delivery, and untracked by the
+# garbage collector the first time it looks (a queue of thousands adds nothing to a full collection).
 _Values = tuple[Any, ...]
 
 
@@ -108,7 +109,7 @@ class MemoryBroker:
 
     def enqueue_now(self, run: Run, at: datetime | None = None) -> None:
         """``enqueue`` without a coroutine (for the backend's one-step moments)."""
-        snapshot = run_values(run)
+        snapshot = run_record(run)
         if at is None:
             self._ready.append((snapshot, 0))
             self._wake_one()
@@ -199,7 +200,7 @@ class MemoryBroker:
         leases.append((until, token))
         if self._waiters:
             self._after_take(until)
-        return Delivery(values_run(run), token, until, count + 1, self._handed_back.get(run[VALUES_ID], 0))
+        return Delivery(record_run(run), token, until, count + 1, self._handed_back.get(run[RECORD_ID], 0))
 
     def _after_take(self, until: float) -> None:
         if self._ready:
@@ -266,7 +267,7 @@ class MemoryBroker:
         if lease is None:
             return False
         self._ready.appendleft((lease.run, lease.count))
-        run_id = lease.run[VALUES_ID]
+        run_id = lease.run[RECORD_ID]
         self._handed_back[run_id] = self._handed_back.get(run_id, 0) + 1
         self._wake_one()
         self._compact_leases()
@@ -277,7 +278,7 @@ class MemoryBroker:
         lease = self._inflight.pop(delivery.token, None)
         if lease is None:
             return False
-        run = values_run(lease.run)
+        run = record_run(lease.run)
         self._handed_back.pop(run.id, None)
         self._dead.append(
             {"id": run.id, "reason": reason, "payload": run.to_dict(), "at": self._clock.now().isoformat()}
@@ -304,7 +305,7 @@ class MemoryBroker:
         if lease is None:
             return False
         if self._handed_back:
-            self._handed_back.pop(lease.run[VALUES_ID], None)
+            self._handed_back.pop(lease.run[RECORD_ID], None)
         self._compact_leases()
         if then is not None:
             self.enqueue_now(then, at)
@@ -326,11 +327,11 @@ class MemoryBroker:
         record them as cancelled. Runs in flight stay (their workers settle them), including
         one whose lease ended but that has not been handed out again: its worker may still ack.
         """
-        drained = [values_run(run) for run, _ in self._ready]
+        drained = [record_run(run) for run, _ in self._ready]
         self._ready.clear()
         delayed = sorted(self._delayed)
         self._delayed = []
-        drained.extend(values_run(run) for _, _, run in delayed)
+        drained.extend(record_run(run) for _, _, run in delayed)
         return drained
 
     async def depth(self) -> int:

@@ -14,11 +14,10 @@ from sts.plugin import Run
 _INIT_FIELDS = tuple(field.name for field in attrs.fields(Run) if field.init)
 _POSITIONAL = all(not field.kw_only for field in attrs.fields(Run) if field.init)
 _values = operator.attrgetter(*_INIT_FIELDS)
-#: Where a ``run_values`` tuple holds the run's id.
-VALUES_ID = _INIT_FIELDS.index("id")
 _STATE = _INIT_FIELDS.index("state")
 _RESULT = _INIT_FIELDS.index("result")
-#: Where a ``run_record`` tuple holds the run's task name and its state (a plain string).
+#: Where a ``run_record`` tuple holds the run's id, its task name and its state (a plain string).
+RECORD_ID = _INIT_FIELDS.index("id")
 RECORD_TASK_NAME = _INIT_FIELDS.index("task_name")
 RECORD_STATE = _STATE
 _AFTER_STATE = slice(_STATE + 1, len(_INIT_FIELDS))
@@ -27,23 +26,6 @@ _RUN_STATE = type(attrs.fields(Run).state.default)  # the RunState enum
 # tables answer for a member and for its string alike.
 _STATE_VALUE = {state: state.value for state in _RUN_STATE}
 _STATE_MEMBER = {state.value: state for state in _RUN_STATE}
-
-
-def run_values(run: Run) -> tuple[Any, ...]:
-    """``run``'s fields as a tuple (its state a ``RunState``): a snapshot ``values_run`` turns back
-    into a ``Run``, cheaper to take than a copy (a list or dict result is copied)."""
-    values = _values(run)
-    if isinstance(values[_RESULT], list | dict):
-        return (*values[:_RESULT], deepcopy(values[_RESULT]), *values[_RESULT + 1:])
-    return values
-
-
-def values_run(values: tuple[Any, ...]) -> Run:
-    """A new ``Run`` from a ``run_values`` tuple (a list or dict result copied, so readers cannot change it)."""
-    run = Run(*values) if _POSITIONAL else Run(**dict(zip(_INIT_FIELDS, values, strict=True)))
-    if isinstance(run.result, list | dict):
-        run.result = deepcopy(run.result)
-    return run
 
 
 def run_record(run: Run) -> tuple[Any, ...]:

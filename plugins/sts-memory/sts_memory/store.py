@@ -80,7 +80,9 @@ class MemoryStore:
         # child -> the parent run that last completed its parents (a repeated call answers the same)
         self._completed_by: dict[str, str] = {}
         # fires queued or running per task (max_instances)
-        self._active: dict[str, set[str]] = {}
+        # task -> its active fire's id, or a set of them when several (most tasks have one at most:
+        # no set to allocate, and for the garbage collector to follow, per fire)
+        self._active: dict[str, str | set[str]] = {}
 
     async def open(self) -> None:
         """Nothing to connect to."""
@@ -365,7 +367,16 @@ class MemoryStore:
         """``begin_fire`` without a coroutine (for the backend's one-step moments)."""
         active = self._active.get(name)
         if active is None:
-            active = self._active[name] = set()
+            if limit < 1:
+                return False
+            self._active[name] = fire_id
+            return True
+        if isinstance(active, str):
+            if active == fire_id:
+                return True
+            if limit <= 1:
+                return False
+            active = self._active[name] = {active}
         if fire_id in active:
             return True
         if len(active) >= limit:
@@ -383,10 +394,15 @@ class MemoryStore:
     def end_fire_now(self, name: str, fire_id: str) -> None:
         """``end_fire`` without a coroutine (for the backend's one-step moments)."""
         active = self._active.get(name)
-        if active is not None:
-            active.discard(fire_id)
-            if not active:
+        if active is None:
+            return
+        if isinstance(active, str):
+            if active == fire_id:
                 del self._active[name]
+            return
+        active.discard(fire_id)
+        if not active:
+            del self._active[name]
 
     def current_version(self, name: str) -> int | None:
         """The version of ``name`` stored now, None if it is not stored."""

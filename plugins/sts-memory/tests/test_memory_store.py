@@ -213,3 +213,19 @@ def test_fires_due_at_the_same_time_come_out_by_task_name() -> None:
         assert [fire.task_name for fire in await store.due_fires(when, 10)] == ["a", "b", "c"]
 
     asyncio.run(main())
+
+
+def test_active_fires_count_alike_whether_a_task_has_one_or_several() -> None:
+    store = MemoryStore(FakeClock())
+    assert store.begin_fire_now("a", "a@1", 1) and store.begin_fire_now("a", "a@1", 1)  # counted once
+    assert not store.begin_fire_now("a", "a@2", 1)
+    store.end_fire_now("a", "a@2")  # never begun: a@1 still counts
+    assert not store.begin_fire_now("a", "a@2", 1)
+    assert store.begin_fire_now("a", "a@2", 2) and not store.begin_fire_now("a", "a@3", 2)
+    store.end_fire_now("a", "a@1")
+    store.end_fire_now("a", "a@2")
+    assert store.begin_fire_now("a", "a@3", 1)
+    store.end_fire_now("a", "a@3")
+    assert not store.begin_fire_now("b", "b@1", 0)
+    assert store.begin_fire_now("c", "c@1", 1)
+    assert not gc.is_tracked(store._active["c"])  # one fire: no set for the garbage collector to follow
