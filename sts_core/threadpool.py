@@ -82,14 +82,24 @@ class _LoopResults:
 
 
 class _Job:
-    """One queued call; ``waits`` is set before it is queued, ``abandoned`` under the pool's lock."""
+    """One queued call ``fn(*args)``, its outcome for ``future`` (handed over through ``results``);
+    ``waits`` is set before it is queued, ``abandoned`` under the pool's lock.
 
-    __slots__ = ("abandoned", "cancel", "count_hung", "deadline", "remaining", "results", "run", "running", "waits")
+    The call is this object's method rather than a closure: one object per call for the garbage
+    collector instead of a function, its cells and a bound method.
+    """
 
-    def __init__(self, run: Callable[[], None], cancel: Callable[[], Any], results: _LoopResults | None = None) -> None:
-        self.run = run
-        self.cancel = cancel
-        self.results = results  # the hand-over to the caller's loop, for a call from a coroutine
+    __slots__ = (
+        "abandoned", "args", "count_hung", "deadline", "fn", "future", "remaining", "results", "running", "waits",
+    )
+
+    def __init__(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], future: asyncio.Future[Any], results: _LoopResults
+    ) -> None:
+        self.fn = fn
+        self.args = args
+        self.future = future
+        self.results = results  # the hand-over to the caller's loop
         self.running = False
         self.abandoned = False
         #: Queued with a deadline while no thread was free: the thread taking it resumes ``deadline``.
@@ -99,6 +109,24 @@ class _Job:
         #: Called with +1 when the call is abandoned while it runs and -1 when it returns after that,
         #: under the pool's lock (so in that order), on whichever thread it happens.
         self.count_hung: Callable[[int], None] | None = None
+
+    def run(self) -> None:
+        """Make the call (in a pool thread) and hand its outcome to the caller's loop."""
+        future, results = self.future, self.results
+        if future.cancelled():  # a racy read, but a late answer only means one wasted call
+            return
+        try:
+            result = self.fn(*self.args)
+        except StopIteration as exc:  # cannot be set on an asyncio future
+            results.add(future, None, RuntimeError(f"the function raised StopIteration: {exc}"))
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever awaits the future
+            results.add(future, None, exc)
+        else:
+            results.add(future, result, None)
+
+    def cancel(self) -> None:
+        """The pool shuts down before a thread took the call."""
+        self.future.cancel()
 
 
 class DaemonThreadPool:
@@ -162,20 +190,7 @@ class DaemonThreadPool:
         if results is None or results.loop is not loop:
             results = self._results = _LoopResults(loop)
         future: asyncio.Future[Any] = loop.create_future()
-
-        def run() -> None:
-            if future.cancelled():  # a racy read, but a late answer only means one wasted call
-                return
-            try:
-                result = fn(*args)
-            except StopIteration as exc:  # cannot be set on an asyncio future
-                results.add(future, None, RuntimeError(f"the function raised StopIteration: {exc}"))
-            except BaseException as exc:  # noqa: BLE001 - handed to whoever awaits the future
-                results.add(future, None, exc)
-            else:
-                results.add(future, result, None)
-
-        job = _Job(run, future.cancel, results)
+        job = _Job(fn, args, future, results)
         job.count_hung = count_hung
         deadline_at = None if deadline is None else deadline.when()
         if deadline_at is not None:
@@ -246,7 +261,7 @@ class DaemonThreadPool:
             if job is _STOP:
                 return
             job.running = True  # before the call checks whether it was cancelled: see _abandon
-            if job.waits and job.results is not None:
+            if job.waits:
                 job.results.started(job)
             job.run()
             with self._lock:
