@@ -259,6 +259,10 @@ class TaskPlans:
             raise TaskNotFoundError(f"no task named {name!r}")
         return plan
 
+    def __len__(self) -> int:
+        """How many tasks have a current plan."""
+        return len(self._current)
+
     def items(self) -> Iterator[tuple[str, TaskPlan]]:
         """``(name, current plan)`` pairs (a snapshot, safe to change the plans meanwhile)."""
         return iter(list(self._current.items()))

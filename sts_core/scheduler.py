@@ -445,7 +445,7 @@ class AsyncTaskScheduler:
             "STS started (backend %s%s, %d task(s), %s, id %s)",
             self.config.get("scheduler_backend"),
             f", broker {self.config.get('broker')}" if self.config.get("broker") else "",
-            sum(1 for _ in self.engine.plans.items()), roles, self.id,  # as loaded by open(): no second read
+            len(self.engine.plans), roles, self.id,  # as loaded by open(): no second read
         )
 
     async def stop(self, grace: float | None = None) -> None:
