@@ -102,8 +102,12 @@ class PythonTaskType:
                 call.import_path, call.args, call.kwargs, context.output, kill_grace(context.settings)
             )
         capture.install()
-        if call.is_coroutine:
-            return await _await_capturing(call.function(*call.args, **call.kwargs), context.output)
+        if call.is_coroutine:  # _await_capturing, inline: one coroutine fewer per run
+            token = capture.current_sink.set(context.output)
+            try:
+                return await call.function(*call.args, **call.kwargs)
+            finally:
+                capture.current_sink.reset(token)
         sink = capture.ClosableSink(context.output)
         # The thread-pool call runs in a copy of this context in which the run's sink is set.
         thread_context = contextvars.copy_context()
