@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -17,6 +18,10 @@ from sts_core.wording import did_you_mean, short_repr
 #: The largest whole number a count option (``retries``, ``max_instances``) takes: larger ones
 #: serve no schedule, and past 4300 digits an integer no longer reads back from JSON.
 MAX_COUNT = 1_000_000_000
+
+#: The one empty mapping every task without ``params``, ``alerts`` or plugin options shares: read-only,
+#: so sharing it is safe, and a task no longer carries an empty dict of its own per mapping (64 B each).
+EMPTY_MAPPING: Mapping[str, Any] = MappingProxyType({})
 
 
 def optional_duration(value: Any) -> float | None:
@@ -119,11 +124,11 @@ def str_tuple(value: Any) -> tuple[str, ...]:
 
 
 def mapping(value: Any) -> Mapping[str, Any]:
-    """A mapping with text keys, as a dict; None as ``{}``."""
+    """A mapping with text keys, as a dict; None or an empty mapping as ``EMPTY_MAPPING`` (read-only)."""
     if value is None:
-        return {}
+        return EMPTY_MAPPING
     if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
-        return dict(value)
+        return dict(value) if value else EMPTY_MAPPING
     raise ValueError(f"expected a mapping of names to values, got {short_repr(value)}")
 
 

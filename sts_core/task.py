@@ -92,7 +92,7 @@ class Task:
 
     name: str
     type: str = "python"
-    params: Mapping[str, Any] = attrs.field(factory=dict)
+    params: Mapping[str, Any] = converters.EMPTY_MAPPING
     trigger: Mapping[str, Any] | None = None
     timezone: str | None = None
     start: datetime | None = None
@@ -112,10 +112,10 @@ class Task:
     tags: tuple[str, ...] = ()
     description: str | None = None
     #: What this task tells alerting plugins, by plugin: ``{"slack": {"webhook": "data-team"}}``.
-    alerts: Mapping[str, Any] = attrs.field(factory=dict)
+    alerts: Mapping[str, Any] = converters.EMPTY_MAPPING
     version: int = 0
     #: The plugin-declared options given (converted), by name; those not given are left out.
-    options: Mapping[str, Any] = attrs.field(factory=dict)
+    options: Mapping[str, Any] = converters.EMPTY_MAPPING
 
     def __init__(self, *args: Any, **given: Any) -> None:
         if len(args) > len(_POSITIONAL):
@@ -135,7 +135,7 @@ class Task:
         values, options, problems = _convert(given, kept, installed_options())
         if problems:
             raise TaskValidationError(problems, source=_task_source(given.get("name")))
-        self.__attrs_init__(**values, options=options)  # type: ignore[attr-defined]
+        self.__attrs_init__(**values, options=options or converters.EMPTY_MAPPING)  # type: ignore[attr-defined]
 
     def __getattr__(self, name: str) -> Any:
         # Only called for names that are not fields: the plugin-declared options.
