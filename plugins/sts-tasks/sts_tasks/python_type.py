@@ -84,7 +84,7 @@ class PythonTaskType:
             task_name=task.name,
             function=function,
             args=tuple(task.args),
-            kwargs=dict(task.kwargs),
+            kwargs=dict(task.kwargs) if task.kwargs else task.kwargs,  # the shared read-only default
             is_coroutine=_is_coroutine_function(function),
             import_path=_import_path(task),
             executor=task.executor,

@@ -121,6 +121,14 @@ def test_an_import_path_is_resolved_once_in_prepare(make_context, registry):
     assert prepared.import_path == "sts_tasks_samples:add"
 
 
+def test_prepare_keeps_no_copy_of_empty_kwargs_per_task(registry):
+    first = TYPE.prepare(Task("a", function="sts_tasks_samples:add"), registry.resolve)
+    second = TYPE.prepare(Task("b", function="sts_tasks_samples:add", kwargs={}), registry.resolve)
+    assert first.kwargs is second.kwargs and first.kwargs == {}
+    given = Task("c", function="sts_tasks_samples:add", kwargs={"a": 1, "b": 2})
+    assert TYPE.prepare(given, registry.resolve).kwargs == {"a": 1, "b": 2}
+
+
 def test_a_registered_name_is_resolved_through_the_function_registry(make_context, registry):
     registry.register("adder", samples.add)
     assert execute(make_context, Task("t", function="adder", args=[4, 5]), registry)[1] == 9
