@@ -6,9 +6,8 @@ saying what was expected (the caller names the option). ``None`` means "not give
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
-from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -19,9 +18,32 @@ from sts_core.wording import did_you_mean, short_repr
 #: serve no schedule, and past 4300 digits an integer no longer reads back from JSON.
 MAX_COUNT = 1_000_000_000
 
+
+
+class _EmptyMapping(Mapping[str, Any]):
+    """An empty read-only mapping that equals ``{}``, reads as ``{}`` and copies and pickles as itself."""
+
+    __slots__ = ()
+
+    def __getitem__(self, key: str) -> Any:
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+    def __repr__(self) -> str:
+        return "{}"
+
+    def __reduce__(self) -> str:
+        return "EMPTY_MAPPING"
+
+
 #: The one empty mapping every task without ``params``, ``alerts`` or plugin options shares: read-only,
 #: so sharing it is safe, and a task no longer carries an empty dict of its own per mapping (64 B each).
-EMPTY_MAPPING: Mapping[str, Any] = MappingProxyType({})
+EMPTY_MAPPING: Mapping[str, Any] = _EmptyMapping()
 
 
 def optional_duration(value: Any) -> float | None:

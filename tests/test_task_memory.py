@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
+
 import pytest
 
 from sts_core.task import Task
@@ -22,5 +25,7 @@ def test_shared_empty_mappings_change_no_equality_and_no_stored_form() -> None:
     assert task.params == {} and task.alerts == {}
     assert task.to_dict() == {"name": "a", "function": "m:f", "every": 30.0}
     assert Task.from_dict(task.to_dict()) == task
+    assert repr(task.params) == "{}" and "params={}" in repr(task)
+    assert copy.deepcopy(task).params is pickle.loads(pickle.dumps(task)).params is task.params
     with_params = Task("a", function="m:f", every=30, params={"x": 1})
     assert with_params.params == {"x": 1} and with_params != task
