@@ -160,7 +160,7 @@ class Task:
             raise TaskValidationError(problems, source=_task_source(given.get("name")))
         rare = {key: value for key in RARE_TASK_KEYS if (value := values.pop(key, None)) is not None}
         self.__attrs_init__(  # type: ignore[attr-defined]
-            **values, options=options or converters.EMPTY_MAPPING, rare=rare or converters.EMPTY_MAPPING
+            **values, options=converters.compact(options), rare=converters.compact(rare)
         )
 
     def __repr__(self) -> str:
@@ -270,7 +270,7 @@ class Task:
         task = cls(**{key: value for key, value in data.items() if key in known})
         undeclared = {key: value for key, value in data.items() if key not in known}
         if undeclared:
-            object.__setattr__(task, "options", {**task.options, **undeclared})
+            object.__setattr__(task, "options", converters.compact({**task.options, **undeclared}))
         return task
 
     @property

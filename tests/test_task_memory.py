@@ -62,3 +62,18 @@ def test_repr_lists_every_option_in_the_documented_order() -> None:
         "timeout=None, parent_tasks=(), max_instances=1, misfire=None, misfire_grace_time=None, enabled=True, "
         "tags=(), description=None, alerts={}, version=0, options={'function': 'm:f', 'every': 30.0})"
     )
+
+
+def test_plugin_options_are_kept_compactly_and_read_as_a_mapping() -> None:
+    task = Task("a", function="m:f", every=30, retries=2)
+    other = Task("b", function="n:g", every=60)
+    assert task.options == {"function": "m:f", "every": 30.0} == dict(task.options)
+    assert {"function": "m:f", "every": 30.0} == task.options != other.options
+    assert list(task.options.items()) == [("function", "m:f"), ("every", 30.0)]
+    assert "every" in task.options and "cron" not in task.options and task.options.get("cron") is None
+    with pytest.raises(KeyError):
+        task.options["cron"]
+    assert task.options._keys is other.options._keys  # type: ignore[attr-defined]  # one tuple of names
+    assert repr(task.options) == "{'function': 'm:f', 'every': 30.0}" and task.rare == {"retries": 2}
+    assert pickle.loads(pickle.dumps(task)) == copy.deepcopy(task) == task
+    assert (task.every, task.function, task.retries) == (30.0, "m:f", 2)
