@@ -6,7 +6,7 @@ saying what was expected (the caller names the option). ``None`` means "not give
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -17,6 +17,77 @@ from sts_core.wording import did_you_mean, short_repr
 #: The largest whole number a count option (``retries``, ``max_instances``) takes: larger ones
 #: serve no schedule, and past 4300 digits an integer no longer reads back from JSON.
 MAX_COUNT = 1_000_000_000
+
+
+
+class _EmptyMapping(Mapping[str, Any]):
+    """An empty read-only mapping that equals ``{}``, reads as ``{}`` and copies and pickles as itself."""
+
+    __slots__ = ()
+
+    def __getitem__(self, key: str) -> Any:
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+    def __repr__(self) -> str:
+        return "{}"
+
+    def __reduce__(self) -> str:
+        return "EMPTY_MAPPING"
+
+
+class CompactMapping(Mapping[str, Any]):
+    """A small read-only mapping kept as a tuple of keys and a tuple of values, the keys shared with
+    every other such mapping of the same keys: a task's few options (``function``, ``every``) in
+    about 100 bytes where a dict of them takes about 180. Equal to a dict of the same items."""
+
+    __slots__ = ("_keys", "_values")
+
+    def __init__(self, items: Mapping[str, Any]) -> None:
+        keys = tuple(items)
+        if len(_SHARED_KEYS) >= 1024 and keys not in _SHARED_KEYS:  # key sets are few; never let them pile up
+            _SHARED_KEYS.clear()
+        self._keys: tuple[str, ...] = _SHARED_KEYS.setdefault(keys, keys)
+        self._values = tuple(items.values())
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return self._values[self._keys.index(key)]
+        except ValueError:
+            raise KeyError(key) from None
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __repr__(self) -> str:
+        return repr(dict(zip(self._keys, self._values, strict=True)))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (CompactMapping, (dict(zip(self._keys, self._values, strict=True)),))
+
+
+_SHARED_KEYS: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def compact(items: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``items`` as a ``CompactMapping``, or ``EMPTY_MAPPING`` when empty."""
+    return CompactMapping(items) if items else EMPTY_MAPPING
+
+
+#: The one empty mapping every task without ``params``, ``alerts`` or plugin options shares: read-only,
+#: so sharing it is safe, and a task no longer carries an empty dict of its own per mapping (64 B each).
+EMPTY_MAPPING: Mapping[str, Any] = _EmptyMapping()
 
 
 def optional_duration(value: Any) -> float | None:
@@ -119,11 +190,11 @@ def str_tuple(value: Any) -> tuple[str, ...]:
 
 
 def mapping(value: Any) -> Mapping[str, Any]:
-    """A mapping with text keys, as a dict; None as ``{}``."""
+    """A mapping with text keys, as a dict; None or an empty mapping as ``EMPTY_MAPPING`` (read-only)."""
     if value is None:
-        return {}
+        return EMPTY_MAPPING
     if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
-        return dict(value)
+        return dict(value) if value else EMPTY_MAPPING
     raise ValueError(f"expected a mapping of names to values, got {short_repr(value)}")
 
 

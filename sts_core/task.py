@@ -14,7 +14,7 @@ import copy
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 from zoneinfo import ZoneInfo
 
 import attrs
@@ -75,7 +75,24 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
 _POSITIONAL = ("name", "function")
 
 
-@attrs.frozen(init=False)
+_T = TypeVar("_T")
+
+
+class _Rare(Generic[_T]):
+    """A task option read from ``Task.rare`` (None when not set) rather than kept in a slot of its own."""
+
+    __slots__ = ("name",)
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, task: Task | None, owner: type | None = None) -> _T | None:
+        if task is None:  # read on the class
+            return self  # type: ignore[return-value]
+        return task.rare.get(self.name)
+
+
+@attrs.frozen(init=False, repr=False)
 class Task:
     """A task definition: what runs, when, and how failures are handled.
 
@@ -92,30 +109,34 @@ class Task:
 
     name: str
     type: str = "python"
-    params: Mapping[str, Any] = attrs.field(factory=dict)
-    trigger: Mapping[str, Any] | None = None
-    timezone: str | None = None
+    params: Mapping[str, Any] = converters.EMPTY_MAPPING
     start: datetime | None = None
-    end: datetime | None = None
-    jitter: float | None = None
-    retries: int | None = None
-    retry_delay: float | None = None
-    backoff: float | None = None
-    max_retry_delay: float | None = None
-    retry_jitter: float | None = None
-    timeout: float | None = None
     parent_tasks: tuple[str, ...] = ()
     max_instances: int = 1
-    misfire: str | None = None
-    misfire_grace_time: float | None = None
     enabled: bool = True
     tags: tuple[str, ...] = ()
-    description: str | None = None
     #: What this task tells alerting plugins, by plugin: ``{"slack": {"webhook": "data-team"}}``.
-    alerts: Mapping[str, Any] = attrs.field(factory=dict)
+    alerts: Mapping[str, Any] = converters.EMPTY_MAPPING
     version: int = 0
     #: The plugin-declared options given (converted), by name; those not given are left out.
-    options: Mapping[str, Any] = attrs.field(factory=dict)
+    options: Mapping[str, Any] = converters.EMPTY_MAPPING
+    #: The options below that are set (not None), by name: most tasks set none of them, and all
+    #: such tasks share one empty mapping instead of a slot per option (8 bytes each, per task).
+    rare: Mapping[str, Any] = converters.EMPTY_MAPPING
+
+    trigger = _Rare[Mapping[str, Any]]()
+    timezone = _Rare[str]()
+    end = _Rare[datetime]()
+    jitter = _Rare[float]()
+    retries = _Rare[int]()
+    retry_delay = _Rare[float]()
+    backoff = _Rare[float]()
+    max_retry_delay = _Rare[float]()
+    retry_jitter = _Rare[float]()
+    timeout = _Rare[float]()
+    misfire = _Rare[str]()
+    misfire_grace_time = _Rare[float]()
+    description = _Rare[str]()
 
     def __init__(self, *args: Any, **given: Any) -> None:
         if len(args) > len(_POSITIONAL):
@@ -127,6 +148,8 @@ class Task:
         # ``attrs.evolve`` passes the options mapping back with the changed options beside it
         # (its undeclared options, those of a stored task, are kept unchecked: see from_stored).
         kept = given.pop("options", None) or {}
+        for key, value in (given.pop("rare", None) or {}).items():  # ``attrs.evolve`` passes them back too
+            given.setdefault(key, value)
         if "name" not in given:
             unknown = _unknown_key_problems(given, installed_options())
             if unknown:  # the more useful news
@@ -135,11 +158,18 @@ class Task:
         values, options, problems = _convert(given, kept, installed_options())
         if problems:
             raise TaskValidationError(problems, source=_task_source(given.get("name")))
-        self.__attrs_init__(**values, options=options)  # type: ignore[attr-defined]
+        rare = {key: value for key in RARE_TASK_KEYS if (value := values.pop(key, None)) is not None}
+        self.__attrs_init__(  # type: ignore[attr-defined]
+            **values, options=converters.compact(options), rare=converters.compact(rare)
+        )
+
+    def __repr__(self) -> str:
+        # As attrs wrote it when every option had a slot: the options in their documented order.
+        return f"Task({', '.join(f'{key}={getattr(self, key)!r}' for key in _ORDER)})"
 
     def __getattr__(self, name: str) -> Any:
         # Only called for names that are not fields: the plugin-declared options.
-        if name.startswith("__") or name == "options":
+        if name.startswith("__") or name in ("options", "rare"):
             raise AttributeError(name)
         options = self.options
         if name in options:
@@ -240,7 +270,7 @@ class Task:
         task = cls(**{key: value for key, value in data.items() if key in known})
         undeclared = {key: value for key, value in data.items() if key not in known}
         if undeclared:
-            object.__setattr__(task, "options", {**task.options, **undeclared})
+            object.__setattr__(task, "options", converters.compact({**task.options, **undeclared}))
         return task
 
     @property
@@ -255,14 +285,19 @@ def create_task(name: str, function: Callable[..., Any] | str | None = None, **o
     return Task(name, function, **options)
 
 
-_FIELDS = attrs.fields(Task)
+#: Every option of the kernel's ``Task`` in its documented order (``repr``, ``to_dict``), then ``options``.
+_ORDER: tuple[str, ...] = (
+    "name", "type", "params", "trigger", "timezone", "start", "end", "jitter", "retries", "retry_delay",
+    "backoff", "max_retry_delay", "retry_jitter", "timeout", "parent_tasks", "max_instances", "misfire",
+    "misfire_grace_time", "enabled", "tags", "description", "alerts", "version", "options",
+)
+#: The options kept in ``Task.rare`` when set (None, their default, is not kept).
+RARE_TASK_KEYS: tuple[str, ...] = tuple(key for key in _ORDER if isinstance(getattr(Task, key, None), _Rare))
+_SLOT_DEFAULTS = {field.name: field.default for field in attrs.fields(Task)}
 #: The default of each field ``to_dict`` writes when it differs (name: always, first; options: their own way).
-_STORED_DEFAULTS: dict[str, Any] = {
-    field.name: field.default.factory() if isinstance(field.default, attrs.Factory) else field.default  # type: ignore[attr-defined]
-    for field in _FIELDS[1:-1]
-}
+_STORED_DEFAULTS: dict[str, Any] = {key: _SLOT_DEFAULTS.get(key) for key in _ORDER[1:-1]}
 #: The options the kernel's ``Task`` has, besides ``options``, the plugins' options.
-CORE_TASK_KEYS: frozenset[str] = frozenset(f.name for f in _FIELDS[:-1])
+CORE_TASK_KEYS: frozenset[str] = frozenset(_ORDER[:-1])
 
 
 def task_keys() -> frozenset[str]:

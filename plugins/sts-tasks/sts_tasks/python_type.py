@@ -21,17 +21,22 @@ Resolver = Callable[[Any], Callable[..., Any]]
 
 @attrs.frozen(slots=True)
 class PreparedCall:
-    """A python task made ready to run: the resolved function and how to call it."""
+    """A python task made ready to run: the resolved function and how to call it.
 
-    task_name: str
+    Only what the call needs, nothing of the task itself (its name and import path are read from
+    the run's task when needed), so tasks that call the same function the same way share one.
+    """
+
     function: Callable[..., Any]
     args: tuple[Any, ...]
     kwargs: Mapping[str, Any]
     is_coroutine: bool
-    #: How a child process finds the function; None for anonymous callables and registered names.
-    import_path: str | None
     #: The task's ``executor`` option (None: the config's ``executor.type``).
     executor: str | None = None
+
+
+#: How many distinct argument-less calls ``PythonTaskType`` keeps shared (functions are few).
+_SHARED_CALLS_KEPT = 1024
 
 
 class PythonTaskType:
@@ -45,6 +50,9 @@ class PythonTaskType:
     by import path; arguments and result travel as JSON. What the function prints is
     captured into the run's output and still written to the real stream.
     """
+
+    def __init__(self) -> None:
+        self._shared_calls: dict[tuple[Any, str | None], PreparedCall] = {}
 
     def validate(self, task: Task, resolve_function: Resolver) -> list[Problem]:
         """Problems with the function, its arguments and the executor (empty when the task can run)."""
@@ -80,26 +88,35 @@ class PythonTaskType:
             function = resolve_function(task.function)
         except LookupError as exc:
             raise LookupError(f"{exc}{_stale_module_hint(task.function)}") from exc
-        return PreparedCall(
-            task_name=task.name,
-            function=function,
-            args=tuple(task.args),
-            kwargs=dict(task.kwargs),
-            is_coroutine=_is_coroutine_function(function),
-            import_path=_import_path(task),
-            executor=task.executor,
-        )
+        args, kwargs, executor_name = tuple(task.args), task.kwargs, task.executor
+        if args or kwargs:
+            return PreparedCall(function, args, dict(kwargs), _is_coroutine_function(function), executor_name)
+        # Without arguments the call depends only on the function and the executor: one object
+        # shared by every task version that calls it so (96 bytes per task otherwise).
+        try:
+            key = (function, executor_name)
+            call = self._shared_calls.get(key)
+        except TypeError:  # an unhashable callable: not shared
+            return PreparedCall(function, args, kwargs, _is_coroutine_function(function), executor_name)
+        if call is None:
+            if len(self._shared_calls) >= _SHARED_CALLS_KEPT:
+                self._shared_calls.clear()
+            call = self._shared_calls[key] = PreparedCall(
+                function, args, kwargs, _is_coroutine_function(function), executor_name
+            )
+        return call
 
     async def execute(self, context: ExecutionContext) -> Any:
         """Call the function once and return its result; its exception fails the run."""
         call: PreparedCall = context.prepared
         if executor(context.settings, call.executor) == "process":
-            if call.import_path is None:
-                raise ValueError(_no_import_path_message(call.task_name, context.task.function))
+            import_path = _import_path(context.task)
+            if import_path is None:
+                raise ValueError(_no_import_path_message(context.task.name, context.task.function))
             from sts_tasks.child_runner import call_in_child  # asyncio subprocesses: loaded when first used
 
             return await call_in_child(
-                call.import_path, call.args, call.kwargs, context.output, kill_grace(context.settings)
+                import_path, call.args, call.kwargs, context.output, kill_grace(context.settings)
             )
         capture.install()
         if call.is_coroutine:  # _await_capturing, inline: one coroutine fewer per run

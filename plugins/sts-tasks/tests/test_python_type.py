@@ -118,7 +118,25 @@ def test_an_import_path_is_resolved_once_in_prepare(make_context, registry):
     task = Task("t", function="sts_tasks_samples:add", args=[1, 1])
     prepared = TYPE.prepare(task, registry.resolve)
     assert prepared.function is samples.add
-    assert prepared.import_path == "sts_tasks_samples:add"
+    assert prepared.args == (1, 1)
+
+
+def test_prepare_keeps_no_copy_of_empty_kwargs_per_task(registry):
+    first = TYPE.prepare(Task("a", function="sts_tasks_samples:add"), registry.resolve)
+    second = TYPE.prepare(Task("b", function="sts_tasks_samples:add", kwargs={}), registry.resolve)
+    assert first.kwargs is second.kwargs and first.kwargs == {}
+    given = Task("c", function="sts_tasks_samples:add", kwargs={"a": 1, "b": 2})
+    assert TYPE.prepare(given, registry.resolve).kwargs == {"a": 1, "b": 2}
+
+
+def test_tasks_calling_a_function_the_same_way_without_arguments_share_one_prepared_call(registry):
+    def prepare(name, **options):
+        return TYPE.prepare(Task(name, function="sts_tasks_samples:add", **options), registry.resolve)
+
+    assert prepare("a") is prepare("b", kwargs={}, args=[])
+    assert prepare("a") is not prepare("a", executor="process")
+    assert prepare("a", args=[1, 2]) is not prepare("b", args=[1, 2])  # arguments: each task its own
+    assert prepare("c", executor="process").executor == "process"
 
 
 def test_a_registered_name_is_resolved_through_the_function_registry(make_context, registry):

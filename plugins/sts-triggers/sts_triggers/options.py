@@ -8,10 +8,9 @@ what was expected.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from sts.plugin import Option, parse_duration, short_repr
+from sts.plugin import Option, optional_datetime, parse_duration
 from sts_triggers.cronexpr import fields_of, normalize
 
 
@@ -29,19 +28,7 @@ def cron_expression(value: Any) -> str:
     return value
 
 
-def date_time(value: Any) -> datetime:
-    """A ``datetime``, from itself or ISO 8601 text (naive: a local time in the task's time zone)."""
-    if isinstance(value, datetime):
-        return value
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value.strip())
-        except ValueError:
-            pass
-    raise ValueError(f"expected an ISO 8601 date-time such as 2026-12-01T09:30:00+01:00, got {short_repr(value)}")
-
-
 EVERY = Option("every", interval, doc="fire every this long (seconds or text such as 30s, 5m, 1h30m)")
 CRON = Option("cron", cron_expression, doc="fire at the times a cron expression matches ('*/5 * * * *', '@daily')")
-AT = Option("at", date_time, doc="fire once, at this ISO 8601 date-time")
+AT = Option("at", optional_datetime, doc="fire once, at this ISO 8601 date-time")
 DELAY = Option("delay", parse_duration, doc="fire once, this long after the task is added")

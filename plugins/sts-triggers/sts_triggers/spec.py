@@ -7,6 +7,7 @@ report it against the task.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Mapping
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
@@ -43,6 +44,13 @@ def read_duration(value: Any, key: str) -> timedelta:
         seconds = parse_duration(value)
     except ValueError as exc:
         raise ValueError(f"{key!r}: {exc}") from None
+    return _timedelta(seconds)
+
+
+@functools.lru_cache(maxsize=1024)
+def _timedelta(seconds: float) -> timedelta:
+    # One shared (immutable) timedelta per distinct duration: many tasks share a few intervals,
+    # and each trigger keeping its own costs 40 bytes per task.
     return timedelta(seconds=seconds)
 
 

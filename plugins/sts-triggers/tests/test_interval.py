@@ -77,3 +77,9 @@ def test_describe_shows_the_interval_compactly():
     assert build(every=1.5).describe() == "every 1.5s"
     assert build(every=0.25).describe() == "every 250ms"
     assert build(every=86400 * 2).describe() == "every 2d"
+
+
+def test_triggers_of_the_same_interval_share_one_timedelta():
+    first, second = build(every=3600), build(every="1h")
+    assert first.every is second.every == timedelta(hours=1)
+    assert build(every=30).every == timedelta(seconds=30)
