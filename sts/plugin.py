@@ -18,11 +18,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from sts_core import events
+from sts_core import converters, events
 from sts_core.addresses import format_address, is_loopback, parse_address, safe_url
 from sts_core.clock import Clock, SystemClock
 from sts_core.configschema import EXECUTORS
-from sts_core.converters import optional_datetime
 from sts_core.durations import duration_seconds, format_duration, parse_duration
 from sts_core.errors import (
     BackendError,
@@ -176,7 +175,7 @@ __all__ = [  # noqa: RUF022 - grouped by section (sorted within each), so names 
     "Task",
     # task options a trigger kind or task type declares (register(..., options=...))
     "Option",
-    "optional_datetime",
+    "converters",
     "add_plugin",
     "plugin_added",
     "fire_id",

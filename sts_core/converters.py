@@ -1,6 +1,7 @@
 """Converters of option values: each returns the value a task keeps, or raises ``ValueError``
 saying what was expected (the caller names the option). ``None`` means "not given" for the
-``optional_*`` ones. ``Task`` uses them for its own fields (``sts_core.task.CONVERTERS``).
+``optional_*`` ones. ``Task`` uses them for its own fields (``sts_core.task.CONVERTERS``), and
+plugins for the options they declare (``sts.plugin.converters``).
 """
 
 from __future__ import annotations

@@ -9,14 +9,10 @@ which it refuses, its ``validate`` says when the task is added.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
-from types import MappingProxyType
+from collections.abc import Callable
 from typing import Any
 
-from sts.plugin import Option, did_you_mean, short_repr
-
-#: How a python task's function may run, besides on the event loop (coroutine functions).
-EXECUTORS: tuple[str, ...] = ("thread", "process")
+from sts.plugin import EXECUTORS, Option, converters, short_repr
 
 _IMPORT_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")  # applied with fullmatch, unlike "$"
 
@@ -72,27 +68,12 @@ def arguments(value: Any) -> tuple[Any, ...]:
     raise ValueError(f"expected a list of positional arguments, got {short_repr(value)}")
 
 
-def keyword_arguments(value: Any) -> Mapping[str, Any]:
-    """Keyword arguments: a mapping of names to values (kept as a dict)."""
-    if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
-        return dict(value)
-    raise ValueError(f"expected a mapping of names to values, got {short_repr(value)}")
-
-
-def executor(value: Any) -> str:
-    """``thread`` or ``process``."""
-    if value in EXECUTORS:
-        return value
-    hint = did_you_mean(value, EXECUTORS) if isinstance(value, str) else ""
-    raise ValueError(f"expected one of {', '.join(EXECUTORS)}, got {short_repr(value)}{hint}")
-
-
 FUNCTION = Option("function", function, to_data=function_data,
                   doc="python: the function to call: a callable, an import path 'package.module:function' "
                       "or a registered name")
 ARGS = Option("args", arguments, default=(), doc="python: positional arguments for the function")
-KWARGS = Option("kwargs", keyword_arguments, default=MappingProxyType({}),
+KWARGS = Option("kwargs", converters.mapping, default=converters.EMPTY_MAPPING,
                 doc="python: keyword arguments for the function")
-EXECUTOR = Option("executor", executor,
+EXECUTOR = Option("executor", converters.choice(EXECUTORS),
                   doc="python: where a synchronous function runs, thread or process (default: executor.type)")
 COMMAND = Option("command", command, doc="shell: the command line (run by /bin/sh) or a list of arguments")

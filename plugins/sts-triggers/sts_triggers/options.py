@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sts.plugin import Option, optional_datetime, parse_duration
+from sts.plugin import Option, converters, parse_duration
 from sts_triggers.cronexpr import fields_of, normalize
 
 
@@ -30,5 +30,5 @@ def cron_expression(value: Any) -> str:
 
 EVERY = Option("every", interval, doc="fire every this long (seconds or text such as 30s, 5m, 1h30m)")
 CRON = Option("cron", cron_expression, doc="fire at the times a cron expression matches ('*/5 * * * *', '@daily')")
-AT = Option("at", optional_datetime, doc="fire once, at this ISO 8601 date-time")
+AT = Option("at", converters.optional_datetime, doc="fire once, at this ISO 8601 date-time")
 DELAY = Option("delay", parse_duration, doc="fire once, this long after the task is added")
